@@ -1,0 +1,73 @@
+//! Socket.IO event names, rooms and server→client payloads, fixed by the existing frontend
+//! (contract §2). The service emits these; tests and the load generator read them.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub mod event {
+    pub const JOIN_EVENT: &str = "join-event";
+    pub const LEAVE_EVENT: &str = "leave-event";
+    pub const JOIN_QUEUE: &str = "join-queue";
+    pub const JOIN_SEAT_SELECTION: &str = "join-seat-selection";
+    pub const SEAT_SELECTION_CHANGED: &str = "seat-selection-changed";
+    pub const ROOM_INFO: &str = "room-info";
+    pub const TICKET_UPDATED: &str = "ticket-updated";
+    pub const SEAT_LOCKED: &str = "seat-locked";
+    /// What the frontend actually listens to; emitted beside `seat-locked` with the same payload.
+    pub const SEAT_SELECTED: &str = "seat-selected";
+    pub const SEAT_RELEASED: &str = "seat-released";
+    pub const QUEUE_ENTRY_ALLOWED: &str = "queue-entry-allowed";
+    pub const QUEUE_UPDATED: &str = "queue-updated";
+    pub const QUEUE_CLEARED: &str = "queue-cleared";
+    pub const SESSION_RESTORED: &str = "session-restored";
+}
+
+pub mod room {
+    use uuid::Uuid;
+
+    pub fn event(id: Uuid) -> String {
+        format!("event:{id}")
+    }
+    pub fn queue(id: Uuid) -> String {
+        format!("queue:{id}")
+    }
+    pub fn seats(id: Uuid) -> String {
+        format!("seats:{id}")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatLocked {
+    pub seat_id: Uuid,
+    pub user_id: Uuid,
+    /// Always `"locked"`.
+    pub status: String,
+    pub timestamp: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatReleased {
+    pub seat_id: Uuid,
+    /// Always `"available"`.
+    pub status: String,
+    pub timestamp: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketUpdated {
+    pub ticket_type_id: Uuid,
+    pub available_quantity: i32,
+    pub total_quantity: i32,
+    pub timestamp: String,
+}
+
+/// A change to announce once its transaction has committed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    SeatLocked { event_id: Uuid, seat_id: Uuid, user_id: Uuid },
+    SeatReleased { event_id: Uuid, seat_id: Uuid },
+    TicketUpdated { event_id: Uuid, ticket_type_id: Uuid, available: i32, total: i32 },
+}

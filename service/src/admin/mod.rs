@@ -1,0 +1,18 @@
+//! The admin console API: every route sits behind the admin guard (`extract::require_admin`).
+
+pub mod events;
+pub mod input;
+pub mod reservations;
+
+use axum::{Router, middleware};
+
+use crate::{extract::require_admin, state::AppState};
+
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .merge(events::router())
+        .merge(reservations::router())
+        // unknown admin paths still answer 401/403 first, as the original did
+        .fallback(|| async { crate::error::Error::not_found("Not found") })
+        .layer(middleware::from_fn_with_state(state.clone(), require_admin))
+}

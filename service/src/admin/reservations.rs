@@ -1,0 +1,144 @@
+//! Admin dashboard and reservation management.
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    routing::{get, patch},
+};
+use serde_json::{Value, json};
+use tiketi_core::rules::total_pages;
+
+use crate::{
+    cache,
+    error::{Error, OrMessage, Result},
+    events::http::paging,
+    extract::{Fields, JsonBody, QueryParams, path_id},
+    realtime,
+    reservations::db as rdb,
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/admin/dashboard/stats", get(stats))
+        .route("/api/admin/reservations", get(list))
+        .route("/api/admin/reservations/{id}/status", patch(set_status))
+}
+
+const STATUSES: &[&str] = &["pending", "confirmed", "cancelled", "expired"];
+const PAYMENT_STATUSES: &[&str] = &["pending", "completed", "failed", "refunded"];
+
+async fn stats(State(state): State<AppState>) -> Result<Json<Value>> {
+    async {
+        // "today" is the calendar day in the configured time zone
+        let stats: Value = sqlx::query_scalar(
+            "SELECT json_build_object(
+                 'totalEvents', (SELECT count(*) FROM events),
+                 'totalReservations', (SELECT count(*) FROM reservations WHERE status IN ('pending', 'confirmed')),
+                 'totalRevenue', (SELECT coalesce(sum(total_amount), 0) FROM reservations WHERE payment_status = 'completed'),
+                 'todayReservations', (SELECT count(*) FROM reservations WHERE status IN ('pending', 'confirmed')
+                                       AND created_at >= date_trunc('day', now() AT TIME ZONE $1) AT TIME ZONE $1))",
+        )
+        .bind(state.config.timezone.name())
+        .fetch_one(&state.db)
+        .await?;
+        let recent: Value = sqlx::query_scalar(
+            "SELECT coalesce(json_agg(json_build_object('id', r.id, 'reservation_number', r.reservation_number,
+                    'total_amount', r.total_amount, 'status', r.status, 'created_at', wire_ts(r.created_at),
+                    'user_name', u.name, 'user_email', u.email, 'event_title', e.title) ORDER BY r.created_at DESC), '[]'::json)
+             FROM (SELECT * FROM reservations ORDER BY created_at DESC LIMIT 10) r
+             JOIN users u ON u.id = r.user_id JOIN events e ON e.id = r.event_id",
+        )
+        .fetch_one(&state.db)
+        .await?;
+        Ok(Json(json!({ "stats": stats, "recentReservations": recent })))
+    }
+    .await
+    .or_message("통계 정보를 불러오는데 실패했습니다.")
+}
+
+async fn list(State(state): State<AppState>, QueryParams(q): QueryParams) -> Result<Json<Value>> {
+    let (page, limit) = paging(q.get("page").map(String::as_str), q.get("limit").map(String::as_str), 20);
+    let status = q.get("status").map(String::as_str).filter(|s| !s.is_empty());
+    async {
+        let rows: Value = sqlx::query_scalar(
+            "SELECT coalesce(json_agg(json_build_object('id', r.id, 'reservation_number', r.reservation_number,
+                    'total_amount', r.total_amount, 'status', r.status, 'payment_status', r.payment_status,
+                    'created_at', wire_ts(r.created_at), 'user_name', u.name, 'user_email', u.email,
+                    'event_title', e.title, 'venue', e.venue, 'event_date', wire_ts(e.event_date)) ORDER BY r.created_at DESC), '[]'::json)
+             FROM (SELECT * FROM reservations WHERE ($1::TEXT IS NULL OR status = $1)
+                   ORDER BY created_at DESC LIMIT $2 OFFSET $3) r
+             JOIN users u ON u.id = r.user_id LEFT JOIN events e ON e.id = r.event_id",
+        )
+        .bind(status)
+        .bind(limit)
+        .bind((page - 1) * limit)
+        .fetch_one(&state.db)
+        .await?;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations WHERE ($1::TEXT IS NULL OR status = $1)")
+            .bind(status)
+            .fetch_one(&state.db)
+            .await?;
+        Ok(Json(json!({
+            "reservations": rows,
+            "pagination": { "page": page, "limit": limit, "total": total, "totalPages": total_pages(total, limit) },
+        })))
+    }
+    .await
+    .or_message("예매 내역을 불러오는데 실패했습니다.")
+}
+
+async fn set_status(State(state): State<AppState>, Path(id): Path<String>, JsonBody(body): JsonBody) -> Result<Json<Value>> {
+    let id = path_id(&id, "Invalid id format")?;
+    let status = body.present("status");
+    let payment_status = body.present("paymentStatus");
+    if status.is_none() && payment_status.is_none() {
+        return Err(Error::bad_request("변경할 상태를 지정해주세요."));
+    }
+    let pick = |v: Option<&Value>, allowed: &[&str]| -> Result<Option<String>> {
+        match v {
+            None => Ok(None),
+            Some(v) => v
+                .as_str()
+                .filter(|s| allowed.contains(s))
+                .map(|s| Some(s.to_string()))
+                .ok_or_else(|| Error::bad_request("유효하지 않은 상태 값입니다.")),
+        }
+    };
+    let status = pick(status, STATUSES)?;
+    let payment_status = pick(payment_status, PAYMENT_STATUSES)?;
+    let (reservation, event_id, notices) = async {
+        let mut tx = state.db.begin().await?;
+        let current = rdb::lock_reservation(&mut *tx, id, None).await?;
+        let current = current.ok_or_else(|| Error::not_found("예매를 찾을 수 없습니다."))?;
+        // Ending a live reservation returns its seats and stock, so nothing stays held.
+        let ends = matches!(status.as_deref(), Some("cancelled" | "expired"));
+        let notices = if ends && matches!(current.status.as_str(), "pending" | "confirmed") {
+            rdb::release_items(&mut tx, id).await?
+        } else {
+            Vec::new()
+        };
+        let row: Value = sqlx::query_scalar(
+            "UPDATE reservations r SET status = coalesce($2, status), payment_status = coalesce($3, payment_status)
+             WHERE id = $1
+             RETURNING json_build_object('id', r.id, 'user_id', r.user_id, 'event_id', r.event_id,
+                 'reservation_number', r.reservation_number, 'total_amount', r.total_amount, 'status', r.status,
+                 'payment_method', r.payment_method, 'payment_status', r.payment_status,
+                 'expires_at', wire_ts(r.expires_at), 'created_at', wire_ts(r.created_at), 'updated_at', wire_ts(r.updated_at))",
+        )
+        .bind(id)
+        .bind(&status)
+        .bind(&payment_status)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((row, current.event_id, notices))
+    }
+    .await
+    .or_message("예매 상태 변경에 실패했습니다.")?;
+    if let (Some(event_id), false) = (event_id, notices.is_empty()) {
+        cache::invalidate_event(&state, event_id).await;
+    }
+    realtime::publish(&state, notices).await;
+    Ok(Json(json!({ "message": "예매 상태가 변경되었습니다.", "reservation": reservation })))
+}

@@ -1,0 +1,187 @@
+//! Process configuration: environment variables with `--flag` equivalents.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+/// Secrets that must never protect a production deployment.
+const KNOWN_WEAK_SECRETS: &[&str] = &[
+    "your-secret-key-change-in-production",
+    "your-super-secret-jwt-key-change-this-in-production",
+    "secret",
+    "changeme",
+];
+const DEV_JWT_SECRET: &str = "tiketi-dev-only-secret-do-not-use-in-production";
+
+#[derive(Parser, Debug)]
+#[command(name = "tiketi-service", version, about = "TIKETI REST API and Socket.IO server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Config {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// Redis connection URL (Redis >= 7).
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// Prefix of every Redis key (lets tenants and tests share one Redis).
+    #[arg(long, env = "REDIS_PREFIX", default_value = tiketi_core::keys::DEFAULT_PREFIX)]
+    pub redis_prefix: String,
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    #[arg(long, env = "PORT", default_value_t = 3001)]
+    pub port: u16,
+    /// HS256 signing secret; required (>= 32 bytes) unless TIKETI_DEV=1.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Development mode: dev secret allowed, demo data and the demo admin are created.
+    #[arg(long = "dev", env = "TIKETI_DEV", value_parser = parse_bool, default_value = "false")]
+    pub dev: bool,
+    /// Time zone of naive admin date inputs.
+    #[arg(long, env = "TIKETI_TIMEZONE", default_value = "Asia/Seoul")]
+    pub timezone: chrono_tz::Tz,
+    /// Maximum PostgreSQL connections of this process (keep replicas x this under max_connections).
+    #[arg(long, env = "DB_POOL_MAX", default_value_t = 10)]
+    pub db_pool_max: u32,
+    /// How long a request waits for a free DB connection before it gets 503.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2000)]
+    pub db_acquire_timeout_ms: u64,
+    /// Comma-separated allowed CORS origins, or `*`.
+    #[arg(long, env = "CORS_ORIGINS", default_value = "*")]
+    pub cors_origins: String,
+    /// Apply migrations at start.
+    #[arg(long, env = "TIKETI_MIGRATE", value_parser = parse_bool, default_value = "false")]
+    pub migrate: bool,
+    /// Account to create (as admin) at start when missing.
+    #[arg(long, env = "ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+    #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Directory of uploaded images (served under /uploads/).
+    #[arg(long, env = "UPLOAD_DIR", default_value = "uploads")]
+    pub upload_dir: PathBuf,
+    /// Public origin of this service, used in upload URLs (default http://localhost:PORT).
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Seat hold length before an unpaid seat reservation expires.
+    #[arg(long, env = "HOLD_SECONDS", default_value_t = 300)]
+    pub hold_seconds: u64,
+    /// Period of the hold-expiry sweep.
+    #[arg(long, env = "HOLD_SWEEP_SECONDS", default_value_t = 5)]
+    pub hold_sweep_seconds: u64,
+    /// Mock payment delay bounds.
+    #[arg(long, env = "PAYMENT_DELAY_MIN_MS", default_value_t = 500)]
+    pub payment_delay_min_ms: u64,
+    #[arg(long, env = "PAYMENT_DELAY_MAX_MS", default_value_t = 1500)]
+    pub payment_delay_max_ms: u64,
+    /// Login attempts allowed per client IP per minute.
+    #[arg(long, env = "LOGIN_RATE_LIMIT_PER_MINUTE", default_value_t = 30)]
+    pub login_rate_limit: u32,
+    /// JSON logs (default) or human-readable ones.
+    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
+    pub log_format: String,
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!("not a boolean: {s}")),
+    }
+}
+
+impl Config {
+    /// The JWT secret, refusing a missing, short or well-known one outside dev mode.
+    pub fn jwt_secret(&self) -> anyhow::Result<String> {
+        match (&self.jwt_secret, self.dev) {
+            (Some(s), false) if s.len() < 32 || KNOWN_WEAK_SECRETS.contains(&s.as_str()) => Err(anyhow::anyhow!(
+                "JWT_SECRET is too weak: use at least 32 random bytes (e.g. `openssl rand -hex 32`)"
+            )),
+            (Some(s), _) if !s.is_empty() => Ok(s.clone()),
+            (_, true) => Ok(DEV_JWT_SECRET.to_string()),
+            (_, false) => Err(anyhow::anyhow!("JWT_SECRET is required outside dev mode (TIKETI_DEV=1)")),
+        }
+    }
+
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(format!("{}:{}", self.host, self.port).parse()?)
+    }
+
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://localhost:{}", self.port))
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    pub fn hold(&self) -> Duration {
+        Duration::from_secs(self.hold_seconds)
+    }
+
+    /// The admin account to ensure at start: explicit settings, else the demo admin in dev mode.
+    pub fn admin_account(&self) -> Option<(String, String)> {
+        match (&self.admin_email, &self.admin_password) {
+            (Some(e), Some(p)) => Some((e.clone(), p.clone())),
+            _ if self.dev => Some(("admin@tiketi.gg".into(), "admin123".into())),
+            _ => None,
+        }
+    }
+
+    /// A configuration for tests and tools: dev mode, fast payments, the given stores.
+    pub fn for_tests(database_url: &str, redis_url: &str, redis_prefix: &str) -> Self {
+        let cli = Cli::parse_from([
+            "tiketi-service",
+            "--database-url",
+            database_url,
+            "--redis-url",
+            redis_url,
+            "--redis-prefix",
+            redis_prefix,
+            "--dev",
+            "true",
+        ]);
+        Config { payment_delay_min_ms: 0, payment_delay_max_ms: 5, login_rate_limit: 1000, ..cli.config }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(args: &[&str]) -> Config {
+        let mut all = vec!["tiketi-service", "--database-url", "postgres://x"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap().config
+    }
+
+    #[test]
+    fn config_secret_required_outside_dev() {
+        assert!(cfg(&[]).jwt_secret().is_err());
+        assert!(cfg(&["--jwt-secret", "short"]).jwt_secret().is_err());
+        assert!(cfg(&["--jwt-secret", "your-secret-key-change-in-production"]).jwt_secret().is_err());
+        let strong = "0123456789abcdef0123456789abcdef";
+        assert_eq!(cfg(&["--jwt-secret", strong]).jwt_secret().unwrap(), strong);
+        assert_eq!(cfg(&["--dev", "1"]).jwt_secret().unwrap(), DEV_JWT_SECRET);
+    }
+
+    #[test]
+    fn config_admin_only_in_dev_or_explicit() {
+        assert!(cfg(&[]).admin_account().is_none());
+        assert_eq!(cfg(&["--dev", "1"]).admin_account().unwrap().0, "admin@tiketi.gg");
+    }
+}

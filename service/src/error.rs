@@ -1,0 +1,169 @@
+//! The crate's one error type, mapped once to the contract's four response shapes.
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One field failure in the express-validator shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldError {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    pub msg: &'static str,
+    pub path: &'static str,
+    pub location: &'static str,
+}
+
+impl FieldError {
+    pub fn body(path: &'static str, value: Option<Value>) -> Self {
+        Self { kind: "field", value, msg: "Invalid value", path, location: "body" }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `{"error": msg}`: a handler's own answer (validation, not found, ownership).
+    #[error("{1}")]
+    Plain(StatusCode, String),
+    /// `{"error": msg, ...extra}`: like `Plain` with extra fields (e.g. `code`, `existingSeats`).
+    #[error("{1}")]
+    PlainWith(StatusCode, String, Value),
+    /// `{"errors": [...]}`: field validation of the auth endpoints (`error` added for the frontend).
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// `{"success": false, "message": msg}` (+ `error` mirroring it so the frontend shows it).
+    #[error("{1}")]
+    Failure(StatusCode, String),
+    /// 503 with `Retry-After`: a dependency is saturated or down; the client should retry.
+    #[error("{message}")]
+    Unavailable { message: &'static str, retry_after_secs: u32 },
+    /// 429 with `Retry-After`: a rate limit refused the request.
+    #[error("rate limited")]
+    TooManyRequests { retry_after_secs: u32 },
+    /// Anything unexpected: logged with its cause, answered with a fixed message and no details.
+    #[error("internal error: {source}")]
+    Internal { source: anyhow::Error, message: Option<&'static str> },
+}
+
+pub const MSG_DB_BUSY: &str = "요청이 많아 잠시 처리할 수 없습니다. 잠시 후 다시 시도해주세요.";
+pub const MSG_REDIS_DOWN: &str = "일시적으로 서비스를 이용할 수 없습니다. 잠시 후 다시 시도해주세요.";
+const MSG_INTERNAL: &str = "서버 오류가 발생했습니다.";
+
+impl Error {
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        Self::Plain(StatusCode::BAD_REQUEST, msg.into())
+    }
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        Self::Plain(StatusCode::NOT_FOUND, msg.into())
+    }
+    pub fn forbidden(msg: impl Into<String>) -> Self {
+        Self::Plain(StatusCode::FORBIDDEN, msg.into())
+    }
+    pub fn unauthorized(msg: impl Into<String>) -> Self {
+        Self::Plain(StatusCode::UNAUTHORIZED, msg.into())
+    }
+    /// `{success:false, message}` with 400: a business rule refused the request.
+    pub fn rejected(msg: impl Into<String>) -> Self {
+        Self::Failure(StatusCode::BAD_REQUEST, msg.into())
+    }
+    pub fn internal(source: impl Into<anyhow::Error>) -> Self {
+        Self::Internal { source: source.into(), message: None }
+    }
+}
+
+/// Gives unexpected errors of one endpoint its contract message (`"이벤트 정보를 불러오는데 실패했습니다."`).
+pub trait OrMessage<T> {
+    fn or_message(self, message: &'static str) -> Result<T>;
+}
+
+impl<T> OrMessage<T> for Result<T> {
+    fn or_message(self, message: &'static str) -> Result<T> {
+        self.map_err(|e| match e {
+            Error::Internal { source, message: None } => Error::Internal { source, message: Some(message) },
+            other => other,
+        })
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut => {
+                crate::metrics::global().db_pool_timeouts.inc();
+                Error::Unavailable { message: MSG_DB_BUSY, retry_after_secs: 1 }
+            }
+            sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Error::Unavailable { message: MSG_DB_BUSY, retry_after_secs: 2 },
+            other => Error::internal(other),
+        }
+    }
+}
+
+impl From<fred::error::Error> for Error {
+    fn from(e: fred::error::Error) -> Self {
+        tracing::warn!(error = %e, "redis unavailable");
+        Error::Unavailable { message: MSG_REDIS_DOWN, retry_after_secs: 2 }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        match self {
+            Error::Plain(status, msg) => (status, Json(json!({ "error": msg }))).into_response(),
+            Error::PlainWith(status, msg, extra) => {
+                let mut body = json!({ "error": msg });
+                if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
+                    b.extend(extra);
+                }
+                (status, Json(body)).into_response()
+            }
+            Error::Validation(errors) => {
+                // `value` of a password is never echoed back (the original did).
+                let errors: Vec<FieldError> = errors
+                    .into_iter()
+                    .map(|mut e| {
+                        if e.path == "password" {
+                            e.value = None;
+                        }
+                        e
+                    })
+                    .collect();
+                let first = errors.first().map(|e| e.path).unwrap_or("");
+                let msg = match first {
+                    "email" => "올바른 이메일 주소를 입력해주세요.",
+                    "password" => "비밀번호는 6자 이상이어야 합니다.",
+                    "name" => "이름을 입력해주세요.",
+                    _ => "입력값이 올바르지 않습니다.",
+                };
+                (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors, "error": msg }))).into_response()
+            }
+            Error::Failure(status, msg) => failure(status, &msg),
+            Error::Unavailable { message, retry_after_secs } => {
+                let mut r = failure(StatusCode::SERVICE_UNAVAILABLE, message);
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                r
+            }
+            Error::TooManyRequests { retry_after_secs } => {
+                let msg = "요청이 너무 많습니다. 잠시 후 다시 시도해주세요.";
+                let mut r = (StatusCode::TOO_MANY_REQUESTS, Json(json!({ "error": msg }))).into_response();
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                r
+            }
+            Error::Internal { source, message } => {
+                tracing::error!(error = ?source, "request failed");
+                failure(StatusCode::INTERNAL_SERVER_ERROR, message.unwrap_or(MSG_INTERNAL))
+            }
+        }
+    }
+}
+
+pub fn failure(status: StatusCode, msg: &str) -> Response {
+    (status, Json(json!({ "success": false, "message": msg, "error": msg }))).into_response()
+}

@@ -1,0 +1,4 @@
+//! Public event listing, search and detail, and ticket-type availability.
+
+pub mod db;
+pub mod http;

@@ -1,0 +1,188 @@
+//! Request extractors that answer in the contract's shapes: lenient JSON bodies, the bearer token, the
+//! admin role and the client address.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::{
+    body::Bytes,
+    extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request},
+    http::{StatusCode, header, request::Parts},
+    middleware::Next,
+    response::Response,
+};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::{
+    auth::{self, jwt::TokenError},
+    error::Error,
+    state::AppState,
+};
+
+pub const MSG_AUTH_REQUIRED: &str = "인증이 필요합니다.";
+pub const MSG_INVALID_TOKEN: &str = "유효하지 않은 토큰입니다.";
+pub const MSG_USER_GONE: &str = "사용자 정보를 찾을 수 없습니다. 다시 로그인해주세요.";
+pub const MSG_ADMIN_ONLY: &str = "관리자 권한이 필요합니다.";
+
+/// A JSON object body. Like the original (express.json), an empty body is `{}` and the content type
+/// is not insisted on; malformed JSON is 400 `{success:false, message}`, an oversize body 413.
+pub struct JsonBody(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::Failure(StatusCode::PAYLOAD_TOO_LARGE, "요청 본문이 너무 큽니다.".into())
+            } else {
+                Error::rejected(e.body_text())
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(Map::new()));
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(JsonBody(map)),
+            // express.json (strict) refuses top-level scalars and arrays too
+            Ok(_) => Err(Error::rejected("JSON body must be an object")),
+            Err(e) => Err(Error::rejected(format!("Invalid JSON: {e}"))),
+        }
+    }
+}
+
+/// Typed reads of loosely typed JSON fields (the admin form sends numbers as strings).
+pub trait Fields {
+    fn field(&self, name: &str) -> Option<&Value>;
+
+    /// Present, non-null.
+    fn present(&self, name: &str) -> Option<&Value> {
+        self.field(name).filter(|v| !v.is_null())
+    }
+    fn str_of(&self, name: &str) -> Option<&str> {
+        self.field(name).and_then(Value::as_str)
+    }
+    /// A non-blank string, trimmed.
+    fn text(&self, name: &str) -> Option<String> {
+        self.str_of(name).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+    }
+    fn uuid_of(&self, name: &str) -> Option<Uuid> {
+        self.str_of(name).and_then(tiketi_core::ids::parse_uuid)
+    }
+    /// An integer given as a JSON integer or as a string of digits.
+    fn int_of(&self, name: &str) -> Option<i64> {
+        match self.field(name)? {
+            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64)),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+    fn bool_of(&self, name: &str) -> Option<bool> {
+        match self.field(name)? {
+            Value::Bool(b) => Some(*b),
+            Value::String(s) if s == "true" => Some(true),
+            Value::String(s) if s == "false" => Some(false),
+            _ => None,
+        }
+    }
+}
+
+impl Fields for Map<String, Value> {
+    fn field(&self, name: &str) -> Option<&Value> {
+        self.get(name)
+    }
+}
+
+impl Fields for Value {
+    fn field(&self, name: &str) -> Option<&Value> {
+        self.get(name)
+    }
+}
+
+/// A path id, or the endpoint's exact 400 message.
+pub fn path_id(raw: &str, message: &'static str) -> Result<Uuid, Error> {
+    tiketi_core::ids::parse_uuid(raw).ok_or_else(|| Error::bad_request(message))
+}
+
+/// The caller of a `user` route: claims of a valid token whose user still exists.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: Uuid,
+    pub email: String,
+    pub role: String,
+}
+
+impl AuthUser {
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        if let Some(user) = parts.extensions.get::<AuthUser>() {
+            return Ok(user.clone());
+        }
+        let state = AppState::from_ref(state);
+        let header = parts.headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).unwrap_or("");
+        // The original takes the second space-separated part and does not check the scheme.
+        let token = header.split(' ').nth(1).filter(|t| !t.is_empty()).ok_or_else(|| Error::unauthorized(MSG_AUTH_REQUIRED))?;
+        // 401 for expired and invalid tokens alike: the frontend logs out only on 401 (contract §9 #30).
+        let claims = state.jwt.verify(token).map_err(|e| match e {
+            TokenError::Expired | TokenError::Invalid => Error::unauthorized(MSG_INVALID_TOKEN),
+        })?;
+        if !auth::db::user_exists(&state.db, claims.user_id).await? {
+            return Err(Error::PlainWith(
+                StatusCode::UNAUTHORIZED,
+                MSG_USER_GONE.into(),
+                serde_json::json!({ "code": "USER_NOT_FOUND" }),
+            ));
+        }
+        let user = AuthUser { id: claims.user_id, email: claims.email, role: claims.role };
+        parts.extensions.insert(user.clone());
+        Ok(user)
+    }
+}
+
+/// Guards every `/api/admin/*` request (including unknown paths), as the original did.
+pub async fn require_admin(user: AuthUser, mut req: Request, next: Next) -> Result<Response, Error> {
+    if !user.is_admin() {
+        return Err(Error::forbidden(MSG_ADMIN_ONLY));
+    }
+    req.extensions_mut().insert(user);
+    Ok(next.run(req).await)
+}
+
+/// The peer address (the service sits behind a Kubernetes Service; proxies are not trusted).
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        Ok(ClientIp(ip))
+    }
+}
+
+/// Query parameters as a map; never rejects (unknown or repeated keys: the last one wins).
+pub struct QueryParams(pub std::collections::HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let q = parts.uri.query().unwrap_or("");
+        Ok(QueryParams(form_urlencoded::parse(q.as_bytes()).into_owned().collect()))
+    }
+}

@@ -1,0 +1,118 @@
+//! `/health*` (contract shapes) and `/metrics`.
+
+use std::time::{Duration, Instant};
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use fred::prelude::ClientLike;
+use serde_json::{Value, json};
+use tiketi_core::time::to_wire;
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/health/db", get(db))
+        .route("/health/redis", get(redis))
+        .route("/health/all", get(all))
+        .route("/metrics", get(metrics))
+}
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn health(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "timestamp": to_wire(&chrono::Utc::now()),
+        "uptime": state.started.elapsed().as_secs_f64(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "environment": if state.config.dev { "development" } else { "production" },
+    }))
+}
+
+/// Runs a probe with a deadline; `Ok(ms)` or the failure text.
+async fn probe<F, E>(f: F) -> Result<u128, String>
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let t = Instant::now();
+    match tokio::time::timeout(CHECK_TIMEOUT, f).await {
+        Ok(Ok(())) => Ok(t.elapsed().as_millis()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+async fn check_db(state: &AppState) -> Result<u128, String> {
+    probe(async { sqlx::query("SELECT 1").execute(&state.db).await.map(|_| ()) }).await
+}
+
+async fn check_redis(state: &AppState) -> Result<u128, String> {
+    probe(async { state.redis.ping::<String>(None).await.map(|_| ()) }).await
+}
+
+fn single(service: &str, r: Result<u128, String>) -> Response {
+    match r {
+        Ok(ms) => Json(json!({ "status": "ok", "service": service, "responseTime": format!("{ms}ms") })).into_response(),
+        Err(message) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "error", "service": service, "message": message })))
+                .into_response()
+        }
+    }
+}
+
+async fn db(State(state): State<AppState>) -> Response {
+    single("database", check_db(&state).await)
+}
+
+async fn redis(State(state): State<AppState>) -> Response {
+    single("redis", check_redis(&state).await)
+}
+
+/// Resident memory of this process in MB (Linux), for the `server.memory` block.
+fn memory_mb() -> (u64, u64) {
+    let kb = |key: &str| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+            .unwrap_or(0)
+    };
+    (kb("VmRSS:") / 1024, kb("VmPeak:") / 1024)
+}
+
+async fn all(State(state): State<AppState>) -> Response {
+    let (db, redis) = tokio::join!(check_db(&state), check_redis(&state));
+    let healthy = db.is_ok() && redis.is_ok();
+    let check = |r: Result<u128, String>| match r {
+        Ok(ms) => json!({ "status": "ok", "responseTime": format!("{ms}ms") }),
+        Err(message) => json!({ "status": "error", "message": message }),
+    };
+    let (used, total) = memory_mb();
+    let body = json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "checks": {
+            "server": { "status": "ok", "uptime": state.started.elapsed().as_secs_f64(),
+                        "memory": { "used": used, "total": total, "unit": "MB" } },
+            "database": check(db),
+            "redis": check(redis),
+        },
+        "timestamp": to_wire(&chrono::Utc::now()),
+    });
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(&state.db),
+    )
+        .into_response()
+}

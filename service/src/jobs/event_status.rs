@@ -1,0 +1,80 @@
+//! Moves events through upcoming → on_sale → ended as their sale windows and dates pass. It sleeps
+//! until the next known boundary (at most 30 s, so boundaries set by other replicas are seen soon)
+//! and wakes early when this replica changes an event.
+
+use std::{sync::OnceLock, time::Duration};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::{cache, metrics::KindLabels, state::AppState};
+
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+const MIN_SLEEP: Duration = Duration::from_millis(200);
+
+fn notify() -> &'static Notify {
+    static WAKE: OnceLock<Notify> = OnceLock::new();
+    WAKE.get_or_init(Notify::new)
+}
+
+/// Asks the updater to re-plan now (after an admin change).
+pub fn wake() {
+    notify().notify_one();
+}
+
+pub async fn run(state: AppState) {
+    loop {
+        let sleep = match update(&state).await {
+            Ok(next) => next
+                .and_then(|t| (t - Utc::now()).to_std().ok())
+                .map(|d| (d + Duration::from_millis(100)).clamp(MIN_SLEEP, MAX_SLEEP))
+                .unwrap_or(MAX_SLEEP),
+            Err(e) => {
+                tracing::warn!(error = %e, "event status update failed");
+                MAX_SLEEP
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = notify().notified() => {}
+        }
+    }
+}
+
+/// Applies due transitions; returns the next instant at which one falls due.
+pub async fn update(state: &AppState) -> sqlx::Result<Option<DateTime<Utc>>> {
+    let mut tx = state.db.begin().await?;
+    let changed: Vec<Uuid> = if super::try_lock(&mut tx, super::LOCK_EVENT_STATUS).await? {
+        sqlx::query_scalar(
+            "UPDATE events SET status = CASE
+                 WHEN event_date < now() OR sale_end_date <= now() THEN 'ended'
+                 ELSE 'on_sale' END
+             WHERE (status = 'upcoming' AND sale_start_date <= now() AND sale_end_date > now())
+                OR (status IN ('upcoming', 'on_sale', 'sold_out') AND (sale_end_date <= now() OR event_date < now()))
+             RETURNING id",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+    } else {
+        Vec::new()
+    };
+    let next: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT min(t) FROM (
+             SELECT sale_start_date AS t FROM events WHERE status = 'upcoming' AND sale_start_date > now()
+             UNION ALL SELECT sale_end_date FROM events WHERE status IN ('upcoming', 'on_sale', 'sold_out') AND sale_end_date > now()
+             UNION ALL SELECT event_date FROM events WHERE status NOT IN ('ended', 'cancelled') AND event_date > now()) b",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    if !changed.is_empty() {
+        state.metrics.job_runs.get_or_create(&KindLabels { kind: "event_status" }).inc();
+        tracing::info!(changed = changed.len(), "event statuses updated");
+        cache::invalidate_lists(state).await;
+        for id in changed {
+            cache::invalidate_event(state, id).await;
+        }
+    }
+    Ok(next)
+}

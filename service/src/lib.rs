@@ -1,0 +1,72 @@
+//! TIKETI service: REST API and Socket.IO server, wire-compatible with the TIKETI React frontend.
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod health;
+pub mod jobs;
+pub mod metrics;
+pub mod news;
+pub mod payments;
+pub mod ratelimit;
+pub mod realtime;
+pub mod reservations;
+pub mod seats;
+pub mod seed;
+pub mod state;
+pub mod stores;
+pub mod uploads;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use crate::{config::Config, state::AppState};
+
+/// A ready service: its state (for jobs and tests) and its router.
+pub struct Service {
+    pub state: AppState,
+    pub router: Router,
+}
+
+impl Service {
+    /// Connects to PostgreSQL and Redis and assembles the router. Nothing is served yet.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = stores::db_pool(&config)?;
+        let redis = stores::redis_pool(&config).await?;
+        let jwt = std::sync::Arc::new(auth::jwt::JwtKeys::new(config.jwt_secret()?.as_bytes()));
+        let (sio_layer, io) = realtime::build(jwt.clone());
+        let state = AppState::new(db, redis, io, jwt, config);
+        let router = app::router(state.clone(), sio_layer);
+        Ok(Self { state, router })
+    }
+
+    /// Start-up work: migrations (if asked), the admin account, dev demo data.
+    pub async fn prepare(&self, migrate: bool) -> anyhow::Result<()> {
+        let cfg = &self.state.config;
+        if migrate {
+            stores::migrate(&self.state.db).await?;
+        }
+        if let Some((email, password)) = cfg.admin_account() {
+            auth::ensure_admin(&self.state.db, &email, &password).await?;
+        }
+        if cfg.dev {
+            seed::demo_data(&self.state.db).await?;
+        }
+        Ok(())
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+}

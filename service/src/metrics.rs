@@ -1,0 +1,121 @@
+//! Prometheus metrics (text exposition on `/metrics`). One process-wide set, because errors record
+//! pool timeouts from `From` conversions that have no access to request state.
+
+use std::sync::OnceLock;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PaymentLabels {
+    pub status: &'static str,
+    pub payment_method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    pub r#type: &'static str,
+    pub status: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_duration: HistogramFamily<HttpLabels>,
+    pub http_active: Gauge,
+    pub reservations_created: Family<KindLabels, Counter>,
+    pub reservations_cancelled: Family<KindLabels, Counter>,
+    pub holds_expired: Counter,
+    pub seats_released: Counter,
+    pub payments: Family<PaymentLabels, Counter>,
+    pub payment_amount: Histogram,
+    pub auth_attempts: Family<AuthLabels, Counter>,
+    pub rate_limited: Family<KindLabels, Counter>,
+    pub db_pool_max: Gauge,
+    pub db_pool_in_use: Gauge,
+    pub db_pool_idle: Gauge,
+    pub db_pool_timeouts: Counter,
+    pub job_runs: Family<KindLabels, Counter>,
+}
+
+fn http_histogram() -> Histogram {
+    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0])
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut r = Registry::default();
+        let m = Metrics {
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(http_histogram),
+            http_active: Gauge::default(),
+            reservations_created: Family::default(),
+            reservations_cancelled: Family::default(),
+            holds_expired: Counter::default(),
+            seats_released: Counter::default(),
+            payments: Family::default(),
+            payment_amount: Histogram::new([10_000.0, 50_000.0, 100_000.0, 150_000.0, 200_000.0, 300_000.0]),
+            auth_attempts: Family::default(),
+            rate_limited: Family::default(),
+            db_pool_max: Gauge::default(),
+            db_pool_in_use: Gauge::default(),
+            db_pool_idle: Gauge::default(),
+            db_pool_timeouts: Counter::default(),
+            job_runs: Family::default(),
+            registry: Registry::default(),
+        };
+        r.register("http_requests", "HTTP requests by route and status", m.http_requests.clone());
+        r.register("http_request_duration_seconds", "HTTP request latency", m.http_duration.clone());
+        r.register("http_requests_active", "HTTP requests in flight", m.http_active.clone());
+        r.register("tiketi_reservations_created", "Reservations created (kind: seat|ticket)", m.reservations_created.clone());
+        r.register("tiketi_reservations_cancelled", "Reservations cancelled (kind: user_cancel|admin)", m.reservations_cancelled.clone());
+        r.register("tiketi_holds_expired", "Seat holds expired unpaid", m.holds_expired.clone());
+        r.register("tiketi_seats_released", "Seats returned to sale", m.seats_released.clone());
+        r.register("tiketi_payments", "Payments by outcome and method", m.payments.clone());
+        r.register("tiketi_payment_amount", "Paid amounts (KRW)", m.payment_amount.clone());
+        r.register("tiketi_auth_attempts", "Login and registration attempts", m.auth_attempts.clone());
+        r.register("tiketi_rate_limited", "Requests refused by a rate limit", m.rate_limited.clone());
+        r.register("tiketi_db_pool_max_connections", "Configured DB pool size", m.db_pool_max.clone());
+        r.register("tiketi_db_pool_in_use", "DB connections in use", m.db_pool_in_use.clone());
+        r.register("tiketi_db_pool_idle", "Idle DB connections", m.db_pool_idle.clone());
+        r.register("tiketi_db_pool_timeouts", "Requests that found the DB pool exhausted (answered 503)", m.db_pool_timeouts.clone());
+        r.register("tiketi_job_runs", "Background job runs that did work", m.job_runs.clone());
+        Metrics { registry: r, ..m }
+    }
+
+    /// Renders the OpenMetrics text, refreshing the pool gauges first.
+    pub fn render(&self, pool: &sqlx::PgPool) -> String {
+        let size = i64::from(pool.size());
+        let idle = pool.num_idle() as i64;
+        self.db_pool_max.set(i64::from(pool.options().get_max_connections()));
+        self.db_pool_in_use.set(size - idle);
+        self.db_pool_idle.set(idle);
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+}
+
+pub fn global() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}

@@ -1,0 +1,3 @@
+//! News board: public reading, authors edit their own posts, admins pin and delete.
+
+pub mod http;

@@ -1,0 +1,238 @@
+//! SQL of reservations, seat holds and stock.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor};
+use tiketi_core::wire::Notice;
+use uuid::Uuid;
+
+/// `Some(true)` when the event exists and sells now (not cancelled/ended, inside its sale window).
+pub async fn event_sale_state(db: impl PgExecutor<'_>, event_id: Uuid) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar(
+        "SELECT status IN ('upcoming', 'on_sale', 'sold_out') AND now() >= sale_start_date AND now() < sale_end_date
+         FROM events WHERE id = $1",
+    )
+    .bind(event_id)
+    .fetch_optional(db)
+    .await
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct HeldSeat {
+    pub id: Uuid,
+    pub seat_label: String,
+    pub price: i32,
+}
+
+/// The hold itself: flips the requested seats from available to locked, all or nothing is decided by
+/// the caller comparing counts. Concurrent holders of one seat serialise on its row; losers match 0 rows.
+pub async fn lock_available_seats(db: impl PgExecutor<'_>, event_id: Uuid, seat_ids: &[Uuid]) -> sqlx::Result<Vec<HeldSeat>> {
+    sqlx::query_as(
+        "UPDATE seats SET status = 'locked'
+         WHERE id = ANY ($1) AND event_id = $2 AND status = 'available'
+         RETURNING id, seat_label, price",
+    )
+    .bind(seat_ids)
+    .bind(event_id)
+    .fetch_all(db)
+    .await
+}
+
+/// (label, status) of the requested seats that exist in the event.
+pub async fn seat_states(db: impl PgExecutor<'_>, event_id: Uuid, seat_ids: &[Uuid]) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as("SELECT seat_label, status FROM seats WHERE id = ANY ($1) AND event_id = $2 ORDER BY seat_label")
+        .bind(seat_ids)
+        .bind(event_id)
+        .fetch_all(db)
+        .await
+}
+
+/// Inserts a pending reservation; a hold gets `expires_at = now() + hold_secs`.
+pub async fn insert_reservation(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    event_id: Uuid,
+    number: &str,
+    total: i32,
+    hold_secs: Option<i64>,
+) -> sqlx::Result<(Uuid, Option<DateTime<Utc>>)> {
+    sqlx::query_as(
+        "INSERT INTO reservations (user_id, event_id, reservation_number, total_amount, expires_at)
+         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+         RETURNING id, expires_at",
+    )
+    .bind(user_id)
+    .bind(event_id)
+    .bind(number)
+    .bind(total)
+    .bind(hold_secs.map(|s| s as f64))
+    .fetch_one(db)
+    .await
+}
+
+pub async fn insert_item(
+    db: impl PgExecutor<'_>,
+    reservation_id: Uuid,
+    ticket_type_id: Option<Uuid>,
+    seat_id: Option<Uuid>,
+    quantity: i32,
+    unit_price: i32,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO reservation_items (reservation_id, ticket_type_id, seat_id, quantity, unit_price, subtotal)
+         VALUES ($1, $2, $3, $4, $5, $4 * $5)",
+    )
+    .bind(reservation_id)
+    .bind(ticket_type_id)
+    .bind(seat_id)
+    .bind(quantity)
+    .bind(unit_price)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct Stock {
+    pub price: i32,
+    pub available_quantity: i32,
+    pub total_quantity: i32,
+}
+
+/// Takes `quantity` units if that many are left; `None` otherwise. Never drives stock below zero.
+pub async fn take_stock(db: impl PgExecutor<'_>, event_id: Uuid, ticket_type_id: Uuid, quantity: i32) -> sqlx::Result<Option<Stock>> {
+    sqlx::query_as(
+        "UPDATE ticket_types SET available_quantity = available_quantity - $3
+         WHERE id = $1 AND event_id = $2 AND available_quantity >= $3
+         RETURNING price, available_quantity, total_quantity",
+    )
+    .bind(ticket_type_id)
+    .bind(event_id)
+    .bind(quantity)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn stock_of(db: impl PgExecutor<'_>, event_id: Uuid, ticket_type_id: Uuid) -> sqlx::Result<Option<(String, i32)>> {
+    sqlx::query_as("SELECT name, available_quantity FROM ticket_types WHERE id = $1 AND event_id = $2")
+        .bind(ticket_type_id)
+        .bind(event_id)
+        .fetch_optional(db)
+        .await
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct LockedReservation {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub event_id: Option<Uuid>,
+    pub reservation_number: String,
+    pub total_amount: i32,
+    pub status: String,
+    pub payment_status: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// `expires_at` has passed (by the database clock).
+    pub expired: bool,
+}
+
+/// Locks a reservation row for a state change; `owner` restricts it to that user's reservations.
+pub async fn lock_reservation(db: impl PgExecutor<'_>, id: Uuid, owner: Option<Uuid>) -> sqlx::Result<Option<LockedReservation>> {
+    sqlx::query_as(
+        "SELECT id, user_id, event_id, reservation_number, total_amount, status, payment_status, expires_at,
+                coalesce(expires_at < now(), FALSE) AS expired
+         FROM reservations WHERE id = $1 AND ($2::UUID IS NULL OR user_id = $2)
+         FOR UPDATE",
+    )
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(db)
+    .await
+}
+
+/// Same read without a lock (payment pre-check).
+pub async fn get_reservation(db: impl PgExecutor<'_>, id: Uuid, owner: Uuid) -> sqlx::Result<Option<LockedReservation>> {
+    sqlx::query_as(
+        "SELECT id, user_id, event_id, reservation_number, total_amount, status, payment_status, expires_at,
+                coalesce(expires_at < now(), FALSE) AS expired
+         FROM reservations WHERE id = $1 AND user_id = $2",
+    )
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(db)
+    .await
+}
+
+/// Returns the stock and seats of one reservation to sale (caller holds the reservation's lock).
+pub async fn release_items(tx: &mut PgConnection, reservation_id: Uuid) -> sqlx::Result<Vec<Notice>> {
+    let mut notices = Vec::new();
+    let tickets: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT ticket_type_id, sum(quantity)::BIGINT FROM reservation_items
+         WHERE reservation_id = $1 AND ticket_type_id IS NOT NULL GROUP BY ticket_type_id ORDER BY ticket_type_id",
+    )
+    .bind(reservation_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (ticket_type_id, quantity) in tickets {
+        let row: Option<(Uuid, i32, i32)> = sqlx::query_as(
+            "UPDATE ticket_types SET available_quantity = LEAST(total_quantity, available_quantity + $2)
+             WHERE id = $1 RETURNING event_id, available_quantity, total_quantity",
+        )
+        .bind(ticket_type_id)
+        .bind(i32::try_from(quantity).unwrap_or(i32::MAX))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((event_id, available, total)) = row {
+            notices.push(Notice::TicketUpdated { event_id, ticket_type_id, available, total });
+        }
+    }
+    let seats: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "UPDATE seats s SET status = 'available'
+         FROM reservation_items ri
+         WHERE ri.reservation_id = $1 AND s.id = ri.seat_id AND s.status IN ('locked', 'reserved')
+         RETURNING s.id, s.event_id",
+    )
+    .bind(reservation_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    notices.extend(seats.into_iter().map(|(seat_id, event_id)| Notice::SeatReleased { event_id, seat_id }));
+    Ok(notices)
+}
+
+/// Cancelled; a completed payment becomes refunded, other payment states stay as they were.
+pub async fn mark_cancelled(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE reservations SET status = 'cancelled',
+                payment_status = CASE WHEN payment_status = 'completed' THEN 'refunded' ELSE payment_status END
+         WHERE id = $1",
+    )
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Expires up to `batch` unpaid holds past their `expires_at` and frees their seats. Rows locked by
+/// an in-flight payment are skipped this round (that payment either commits or sees them expired).
+pub async fn expire_holds(db: impl PgExecutor<'_>, batch: i64) -> sqlx::Result<(i64, Vec<(Uuid, Uuid)>)> {
+    let rows: Vec<(i64, Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
+        "WITH expired AS (
+             UPDATE reservations SET status = 'expired', payment_status = 'failed'
+             WHERE id IN (SELECT id FROM reservations
+                          WHERE status = 'pending' AND payment_status = 'pending' AND expires_at < now()
+                          ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING id),
+         freed AS (
+             UPDATE seats s SET status = 'available'
+             FROM reservation_items ri JOIN expired e ON e.id = ri.reservation_id
+             WHERE s.id = ri.seat_id AND s.status = 'locked'
+             RETURNING s.id, s.event_id)
+         SELECT (SELECT count(*) FROM expired), f.id, f.event_id
+         FROM (SELECT 1) one LEFT JOIN freed f ON TRUE",
+    )
+    .bind(batch)
+    .fetch_all(db)
+    .await?;
+    let expired = rows.first().map_or(0, |r| r.0);
+    let freed = rows.into_iter().filter_map(|(_, s, e)| Some((e?, s?))).collect();
+    Ok((expired, freed))
+}

@@ -1,0 +1,150 @@
+//! `/api/seats/*`.
+
+use sqlx::AssertSqlSafe;
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    routing::{get, post},
+};
+use serde_json::{Value, json};
+use tiketi_core::time::to_wire;
+use uuid::Uuid;
+
+use crate::{
+    cache,
+    error::{Error, OrMessage, Result},
+    extract::{AuthUser, Fields, JsonBody, path_id},
+    metrics::KindLabels,
+    realtime, reservations,
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/seats/layouts", get(layouts))
+        .route("/api/seats/events/{event_id}", get(seat_map))
+        .route("/api/seats/reserve", post(reserve))
+        .route("/api/seats/reservation/{reservation_id}", get(reservation))
+}
+
+pub const MAX_SEATS_PER_RESERVATION: usize = 1;
+
+/// All layouts as `{layouts:[…]}`, ordered by `order_by` (a fixed column list, never user input).
+pub async fn layouts_json(state: &AppState, order_by: &'static str) -> sqlx::Result<Value> {
+    let sql = format!(
+        "SELECT coalesce(json_agg(json_build_object('id', id, 'name', name, 'description', description,
+                'total_seats', total_seats, 'layout_config', layout_config) ORDER BY {order_by}), '[]'::json)
+         FROM seat_layouts"
+    );
+    let layouts: Value = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&state.db).await?;
+    Ok(json!({ "layouts": layouts }))
+}
+
+async fn layouts(State(state): State<AppState>) -> Result<Json<Value>> {
+    async { Ok(Json(layouts_json(&state, "total_seats ASC, name").await?)) }
+        .await
+        .or_message("좌석 레이아웃을 불러오는데 실패했습니다.")
+}
+
+async fn seat_map(State(state): State<AppState>, Path(event_id): Path<String>) -> Result<Json<Value>> {
+    let event_id = path_id(&event_id, "Invalid event ID format")?;
+    async {
+        let event: Option<(Uuid, String, Option<Value>)> = sqlx::query_as(
+            "SELECT e.id, e.title, l.layout_config FROM events e LEFT JOIN seat_layouts l ON l.id = e.seat_layout_id
+             WHERE e.id = $1",
+        )
+        .bind(event_id)
+        .fetch_optional(&state.db)
+        .await?;
+        let Some((id, title, layout)) = event else {
+            return Err(Error::not_found("Event not found"));
+        };
+        let layout = layout.ok_or_else(|| Error::not_found("This event does not have seat selection"))?;
+        let seats: Value = sqlx::query_scalar(
+            "SELECT coalesce(json_agg(json_build_object('id', id, 'section', section, 'row_number', row_number,
+                    'seat_number', seat_number, 'seat_label', seat_label, 'price', price, 'status', status)
+                    ORDER BY section, row_number, seat_number), '[]'::json)
+             FROM seats WHERE event_id = $1",
+        )
+        .bind(event_id)
+        .fetch_one(&state.db)
+        .await?;
+        Ok(Json(json!({ "event": { "id": id, "title": title }, "layout": layout, "seats": seats })))
+    }
+    .await
+    .or_message("Failed to fetch seats")
+}
+
+async fn reserve(State(state): State<AppState>, user: AuthUser, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<Value>)> {
+    let event_id = body.uuid_of("eventId").ok_or_else(|| Error::bad_request("Invalid event ID format"))?;
+    let seat_ids = body.field("seatIds").and_then(Value::as_array).filter(|a| !a.is_empty());
+    let seat_ids = seat_ids.ok_or_else(|| Error::bad_request("Please select at least one seat"))?;
+    if seat_ids.len() > MAX_SEATS_PER_RESERVATION {
+        return Err(Error::bad_request(format!("최대 {MAX_SEATS_PER_RESERVATION}석까지 선택 가능합니다.")));
+    }
+    let mut ids: Vec<Uuid> = Vec::with_capacity(seat_ids.len());
+    for v in seat_ids {
+        let id = v.as_str().and_then(tiketi_core::ids::parse_uuid);
+        let id = id.ok_or_else(|| Error::bad_request("Invalid seat ID format"))?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    let (hold, notices) = reservations::hold_seats(&state, user.id, event_id, &ids).await.or_message("좌석 예약에 실패했습니다.")?;
+    state.metrics.reservations_created.get_or_create(&KindLabels { kind: "seat" }).inc();
+    cache::invalidate_event(&state, event_id).await;
+    realtime::publish(&state, notices).await;
+    let seats: Vec<Value> = hold
+        .seats
+        .iter()
+        .map(|s| json!({ "id": s.id, "seat_label": s.seat_label, "price": s.price, "status": "locked" }))
+        .collect();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "message": "좌석이 선택되었습니다.",
+            "reservation": {
+                "id": hold.id,
+                "reservationNumber": hold.reservation_number,
+                "totalAmount": hold.total_amount,
+                "expiresAt": to_wire(&hold.expires_at),
+                "seats": seats,
+            },
+        })),
+    ))
+}
+
+async fn reservation(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Value>> {
+    let id = path_id(&id, "Invalid reservation ID format")?;
+    async {
+        let row: Option<(Value, bool)> = sqlx::query_as(
+            "SELECT json_build_object(
+                 'id', r.id, 'reservation_number', r.reservation_number, 'total_amount', r.total_amount,
+                 'status', r.status, 'payment_status', r.payment_status, 'payment_method', r.payment_method,
+                 'expires_at', wire_ts(r.expires_at), 'created_at', wire_ts(r.created_at), 'event_id', r.event_id,
+                 'event_title', e.title, 'venue', e.venue, 'event_date', wire_ts(e.event_date),
+                 'seats', coalesce((
+                     SELECT json_agg(json_build_object('seatId', s.id, 'seatLabel', s.seat_label, 'section', s.section,
+                                'rowNumber', s.row_number, 'seatNumber', s.seat_number, 'price', ri.unit_price)
+                            ORDER BY s.seat_label)
+                     FROM reservation_items ri LEFT JOIN seats s ON s.id = ri.seat_id
+                     WHERE ri.reservation_id = r.id), '[]'::json)),
+                 coalesce(r.expires_at < now(), FALSE)
+             FROM reservations r JOIN events e ON e.id = r.event_id
+             WHERE r.id = $1 AND r.user_id = $2",
+        )
+        .bind(id)
+        .bind(user.id)
+        .fetch_optional(&state.db)
+        .await?;
+        let (mut reservation, expired) = row.ok_or_else(|| Error::not_found("예약을 찾을 수 없습니다."))?;
+        if expired && let Some(o) = reservation.as_object_mut() {
+            // present only when true, as in the original
+            o.insert("isExpired".into(), Value::Bool(true));
+        }
+        Ok(Json(json!({ "reservation": reservation })))
+    }
+    .await
+    .or_message("Failed to fetch reservation")
+}

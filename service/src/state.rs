@@ -1,0 +1,38 @@
+//! The one shared state of the process, cloned into every handler and job.
+
+use std::{sync::Arc, time::Instant};
+
+use fred::clients::Pool as RedisPool;
+use socketioxide::SocketIo;
+use sqlx::PgPool;
+use tiketi_core::keys::Keys;
+
+use crate::{auth::jwt::JwtKeys, config::Config, metrics::Metrics};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub redis: RedisPool,
+    pub keys: Keys,
+    pub config: Arc<Config>,
+    pub jwt: Arc<JwtKeys>,
+    pub metrics: &'static Metrics,
+    /// Socket.IO handle for server pushes.
+    pub io: SocketIo,
+    pub started: Instant,
+}
+
+impl AppState {
+    pub fn new(db: PgPool, redis: RedisPool, io: SocketIo, jwt: Arc<JwtKeys>, config: Config) -> Self {
+        Self {
+            db,
+            redis,
+            keys: Keys::new(config.redis_prefix.clone()),
+            jwt,
+            config: Arc::new(config),
+            metrics: crate::metrics::global(),
+            io,
+            started: Instant::now(),
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Connections to PostgreSQL and Redis, and the migrator.
+
+use std::time::Duration;
+
+use fred::{
+    clients::Pool as RedisPool,
+    prelude::{Builder, ClientLike, Config as RedisConfig, ReconnectPolicy},
+};
+use sqlx::{PgPool, postgres::PgPoolOptions};
+
+use crate::config::Config;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// A bounded pool: when every connection is busy a request waits `DB_ACQUIRE_TIMEOUT_MS` and then gets
+/// 503 instead of opening more connections (the original died of "remaining connection slots").
+pub fn db_pool(cfg: &Config) -> anyhow::Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(cfg.db_pool_max)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_millis(cfg.db_acquire_timeout_ms))
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .connect_lazy(&cfg.database_url)?)
+}
+
+/// A Redis pool that never blocks a request for long: commands time out after 1 s during an outage
+/// (the caller answers 503) and the pool reconnects in the background, forever.
+pub async fn redis_pool(cfg: &Config) -> anyhow::Result<RedisPool> {
+    let mut rc = RedisConfig::from_url(&cfg.redis_url)?;
+    rc.fail_fast = false;
+    let pool = Builder::from_config(rc)
+        .with_performance_config(|p| p.default_command_timeout = Duration::from_millis(1000))
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_secs(2);
+            c.internal_command_timeout = Duration::from_secs(2);
+            c.max_command_attempts = 2;
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2000, 2))
+        .build_pool(4)?;
+    pool.connect_pool();
+    if tokio::time::timeout(Duration::from_secs(5), pool.wait_for_connect()).await.is_err() {
+        tracing::warn!("redis not reachable yet; continuing, it will reconnect in the background");
+    }
+    Ok(pool)
+}
+
+pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(db).await?;
+    Ok(())
+}
