@@ -6,7 +6,11 @@ pub fn is_email(s: &str) -> bool {
     let Some((local, domain)) = s.rsplit_once('@') else {
         return false;
     };
-    if local.is_empty() || local.len() > 64 || domain.len() > 254 || s.chars().any(char::is_whitespace) {
+    if local.is_empty()
+        || local.len() > 64
+        || domain.len() > 254
+        || s.chars().any(char::is_whitespace)
+    {
         return false;
     }
     let local_ok = local.split('.').all(|part| {
@@ -18,17 +22,44 @@ pub fn is_email(s: &str) -> bool {
     let labels: Vec<&str> = domain.split('.').collect();
     let domain_ok = labels.len() >= 2
         && labels.iter().all(|l| {
-            !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-')
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
                 && l.chars().all(|c| c.is_alphanumeric() || c == '-')
         })
-        && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.chars().all(char::is_alphabetic));
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(char::is_alphabetic));
     local_ok && domain_ok
 }
 
-const OUTLOOK: &[&str] = &["hotmail.com", "live.com", "outlook.com", "hotmail.co.uk", "live.co.uk", "outlook.kr", "hotmail.co.kr"];
-const YAHOO: &[&str] = &["yahoo.com", "ymail.com", "rocketmail.com", "yahoo.co.kr", "yahoo.co.uk", "yahoo.co.jp"];
+const OUTLOOK: &[&str] = &[
+    "hotmail.com",
+    "live.com",
+    "outlook.com",
+    "hotmail.co.uk",
+    "live.co.uk",
+    "outlook.kr",
+    "hotmail.co.kr",
+];
+const YAHOO: &[&str] = &[
+    "yahoo.com",
+    "ymail.com",
+    "rocketmail.com",
+    "yahoo.co.kr",
+    "yahoo.co.uk",
+    "yahoo.co.jp",
+];
 const ICLOUD: &[&str] = &["icloud.com", "me.com"];
-const YANDEX: &[&str] = &["yandex.ru", "yandex.ua", "yandex.kz", "yandex.com", "yandex.by", "ya.ru"];
+const YANDEX: &[&str] = &[
+    "yandex.ru",
+    "yandex.ua",
+    "yandex.kz",
+    "yandex.com",
+    "yandex.by",
+    "ya.ru",
+];
 
 /// `normalizeEmail()` with validator's defaults: lower-case; for Gmail drop dots and `+tag` and use
 /// `gmail.com`; drop `+tag` for Outlook and iCloud, `-tag` for Yahoo; Yandex domains become `yandex.ru`.
@@ -57,7 +88,17 @@ mod tests {
     fn email_validation() {
         assert!(is_email("admin@tiketi.gg"));
         assert!(is_email("a.b+c@sub.example.co.kr"));
-        for bad in ["", "x", "a@b", "a@@b.com", "a b@c.com", "@c.com", "a@.com", "a@c.1", "a..b@c.com"] {
+        for bad in [
+            "",
+            "x",
+            "a@b",
+            "a@@b.com",
+            "a b@c.com",
+            "@c.com",
+            "a@.com",
+            "a@c.1",
+            "a..b@c.com",
+        ] {
             assert!(!is_email(bad), "{bad}");
         }
     }

@@ -24,7 +24,11 @@ pub fn is_valid_uuid(s: &str) -> bool {
 
 /// Parses a string that passed [`is_valid_uuid`].
 pub fn parse_uuid(s: &str) -> Option<uuid::Uuid> {
-    if is_valid_uuid(s) { uuid::Uuid::parse_str(s).ok() } else { None }
+    if is_valid_uuid(s) {
+        uuid::Uuid::parse_str(s).ok()
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,9 @@ impl Default for Keys {
 
 impl Keys {
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+        Self {
+            prefix: prefix.into(),
+        }
     }
 
     pub fn prefix(&self) -> &str {
@@ -73,12 +75,21 @@ mod tests {
         let k = Keys::default();
         let e = Uuid::nil();
         let id = "00000000-0000-0000-0000-000000000000";
-        assert_eq!(k.event_detail_cache(e), format!("tiketi:v1:{{evt:{id}}}:detail"));
+        assert_eq!(
+            k.event_detail_cache(e),
+            format!("tiketi:v1:{{evt:{id}}}:detail")
+        );
         assert_eq!(k.events_list_generation(), "tiketi:v1:events:gen");
-        assert_eq!(k.events_list_cache(3, "all:1:10:"), "tiketi:v1:events:list:3:all:1:10:");
+        assert_eq!(
+            k.events_list_cache(3, "all:1:10:"),
+            "tiketi:v1:events:list:3:all:1:10:"
+        );
         assert_eq!(k.queue(e), format!("tiketi:v1:{{evt:{id}}}:queue"));
         assert_eq!(k.active(e), format!("tiketi:v1:{{evt:{id}}}:active"));
-        assert_eq!(k.rate_limit("login", "1.2.3.4", 7), "tiketi:v1:rl:login:1.2.3.4:7");
+        assert_eq!(
+            k.rate_limit("login", "1.2.3.4", 7),
+            "tiketi:v1:rl:login:1.2.3.4:7"
+        );
         assert_eq!(Keys::new("t1").queue(e), format!("t1:{{evt:{id}}}:queue"));
     }
 }

@@ -4,7 +4,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Sale status derived from the sale window (admin create/update and the status updater).
-pub fn sale_status(now: DateTime<Utc>, sale_start: DateTime<Utc>, sale_end: DateTime<Utc>) -> &'static str {
+pub fn sale_status(
+    now: DateTime<Utc>,
+    sale_start: DateTime<Utc>,
+    sale_end: DateTime<Utc>,
+) -> &'static str {
     if now < sale_start {
         "upcoming"
     } else if now < sale_end {
@@ -16,7 +20,11 @@ pub fn sale_status(now: DateTime<Utc>, sale_start: DateTime<Utc>, sale_end: Date
 
 /// `ceil(total / limit)`, 0 when there is nothing.
 pub fn total_pages(total: i64, limit: i64) -> i64 {
-    if limit <= 0 { 0 } else { (total + limit - 1) / limit }
+    if limit <= 0 {
+        0
+    } else {
+        (total + limit - 1) / limit
+    }
 }
 
 /// `"TK" + epoch ms + 5 upper-case base-36 characters`, e.g. `TK1795432752383S356V`.
@@ -28,7 +36,10 @@ pub fn reservation_number(epoch_ms: i64, random: u64) -> String {
         *c = ALPHABET[(r % 36) as usize];
         r /= 36;
     }
-    format!("TK{epoch_ms}{}", std::str::from_utf8(&suffix).unwrap_or("00000"))
+    format!(
+        "TK{epoch_ms}{}",
+        std::str::from_utf8(&suffix).unwrap_or("00000")
+    )
 }
 
 /// One section of a seat layout (`seat_layouts.layout_config.sections[]`).
@@ -103,7 +114,11 @@ mod tests {
         let n = reservation_number(1_795_432_752_383, 123_456_789);
         assert!(n.starts_with("TK1795432752383"));
         assert_eq!(n.len(), 2 + 13 + 5);
-        assert!(n[15..].chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()));
+        assert!(
+            n[15..]
+                .chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+        );
     }
 
     #[test]

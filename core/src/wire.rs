@@ -67,7 +67,19 @@ pub struct TicketUpdated {
 /// A change to announce once its transaction has committed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notice {
-    SeatLocked { event_id: Uuid, seat_id: Uuid, user_id: Uuid },
-    SeatReleased { event_id: Uuid, seat_id: Uuid },
-    TicketUpdated { event_id: Uuid, ticket_type_id: Uuid, available: i32, total: i32 },
+    SeatLocked {
+        event_id: Uuid,
+        seat_id: Uuid,
+        user_id: Uuid,
+    },
+    SeatReleased {
+        event_id: Uuid,
+        seat_id: Uuid,
+    },
+    TicketUpdated {
+        event_id: Uuid,
+        ticket_type_id: Uuid,
+        available: i32,
+        total: i32,
+    },
 }

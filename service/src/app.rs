@@ -17,7 +17,10 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{admin, auth, error, events, health, metrics::HttpLabels, news, payments, reservations, seats, state::AppState, uploads};
+use crate::{
+    admin, auth, error, events, health, metrics::HttpLabels, news, payments, reservations, seats,
+    state::AppState, uploads,
+};
 
 /// JSON bodies larger than this get 413 (the original's express.json limit).
 pub const JSON_BODY_LIMIT: usize = 100 * 1024;
@@ -31,31 +34,68 @@ pub fn router(state: AppState, sio: SocketIoLayer) -> Router {
         .merge(payments::http::router())
         .merge(news::http::router())
         .merge(uploads::router(&state))
-        .nest("/api/admin", Router::new().fallback_service(admin::router(&state).with_state(state.clone())))
+        .nest(
+            "/api/admin",
+            Router::new().fallback_service(admin::router(&state).with_state(state.clone())),
+        )
         .merge(health::router())
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
     api.with_state(state.clone())
         .layer(sio)
         .layer(cors(&state.config.cors_origins))
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        .layer(CatchPanicLayer::custom(|_| error::failure(StatusCode::INTERNAL_SERVER_ERROR, "서버 오류가 발생했습니다.")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            error::failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "서버 오류가 발생했습니다.",
+            )
+        }))
         .layer(TraceLayer::new_for_http())
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
-    (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({ "error": format!("Cannot {method} {}", uri.path()) }))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({ "error": format!("Cannot {method} {}", uri.path()) })),
+    )
+        .into_response()
 }
 
 fn cors(origins: &str) -> CorsLayer {
-    let methods = [Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::POST, Method::DELETE];
+    let methods = [
+        Method::GET,
+        Method::HEAD,
+        Method::PUT,
+        Method::PATCH,
+        Method::POST,
+        Method::DELETE,
+    ];
     let origin = if origins.trim() == "*" {
         AllowOrigin::any()
     } else {
-        AllowOrigin::list(origins.split(',').map(str::trim).filter(|o| !o.is_empty()).filter_map(|o| HeaderValue::from_str(o).ok()))
+        AllowOrigin::list(
+            origins
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
     };
     CorsLayer::new()
         .allow_origin(origin)
@@ -66,7 +106,10 @@ fn cors(origins: &str) -> CorsLayer {
 
 /// Request count, latency and in-flight gauge per route template (never per raw path).
 async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
     let Some(path) = path.filter(|p| p != "/health" && p != "/metrics") else {
         return next.run(req).await;
     };
@@ -76,8 +119,14 @@ async fn record_metrics(State(state): State<AppState>, req: Request, next: Next)
     let started = Instant::now();
     let resp = next.run(req).await;
     m.http_active.dec();
-    let labels = HttpLabels { method, path, status: resp.status().as_u16() };
+    let labels = HttpLabels {
+        method,
+        path,
+        status: resp.status().as_u16(),
+    };
     m.http_requests.get_or_create(&labels).inc();
-    m.http_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    m.http_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
     resp
 }

@@ -14,7 +14,11 @@ const KNOWN_WEAK_SECRETS: &[&str] = &[
 const DEV_JWT_SECRET: &str = "tiketi-dev-only-secret-do-not-use-in-production";
 
 #[derive(Parser, Debug)]
-#[command(name = "tiketi-service", version, about = "TIKETI REST API and Socket.IO server")]
+#[command(
+    name = "tiketi-service",
+    version,
+    about = "TIKETI REST API and Socket.IO server"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -49,8 +53,11 @@ pub struct Config {
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// Development mode: dev secret allowed, demo data and the demo admin are created.
-    #[arg(long = "dev", env = "TIKETI_DEV", value_parser = parse_bool, default_value = "false")]
+    #[arg(long = "dev", env = "TIKETI_DEV", action = clap::ArgAction::Set, value_parser = parse_bool, default_value = "false")]
     pub dev: bool,
+    /// In dev mode, create the demo events and news on an empty database.
+    #[arg(long, env = "TIKETI_DEMO_DATA", action = clap::ArgAction::Set, value_parser = parse_bool, default_value = "true")]
+    pub demo_data: bool,
     /// Time zone of naive admin date inputs.
     #[arg(long, env = "TIKETI_TIMEZONE", default_value = "Asia/Seoul")]
     pub timezone: chrono_tz::Tz,
@@ -64,7 +71,7 @@ pub struct Config {
     #[arg(long, env = "CORS_ORIGINS", default_value = "*")]
     pub cors_origins: String,
     /// Apply migrations at start.
-    #[arg(long, env = "TIKETI_MIGRATE", value_parser = parse_bool, default_value = "false")]
+    #[arg(long, env = "TIKETI_MIGRATE", action = clap::ArgAction::Set, value_parser = parse_bool, default_value = "false")]
     pub migrate: bool,
     /// Account to create (as admin) at start when missing.
     #[arg(long, env = "ADMIN_EMAIL")]
@@ -108,12 +115,16 @@ impl Config {
     /// The JWT secret, refusing a missing, short or well-known one outside dev mode.
     pub fn jwt_secret(&self) -> anyhow::Result<String> {
         match (&self.jwt_secret, self.dev) {
-            (Some(s), false) if s.len() < 32 || KNOWN_WEAK_SECRETS.contains(&s.as_str()) => Err(anyhow::anyhow!(
-                "JWT_SECRET is too weak: use at least 32 random bytes (e.g. `openssl rand -hex 32`)"
-            )),
+            (Some(s), false) if s.len() < 32 || KNOWN_WEAK_SECRETS.contains(&s.as_str()) => {
+                Err(anyhow::anyhow!(
+                    "JWT_SECRET is too weak: use at least 32 random bytes (e.g. `openssl rand -hex 32`)"
+                ))
+            }
             (Some(s), _) if !s.is_empty() => Ok(s.clone()),
             (_, true) => Ok(DEV_JWT_SECRET.to_string()),
-            (_, false) => Err(anyhow::anyhow!("JWT_SECRET is required outside dev mode (TIKETI_DEV=1)")),
+            (_, false) => Err(anyhow::anyhow!(
+                "JWT_SECRET is required outside dev mode (TIKETI_DEV=1)"
+            )),
         }
     }
 
@@ -155,7 +166,13 @@ impl Config {
             "--dev",
             "true",
         ]);
-        Config { payment_delay_min_ms: 0, payment_delay_max_ms: 5, login_rate_limit: 1000, ..cli.config }
+        Config {
+            payment_delay_min_ms: 0,
+            payment_delay_max_ms: 5,
+            login_rate_limit: 1000,
+            demo_data: false,
+            ..cli.config
+        }
     }
 }
 
@@ -173,7 +190,11 @@ mod tests {
     fn config_secret_required_outside_dev() {
         assert!(cfg(&[]).jwt_secret().is_err());
         assert!(cfg(&["--jwt-secret", "short"]).jwt_secret().is_err());
-        assert!(cfg(&["--jwt-secret", "your-secret-key-change-in-production"]).jwt_secret().is_err());
+        assert!(
+            cfg(&["--jwt-secret", "your-secret-key-change-in-production"])
+                .jwt_secret()
+                .is_err()
+        );
         let strong = "0123456789abcdef0123456789abcdef";
         assert_eq!(cfg(&["--jwt-secret", strong]).jwt_secret().unwrap(), strong);
         assert_eq!(cfg(&["--dev", "1"]).jwt_secret().unwrap(), DEV_JWT_SECRET);
@@ -182,6 +203,9 @@ mod tests {
     #[test]
     fn config_admin_only_in_dev_or_explicit() {
         assert!(cfg(&[]).admin_account().is_none());
-        assert_eq!(cfg(&["--dev", "1"]).admin_account().unwrap().0, "admin@tiketi.gg");
+        assert_eq!(
+            cfg(&["--dev", "1"]).admin_account().unwrap().0,
+            "admin@tiketi.gg"
+        );
     }
 }

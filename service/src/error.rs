@@ -24,7 +24,13 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn body(path: &'static str, value: Option<Value>) -> Self {
-        Self { kind: "field", value, msg: "Invalid value", path, location: "body" }
+        Self {
+            kind: "field",
+            value,
+            msg: "Invalid value",
+            path,
+            location: "body",
+        }
     }
 }
 
@@ -44,17 +50,24 @@ pub enum Error {
     Failure(StatusCode, String),
     /// 503 with `Retry-After`: a dependency is saturated or down; the client should retry.
     #[error("{message}")]
-    Unavailable { message: &'static str, retry_after_secs: u32 },
+    Unavailable {
+        message: &'static str,
+        retry_after_secs: u32,
+    },
     /// 429 with `Retry-After`: a rate limit refused the request.
     #[error("rate limited")]
     TooManyRequests { retry_after_secs: u32 },
     /// Anything unexpected: logged with its cause, answered with a fixed message and no details.
     #[error("internal error: {source}")]
-    Internal { source: anyhow::Error, message: Option<&'static str> },
+    Internal {
+        source: anyhow::Error,
+        message: Option<&'static str>,
+    },
 }
 
 pub const MSG_DB_BUSY: &str = "요청이 많아 잠시 처리할 수 없습니다. 잠시 후 다시 시도해주세요.";
-pub const MSG_REDIS_DOWN: &str = "일시적으로 서비스를 이용할 수 없습니다. 잠시 후 다시 시도해주세요.";
+pub const MSG_REDIS_DOWN: &str =
+    "일시적으로 서비스를 이용할 수 없습니다. 잠시 후 다시 시도해주세요.";
 const MSG_INTERNAL: &str = "서버 오류가 발생했습니다.";
 
 impl Error {
@@ -75,7 +88,10 @@ impl Error {
         Self::Failure(StatusCode::BAD_REQUEST, msg.into())
     }
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
-        Self::Internal { source: source.into(), message: None }
+        Self::Internal {
+            source: source.into(),
+            message: None,
+        }
     }
 }
 
@@ -87,7 +103,13 @@ pub trait OrMessage<T> {
 impl<T> OrMessage<T> for Result<T> {
     fn or_message(self, message: &'static str) -> Result<T> {
         self.map_err(|e| match e {
-            Error::Internal { source, message: None } => Error::Internal { source, message: Some(message) },
+            Error::Internal {
+                source,
+                message: None,
+            } => Error::Internal {
+                source,
+                message: Some(message),
+            },
             other => other,
         })
     }
@@ -98,9 +120,15 @@ impl From<sqlx::Error> for Error {
         match e {
             sqlx::Error::PoolTimedOut => {
                 crate::metrics::global().db_pool_timeouts.inc();
-                Error::Unavailable { message: MSG_DB_BUSY, retry_after_secs: 1 }
+                Error::Unavailable {
+                    message: MSG_DB_BUSY,
+                    retry_after_secs: 1,
+                }
             }
-            sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Error::Unavailable { message: MSG_DB_BUSY, retry_after_secs: 2 },
+            sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Error::Unavailable {
+                message: MSG_DB_BUSY,
+                retry_after_secs: 2,
+            },
             other => Error::internal(other),
         }
     }
@@ -109,7 +137,10 @@ impl From<sqlx::Error> for Error {
 impl From<fred::error::Error> for Error {
     fn from(e: fred::error::Error) -> Self {
         tracing::warn!(error = %e, "redis unavailable");
-        Error::Unavailable { message: MSG_REDIS_DOWN, retry_after_secs: 2 }
+        Error::Unavailable {
+            message: MSG_REDIS_DOWN,
+            retry_after_secs: 2,
+        }
     }
 }
 
@@ -142,28 +173,45 @@ impl IntoResponse for Error {
                     "name" => "이름을 입력해주세요.",
                     _ => "입력값이 올바르지 않습니다.",
                 };
-                (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors, "error": msg }))).into_response()
+                (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({ "errors": errors, "error": msg })),
+                )
+                    .into_response()
             }
             Error::Failure(status, msg) => failure(status, &msg),
-            Error::Unavailable { message, retry_after_secs } => {
+            Error::Unavailable {
+                message,
+                retry_after_secs,
+            } => {
                 let mut r = failure(StatusCode::SERVICE_UNAVAILABLE, message);
-                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 r
             }
             Error::TooManyRequests { retry_after_secs } => {
                 let msg = "요청이 너무 많습니다. 잠시 후 다시 시도해주세요.";
-                let mut r = (StatusCode::TOO_MANY_REQUESTS, Json(json!({ "error": msg }))).into_response();
-                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                let mut r =
+                    (StatusCode::TOO_MANY_REQUESTS, Json(json!({ "error": msg }))).into_response();
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 r
             }
             Error::Internal { source, message } => {
                 tracing::error!(error = ?source, "request failed");
-                failure(StatusCode::INTERNAL_SERVER_ERROR, message.unwrap_or(MSG_INTERNAL))
+                failure(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    message.unwrap_or(MSG_INTERNAL),
+                )
             }
         }
     }
 }
 
 pub fn failure(status: StatusCode, msg: &str) -> Response {
-    (status, Json(json!({ "success": false, "message": msg, "error": msg }))).into_response()
+    (
+        status,
+        Json(json!({ "success": false, "message": msg, "error": msg })),
+    )
+        .into_response()
 }

@@ -34,7 +34,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Error::Failure(StatusCode::PAYLOAD_TOO_LARGE, "요청 본문이 너무 큽니다.".into())
+                Error::Failure(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "요청 본문이 너무 큽니다.".into(),
+                )
             } else {
                 Error::rejected(e.body_text())
             }
@@ -64,7 +67,10 @@ pub trait Fields {
     }
     /// A non-blank string, trimmed.
     fn text(&self, name: &str) -> Option<String> {
-        self.str_of(name).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+        self.str_of(name)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
     }
     fn uuid_of(&self, name: &str) -> Option<Uuid> {
         self.str_of(name).and_then(tiketi_core::ids::parse_uuid)
@@ -72,7 +78,11 @@ pub trait Fields {
     /// An integer given as a JSON integer or as a string of digits.
     fn int_of(&self, name: &str) -> Option<i64> {
         match self.field(name)? {
-            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64)),
+            Value::Number(n) => n.as_i64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                    .map(|f| f as i64)
+            }),
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
         }
@@ -130,9 +140,17 @@ where
             return Ok(user.clone());
         }
         let state = AppState::from_ref(state);
-        let header = parts.headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
         // The original takes the second space-separated part and does not check the scheme.
-        let token = header.split(' ').nth(1).filter(|t| !t.is_empty()).ok_or_else(|| Error::unauthorized(MSG_AUTH_REQUIRED))?;
+        let token = header
+            .split(' ')
+            .nth(1)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::unauthorized(MSG_AUTH_REQUIRED))?;
         // 401 for expired and invalid tokens alike: the frontend logs out only on 401 (contract §9 #30).
         let claims = state.jwt.verify(token).map_err(|e| match e {
             TokenError::Expired | TokenError::Invalid => Error::unauthorized(MSG_INVALID_TOKEN),
@@ -144,14 +162,22 @@ where
                 serde_json::json!({ "code": "USER_NOT_FOUND" }),
             ));
         }
-        let user = AuthUser { id: claims.user_id, email: claims.email, role: claims.role };
+        let user = AuthUser {
+            id: claims.user_id,
+            email: claims.email,
+            role: claims.role,
+        };
         parts.extensions.insert(user.clone());
         Ok(user)
     }
 }
 
 /// Guards every `/api/admin/*` request (including unknown paths), as the original did.
-pub async fn require_admin(user: AuthUser, mut req: Request, next: Next) -> Result<Response, Error> {
+pub async fn require_admin(
+    user: AuthUser,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, Error> {
     if !user.is_admin() {
         return Err(Error::forbidden(MSG_ADMIN_ONLY));
     }
@@ -183,6 +209,8 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let q = parts.uri.query().unwrap_or("");
-        Ok(QueryParams(form_urlencoded::parse(q.as_bytes()).into_owned().collect()))
+        Ok(QueryParams(
+            form_urlencoded::parse(q.as_bytes()).into_owned().collect(),
+        ))
     }
 }

@@ -56,17 +56,25 @@ impl Service {
         if let Some((email, password)) = cfg.admin_account() {
             auth::ensure_admin(&self.state.db, &email, &password).await?;
         }
-        if cfg.dev {
+        if cfg.dev && cfg.demo_data {
             seed::demo_data(&self.state.db).await?;
         }
         Ok(())
     }
 
     /// Serves until `shutdown` resolves.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        axum::serve(
+            listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
         Ok(())
     }
 }

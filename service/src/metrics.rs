@@ -71,7 +71,9 @@ impl Metrics {
             holds_expired: Counter::default(),
             seats_released: Counter::default(),
             payments: Family::default(),
-            payment_amount: Histogram::new([10_000.0, 50_000.0, 100_000.0, 150_000.0, 200_000.0, 300_000.0]),
+            payment_amount: Histogram::new([
+                10_000.0, 50_000.0, 100_000.0, 150_000.0, 200_000.0, 300_000.0,
+            ]),
             auth_attempts: Family::default(),
             rate_limited: Family::default(),
             db_pool_max: Gauge::default(),
@@ -81,22 +83,86 @@ impl Metrics {
             job_runs: Family::default(),
             registry: Registry::default(),
         };
-        r.register("http_requests", "HTTP requests by route and status", m.http_requests.clone());
-        r.register("http_request_duration_seconds", "HTTP request latency", m.http_duration.clone());
-        r.register("http_requests_active", "HTTP requests in flight", m.http_active.clone());
-        r.register("tiketi_reservations_created", "Reservations created (kind: seat|ticket)", m.reservations_created.clone());
-        r.register("tiketi_reservations_cancelled", "Reservations cancelled (kind: user_cancel|admin)", m.reservations_cancelled.clone());
-        r.register("tiketi_holds_expired", "Seat holds expired unpaid", m.holds_expired.clone());
-        r.register("tiketi_seats_released", "Seats returned to sale", m.seats_released.clone());
-        r.register("tiketi_payments", "Payments by outcome and method", m.payments.clone());
-        r.register("tiketi_payment_amount", "Paid amounts (KRW)", m.payment_amount.clone());
-        r.register("tiketi_auth_attempts", "Login and registration attempts", m.auth_attempts.clone());
-        r.register("tiketi_rate_limited", "Requests refused by a rate limit", m.rate_limited.clone());
-        r.register("tiketi_db_pool_max_connections", "Configured DB pool size", m.db_pool_max.clone());
-        r.register("tiketi_db_pool_in_use", "DB connections in use", m.db_pool_in_use.clone());
-        r.register("tiketi_db_pool_idle", "Idle DB connections", m.db_pool_idle.clone());
-        r.register("tiketi_db_pool_timeouts", "Requests that found the DB pool exhausted (answered 503)", m.db_pool_timeouts.clone());
-        r.register("tiketi_job_runs", "Background job runs that did work", m.job_runs.clone());
+        r.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            m.http_duration.clone(),
+        );
+        r.register(
+            "http_requests_active",
+            "HTTP requests in flight",
+            m.http_active.clone(),
+        );
+        r.register(
+            "tiketi_reservations_created",
+            "Reservations created (kind: seat|ticket)",
+            m.reservations_created.clone(),
+        );
+        r.register(
+            "tiketi_reservations_cancelled",
+            "Reservations cancelled (kind: user_cancel|admin)",
+            m.reservations_cancelled.clone(),
+        );
+        r.register(
+            "tiketi_holds_expired",
+            "Seat holds expired unpaid",
+            m.holds_expired.clone(),
+        );
+        r.register(
+            "tiketi_seats_released",
+            "Seats returned to sale",
+            m.seats_released.clone(),
+        );
+        r.register(
+            "tiketi_payments",
+            "Payments by outcome and method",
+            m.payments.clone(),
+        );
+        r.register(
+            "tiketi_payment_amount",
+            "Paid amounts (KRW)",
+            m.payment_amount.clone(),
+        );
+        r.register(
+            "tiketi_auth_attempts",
+            "Login and registration attempts",
+            m.auth_attempts.clone(),
+        );
+        r.register(
+            "tiketi_rate_limited",
+            "Requests refused by a rate limit",
+            m.rate_limited.clone(),
+        );
+        r.register(
+            "tiketi_db_pool_max_connections",
+            "Configured DB pool size",
+            m.db_pool_max.clone(),
+        );
+        r.register(
+            "tiketi_db_pool_in_use",
+            "DB connections in use",
+            m.db_pool_in_use.clone(),
+        );
+        r.register(
+            "tiketi_db_pool_idle",
+            "Idle DB connections",
+            m.db_pool_idle.clone(),
+        );
+        r.register(
+            "tiketi_db_pool_timeouts",
+            "Requests that found the DB pool exhausted (answered 503)",
+            m.db_pool_timeouts.clone(),
+        );
+        r.register(
+            "tiketi_job_runs",
+            "Background job runs that did work",
+            m.job_runs.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 
@@ -104,7 +170,8 @@ impl Metrics {
     pub fn render(&self, pool: &sqlx::PgPool) -> String {
         let size = i64::from(pool.size());
         let idle = pool.num_idle() as i64;
-        self.db_pool_max.set(i64::from(pool.options().get_max_connections()));
+        self.db_pool_max
+            .set(i64::from(pool.options().get_max_connections()));
         self.db_pool_in_use.set(size - idle);
         self.db_pool_idle.set(idle);
         let mut out = String::new();

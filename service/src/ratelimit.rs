@@ -8,7 +8,12 @@ const WINDOW_SECS: u64 = 60;
 
 /// Counts one attempt of `action` by `subject`; refuses with 429 beyond `limit` per minute.
 /// When Redis is unreachable the attempt is allowed (logged): an outage must not lock everyone out.
-pub async fn check(state: &AppState, action: &'static str, subject: &str, limit: u32) -> Result<(), Error> {
+pub async fn check(
+    state: &AppState,
+    action: &'static str,
+    subject: &str,
+    limit: u32,
+) -> Result<(), Error> {
     let window = chrono::Utc::now().timestamp() as u64 / WINDOW_SECS;
     let key = state.keys.rate_limit(action, subject, window);
     let tx = state.redis.next().multi();
@@ -20,8 +25,13 @@ pub async fn check(state: &AppState, action: &'static str, subject: &str, limit:
     .await;
     match counted {
         Ok((n, _)) if n > i64::from(limit) => {
-            state.metrics.rate_limited.get_or_create(&KindLabels { kind: action }).inc();
-            let retry_after_secs = (WINDOW_SECS - chrono::Utc::now().timestamp() as u64 % WINDOW_SECS) as u32;
+            state
+                .metrics
+                .rate_limited
+                .get_or_create(&KindLabels { kind: action })
+                .inc();
+            let retry_after_secs =
+                (WINDOW_SECS - chrono::Utc::now().timestamp() as u64 % WINDOW_SECS) as u32;
             Err(Error::TooManyRequests { retry_after_secs })
         }
         Ok(_) => Ok(()),

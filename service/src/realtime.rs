@@ -46,11 +46,27 @@ pub fn build(jwt: Arc<JwtKeys>) -> (SocketIoLayer, SocketIo) {
     (layer, io)
 }
 
-async fn authenticate(s: SocketRef, TryData(auth): TryData<Value>, State(jwt): State<Arc<JwtKeys>>) -> Result<(), ConnectRefused> {
-    let token = auth.ok().as_ref().and_then(|a| a.get("token")).and_then(Value::as_str).map(str::to_string);
-    let token = token.filter(|t| !t.is_empty()).ok_or(ConnectRefused(MSG_AUTH_REQUIRED))?;
-    let claims = jwt.verify(&token).map_err(|_| ConnectRefused(MSG_INVALID_TOKEN))?;
-    s.extensions.insert(SocketUser { user_id: claims.user_id, role: claims.role });
+async fn authenticate(
+    s: SocketRef,
+    TryData(auth): TryData<Value>,
+    State(jwt): State<Arc<JwtKeys>>,
+) -> Result<(), ConnectRefused> {
+    let token = auth
+        .ok()
+        .as_ref()
+        .and_then(|a| a.get("token"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let token = token
+        .filter(|t| !t.is_empty())
+        .ok_or(ConnectRefused(MSG_AUTH_REQUIRED))?;
+    let claims = jwt
+        .verify(&token)
+        .map_err(|_| ConnectRefused(MSG_INVALID_TOKEN))?;
+    s.extensions.insert(SocketUser {
+        user_id: claims.user_id,
+        role: claims.role,
+    });
     s.on(event::JOIN_EVENT, on_join_event);
     s.on(event::LEAVE_EVENT, on_leave_event);
     s.on(event::JOIN_QUEUE, on_join_queue);
@@ -63,13 +79,20 @@ async fn on_connect(s: SocketRef) {
 }
 
 fn event_id_of(data: &Value) -> Option<Uuid> {
-    data.get("eventId").and_then(Value::as_str).and_then(parse_uuid)
+    data.get("eventId")
+        .and_then(Value::as_str)
+        .and_then(parse_uuid)
 }
 
 /// Distinct users (not sockets) in a room of this process.
 fn user_count(io: &SocketIo, room_name: &str) -> usize {
-    let users: HashSet<Uuid> =
-        io.within(room_name.to_string()).sockets().iter().filter_map(|s| s.extensions.get::<SocketUser>()).map(|u| u.user_id).collect();
+    let users: HashSet<Uuid> = io
+        .within(room_name.to_string())
+        .sockets()
+        .iter()
+        .filter_map(|s| s.extensions.get::<SocketUser>())
+        .map(|u| u.user_id)
+        .collect();
     users.len()
 }
 
@@ -82,13 +105,17 @@ async fn emit_room_info(io: &SocketIo, event_id: Uuid) {
 }
 
 async fn on_join_event(s: SocketRef, io: SocketIo, TryData(data): TryData<Value>) {
-    let Some(event_id) = data.ok().as_ref().and_then(event_id_of) else { return };
+    let Some(event_id) = data.ok().as_ref().and_then(event_id_of) else {
+        return;
+    };
     s.join(room::event(event_id));
     emit_room_info(&io, event_id).await;
 }
 
 async fn on_leave_event(s: SocketRef, io: SocketIo, TryData(data): TryData<Value>) {
-    let Some(event_id) = data.ok().as_ref().and_then(event_id_of) else { return };
+    let Some(event_id) = data.ok().as_ref().and_then(event_id_of) else {
+        return;
+    };
     s.leave(room::event(event_id));
     emit_room_info(&io, event_id).await;
 }
@@ -110,8 +137,17 @@ pub async fn publish(state: &AppState, notices: Vec<Notice>) {
     let now = to_wire(&chrono::Utc::now());
     for notice in notices {
         let sent = match notice {
-            Notice::SeatLocked { event_id, seat_id, user_id } => {
-                let p = SeatLocked { seat_id, user_id, status: "locked".into(), timestamp: now.clone() };
+            Notice::SeatLocked {
+                event_id,
+                seat_id,
+                user_id,
+            } => {
+                let p = SeatLocked {
+                    seat_id,
+                    user_id,
+                    status: "locked".into(),
+                    timestamp: now.clone(),
+                };
                 let to = state.io.to(room::seats(event_id));
                 // the frontend listens to `seat-selected`; `seat-locked` is the original's name
                 match to.clone().emit(event::SEAT_LOCKED, &p).await {
@@ -121,12 +157,34 @@ pub async fn publish(state: &AppState, notices: Vec<Notice>) {
             }
             Notice::SeatReleased { event_id, seat_id } => {
                 state.metrics.seats_released.inc();
-                let p = SeatReleased { seat_id, status: "available".into(), timestamp: now.clone() };
-                state.io.to(room::seats(event_id)).emit(event::SEAT_RELEASED, &p).await
+                let p = SeatReleased {
+                    seat_id,
+                    status: "available".into(),
+                    timestamp: now.clone(),
+                };
+                state
+                    .io
+                    .to(room::seats(event_id))
+                    .emit(event::SEAT_RELEASED, &p)
+                    .await
             }
-            Notice::TicketUpdated { event_id, ticket_type_id, available, total } => {
-                let p = TicketUpdated { ticket_type_id, available_quantity: available, total_quantity: total, timestamp: now.clone() };
-                state.io.to(room::event(event_id)).emit(event::TICKET_UPDATED, &p).await
+            Notice::TicketUpdated {
+                event_id,
+                ticket_type_id,
+                available,
+                total,
+            } => {
+                let p = TicketUpdated {
+                    ticket_type_id,
+                    available_quantity: available,
+                    total_quantity: total,
+                    timestamp: now.clone(),
+                };
+                state
+                    .io
+                    .to(room::event(event_id))
+                    .emit(event::TICKET_UPDATED, &p)
+                    .await
             }
         };
         if let Err(e) = sent {

@@ -20,31 +20,109 @@ struct Demo {
 }
 
 const DEMOS: &[Demo] = &[
-    Demo { title: "아이유 콘서트 2026 - HER", artist: Some("IU"), venue: "올림픽공원 체조경기장", address: "서울특별시 송파구 올림픽로 424",
-           sale_start_h: -1, sale_end_h: 24 * 14, event_h: 24 * 30, layout: Some("small_theater"), tickets: &[] },
-    Demo { title: "BTS WORLD TOUR 2026 in SEOUL", artist: Some("BTS"), venue: "잠실종합운동장 주경기장", address: "서울특별시 송파구 올림픽로 25",
-           sale_start_h: -2, sale_end_h: 24 * 10, event_h: 24 * 40, layout: Some("large_theater"), tickets: &[] },
-    Demo { title: "뮤지컬 오페라의 유령", artist: None, venue: "블루스퀘어 신한카드홀", address: "서울특별시 용산구 이태원로 294",
-           sale_start_h: -24, sale_end_h: 24 * 20, event_h: 24 * 25, layout: None,
-           tickets: &[("VIP석", 180_000, 80), ("R석", 120_000, 150), ("S석", 80_000, 200)] },
-    Demo { title: "10CM HOTEL ROOM TOUR 2026", artist: Some("10CM"), venue: "YES24 라이브홀", address: "서울특별시 광진구 구천면로 20",
-           sale_start_h: -3, sale_end_h: 24 * 7, event_h: 24 * 21, layout: None,
-           tickets: &[("스탠딩", 99_000, 300), ("지정석", 110_000, 200)] },
-    Demo { title: "스포츠 경기 - 농구 결승전", artist: None, venue: "고척스카이돔", address: "서울특별시 구로구 경인로 430",
-           sale_start_h: -5, sale_end_h: 24 * 5, event_h: 24 * 6, layout: Some("sports_stadium"), tickets: &[] },
-    Demo { title: "싸이 흠뻑쇼 2026", artist: Some("PSY"), venue: "잠실종합운동장 주경기장", address: "서울특별시 송파구 올림픽로 25",
-           sale_start_h: 48, sale_end_h: 24 * 9, event_h: 24 * 45, layout: Some("large_theater"), tickets: &[] },
-    Demo { title: "NewJeans FAN MEETING 2026", artist: Some("NewJeans"), venue: "KSPO DOME", address: "서울특별시 송파구 올림픽로 424",
-           sale_start_h: 1, sale_end_h: 24 * 3, event_h: 24 * 14, layout: Some("small_theater"), tickets: &[] },
-    Demo { title: "2025 콘서트 투어 in 서울", artist: Some("IU"), venue: "올림픽공원 체조경기장", address: "서울특별시 송파구 올림픽로 424",
-           sale_start_h: -24 * 60, sale_end_h: -24 * 40, event_h: -24 * 30, layout: Some("small_theater"), tickets: &[] },
+    Demo {
+        title: "아이유 콘서트 2026 - HER",
+        artist: Some("IU"),
+        venue: "올림픽공원 체조경기장",
+        address: "서울특별시 송파구 올림픽로 424",
+        sale_start_h: -1,
+        sale_end_h: 24 * 14,
+        event_h: 24 * 30,
+        layout: Some("small_theater"),
+        tickets: &[],
+    },
+    Demo {
+        title: "BTS WORLD TOUR 2026 in SEOUL",
+        artist: Some("BTS"),
+        venue: "잠실종합운동장 주경기장",
+        address: "서울특별시 송파구 올림픽로 25",
+        sale_start_h: -2,
+        sale_end_h: 24 * 10,
+        event_h: 24 * 40,
+        layout: Some("large_theater"),
+        tickets: &[],
+    },
+    Demo {
+        title: "뮤지컬 오페라의 유령",
+        artist: None,
+        venue: "블루스퀘어 신한카드홀",
+        address: "서울특별시 용산구 이태원로 294",
+        sale_start_h: -24,
+        sale_end_h: 24 * 20,
+        event_h: 24 * 25,
+        layout: None,
+        tickets: &[
+            ("VIP석", 180_000, 80),
+            ("R석", 120_000, 150),
+            ("S석", 80_000, 200),
+        ],
+    },
+    Demo {
+        title: "10CM HOTEL ROOM TOUR 2026",
+        artist: Some("10CM"),
+        venue: "YES24 라이브홀",
+        address: "서울특별시 광진구 구천면로 20",
+        sale_start_h: -3,
+        sale_end_h: 24 * 7,
+        event_h: 24 * 21,
+        layout: None,
+        tickets: &[("스탠딩", 99_000, 300), ("지정석", 110_000, 200)],
+    },
+    Demo {
+        title: "스포츠 경기 - 농구 결승전",
+        artist: None,
+        venue: "고척스카이돔",
+        address: "서울특별시 구로구 경인로 430",
+        sale_start_h: -5,
+        sale_end_h: 24 * 5,
+        event_h: 24 * 6,
+        layout: Some("sports_stadium"),
+        tickets: &[],
+    },
+    Demo {
+        title: "싸이 흠뻑쇼 2026",
+        artist: Some("PSY"),
+        venue: "잠실종합운동장 주경기장",
+        address: "서울특별시 송파구 올림픽로 25",
+        sale_start_h: 48,
+        sale_end_h: 24 * 9,
+        event_h: 24 * 45,
+        layout: Some("large_theater"),
+        tickets: &[],
+    },
+    Demo {
+        title: "NewJeans FAN MEETING 2026",
+        artist: Some("NewJeans"),
+        venue: "KSPO DOME",
+        address: "서울특별시 송파구 올림픽로 424",
+        sale_start_h: 1,
+        sale_end_h: 24 * 3,
+        event_h: 24 * 14,
+        layout: Some("small_theater"),
+        tickets: &[],
+    },
+    Demo {
+        title: "2025 콘서트 투어 in 서울",
+        artist: Some("IU"),
+        venue: "올림픽공원 체조경기장",
+        address: "서울특별시 송파구 올림픽로 424",
+        sale_start_h: -24 * 60,
+        sale_end_h: -24 * 40,
+        event_h: -24 * 30,
+        layout: Some("small_theater"),
+        tickets: &[],
+    },
 ];
 
 pub async fn demo_data(db: &PgPool) -> anyhow::Result<()> {
     let mut tx = db.begin().await?;
     // one seeder at a time across replicas; and only on an empty database
-    sqlx::query("SELECT pg_advisory_xact_lock(7464)").execute(&mut *tx).await?;
-    let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events)").fetch_one(&mut *tx).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(7464)")
+        .execute(&mut *tx)
+        .await?;
+    let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events)")
+        .fetch_one(&mut *tx)
+        .await?;
     if any {
         return Ok(());
     }
@@ -70,7 +148,10 @@ pub async fn demo_data(db: &PgPool) -> anyhow::Result<()> {
         .fetch_one(&mut *tx)
         .await?;
         if let Some(layout) = d.layout {
-            let layout_id: Uuid = sqlx::query_scalar("SELECT id FROM seat_layouts WHERE name = $1").bind(layout).fetch_one(&mut *tx).await?;
+            let layout_id: Uuid = sqlx::query_scalar("SELECT id FROM seat_layouts WHERE name = $1")
+                .bind(layout)
+                .fetch_one(&mut *tx)
+                .await?;
             insert_layout_seats(&mut tx, id, layout_id).await?;
         }
         for (name, price, qty) in d.tickets {

@@ -23,7 +23,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(db: PgPool, redis: RedisPool, io: SocketIo, jwt: Arc<JwtKeys>, config: Config) -> Self {
+    pub fn new(
+        db: PgPool,
+        redis: RedisPool,
+        io: SocketIo,
+        jwt: Arc<JwtKeys>,
+        config: Config,
+    ) -> Self {
         Self {
             db,
             redis,

@@ -38,7 +38,10 @@ pub async fn redis_pool(cfg: &Config) -> anyhow::Result<RedisPool> {
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 2000, 2))
         .build_pool(4)?;
     pool.connect_pool();
-    if tokio::time::timeout(Duration::from_secs(5), pool.wait_for_connect()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), pool.wait_for_connect())
+        .await
+        .is_err()
+    {
         tracing::warn!("redis not reachable yet; continuing, it will reconnect in the background");
     }
     Ok(pool)

@@ -1,6 +1,5 @@
 //! Admin event management: create, edit, cancel, delete, seats and ticket types.
 
-use sqlx::AssertSqlSafe;
 use axum::{
     Json, Router,
     extract::{Path, State},
@@ -8,11 +7,9 @@ use axum::{
     routing::{delete, get, post, put},
 };
 use serde_json::{Value, json};
+use sqlx::AssertSqlSafe;
 use sqlx::PgConnection;
-use tiketi_core::{
-    rules::sale_status,
-    wire::Notice,
-};
+use tiketi_core::{rules::sale_status, wire::Notice};
 use uuid::Uuid;
 
 use super::input::{EventInput, TicketTypeInput, check_window};
@@ -32,14 +29,19 @@ pub fn router() -> Router<AppState> {
         .route("/api/admin/events", post(create))
         .route("/api/admin/events/{id}", put(update).delete(remove))
         .route("/api/admin/events/{id}/cancel", post(cancel))
-        .route("/api/admin/events/{id}/generate-seats", post(generate_seats))
+        .route(
+            "/api/admin/events/{id}/generate-seats",
+            post(generate_seats),
+        )
         .route("/api/admin/events/{id}/seats", delete(delete_seats))
         .route("/api/admin/events/{id}/tickets", post(create_ticket))
         .route("/api/admin/tickets/{id}", put(update_ticket))
 }
 
 async fn layouts(State(state): State<AppState>) -> Result<Json<Value>> {
-    async { Ok(Json(layouts_json(&state, "name").await?)) }.await.or_message("좌석 레이아웃을 불러오는데 실패했습니다.")
+    async { Ok(Json(layouts_json(&state, "name").await?)) }
+        .await
+        .or_message("좌석 레이아웃을 불러오는데 실패했습니다.")
 }
 
 /// After any change to events: drop cached pages and let the status updater re-plan.
@@ -51,7 +53,11 @@ async fn events_changed(state: &AppState, event_id: Option<Uuid>) {
     jobs::event_status::wake();
 }
 
-async fn insert_ticket_type(tx: &mut PgConnection, event_id: Uuid, t: &TicketTypeInput) -> Result<Value> {
+async fn insert_ticket_type(
+    tx: &mut PgConnection,
+    event_id: Uuid,
+    t: &TicketTypeInput,
+) -> Result<Value> {
     let row: Value = sqlx::query_scalar(
         "INSERT INTO ticket_types AS t (event_id, name, price, total_quantity, available_quantity, description)
          VALUES ($1, $2, $3, $4, $4, $5)
@@ -69,15 +75,27 @@ async fn insert_ticket_type(tx: &mut PgConnection, event_id: Uuid, t: &TicketTyp
     Ok(row)
 }
 
-async fn create(State(state): State<AppState>, admin: AuthUser, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<Value>)> {
+async fn create(
+    State(state): State<AppState>,
+    admin: AuthUser,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Value>)> {
     let input = EventInput::parse(&body, state.config.timezone)?;
     input.require_complete()?;
-    let (Some(sale_start), Some(sale_end)) = (input.sale_start, input.sale_end) else { unreachable!("checked") };
+    let (Some(sale_start), Some(sale_end)) = (input.sale_start, input.sale_end) else {
+        unreachable!("checked")
+    };
     check_window(sale_start, sale_end)?;
     let mut ticket_types = Vec::new();
     if let Some(list) = body.present("ticketTypes") {
-        for t in list.as_array().ok_or_else(|| Error::bad_request("ticketTypes는 배열이어야 합니다."))? {
-            let t = TicketTypeInput::parse(t.as_object().ok_or_else(|| Error::bad_request("티켓 정보가 올바르지 않습니다."))?)?;
+        for t in list
+            .as_array()
+            .ok_or_else(|| Error::bad_request("ticketTypes는 배열이어야 합니다."))?
+        {
+            let t = TicketTypeInput::parse(
+                t.as_object()
+                    .ok_or_else(|| Error::bad_request("티켓 정보가 올바르지 않습니다."))?,
+            )?;
             t.require_complete()?;
             ticket_types.push(t);
         }
@@ -124,10 +142,17 @@ async fn create(State(state): State<AppState>, admin: AuthUser, JsonBody(body): 
     .await
     .or_message("이벤트 생성에 실패했습니다.")?;
     events_changed(&state, Some(event.id)).await;
-    Ok((StatusCode::CREATED, Json(json!({ "message": "이벤트가 생성되었습니다.", "event": event }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "message": "이벤트가 생성되었습니다.", "event": event })),
+    ))
 }
 
-async fn update(State(state): State<AppState>, Path(id): Path<String>, JsonBody(body): JsonBody) -> Result<Json<Value>> {
+async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     let input = EventInput::parse(&body, state.config.timezone)?;
     let event = async {
@@ -173,12 +198,17 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, JsonBody(
     .await
     .or_message("이벤트 수정에 실패했습니다.")?;
     events_changed(&state, Some(id)).await;
-    Ok(Json(json!({ "message": "이벤트가 수정되었습니다.", "event": event })))
+    Ok(Json(
+        json!({ "message": "이벤트가 수정되었습니다.", "event": event }),
+    ))
 }
 
 /// Cancels the live reservations of an event (completed payments become refunded) and frees its
 /// held seats; returns how many reservations were cancelled and what to announce.
-async fn cancel_reservations_of(tx: &mut PgConnection, event_id: Uuid) -> Result<(i64, Vec<Notice>)> {
+async fn cancel_reservations_of(
+    tx: &mut PgConnection,
+    event_id: Uuid,
+) -> Result<(i64, Vec<Notice>)> {
     let cancelled: i64 = sqlx::query_scalar(
         "WITH c AS (UPDATE reservations SET status = 'cancelled',
                         payment_status = CASE WHEN payment_status = 'completed' THEN 'refunded' ELSE payment_status END
@@ -192,7 +222,13 @@ async fn cancel_reservations_of(tx: &mut PgConnection, event_id: Uuid) -> Result
         .bind(event_id)
         .fetch_all(&mut *tx)
         .await?;
-    Ok((cancelled, freed.into_iter().map(|seat_id| Notice::SeatReleased { event_id, seat_id }).collect()))
+    Ok((
+        cancelled,
+        freed
+            .into_iter()
+            .map(|seat_id| Notice::SeatReleased { event_id, seat_id })
+            .collect(),
+    ))
 }
 
 async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
@@ -226,30 +262,50 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result
     let id = path_id(&id, "Invalid id format")?;
     let cancelled = async {
         let mut tx = state.db.begin().await?;
-        let exists: Option<Uuid> = sqlx::query_scalar("SELECT id FROM events WHERE id = $1 FOR UPDATE").bind(id).fetch_optional(&mut *tx).await?;
+        let exists: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM events WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
         if exists.is_none() {
             return Err(Error::not_found("이벤트를 찾을 수 없습니다."));
         }
         let (cancelled, _) = cancel_reservations_of(&mut tx, id).await?;
-        sqlx::query("DELETE FROM events WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM events WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(cancelled)
     }
     .await
     .or_message("이벤트 삭제에 실패했습니다.")?;
     events_changed(&state, Some(id)).await;
-    Ok(Json(json!({ "message": "이벤트가 삭제되었습니다.", "cancelledReservations": cancelled })))
+    Ok(Json(
+        json!({ "message": "이벤트가 삭제되었습니다.", "cancelledReservations": cancelled }),
+    ))
 }
 
-async fn generate_seats(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn generate_seats(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     let (created, title) = async {
         let mut tx = state.db.begin().await?;
         let event: Option<(String, Option<Uuid>)> =
-            sqlx::query_as("SELECT title, seat_layout_id FROM events WHERE id = $1 FOR UPDATE").bind(id).fetch_optional(&mut *tx).await?;
-        let (title, layout) = event.ok_or_else(|| Error::not_found("이벤트를 찾을 수 없습니다."))?;
-        let layout = layout.ok_or_else(|| Error::bad_request("좌석 레이아웃이 설정되지 않았습니다."))?;
-        let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM seats WHERE event_id = $1").bind(id).fetch_one(&mut *tx).await?;
+            sqlx::query_as("SELECT title, seat_layout_id FROM events WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (title, layout) =
+            event.ok_or_else(|| Error::not_found("이벤트를 찾을 수 없습니다."))?;
+        let layout =
+            layout.ok_or_else(|| Error::bad_request("좌석 레이아웃이 설정되지 않았습니다."))?;
+        let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM seats WHERE event_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
         if existing > 0 {
             return Err(Error::PlainWith(
                 StatusCode::BAD_REQUEST,
@@ -257,17 +313,24 @@ async fn generate_seats(State(state): State<AppState>, Path(id): Path<String>) -
                 json!({ "existingSeats": existing }),
             ));
         }
-        let created = seats::db::insert_layout_seats(&mut tx, id, layout).await?.unwrap_or(0);
+        let created = seats::db::insert_layout_seats(&mut tx, id, layout)
+            .await?
+            .unwrap_or(0);
         tx.commit().await?;
         Ok((created, title))
     }
     .await
     .or_message("좌석 생성에 실패했습니다.")?;
     cache::invalidate_event(&state, id).await;
-    Ok(Json(json!({ "message": "좌석이 생성되었습니다.", "seatsCreated": created, "eventTitle": title })))
+    Ok(Json(
+        json!({ "message": "좌석이 생성되었습니다.", "seatsCreated": created, "eventTitle": title }),
+    ))
 }
 
-async fn delete_seats(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn delete_seats(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     let deleted = async {
         let mut tx = state.db.begin().await?;
@@ -289,16 +352,25 @@ async fn delete_seats(State(state): State<AppState>, Path(id): Path<String>) -> 
     .await
     .or_message("좌석 삭제에 실패했습니다.")?;
     cache::invalidate_event(&state, id).await;
-    Ok(Json(json!({ "message": "좌석이 삭제되었습니다.", "seatsDeleted": deleted })))
+    Ok(Json(
+        json!({ "message": "좌석이 삭제되었습니다.", "seatsDeleted": deleted }),
+    ))
 }
 
-async fn create_ticket(State(state): State<AppState>, Path(id): Path<String>, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<Value>)> {
+async fn create_ticket(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Value>)> {
     let event_id = path_id(&id, "Invalid eventId format")?;
     let input = TicketTypeInput::parse(&body)?;
     input.require_complete()?;
     let ticket = async {
         let mut tx = state.db.begin().await?;
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE id = $1)").bind(event_id).fetch_one(&mut *tx).await?;
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE id = $1)")
+            .bind(event_id)
+            .fetch_one(&mut *tx)
+            .await?;
         if !exists {
             return Err(Error::not_found("이벤트를 찾을 수 없습니다."));
         }
@@ -309,10 +381,17 @@ async fn create_ticket(State(state): State<AppState>, Path(id): Path<String>, Js
     .await
     .or_message("티켓 등록에 실패했습니다.")?;
     events_changed(&state, Some(event_id)).await;
-    Ok((StatusCode::CREATED, Json(json!({ "message": "티켓이 등록되었습니다.", "ticketType": ticket }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "message": "티켓이 등록되었습니다.", "ticketType": ticket })),
+    ))
 }
 
-async fn update_ticket(State(state): State<AppState>, Path(id): Path<String>, JsonBody(body): JsonBody) -> Result<Json<Value>> {
+async fn update_ticket(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     let input = TicketTypeInput::parse(&body)?;
     let (ticket, event_id) = async {
@@ -354,9 +433,17 @@ async fn update_ticket(State(state): State<AppState>, Path(id): Path<String>, Js
     let notice = Notice::TicketUpdated {
         event_id,
         ticket_type_id: id,
-        available: ticket.field("available_quantity").and_then(Value::as_i64).unwrap_or(0) as i32,
-        total: ticket.field("total_quantity").and_then(Value::as_i64).unwrap_or(0) as i32,
+        available: ticket
+            .field("available_quantity")
+            .and_then(Value::as_i64)
+            .unwrap_or(0) as i32,
+        total: ticket
+            .field("total_quantity")
+            .and_then(Value::as_i64)
+            .unwrap_or(0) as i32,
     };
     realtime::publish(&state, vec![notice]).await;
-    Ok(Json(json!({ "message": "티켓이 수정되었습니다.", "ticketType": ticket })))
+    Ok(Json(
+        json!({ "message": "티켓이 수정되었습니다.", "ticketType": ticket }),
+    ))
 }

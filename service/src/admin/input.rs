@@ -12,11 +12,16 @@ pub fn parse_instant(s: &str, tz: chrono_tz::Tz) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-        .and_then(|naive| tz.from_local_datetime(&naive).earliest())
-        .map(|t| t.with_timezone(&Utc))
+    [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    .and_then(|naive| tz.from_local_datetime(&naive).earliest())
+    .map(|t| t.with_timezone(&Utc))
 }
 
 /// Event fields as given; `None` = not in the body, `Some(None)` = explicitly cleared.
@@ -39,17 +44,30 @@ fn bad(msg: &str) -> Error {
     Error::bad_request(msg)
 }
 
-fn required_text(body: &Map<String, Value>, key: &str, max: usize, msg: &str) -> Result<Option<String>, Error> {
+fn required_text(
+    body: &Map<String, Value>,
+    key: &str,
+    max: usize,
+    msg: &str,
+) -> Result<Option<String>, Error> {
     match body.field(key) {
         None => Ok(None),
         Some(v) => {
-            let t = v.as_str().map(str::trim).filter(|t| !t.is_empty() && t.chars().count() <= max);
+            let t = v
+                .as_str()
+                .map(str::trim)
+                .filter(|t| !t.is_empty() && t.chars().count() <= max);
             t.map(|t| Some(t.to_string())).ok_or_else(|| bad(msg))
         }
     }
 }
 
-fn optional_text(body: &Map<String, Value>, key: &str, max: usize, msg: &str) -> Result<Option<Option<String>>, Error> {
+fn optional_text(
+    body: &Map<String, Value>,
+    key: &str,
+    max: usize,
+    msg: &str,
+) -> Result<Option<Option<String>>, Error> {
     match body.field(key) {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
@@ -59,10 +77,19 @@ fn optional_text(body: &Map<String, Value>, key: &str, max: usize, msg: &str) ->
     }
 }
 
-fn instant(body: &Map<String, Value>, key: &str, tz: chrono_tz::Tz, msg: &str) -> Result<Option<DateTime<Utc>>, Error> {
+fn instant(
+    body: &Map<String, Value>,
+    key: &str,
+    tz: chrono_tz::Tz,
+    msg: &str,
+) -> Result<Option<DateTime<Utc>>, Error> {
     match body.field(key) {
         None => Ok(None),
-        Some(v) => v.as_str().and_then(|s| parse_instant(s, tz)).map(Some).ok_or_else(|| bad(msg)),
+        Some(v) => v
+            .as_str()
+            .and_then(|s| parse_instant(s, tz))
+            .map(Some)
+            .ok_or_else(|| bad(msg)),
     }
 }
 
@@ -71,7 +98,11 @@ impl EventInput {
         let seat_layout_id = match body.field("seatLayoutId") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.is_empty() => None,
-            Some(v) => Some(v.as_str().and_then(tiketi_core::ids::parse_uuid).ok_or_else(|| bad("Invalid seatLayoutId format"))?),
+            Some(v) => Some(
+                v.as_str()
+                    .and_then(tiketi_core::ids::parse_uuid)
+                    .ok_or_else(|| bad("Invalid seatLayoutId format"))?,
+            ),
         };
         let queue_threshold = match body.present("queueThreshold") {
             None => None,
@@ -88,10 +119,30 @@ impl EventInput {
             venue: required_text(body, "venue", 255, "공연장을 입력해주세요. (255자 이하)")?,
             address: optional_text(body, "address", 1000, "주소가 올바르지 않습니다.")?,
             event_date: instant(body, "eventDate", tz, "공연 일시가 올바르지 않습니다.")?,
-            sale_start: instant(body, "saleStartDate", tz, "판매 시작 일시가 올바르지 않습니다.")?,
-            sale_end: instant(body, "saleEndDate", tz, "판매 종료 일시가 올바르지 않습니다.")?,
-            poster_image_url: optional_text(body, "posterImageUrl", 2000, "포스터 이미지 URL이 올바르지 않습니다.")?,
-            artist_name: optional_text(body, "artistName", 255, "아티스트 이름이 올바르지 않습니다. (255자 이하)")?,
+            sale_start: instant(
+                body,
+                "saleStartDate",
+                tz,
+                "판매 시작 일시가 올바르지 않습니다.",
+            )?,
+            sale_end: instant(
+                body,
+                "saleEndDate",
+                tz,
+                "판매 종료 일시가 올바르지 않습니다.",
+            )?,
+            poster_image_url: optional_text(
+                body,
+                "posterImageUrl",
+                2000,
+                "포스터 이미지 URL이 올바르지 않습니다.",
+            )?,
+            artist_name: optional_text(
+                body,
+                "artistName",
+                255,
+                "아티스트 이름이 올바르지 않습니다. (255자 이하)",
+            )?,
             seat_layout_id,
             queue_threshold,
         })
@@ -133,7 +184,11 @@ impl TicketTypeInput {
         let int = |key: &str, msg: &str| -> Result<Option<i32>, Error> {
             match v.present(key) {
                 None => Ok(None),
-                Some(_) => v.int_of(key).filter(|n| (0..=1_000_000_000).contains(n)).map(|n| Some(n as i32)).ok_or_else(|| bad(msg)),
+                Some(_) => v
+                    .int_of(key)
+                    .filter(|n| (0..=1_000_000_000).contains(n))
+                    .map(|n| Some(n as i32))
+                    .ok_or_else(|| bad(msg)),
             }
         };
         Ok(Self {

@@ -58,8 +58,15 @@ async fn stats(State(state): State<AppState>) -> Result<Json<Value>> {
 }
 
 async fn list(State(state): State<AppState>, QueryParams(q): QueryParams) -> Result<Json<Value>> {
-    let (page, limit) = paging(q.get("page").map(String::as_str), q.get("limit").map(String::as_str), 20);
-    let status = q.get("status").map(String::as_str).filter(|s| !s.is_empty());
+    let (page, limit) = paging(
+        q.get("page").map(String::as_str),
+        q.get("limit").map(String::as_str),
+        20,
+    );
+    let status = q
+        .get("status")
+        .map(String::as_str)
+        .filter(|s| !s.is_empty());
     async {
         let rows: Value = sqlx::query_scalar(
             "SELECT coalesce(json_agg(json_build_object('id', r.id, 'reservation_number', r.reservation_number,
@@ -88,7 +95,11 @@ async fn list(State(state): State<AppState>, QueryParams(q): QueryParams) -> Res
     .or_message("예매 내역을 불러오는데 실패했습니다.")
 }
 
-async fn set_status(State(state): State<AppState>, Path(id): Path<String>, JsonBody(body): JsonBody) -> Result<Json<Value>> {
+async fn set_status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     let status = body.present("status");
     let payment_status = body.present("paymentStatus");
@@ -140,5 +151,7 @@ async fn set_status(State(state): State<AppState>, Path(id): Path<String>, JsonB
         cache::invalidate_event(&state, event_id).await;
     }
     realtime::publish(&state, notices).await;
-    Ok(Json(json!({ "message": "예매 상태가 변경되었습니다.", "reservation": reservation })))
+    Ok(Json(
+        json!({ "message": "예매 상태가 변경되었습니다.", "reservation": reservation }),
+    ))
 }

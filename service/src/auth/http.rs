@@ -14,7 +14,9 @@ use crate::{
 };
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/auth/register", post(register)).route("/api/auth/login", post(login))
+    Router::new()
+        .route("/api/auth/register", post(register))
+        .route("/api/auth/login", post(login))
 }
 
 fn user_json(u: &db::UserRow) -> Value {
@@ -22,11 +24,28 @@ fn user_json(u: &db::UserRow) -> Value {
 }
 
 fn count(state: &AppState, kind: &'static str, status: &'static str) {
-    state.metrics.auth_attempts.get_or_create(&AuthLabels { r#type: kind, status }).inc();
+    state
+        .metrics
+        .auth_attempts
+        .get_or_create(&AuthLabels {
+            r#type: kind,
+            status,
+        })
+        .inc();
 }
 
-async fn register(State(state): State<AppState>, ClientIp(ip): ClientIp, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<Value>)> {
-    ratelimit::check(&state, "register", &ip.to_string(), state.config.login_rate_limit).await?;
+async fn register(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Value>)> {
+    ratelimit::check(
+        &state,
+        "register",
+        &ip.to_string(),
+        state.config.login_rate_limit,
+    )
+    .await?;
     let mut errors = Vec::new();
     let raw_email = body.str_of("email").filter(|e| email::is_email(e));
     if raw_email.is_none() {
@@ -40,11 +59,17 @@ async fn register(State(state): State<AppState>, ClientIp(ip): ClientIp, JsonBod
     if name.is_none() {
         errors.push(FieldError::body("name", body.field("name").cloned()));
     }
-    let phone = body.str_of("phone").map(str::trim).filter(|p| !p.is_empty());
-    if phone.is_some_and(|p| p.chars().count() > 20) || body.present("phone").is_some_and(|p| !p.is_string()) {
+    let phone = body
+        .str_of("phone")
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    if phone.is_some_and(|p| p.chars().count() > 20)
+        || body.present("phone").is_some_and(|p| !p.is_string())
+    {
         errors.push(FieldError::body("phone", body.field("phone").cloned()));
     }
-    let (Some(raw_email), Some(pw), Some(name), true) = (raw_email, pw, name, errors.is_empty()) else {
+    let (Some(raw_email), Some(pw), Some(name), true) = (raw_email, pw, name, errors.is_empty())
+    else {
         count(&state, "register", "invalid");
         return Err(Error::Validation(errors));
     };
@@ -70,7 +95,11 @@ async fn register(State(state): State<AppState>, ClientIp(ip): ClientIp, JsonBod
     .or_message("회원가입에 실패했습니다.")
 }
 
-async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, JsonBody(body): JsonBody) -> Result<Json<Value>> {
+async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>> {
     let mut errors = Vec::new();
     let raw_email = body.str_of("email").filter(|e| email::is_email(e));
     if raw_email.is_none() {
@@ -85,24 +114,49 @@ async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, JsonBody(b
         return Err(Error::Validation(errors));
     };
     let email = email::normalize(raw_email);
-    ratelimit::check(&state, "login-ip", &ip.to_string(), state.config.login_rate_limit).await?;
-    ratelimit::check(&state, "login-account", &email, state.config.login_rate_limit).await?;
+    ratelimit::check(
+        &state,
+        "login-ip",
+        &ip.to_string(),
+        state.config.login_rate_limit,
+    )
+    .await?;
+    ratelimit::check(
+        &state,
+        "login-account",
+        &email,
+        state.config.login_rate_limit,
+    )
+    .await?;
     async {
         let user = db::find_by_email(&state.db, &email).await?;
-        let stored = user.as_ref().map_or(password::DUMMY_HASH.to_string(), |u| u.password_hash.clone());
-        let ok = password::verify(pw.to_string(), stored.clone()).await.map_err(Error::internal)?;
+        let stored = user.as_ref().map_or(password::DUMMY_HASH.to_string(), |u| {
+            u.password_hash.clone()
+        });
+        let ok = password::verify(pw.to_string(), stored.clone())
+            .await
+            .map_err(Error::internal)?;
         let (Some(user), true) = (user, ok) else {
             count(&state, "login", "failure");
-            return Err(Error::unauthorized("이메일 또는 비밀번호가 일치하지 않습니다."));
+            return Err(Error::unauthorized(
+                "이메일 또는 비밀번호가 일치하지 않습니다.",
+            ));
         };
         if stored.starts_with("$2") {
             // upgrade a migrated bcrypt hash to argon2id now that the password is known
-            let upgraded = password::hash(pw.to_string()).await.map_err(Error::internal)?;
+            let upgraded = password::hash(pw.to_string())
+                .await
+                .map_err(Error::internal)?;
             db::set_password_hash(&state.db, user.id, &upgraded).await?;
         }
-        let token = state.jwt.issue(user.id, &user.email, &user.role).map_err(Error::internal)?;
+        let token = state
+            .jwt
+            .issue(user.id, &user.email, &user.role)
+            .map_err(Error::internal)?;
         count(&state, "login", "success");
-        Ok(Json(json!({ "message": "로그인 성공", "token": token, "user": user_json(&user) })))
+        Ok(Json(
+            json!({ "message": "로그인 성공", "token": token, "user": user_json(&user) }),
+        ))
     }
     .await
     .or_message("로그인에 실패했습니다.")

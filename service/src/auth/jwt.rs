@@ -1,7 +1,9 @@
 //! HS256 tokens with the original's claims `{userId, email, role, iat, exp}` and 7-day lifetime.
 
 use chrono::Utc;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode, errors::ErrorKind};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode, errors::ErrorKind,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -35,25 +37,45 @@ impl JwtKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp"]);
-        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation }
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
     }
 
     pub fn issue(&self, user_id: Uuid, email: &str, role: &str) -> anyhow::Result<String> {
         let iat = Utc::now().timestamp();
-        let claims = Claims { user_id, email: email.to_string(), role: role.to_string(), iat, exp: iat + TOKEN_LIFETIME_SECS };
-        Ok(encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
+        let claims = Claims {
+            user_id,
+            email: email.to_string(),
+            role: role.to_string(),
+            iat,
+            exp: iat + TOKEN_LIFETIME_SECS,
+        };
+        Ok(encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => TokenError::Expired,
-            _ => TokenError::Invalid,
-        })
+        decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|d| d.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })
     }
 
     /// Signs arbitrary claims (tests use it to forge expired tokens).
     pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
-        Ok(encode(&Header::new(Algorithm::HS256), claims, &self.encoding)?)
+        Ok(encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &self.encoding,
+        )?)
     }
 }
 
@@ -67,14 +89,23 @@ mod tests {
         let id = Uuid::new_v4();
         let t = keys.issue(id, "a@b.co", "user").unwrap();
         let c = keys.verify(&t).unwrap();
-        assert_eq!((c.user_id, c.role.as_str(), c.exp - c.iat), (id, "user", TOKEN_LIFETIME_SECS));
+        assert_eq!(
+            (c.user_id, c.role.as_str(), c.exp - c.iat),
+            (id, "user", TOKEN_LIFETIME_SECS)
+        );
 
         let other = JwtKeys::new(b"another-secret-another-secret-xx");
         assert_eq!(other.verify(&t).unwrap_err(), TokenError::Invalid);
         assert_eq!(keys.verify("garbage").unwrap_err(), TokenError::Invalid);
 
-        let old = Claims { exp: Utc::now().timestamp() - 10, ..c };
-        assert_eq!(keys.verify(&keys.sign(&old).unwrap()).unwrap_err(), TokenError::Expired);
+        let old = Claims {
+            exp: Utc::now().timestamp() - 10,
+            ..c
+        };
+        assert_eq!(
+            keys.verify(&keys.sign(&old).unwrap()).unwrap_err(),
+            TokenError::Expired
+        );
     }
 
     #[test]

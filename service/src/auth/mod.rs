@@ -14,7 +14,13 @@ pub async fn ensure_admin(db: &PgPool, email: &str, password: &str) -> anyhow::R
         return Ok(());
     }
     let hash = password::hash(password.to_string()).await?;
-    let user = db::NewUser { email: &email, password_hash: &hash, name: "관리자", phone: Some("010-1234-5678"), role: "admin" };
+    let user = db::NewUser {
+        email: &email,
+        password_hash: &hash,
+        name: "관리자",
+        phone: Some("010-1234-5678"),
+        role: "admin",
+    };
     if db::insert(db, &user).await?.is_some() {
         tracing::info!(%email, "admin account created");
     }

@@ -22,7 +22,9 @@ pub async fn verify(password: String, stored: String) -> anyhow::Result<bool> {
             return Ok(bcrypt::verify(password.as_bytes(), &stored)?);
         }
         let parsed = PasswordHash::new(&stored).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
-        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        Ok(Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok())
     })
     .await?
 }

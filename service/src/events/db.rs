@@ -1,8 +1,8 @@
 //! SQL of the public event pages.
 
-use sqlx::AssertSqlSafe;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::AssertSqlSafe;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
@@ -67,12 +67,14 @@ pub struct TicketTypeRow {
     pub description: Option<String>,
 }
 
-const SEARCH_TEXT: &str =
-    "(coalesce(e.title, '') || ' ' || coalesce(e.artist_name, '') || ' ' || coalesce(e.venue, '') || ' ' || coalesce(e.address, ''))";
+const SEARCH_TEXT: &str = "(coalesce(e.title, '') || ' ' || coalesce(e.artist_name, '') || ' ' || coalesce(e.venue, '') || ' ' || coalesce(e.address, ''))";
 
 /// Escapes LIKE wildcards so user text matches literally.
 fn like_pattern(term: &str) -> String {
-    let escaped = term.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let escaped = term
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
     format!("%{escaped}%")
 }
 
@@ -110,7 +112,13 @@ pub async fn list(db: impl PgExecutor<'_>, f: &ListFilter<'_>) -> sqlx::Result<V
          ORDER BY e.sale_start_date ASC, e.id
          LIMIT $3 OFFSET $4"
     );
-    sqlx::query_as(AssertSqlSafe(sql)).bind(f.status).bind(f.patterns).bind(f.limit).bind(f.offset).fetch_all(db).await
+    sqlx::query_as(AssertSqlSafe(sql))
+        .bind(f.status)
+        .bind(f.patterns)
+        .bind(f.limit)
+        .bind(f.offset)
+        .fetch_all(db)
+        .await
 }
 
 pub async fn count(db: impl PgExecutor<'_>, f: &ListFilter<'_>) -> sqlx::Result<i64> {
@@ -118,14 +126,26 @@ pub async fn count(db: impl PgExecutor<'_>, f: &ListFilter<'_>) -> sqlx::Result<
         "SELECT count(*) FROM events e
          WHERE ($1::TEXT IS NULL OR e.status = $1) AND ($2::TEXT[] IS NULL OR {SEARCH_TEXT} ILIKE ANY ($2))"
     );
-    sqlx::query_scalar(AssertSqlSafe(sql)).bind(f.status).bind(f.patterns).fetch_one(db).await
+    sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(f.status)
+        .bind(f.patterns)
+        .fetch_one(db)
+        .await
 }
 
 pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<EventRow>> {
-    sqlx::query_as(AssertSqlSafe(format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1"))).bind(id).fetch_optional(db).await
+    sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(db)
+    .await
 }
 
-pub async fn ticket_types(db: impl PgExecutor<'_>, event_id: Uuid) -> sqlx::Result<Vec<TicketTypeRow>> {
+pub async fn ticket_types(
+    db: impl PgExecutor<'_>,
+    event_id: Uuid,
+) -> sqlx::Result<Vec<TicketTypeRow>> {
     sqlx::query_as(
         "SELECT id, name, price, total_quantity, available_quantity, description
          FROM ticket_types WHERE event_id = $1 ORDER BY price DESC, name",
@@ -135,7 +155,10 @@ pub async fn ticket_types(db: impl PgExecutor<'_>, event_id: Uuid) -> sqlx::Resu
     .await
 }
 
-pub async fn availability(db: impl PgExecutor<'_>, ticket_type_id: Uuid) -> sqlx::Result<Option<(i32, i32)>> {
+pub async fn availability(
+    db: impl PgExecutor<'_>,
+    ticket_type_id: Uuid,
+) -> sqlx::Result<Option<(i32, i32)>> {
     sqlx::query_as("SELECT available_quantity, total_quantity FROM ticket_types WHERE id = $1")
         .bind(ticket_type_id)
         .fetch_optional(db)

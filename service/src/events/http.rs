@@ -24,7 +24,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/events", get(list))
         .route("/api/events/{id}", get(detail))
         .route("/api/tickets/event/{event_id}", get(ticket_types))
-        .route("/api/tickets/availability/{ticket_type_id}", get(availability))
+        .route(
+            "/api/tickets/availability/{ticket_type_id}",
+            get(availability),
+        )
 }
 
 pub const MAX_PAGE_SIZE: i64 = 1000;
@@ -41,12 +44,19 @@ pub struct ListQuery {
 pub fn paging(page: Option<&str>, limit: Option<&str>, default_limit: i64) -> (i64, i64) {
     let num = |s: Option<&str>| s.and_then(|s| s.trim().parse::<i64>().ok());
     let page = num(page).filter(|p| *p >= 1).unwrap_or(1).min(1_000_000);
-    let limit = num(limit).filter(|l| *l >= 1).unwrap_or(default_limit).min(MAX_PAGE_SIZE);
+    let limit = num(limit)
+        .filter(|l| *l >= 1)
+        .unwrap_or(default_limit)
+        .min(MAX_PAGE_SIZE);
     (page, limit)
 }
 
 fn json_response(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "application/json; charset=utf-8")], body).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Response> {
@@ -103,18 +113,30 @@ async fn detail(State(state): State<AppState>, Path(id): Path<String>) -> Result
     .or_message("이벤트 정보를 불러오는데 실패했습니다.")
 }
 
-async fn ticket_types(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn ticket_types(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid eventId format")?;
-    async { Ok(Json(json!({ "ticketTypes": db::ticket_types(&state.db, id).await? }))) }
-        .await
-        .or_message("티켓 정보를 불러오는데 실패했습니다.")
+    async {
+        Ok(Json(
+            json!({ "ticketTypes": db::ticket_types(&state.db, id).await? }),
+        ))
+    }
+    .await
+    .or_message("티켓 정보를 불러오는데 실패했습니다.")
 }
 
-async fn availability(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn availability(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid ticketTypeId format")?;
     async {
         match db::availability(&state.db, id).await? {
-            Some((available, total)) => Ok(Json(json!({ "available_quantity": available, "total_quantity": total }))),
+            Some((available, total)) => Ok(Json(
+                json!({ "available_quantity": available, "total_quantity": total }),
+            )),
             None => Err(Error::not_found("티켓 타입을 찾을 수 없습니다.")),
         }
     }

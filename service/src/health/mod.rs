@@ -60,11 +60,15 @@ async fn check_redis(state: &AppState) -> Result<u128, String> {
 
 fn single(service: &str, r: Result<u128, String>) -> Response {
     match r {
-        Ok(ms) => Json(json!({ "status": "ok", "service": service, "responseTime": format!("{ms}ms") })).into_response(),
-        Err(message) => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "error", "service": service, "message": message })))
+        Ok(ms) => {
+            Json(json!({ "status": "ok", "service": service, "responseTime": format!("{ms}ms") }))
                 .into_response()
         }
+        Err(message) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "error", "service": service, "message": message })),
+        )
+            .into_response(),
     }
 }
 
@@ -81,7 +85,11 @@ fn memory_mb() -> (u64, u64) {
     let kb = |key: &str| {
         std::fs::read_to_string("/proc/self/status")
             .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with(key))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
             .unwrap_or(0)
     };
     (kb("VmRSS:") / 1024, kb("VmPeak:") / 1024)
@@ -105,13 +113,20 @@ async fn all(State(state): State<AppState>) -> Response {
         },
         "timestamp": to_wire(&chrono::Utc::now()),
     });
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(&state.db),
     )
         .into_response()

@@ -69,7 +69,13 @@ pub async fn update(state: &AppState) -> sqlx::Result<Option<DateTime<Utc>>> {
     .await?;
     tx.commit().await?;
     if !changed.is_empty() {
-        state.metrics.job_runs.get_or_create(&KindLabels { kind: "event_status" }).inc();
+        state
+            .metrics
+            .job_runs
+            .get_or_create(&KindLabels {
+                kind: "event_status",
+            })
+            .inc();
         tracing::info!(changed = changed.len(), "event statuses updated");
         cache::invalidate_lists(state).await;
         for id in changed {

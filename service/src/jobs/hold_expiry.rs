@@ -10,7 +10,8 @@ use crate::{cache, metrics::KindLabels, realtime, state::AppState};
 const BATCH: i64 = 500;
 
 pub async fn run(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(state.config.hold_sweep_seconds.max(1)));
+    let mut tick =
+        tokio::time::interval(Duration::from_secs(state.config.hold_sweep_seconds.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -33,7 +34,13 @@ pub async fn sweep(state: &AppState) -> sqlx::Result<i64> {
         if expired > 0 {
             total += expired;
             state.metrics.holds_expired.inc_by(expired as u64);
-            state.metrics.job_runs.get_or_create(&KindLabels { kind: "hold_expiry" }).inc();
+            state
+                .metrics
+                .job_runs
+                .get_or_create(&KindLabels {
+                    kind: "hold_expiry",
+                })
+                .inc();
             tracing::info!(expired, seats = freed.len(), "expired unpaid holds");
         }
         let mut events: Vec<uuid::Uuid> = freed.iter().map(|(e, _)| *e).collect();
@@ -42,7 +49,14 @@ pub async fn sweep(state: &AppState) -> sqlx::Result<i64> {
         for event_id in events {
             cache::invalidate_event(state, event_id).await;
         }
-        realtime::publish(state, freed.into_iter().map(|(event_id, seat_id)| Notice::SeatReleased { event_id, seat_id }).collect()).await;
+        realtime::publish(
+            state,
+            freed
+                .into_iter()
+                .map(|(event_id, seat_id)| Notice::SeatReleased { event_id, seat_id })
+                .collect(),
+        )
+        .await;
         if expired < BATCH {
             return Ok(total);
         }

@@ -15,7 +15,10 @@ pub const LOCK_EVENT_STATUS: i64 = 0x7469_6b65_7402;
 
 /// Takes the job's lock for the current transaction; false when another replica is running it.
 pub async fn try_lock(tx: &mut PgConnection, id: i64) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(id).fetch_one(tx).await
+    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(id)
+        .fetch_one(tx)
+        .await
 }
 
 pub fn spawn_all(state: &AppState) {

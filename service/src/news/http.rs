@@ -1,6 +1,5 @@
 //! `/api/news*`.
 
-use sqlx::AssertSqlSafe;
 use axum::{
     Json, Router,
     extract::{Path, State},
@@ -8,6 +7,7 @@ use axum::{
     routing::get,
 };
 use serde_json::{Value, json};
+use sqlx::AssertSqlSafe;
 use tiketi_core::rules::total_pages;
 use uuid::Uuid;
 
@@ -19,17 +19,24 @@ use crate::{
 };
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/news", get(list).post(create)).route("/api/news/{id}", get(one).put(update).delete(remove))
+    Router::new()
+        .route("/api/news", get(list).post(create))
+        .route("/api/news/{id}", get(one).put(update).delete(remove))
 }
 
-const NEWS_JSON: &str = "json_build_object('id', n.id, 'title', n.title, 'content', n.content, 'author', n.author,
+const NEWS_JSON: &str =
+    "json_build_object('id', n.id, 'title', n.title, 'content', n.content, 'author', n.author,
     'author_id', n.author_id, 'views', n.views, 'is_pinned', n.is_pinned,
     'created_at', wire_ts(n.created_at), 'updated_at', wire_ts(n.updated_at))";
 
 const MSG_NOT_FOUND: &str = "뉴스를 찾을 수 없습니다.";
 
 async fn list(State(state): State<AppState>, QueryParams(q): QueryParams) -> Result<Json<Value>> {
-    let (page, limit) = paging(q.get("page").map(String::as_str), q.get("limit").map(String::as_str), 20);
+    let (page, limit) = paging(
+        q.get("page").map(String::as_str),
+        q.get("limit").map(String::as_str),
+        20,
+    );
     async {
         let sql = format!(
             "SELECT coalesce(json_agg({NEWS_JSON} ORDER BY n.is_pinned DESC, n.created_at DESC), '[]'::json)
@@ -49,8 +56,12 @@ async fn list(State(state): State<AppState>, QueryParams(q): QueryParams) -> Res
 async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     async {
-        let sql = format!("UPDATE news n SET views = views + 1 WHERE id = $1 RETURNING {NEWS_JSON}");
-        let news: Option<Value> = sqlx::query_scalar(AssertSqlSafe(sql)).bind(id).fetch_optional(&state.db).await?;
+        let sql =
+            format!("UPDATE news n SET views = views + 1 WHERE id = $1 RETURNING {NEWS_JSON}");
+        let news: Option<Value> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&state.db)
+            .await?;
         let news = news.ok_or_else(|| Error::not_found(MSG_NOT_FOUND))?;
         Ok(Json(json!({ "news": news })))
     }
@@ -63,7 +74,11 @@ fn title_ok(t: &str) -> bool {
     t.chars().count() <= 255
 }
 
-async fn create(State(state): State<AppState>, user: AuthUser, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<Value>)> {
+async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Value>)> {
     let (Some(title), Some(content)) = (body.text("title"), body.text("content")) else {
         return Err(Error::bad_request("제목, 내용, 작성자는 필수입니다."));
     };
@@ -90,11 +105,19 @@ async fn create(State(state): State<AppState>, user: AuthUser, JsonBody(body): J
 }
 
 async fn author_of(state: &AppState, id: Uuid) -> Result<Option<Uuid>> {
-    let row: Option<Option<Uuid>> = sqlx::query_scalar("SELECT author_id FROM news WHERE id = $1").bind(id).fetch_optional(&state.db).await?;
+    let row: Option<Option<Uuid>> = sqlx::query_scalar("SELECT author_id FROM news WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&state.db)
+        .await?;
     row.ok_or_else(|| Error::not_found(MSG_NOT_FOUND))
 }
 
-async fn update(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>, JsonBody(body): JsonBody) -> Result<Json<Value>> {
+async fn update(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     let (Some(title), Some(content)) = (body.text("title"), body.text("content")) else {
         return Err(Error::bad_request("제목과 내용은 필수입니다."));
@@ -118,13 +141,20 @@ async fn update(State(state): State<AppState>, user: AuthUser, Path(id): Path<St
     .or_message("뉴스 수정에 실패했습니다.")
 }
 
-async fn remove(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn remove(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     async {
         if author_of(&state, id).await? != Some(user.id) && !user.is_admin() {
             return Err(Error::forbidden("삭제 권한이 없습니다."));
         }
-        sqlx::query("DELETE FROM news WHERE id = $1").bind(id).execute(&state.db).await?;
+        sqlx::query("DELETE FROM news WHERE id = $1")
+            .bind(id)
+            .execute(&state.db)
+            .await?;
         Ok(Json(json!({ "message": "뉴스가 삭제되었습니다." })))
     }
     .await

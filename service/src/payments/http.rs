@@ -1,6 +1,10 @@
 //! `POST /api/payments/process`, `GET /api/payments/methods`.
 
-use axum::{Json, Router, extract::State, routing::{get, post}};
+use axum::{
+    Json, Router,
+    extract::State,
+    routing::{get, post},
+};
 use serde_json::{Value, json};
 
 use crate::{
@@ -11,19 +15,38 @@ use crate::{
 };
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/payments/process", post(process)).route("/api/payments/methods", get(methods))
+    Router::new()
+        .route("/api/payments/process", post(process))
+        .route("/api/payments/methods", get(methods))
 }
 
-async fn process(State(state): State<AppState>, user: AuthUser, JsonBody(body): JsonBody) -> Result<Json<Value>> {
-    let (Some(id), Some(method)) = (body.present("reservationId"), body.present("paymentMethod")) else {
+async fn process(
+    State(state): State<AppState>,
+    user: AuthUser,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>> {
+    let (Some(id), Some(method)) = (body.present("reservationId"), body.present("paymentMethod"))
+    else {
         return Err(Error::bad_request("Missing required fields"));
     };
-    let id = id.as_str().and_then(tiketi_core::ids::parse_uuid).ok_or_else(|| Error::bad_request("Invalid reservationId format"))?;
+    let id = id
+        .as_str()
+        .and_then(tiketi_core::ids::parse_uuid)
+        .ok_or_else(|| Error::bad_request("Invalid reservationId format"))?;
     let method = method.as_str().filter(|m| super::method_name(m).is_some());
     let method = method.ok_or_else(|| Error::bad_request("유효하지 않은 결제 수단입니다."))?;
-    let outcome = super::pay(&state, user.id, id, method).await.or_message("결제 처리 중 오류가 발생했습니다.");
+    let outcome = super::pay(&state, user.id, id, method)
+        .await
+        .or_message("결제 처리 중 오류가 발생했습니다.");
     let status = if outcome.is_ok() { "success" } else { "failed" };
-    state.metrics.payments.get_or_create(&PaymentLabels { status, payment_method: method.to_string() }).inc();
+    state
+        .metrics
+        .payments
+        .get_or_create(&PaymentLabels {
+            status,
+            payment_method: method.to_string(),
+        })
+        .inc();
     let paid = outcome?;
     if let Some(amount) = paid.pointer("/payment/totalAmount").and_then(Value::as_f64) {
         state.metrics.payment_amount.observe(amount);

@@ -20,7 +20,10 @@ pub const METHODS: &[(&str, &str, &str)] = &[
 ];
 
 pub fn method_name(id: &str) -> Option<&'static str> {
-    METHODS.iter().find(|(m, _, _)| *m == id).map(|(_, name, _)| *name)
+    METHODS
+        .iter()
+        .find(|(m, _, _)| *m == id)
+        .map(|(_, name, _)| *name)
 }
 
 /// Why a reservation cannot be paid now, if it cannot.
@@ -34,14 +37,25 @@ fn refusal(r: &rdb::LockedReservation) -> Option<&'static str> {
     }
 }
 
-pub async fn pay(state: &AppState, user_id: Uuid, reservation_id: Uuid, method: &str) -> Result<Value, Error> {
+pub async fn pay(
+    state: &AppState,
+    user_id: Uuid,
+    reservation_id: Uuid,
+    method: &str,
+) -> Result<Value, Error> {
     let found = rdb::get_reservation(&state.db, reservation_id, user_id).await?;
     let r = found.ok_or_else(|| Error::rejected("예약을 찾을 수 없습니다."))?;
     if let Some(why) = refusal(&r) {
         return Err(Error::rejected(why));
     }
 
-    let (lo, hi) = (state.config.payment_delay_min_ms, state.config.payment_delay_max_ms.max(state.config.payment_delay_min_ms));
+    let (lo, hi) = (
+        state.config.payment_delay_min_ms,
+        state
+            .config
+            .payment_delay_max_ms
+            .max(state.config.payment_delay_min_ms),
+    );
     let delay = rand::rng().random_range(lo..=hi);
     tokio::time::sleep(Duration::from_millis(delay)).await;
 

@@ -7,7 +7,10 @@ use tiketi_core::wire::Notice;
 use uuid::Uuid;
 
 /// `Some(true)` when the event exists and sells now (not cancelled/ended, inside its sale window).
-pub async fn event_sale_state(db: impl PgExecutor<'_>, event_id: Uuid) -> sqlx::Result<Option<bool>> {
+pub async fn event_sale_state(
+    db: impl PgExecutor<'_>,
+    event_id: Uuid,
+) -> sqlx::Result<Option<bool>> {
     sqlx::query_scalar(
         "SELECT status IN ('upcoming', 'on_sale', 'sold_out') AND now() >= sale_start_date AND now() < sale_end_date
          FROM events WHERE id = $1",
@@ -26,7 +29,11 @@ pub struct HeldSeat {
 
 /// The hold itself: flips the requested seats from available to locked, all or nothing is decided by
 /// the caller comparing counts. Concurrent holders of one seat serialise on its row; losers match 0 rows.
-pub async fn lock_available_seats(db: impl PgExecutor<'_>, event_id: Uuid, seat_ids: &[Uuid]) -> sqlx::Result<Vec<HeldSeat>> {
+pub async fn lock_available_seats(
+    db: impl PgExecutor<'_>,
+    event_id: Uuid,
+    seat_ids: &[Uuid],
+) -> sqlx::Result<Vec<HeldSeat>> {
     sqlx::query_as(
         "UPDATE seats SET status = 'locked'
          WHERE id = ANY ($1) AND event_id = $2 AND status = 'available'
@@ -39,7 +46,11 @@ pub async fn lock_available_seats(db: impl PgExecutor<'_>, event_id: Uuid, seat_
 }
 
 /// (label, status) of the requested seats that exist in the event.
-pub async fn seat_states(db: impl PgExecutor<'_>, event_id: Uuid, seat_ids: &[Uuid]) -> sqlx::Result<Vec<(String, String)>> {
+pub async fn seat_states(
+    db: impl PgExecutor<'_>,
+    event_id: Uuid,
+    seat_ids: &[Uuid],
+) -> sqlx::Result<Vec<(String, String)>> {
     sqlx::query_as("SELECT seat_label, status FROM seats WHERE id = ANY ($1) AND event_id = $2 ORDER BY seat_label")
         .bind(seat_ids)
         .bind(event_id)
@@ -100,7 +111,12 @@ pub struct Stock {
 }
 
 /// Takes `quantity` units if that many are left; `None` otherwise. Never drives stock below zero.
-pub async fn take_stock(db: impl PgExecutor<'_>, event_id: Uuid, ticket_type_id: Uuid, quantity: i32) -> sqlx::Result<Option<Stock>> {
+pub async fn take_stock(
+    db: impl PgExecutor<'_>,
+    event_id: Uuid,
+    ticket_type_id: Uuid,
+    quantity: i32,
+) -> sqlx::Result<Option<Stock>> {
     sqlx::query_as(
         "UPDATE ticket_types SET available_quantity = available_quantity - $3
          WHERE id = $1 AND event_id = $2 AND available_quantity >= $3
@@ -113,12 +129,18 @@ pub async fn take_stock(db: impl PgExecutor<'_>, event_id: Uuid, ticket_type_id:
     .await
 }
 
-pub async fn stock_of(db: impl PgExecutor<'_>, event_id: Uuid, ticket_type_id: Uuid) -> sqlx::Result<Option<(String, i32)>> {
-    sqlx::query_as("SELECT name, available_quantity FROM ticket_types WHERE id = $1 AND event_id = $2")
-        .bind(ticket_type_id)
-        .bind(event_id)
-        .fetch_optional(db)
-        .await
+pub async fn stock_of(
+    db: impl PgExecutor<'_>,
+    event_id: Uuid,
+    ticket_type_id: Uuid,
+) -> sqlx::Result<Option<(String, i32)>> {
+    sqlx::query_as(
+        "SELECT name, available_quantity FROM ticket_types WHERE id = $1 AND event_id = $2",
+    )
+    .bind(ticket_type_id)
+    .bind(event_id)
+    .fetch_optional(db)
+    .await
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -136,7 +158,11 @@ pub struct LockedReservation {
 }
 
 /// Locks a reservation row for a state change; `owner` restricts it to that user's reservations.
-pub async fn lock_reservation(db: impl PgExecutor<'_>, id: Uuid, owner: Option<Uuid>) -> sqlx::Result<Option<LockedReservation>> {
+pub async fn lock_reservation(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    owner: Option<Uuid>,
+) -> sqlx::Result<Option<LockedReservation>> {
     sqlx::query_as(
         "SELECT id, user_id, event_id, reservation_number, total_amount, status, payment_status, expires_at,
                 coalesce(expires_at < now(), FALSE) AS expired
@@ -150,7 +176,11 @@ pub async fn lock_reservation(db: impl PgExecutor<'_>, id: Uuid, owner: Option<U
 }
 
 /// Same read without a lock (payment pre-check).
-pub async fn get_reservation(db: impl PgExecutor<'_>, id: Uuid, owner: Uuid) -> sqlx::Result<Option<LockedReservation>> {
+pub async fn get_reservation(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    owner: Uuid,
+) -> sqlx::Result<Option<LockedReservation>> {
     sqlx::query_as(
         "SELECT id, user_id, event_id, reservation_number, total_amount, status, payment_status, expires_at,
                 coalesce(expires_at < now(), FALSE) AS expired
@@ -163,7 +193,10 @@ pub async fn get_reservation(db: impl PgExecutor<'_>, id: Uuid, owner: Uuid) -> 
 }
 
 /// Returns the stock and seats of one reservation to sale (caller holds the reservation's lock).
-pub async fn release_items(tx: &mut PgConnection, reservation_id: Uuid) -> sqlx::Result<Vec<Notice>> {
+pub async fn release_items(
+    tx: &mut PgConnection,
+    reservation_id: Uuid,
+) -> sqlx::Result<Vec<Notice>> {
     let mut notices = Vec::new();
     let tickets: Vec<(Uuid, i64)> = sqlx::query_as(
         "SELECT ticket_type_id, sum(quantity)::BIGINT FROM reservation_items
@@ -182,7 +215,12 @@ pub async fn release_items(tx: &mut PgConnection, reservation_id: Uuid) -> sqlx:
         .fetch_optional(&mut *tx)
         .await?;
         if let Some((event_id, available, total)) = row {
-            notices.push(Notice::TicketUpdated { event_id, ticket_type_id, available, total });
+            notices.push(Notice::TicketUpdated {
+                event_id,
+                ticket_type_id,
+                available,
+                total,
+            });
         }
     }
     let seats: Vec<(Uuid, Uuid)> = sqlx::query_as(
@@ -194,7 +232,11 @@ pub async fn release_items(tx: &mut PgConnection, reservation_id: Uuid) -> sqlx:
     .bind(reservation_id)
     .fetch_all(&mut *tx)
     .await?;
-    notices.extend(seats.into_iter().map(|(seat_id, event_id)| Notice::SeatReleased { event_id, seat_id }));
+    notices.extend(
+        seats
+            .into_iter()
+            .map(|(seat_id, event_id)| Notice::SeatReleased { event_id, seat_id }),
+    );
     Ok(notices)
 }
 
@@ -213,7 +255,10 @@ pub async fn mark_cancelled(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<(
 
 /// Expires up to `batch` unpaid holds past their `expires_at` and frees their seats. Rows locked by
 /// an in-flight payment are skipped this round (that payment either commits or sees them expired).
-pub async fn expire_holds(db: impl PgExecutor<'_>, batch: i64) -> sqlx::Result<(i64, Vec<(Uuid, Uuid)>)> {
+pub async fn expire_holds(
+    db: impl PgExecutor<'_>,
+    batch: i64,
+) -> sqlx::Result<(i64, Vec<(Uuid, Uuid)>)> {
     let rows: Vec<(i64, Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
         "WITH expired AS (
              UPDATE reservations SET status = 'expired', payment_status = 'failed'
@@ -233,6 +278,9 @@ pub async fn expire_holds(db: impl PgExecutor<'_>, batch: i64) -> sqlx::Result<(
     .fetch_all(db)
     .await?;
     let expired = rows.first().map_or(0, |r| r.0);
-    let freed = rows.into_iter().filter_map(|(_, s, e)| Some((e?, s?))).collect();
+    let freed = rows
+        .into_iter()
+        .filter_map(|(_, s, e)| Some((e?, s?)))
+        .collect();
     Ok((expired, freed))
 }

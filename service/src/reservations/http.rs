@@ -1,6 +1,5 @@
 //! `/api/reservations*`: ticket-type bookings, the caller's reservations, cancellation.
 
-use sqlx::AssertSqlSafe;
 use axum::{
     Json, Router,
     extract::{Path, State},
@@ -8,6 +7,7 @@ use axum::{
     routing::{get, post},
 };
 use serde_json::{Value, json};
+use sqlx::AssertSqlSafe;
 
 use crate::{
     cache,
@@ -29,22 +29,41 @@ pub fn router() -> Router<AppState> {
 /// Largest quantity of one ticket type in one booking (protects totals from overflow).
 const MAX_QUANTITY: i64 = 100;
 
-async fn book(State(state): State<AppState>, user: AuthUser, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<Value>)> {
-    let event_id = body.uuid_of("eventId").ok_or_else(|| Error::bad_request("Invalid eventId format"))?;
-    let items = body.field("items").and_then(Value::as_array).filter(|a| !a.is_empty());
+async fn book(
+    State(state): State<AppState>,
+    user: AuthUser,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Value>)> {
+    let event_id = body
+        .uuid_of("eventId")
+        .ok_or_else(|| Error::bad_request("Invalid eventId format"))?;
+    let items = body
+        .field("items")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty());
     let items = items.ok_or_else(|| Error::bad_request("티켓을 선택해주세요."))?;
     let mut parsed = Vec::with_capacity(items.len());
     for item in items {
-        let id = item.uuid_of("ticketTypeId").ok_or_else(|| Error::bad_request("Invalid ticketTypeId list"))?;
+        let id = item
+            .uuid_of("ticketTypeId")
+            .ok_or_else(|| Error::bad_request("Invalid ticketTypeId list"))?;
         let quantity = item.int_of("quantity").filter(|q| *q >= 1);
         let quantity = quantity.ok_or_else(|| Error::rejected("수량은 1개 이상이어야 합니다."))?;
         if quantity > MAX_QUANTITY {
-            return Err(Error::rejected(format!("한 번에 최대 {MAX_QUANTITY}매까지 예매할 수 있습니다.")));
+            return Err(Error::rejected(format!(
+                "한 번에 최대 {MAX_QUANTITY}매까지 예매할 수 있습니다."
+            )));
         }
         parsed.push((id, quantity as i32));
     }
-    let (booking, notices) = super::book_tickets(&state, user.id, event_id, &parsed).await.or_message("예매에 실패했습니다.")?;
-    state.metrics.reservations_created.get_or_create(&KindLabels { kind: "ticket" }).inc();
+    let (booking, notices) = super::book_tickets(&state, user.id, event_id, &parsed)
+        .await
+        .or_message("예매에 실패했습니다.")?;
+    state
+        .metrics
+        .reservations_created
+        .get_or_create(&KindLabels { kind: "ticket" })
+        .inc();
     cache::invalidate_event(&state, event_id).await;
     realtime::publish(&state, notices).await;
     Ok((
@@ -92,7 +111,12 @@ async fn mine(State(state): State<AppState>, user: AuthUser) -> Result<Json<Valu
 
 fn strip_item_keys(mut list: Value, keys: &[&str]) -> Value {
     for r in list.as_array_mut().into_iter().flatten() {
-        for item in r.get_mut("items").and_then(Value::as_array_mut).into_iter().flatten() {
+        for item in r
+            .get_mut("items")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
             if let Some(o) = item.as_object_mut() {
                 for k in keys {
                     o.remove(*k);
@@ -103,7 +127,11 @@ fn strip_item_keys(mut list: Value, keys: &[&str]) -> Value {
     list
 }
 
-async fn one(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn one(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     async {
         let sql = format!(
@@ -124,10 +152,22 @@ async fn one(State(state): State<AppState>, user: AuthUser, Path(id): Path<Strin
     .or_message("예매 정보를 불러오는데 실패했습니다.")
 }
 
-async fn cancel(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn cancel(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
-    let (event_id, notices) = super::cancel(&state, user.id, id).await.or_message("예매 취소에 실패했습니다.")?;
-    state.metrics.reservations_cancelled.get_or_create(&KindLabels { kind: "user_cancel" }).inc();
+    let (event_id, notices) = super::cancel(&state, user.id, id)
+        .await
+        .or_message("예매 취소에 실패했습니다.")?;
+    state
+        .metrics
+        .reservations_cancelled
+        .get_or_create(&KindLabels {
+            kind: "user_cancel",
+        })
+        .inc();
     if let Some(event_id) = event_id {
         cache::invalidate_event(&state, event_id).await;
     }

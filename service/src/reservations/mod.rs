@@ -28,7 +28,12 @@ pub struct SeatHold {
 }
 
 /// Holds `seat_ids` of `event_id` for `user_id` until the hold time passes.
-pub async fn hold_seats(state: &AppState, user_id: Uuid, event_id: Uuid, seat_ids: &[Uuid]) -> Result<(SeatHold, Vec<Notice>), Error> {
+pub async fn hold_seats(
+    state: &AppState,
+    user_id: Uuid,
+    event_id: Uuid,
+    seat_ids: &[Uuid],
+) -> Result<(SeatHold, Vec<Notice>), Error> {
     let mut tx = state.db.begin().await?;
     match db::event_sale_state(&mut *tx, event_id).await? {
         None => return Err(Error::rejected("좌석을 찾을 수 없습니다.")),
@@ -42,21 +47,47 @@ pub async fn hold_seats(state: &AppState, user_id: Uuid, event_id: Uuid, seat_id
         if found.len() != seat_ids.len() {
             return Err(Error::rejected("좌석을 찾을 수 없습니다."));
         }
-        let taken: Vec<String> = found.into_iter().filter(|(_, s)| s != "available").map(|(l, _)| l).collect();
-        return Err(Error::rejected(format!("이미 예약된 좌석입니다. ({})", taken.join(", "))));
+        let taken: Vec<String> = found
+            .into_iter()
+            .filter(|(_, s)| s != "available")
+            .map(|(l, _)| l)
+            .collect();
+        return Err(Error::rejected(format!(
+            "이미 예약된 좌석입니다. ({})",
+            taken.join(", ")
+        )));
     }
     let total: i64 = seats.iter().map(|s| i64::from(s.price)).sum();
     let total = i32::try_from(total).map_err(|_| Error::rejected("결제 금액이 너무 큽니다."))?;
     let number = new_reservation_number();
     let hold_secs = i64::try_from(state.config.hold_seconds).unwrap_or(300);
-    let (id, expires_at) = db::insert_reservation(&mut *tx, user_id, event_id, &number, total, Some(hold_secs)).await?;
+    let (id, expires_at) =
+        db::insert_reservation(&mut *tx, user_id, event_id, &number, total, Some(hold_secs))
+            .await?;
     for s in &seats {
         db::insert_item(&mut *tx, id, None, Some(s.id), 1, s.price).await?;
     }
     tx.commit().await?;
-    let expires_at = expires_at.ok_or_else(|| Error::internal(anyhow::anyhow!("hold without expiry")))?;
-    let notices = seats.iter().map(|s| Notice::SeatLocked { event_id, seat_id: s.id, user_id }).collect();
-    Ok((SeatHold { id, reservation_number: number, total_amount: total, expires_at, seats }, notices))
+    let expires_at =
+        expires_at.ok_or_else(|| Error::internal(anyhow::anyhow!("hold without expiry")))?;
+    let notices = seats
+        .iter()
+        .map(|s| Notice::SeatLocked {
+            event_id,
+            seat_id: s.id,
+            user_id,
+        })
+        .collect();
+    Ok((
+        SeatHold {
+            id,
+            reservation_number: number,
+            total_amount: total,
+            expires_at,
+            seats,
+        },
+        notices,
+    ))
 }
 
 pub struct TicketBooking {
@@ -66,7 +97,12 @@ pub struct TicketBooking {
 }
 
 /// Books ticket-type quantities; `items` are (ticket type, quantity ≥ 1) in request order.
-pub async fn book_tickets(state: &AppState, user_id: Uuid, event_id: Uuid, items: &[(Uuid, i32)]) -> Result<(TicketBooking, Vec<Notice>), Error> {
+pub async fn book_tickets(
+    state: &AppState,
+    user_id: Uuid,
+    event_id: Uuid,
+    items: &[(Uuid, i32)],
+) -> Result<(TicketBooking, Vec<Notice>), Error> {
     // Claim in id order so two bookings of the same types can never deadlock.
     let mut claims: Vec<(Uuid, i32)> = Vec::new();
     for (id, q) in items {
@@ -88,19 +124,34 @@ pub async fn book_tickets(state: &AppState, user_id: Uuid, event_id: Uuid, items
         match db::take_stock(&mut *tx, event_id, *ticket_type_id, *quantity).await? {
             Some(t) => claimed.push((*ticket_type_id, *quantity, t)),
             None => {
-                return Err(match db::stock_of(&mut *tx, event_id, *ticket_type_id).await? {
-                    None => Error::rejected("존재하지 않는 티켓입니다."),
-                    Some((name, left)) => Error::rejected(format!("{name} 티켓이 부족합니다. (남은 수량: {left})")),
-                });
+                return Err(
+                    match db::stock_of(&mut *tx, event_id, *ticket_type_id).await? {
+                        None => Error::rejected("존재하지 않는 티켓입니다."),
+                        Some((name, left)) => Error::rejected(format!(
+                            "{name} 티켓이 부족합니다. (남은 수량: {left})"
+                        )),
+                    },
+                );
             }
         }
     }
-    let total: i64 = claimed.iter().map(|(_, q, t)| i64::from(*q) * i64::from(t.price)).sum();
+    let total: i64 = claimed
+        .iter()
+        .map(|(_, q, t)| i64::from(*q) * i64::from(t.price))
+        .sum();
     let total = i32::try_from(total).map_err(|_| Error::rejected("결제 금액이 너무 큽니다."))?;
     let number = new_reservation_number();
     let (id, _) = db::insert_reservation(&mut *tx, user_id, event_id, &number, total, None).await?;
     for (ticket_type_id, quantity, t) in &claimed {
-        db::insert_item(&mut *tx, id, Some(*ticket_type_id), None, *quantity, t.price).await?;
+        db::insert_item(
+            &mut *tx,
+            id,
+            Some(*ticket_type_id),
+            None,
+            *quantity,
+            t.price,
+        )
+        .await?;
     }
     tx.commit().await?;
     let notices = claimed
@@ -112,11 +163,22 @@ pub async fn book_tickets(state: &AppState, user_id: Uuid, event_id: Uuid, items
             total: t.total_quantity,
         })
         .collect();
-    Ok((TicketBooking { id, reservation_number: number, total_amount: total }, notices))
+    Ok((
+        TicketBooking {
+            id,
+            reservation_number: number,
+            total_amount: total,
+        },
+        notices,
+    ))
 }
 
 /// Cancels the caller's reservation and returns its seats and stock to sale.
-pub async fn cancel(state: &AppState, user_id: Uuid, id: Uuid) -> Result<(Option<Uuid>, Vec<Notice>), Error> {
+pub async fn cancel(
+    state: &AppState,
+    user_id: Uuid,
+    id: Uuid,
+) -> Result<(Option<Uuid>, Vec<Notice>), Error> {
     let mut tx = state.db.begin().await?;
     let Some(r) = db::lock_reservation(&mut *tx, id, Some(user_id)).await? else {
         return Err(Error::rejected("예매 내역을 찾을 수 없습니다."));
@@ -125,7 +187,11 @@ pub async fn cancel(state: &AppState, user_id: Uuid, id: Uuid) -> Result<(Option
         return Err(Error::rejected("이미 취소된 예매입니다."));
     }
     // An expired hold already gave its seats back; only live reservations restore anything.
-    let notices = if r.status == "expired" { Vec::new() } else { db::release_items(&mut tx, id).await? };
+    let notices = if r.status == "expired" {
+        Vec::new()
+    } else {
+        db::release_items(&mut tx, id).await?
+    };
     db::mark_cancelled(&mut *tx, id).await?;
     tx.commit().await?;
     Ok((r.event_id, notices))

@@ -5,12 +5,22 @@ use tiketi_core::rules::{LayoutConfig, layout_seats};
 use uuid::Uuid;
 
 /// Creates every seat of the layout for the event; returns how many.
-pub async fn insert_layout_seats(tx: &mut PgConnection, event_id: Uuid, layout_id: Uuid) -> sqlx::Result<Option<u64>> {
+pub async fn insert_layout_seats(
+    tx: &mut PgConnection,
+    event_id: Uuid,
+    layout_id: Uuid,
+) -> sqlx::Result<Option<u64>> {
     let config: Option<sqlx::types::Json<LayoutConfig>> =
-        sqlx::query_scalar("SELECT layout_config FROM seat_layouts WHERE id = $1").bind(layout_id).fetch_optional(&mut *tx).await?;
-    let Some(config) = config else { return Ok(None) };
+        sqlx::query_scalar("SELECT layout_config FROM seat_layouts WHERE id = $1")
+            .bind(layout_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(config) = config else {
+        return Ok(None);
+    };
     let seats = layout_seats(&config.0);
-    let (mut sections, mut rows, mut numbers, mut labels, mut prices) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut sections, mut rows, mut numbers, mut labels, mut prices) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for s in seats {
         sections.push(s.section);
         rows.push(s.row_number);
@@ -32,4 +42,3 @@ pub async fn insert_layout_seats(tx: &mut PgConnection, event_id: Uuid, layout_i
     .await?;
     Ok(Some(done.rows_affected()))
 }
-

@@ -1,6 +1,5 @@
 //! `/api/seats/*`.
 
-use sqlx::AssertSqlSafe;
 use axum::{
     Json, Router,
     extract::{Path, State},
@@ -8,6 +7,7 @@ use axum::{
     routing::{get, post},
 };
 use serde_json::{Value, json};
+use sqlx::AssertSqlSafe;
 use tiketi_core::time::to_wire;
 use uuid::Uuid;
 
@@ -37,7 +37,9 @@ pub async fn layouts_json(state: &AppState, order_by: &'static str) -> sqlx::Res
                 'total_seats', total_seats, 'layout_config', layout_config) ORDER BY {order_by}), '[]'::json)
          FROM seat_layouts"
     );
-    let layouts: Value = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&state.db).await?;
+    let layouts: Value = sqlx::query_scalar(AssertSqlSafe(sql))
+        .fetch_one(&state.db)
+        .await?;
     Ok(json!({ "layouts": layouts }))
 }
 
@@ -47,7 +49,10 @@ async fn layouts(State(state): State<AppState>) -> Result<Json<Value>> {
         .or_message("좌석 레이아웃을 불러오는데 실패했습니다.")
 }
 
-async fn seat_map(State(state): State<AppState>, Path(event_id): Path<String>) -> Result<Json<Value>> {
+async fn seat_map(
+    State(state): State<AppState>,
+    Path(event_id): Path<String>,
+) -> Result<Json<Value>> {
     let event_id = path_id(&event_id, "Invalid event ID format")?;
     async {
         let event: Option<(Uuid, String, Option<Value>)> = sqlx::query_as(
@@ -76,12 +81,23 @@ async fn seat_map(State(state): State<AppState>, Path(event_id): Path<String>) -
     .or_message("Failed to fetch seats")
 }
 
-async fn reserve(State(state): State<AppState>, user: AuthUser, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<Value>)> {
-    let event_id = body.uuid_of("eventId").ok_or_else(|| Error::bad_request("Invalid event ID format"))?;
-    let seat_ids = body.field("seatIds").and_then(Value::as_array).filter(|a| !a.is_empty());
+async fn reserve(
+    State(state): State<AppState>,
+    user: AuthUser,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Value>)> {
+    let event_id = body
+        .uuid_of("eventId")
+        .ok_or_else(|| Error::bad_request("Invalid event ID format"))?;
+    let seat_ids = body
+        .field("seatIds")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty());
     let seat_ids = seat_ids.ok_or_else(|| Error::bad_request("Please select at least one seat"))?;
     if seat_ids.len() > MAX_SEATS_PER_RESERVATION {
-        return Err(Error::bad_request(format!("최대 {MAX_SEATS_PER_RESERVATION}석까지 선택 가능합니다.")));
+        return Err(Error::bad_request(format!(
+            "최대 {MAX_SEATS_PER_RESERVATION}석까지 선택 가능합니다."
+        )));
     }
     let mut ids: Vec<Uuid> = Vec::with_capacity(seat_ids.len());
     for v in seat_ids {
@@ -91,8 +107,14 @@ async fn reserve(State(state): State<AppState>, user: AuthUser, JsonBody(body): 
             ids.push(id);
         }
     }
-    let (hold, notices) = reservations::hold_seats(&state, user.id, event_id, &ids).await.or_message("좌석 예약에 실패했습니다.")?;
-    state.metrics.reservations_created.get_or_create(&KindLabels { kind: "seat" }).inc();
+    let (hold, notices) = reservations::hold_seats(&state, user.id, event_id, &ids)
+        .await
+        .or_message("좌석 예약에 실패했습니다.")?;
+    state
+        .metrics
+        .reservations_created
+        .get_or_create(&KindLabels { kind: "seat" })
+        .inc();
     cache::invalidate_event(&state, event_id).await;
     realtime::publish(&state, notices).await;
     let seats: Vec<Value> = hold
@@ -115,7 +137,11 @@ async fn reserve(State(state): State<AppState>, user: AuthUser, JsonBody(body): 
     ))
 }
 
-async fn reservation(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn reservation(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid reservation ID format")?;
     async {
         let row: Option<(Value, bool)> = sqlx::query_as(

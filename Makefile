@@ -1,0 +1,29 @@
+# TIKETI-RS commands. `make run` and `make test` do all set-up on a fresh Debian/Ubuntu machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PORT ?= 3001
+DEPS = scripts/deps.sh
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+deps: ## install (apt, if missing) and start project-local PostgreSQL and Redis under .dev/
+	@$(DEPS) start >/dev/null
+
+run: deps ## run the service on :3001 in dev mode with demo data (admin@tiketi.gg / admin123)
+	@eval "$$($(DEPS) env)"; \
+	TIKETI_DEV=1 TIKETI_MIGRATE=1 PORT=$(PORT) LOG_FORMAT=$${LOG_FORMAT:-pretty} UPLOAD_DIR=.dev/uploads \
+	cargo run --release -p tiketi-service
+
+test: deps ## run every test (unit, API against real PostgreSQL and Redis)
+	@scripts/test.sh
+
+lint: ## formatting and clippy, as CI runs them
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+stop: ## stop the local PostgreSQL and Redis
+	@$(DEPS) stop
+
+.PHONY: help deps run test lint stop

@@ -1,0 +1,261 @@
+//! Test harness: each test gets its own database (migrated), its own Redis key prefix and its own
+//! service on an ephemeral port, so tests run in parallel without seeing each other.
+
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection, PgPool};
+use tiketi_service::{AppState, Config, Service, stores};
+use uuid::Uuid;
+
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").expect("DATABASE_URL must point at a PostgreSQL the tests may create databases on (make test sets it)")
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379".into())
+}
+
+/// A fresh, migrated database; returns its URL.
+pub async fn fresh_database() -> String {
+    let admin_url = database_url();
+    let name = format!("tiketi_test_{}", Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&admin_url)
+        .await
+        .expect("connect to PostgreSQL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    conn.close().await.ok();
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("DATABASE_URL has a database name");
+    let url = format!("{base}/{name}");
+    let pool = PgPool::connect(&url).await.expect("connect test database");
+    stores::migrate(&pool).await.expect("migrations apply");
+    pool.close().await;
+    url
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub state: AppState,
+    pub db: PgPool,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub token: String,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts a service; `tweak` adjusts the test configuration first (dev mode, fast payments).
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let db_url = fresh_database().await;
+        let mut config = Config::for_tests(
+            &db_url,
+            &redis_url(),
+            &format!("test:{}", Uuid::new_v4().simple()),
+        );
+        config.upload_dir =
+            std::env::temp_dir().join(format!("tiketi-uploads-{}", Uuid::new_v4().simple()));
+        tweak(&mut config);
+        let service = Service::build(config).await.expect("service builds");
+        service.prepare(false).await.expect("service prepares");
+        let state = service.state.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            service
+                .serve(listener, std::future::pending())
+                .await
+                .expect("serve");
+        });
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .no_proxy()
+            .build()
+            .expect("client");
+        TestApp {
+            base: format!("http://{addr}"),
+            addr,
+            http,
+            db: state.db.clone(),
+            state,
+            server,
+        }
+    }
+
+    pub fn req(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        read(
+            self.req(Method::GET, path, token)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut r = self.req(method, path, token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        read(r.send().await.expect("request")).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.send(Method::POST, path, token, Some(body)).await
+    }
+
+    /// Registers a new user with a unique email.
+    pub async fn user(&self) -> User {
+        let email = format!("u{}@example.com", Uuid::new_v4().simple());
+        let (status, body) = self
+            .post(
+                "/api/auth/register",
+                None,
+                json!({ "email": email, "password": "secret123", "name": "테스트", "phone": "" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        User {
+            id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
+            email,
+            token: body["token"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// The dev-mode admin (admin@tiketi.gg / admin123), logged in.
+    pub async fn admin(&self) -> User {
+        let (status, body) = self
+            .post(
+                "/api/auth/login",
+                None,
+                json!({ "email": "admin@tiketi.gg", "password": "admin123" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        User {
+            id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
+            email: "admin@tiketi.gg".into(),
+            token: body["token"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// An event on sale now with the small_theater seat map (265 seats); returns (event, seat ids).
+    pub async fn seat_event(&self) -> (Uuid, Vec<Uuid>) {
+        let event = self
+            .insert_event("small_theater", "-1 hour", "+1 day")
+            .await;
+        let layout: Uuid =
+            sqlx::query_scalar("SELECT id FROM seat_layouts WHERE name = 'small_theater'")
+                .fetch_one(&self.db)
+                .await
+                .unwrap();
+        let mut tx = self.db.begin().await.unwrap();
+        tiketi_service::seats::db::insert_layout_seats(&mut tx, event, layout)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let seats = sqlx::query_scalar(
+            "SELECT id FROM seats WHERE event_id = $1 ORDER BY section, row_number, seat_number",
+        )
+        .bind(event)
+        .fetch_all(&self.db)
+        .await
+        .unwrap();
+        (event, seats)
+    }
+
+    /// An event on sale now with one ticket type of `quantity` units at 50,000; returns (event, type).
+    pub async fn ticket_event(&self, quantity: i32) -> (Uuid, Uuid) {
+        let event = self.insert_event("", "-1 hour", "+1 day").await;
+        let tt = sqlx::query_scalar(
+            "INSERT INTO ticket_types (event_id, name, price, total_quantity, available_quantity) VALUES ($1, '일반석', 50000, $2, $2) RETURNING id",
+        )
+        .bind(event)
+        .bind(quantity)
+        .fetch_one(&self.db)
+        .await
+        .unwrap();
+        (event, tt)
+    }
+
+    /// Inserts an event whose sale window is [now + start, now + end] (Postgres interval strings).
+    pub async fn insert_event(&self, layout: &str, start: &str, end: &str) -> Uuid {
+        sqlx::query_scalar(
+            "INSERT INTO events (title, venue, event_date, sale_start_date, sale_end_date, status, seat_layout_id, artist_name)
+             VALUES ('테스트 공연', '테스트홀', now() + interval '30 days', now() + $1::INTERVAL, now() + $2::INTERVAL,
+                     CASE WHEN now() + $1::INTERVAL > now() THEN 'upcoming' WHEN now() + $2::INTERVAL > now() THEN 'on_sale' ELSE 'ended' END,
+                     (SELECT id FROM seat_layouts WHERE name = $3), 'TEST ARTIST')
+             RETURNING id",
+        )
+        .bind(start)
+        .bind(end)
+        .bind(layout)
+        .fetch_one(&self.db)
+        .await
+        .unwrap()
+    }
+}
+
+pub async fn read(resp: Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// Polls `check` until it returns true or `timeout` passes (no fixed sleeps in tests).
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
