@@ -18,8 +18,8 @@ use tower_http::{
 };
 
 use crate::{
-    admin, auth, error, events, health, metrics::HttpLabels, news, payments, reservations, seats,
-    state::AppState, uploads,
+    admin, auth, error, events, health, metrics::HttpLabels, news, payments, queue, reservations,
+    seats, state::AppState, uploads,
 };
 
 /// JSON bodies larger than this get 413 (the original's express.json limit).
@@ -32,6 +32,7 @@ pub fn router(state: AppState, sio: SocketIoLayer) -> Router {
         .merge(seats::http::router())
         .merge(reservations::http::router())
         .merge(payments::http::router())
+        .merge(queue::http::router())
         .merge(news::http::router())
         .merge(uploads::router(&state))
         .nest(

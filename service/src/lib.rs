@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod news;
 pub mod payments;
+pub mod queue;
 pub mod ratelimit;
 pub mod realtime;
 pub mod reservations;

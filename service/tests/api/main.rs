@@ -2,4 +2,5 @@
 //! per feature; helpers in `common`.
 
 mod common;
+mod queue;
 mod smoke;

@@ -1,0 +1,133 @@
+//! `/api/queue/*` and the `/api/api/queue/*` aliases the frontend's waiting room requests.
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    routing::{get, post},
+};
+use serde_json::{Value, json};
+use tiketi_core::wire::{event, room};
+use uuid::Uuid;
+
+use super::estimated_wait_secs;
+use crate::{
+    error::{Error, OrMessage, Result},
+    extract::{AuthUser, MSG_ADMIN_ONLY, path_id},
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/queue/check/{event_id}", post(check))
+        .route("/api/queue/status/{event_id}", get(status))
+        .route("/api/queue/leave/{event_id}", post(leave))
+        .route("/api/api/queue/status/{event_id}", get(status))
+        .route("/api/api/queue/leave/{event_id}", post(leave))
+        .route("/api/queue/admin/{event_id}", get(admin_info))
+        .route("/api/queue/admin/clear/{event_id}", post(admin_clear))
+}
+
+async fn threshold_of(state: &AppState, event_id: Uuid) -> Result<i64> {
+    super::threshold(state, event_id)
+        .await?
+        .ok_or_else(|| Error::not_found("이벤트를 찾을 수 없습니다."))
+}
+
+async fn check(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    let event_id = path_id(&id, "Invalid event ID format")?;
+    async {
+        let threshold = threshold_of(&state, event_id).await?;
+        let p = super::check(&state, event_id, user.id, threshold).await?;
+        Ok(Json(if p.queued {
+            json!({ "queued": true, "position": p.position, "estimatedWait": estimated_wait_secs(p.position),
+                    "threshold": threshold, "currentUsers": p.current_users })
+        } else {
+            json!({ "queued": false, "currentUsers": p.current_users, "threshold": threshold })
+        }))
+    }
+    .await
+    .or_message("대기열 확인에 실패했습니다.")
+}
+
+async fn status(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    let event_id = path_id(&id, "Invalid event ID format")?;
+    async {
+        let threshold = threshold_of(&state, event_id).await?;
+        let p = super::status(&state, event_id, user.id).await?;
+        Ok(Json(json!({
+            "queued": p.queued, "position": p.position, "queueSize": p.queue_size,
+            "estimatedWait": estimated_wait_secs(p.position), "currentUsers": p.current_users, "threshold": threshold,
+        })))
+    }
+    .await
+    .or_message("대기열 상태 조회에 실패했습니다.")
+}
+
+async fn leave(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    let event_id = path_id(&id, "Invalid event ID format")?;
+    async {
+        super::leave(&state, event_id, user.id).await?;
+        Ok(Json(json!({ "message": "대기열에서 나왔습니다." })))
+    }
+    .await
+    .or_message("대기열 나가기에 실패했습니다.")
+}
+
+async fn admin_info(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    if !user.is_admin() {
+        return Err(Error::forbidden(MSG_ADMIN_ONLY));
+    }
+    let event_id = path_id(&id, "Invalid event ID format")?;
+    async {
+        let threshold = threshold_of(&state, event_id).await?;
+        let p = super::status(&state, event_id, user.id).await?;
+        Ok(Json(json!({
+            "eventId": event_id, "queueSize": p.queue_size, "currentUsers": p.current_users,
+            "threshold": threshold, "available": (threshold - p.current_users).max(0),
+        })))
+    }
+    .await
+    .or_message("대기열 정보 조회에 실패했습니다.")
+}
+
+async fn admin_clear(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    if !user.is_admin() {
+        return Err(Error::forbidden(MSG_ADMIN_ONLY));
+    }
+    let event_id = path_id(&id, "Invalid event ID format")?;
+    async {
+        super::clear(&state, event_id).await?;
+        let msg = json!({ "message": "관리자가 대기열을 초기화했습니다." });
+        if let Err(e) = state
+            .io
+            .to(room::queue(event_id))
+            .emit(event::QUEUE_CLEARED, &msg)
+            .await
+        {
+            tracing::warn!(error = %e, "queue-cleared not delivered");
+        }
+        Ok(Json(json!({ "message": "대기열이 초기화되었습니다." })))
+    }
+    .await
+    .or_message("대기열 초기화에 실패했습니다.")
+}

@@ -1,0 +1,161 @@
+//! Waiting room REST endpoints (admission from the queue is exercised by the realtime tests).
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::common::TestApp;
+
+#[tokio::test]
+async fn queue_threshold_admits_then_queues_fifo_and_keeps_places() {
+    let app = TestApp::spawn().await;
+    let (event, _) = app.ticket_event(10).await;
+    sqlx::query("UPDATE events SET queue_threshold = 2 WHERE id = $1")
+        .bind(event)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let (a, b, c, d) = (
+        app.user().await,
+        app.user().await,
+        app.user().await,
+        app.user().await,
+    );
+    let check = |t: String| {
+        let app = &app;
+        async move {
+            app.post(&format!("/api/queue/check/{event}"), Some(&t), json!({}))
+                .await
+        }
+    };
+
+    assert_eq!(
+        check(a.token.clone()).await,
+        (
+            StatusCode::OK,
+            json!({ "queued": false, "currentUsers": 0, "threshold": 2 })
+        )
+    );
+    assert_eq!(
+        check(b.token.clone()).await.1,
+        json!({ "queued": false, "currentUsers": 1, "threshold": 2 })
+    );
+    assert_eq!(
+        check(c.token.clone()).await.1,
+        json!({ "queued": true, "position": 1, "estimatedWait": 1, "threshold": 2, "currentUsers": 2 })
+    );
+    assert_eq!(check(d.token.clone()).await.1["position"], 2);
+    // a refresh keeps the place; an admitted user stays admitted
+    assert_eq!(check(c.token.clone()).await.1["position"], 1);
+    assert_eq!(check(a.token.clone()).await.1["queued"], false);
+
+    // the frontend's double-prefixed path is served too
+    for path in [
+        format!("/api/queue/status/{event}"),
+        format!("/api/api/queue/status/{event}"),
+    ] {
+        let (status, body) = app.get(&path, Some(&d.token)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            body,
+            json!({ "queued": true, "position": 2, "queueSize": 2, "estimatedWait": 1, "currentUsers": 2, "threshold": 2 })
+        );
+    }
+
+    let (status, body) = app
+        .post(
+            &format!("/api/api/queue/leave/{event}"),
+            Some(&c.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({ "message": "대기열에서 나왔습니다." })
+        )
+    );
+    assert_eq!(
+        app.get(&format!("/api/queue/status/{event}"), Some(&d.token))
+            .await
+            .1["position"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn queue_admin_routes_need_the_admin_role() {
+    let app = TestApp::spawn().await;
+    let (event, _) = app.ticket_event(10).await;
+    let user = app.user().await;
+    let admin = app.admin().await;
+    app.post(
+        &format!("/api/queue/check/{event}"),
+        Some(&user.token),
+        json!({}),
+    )
+    .await;
+
+    let info = format!("/api/queue/admin/{event}");
+    let clear = format!("/api/queue/admin/clear/{event}");
+    assert_eq!(
+        app.get(&info, Some(&user.token)).await,
+        (
+            StatusCode::FORBIDDEN,
+            json!({ "error": "관리자 권한이 필요합니다." })
+        )
+    );
+    assert_eq!(
+        app.post(&clear, Some(&user.token), json!({})).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    let (status, body) = app.get(&info, Some(&admin.token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({ "eventId": event, "queueSize": 0, "currentUsers": 1, "threshold": 1000, "available": 999 })
+    );
+    assert_eq!(
+        app.post(&clear, Some(&admin.token), json!({})).await,
+        (
+            StatusCode::OK,
+            json!({ "message": "대기열이 초기화되었습니다." })
+        )
+    );
+    assert_eq!(
+        app.get(&info, Some(&admin.token)).await.1["currentUsers"],
+        0
+    );
+}
+
+#[tokio::test]
+async fn queue_rejects_bad_ids_and_unknown_events() {
+    let app = TestApp::spawn().await;
+    let user = app.user().await;
+    assert_eq!(
+        app.post("/api/queue/check/not-a-uuid", Some(&user.token), json!({}))
+            .await,
+        (
+            StatusCode::BAD_REQUEST,
+            json!({ "error": "Invalid event ID format" })
+        )
+    );
+    let unknown = uuid::Uuid::new_v4();
+    assert_eq!(
+        app.post(
+            &format!("/api/queue/check/{unknown}"),
+            Some(&user.token),
+            json!({})
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.post(&format!("/api/queue/check/{unknown}"), None, json!({}))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+}
