@@ -35,10 +35,7 @@ pub fn router(state: AppState, sio: SocketIoLayer) -> Router {
         .merge(queue::http::router())
         .merge(news::http::router())
         .merge(uploads::router(&state))
-        .nest(
-            "/api/admin",
-            Router::new().fallback_service(admin::router(&state).with_state(state.clone())),
-        )
+        .merge(admin::router(&state))
         .merge(health::router())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(

@@ -4,7 +4,7 @@ pub mod events;
 pub mod input;
 pub mod reservations;
 
-use axum::{Router, middleware};
+use axum::{Router, middleware, routing::any};
 
 use crate::{extract::require_admin, state::AppState};
 
@@ -13,6 +13,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(events::router())
         .merge(reservations::router())
         // unknown admin paths still answer 401/403 first, as the original did
-        .fallback(|| async { crate::error::Error::not_found("Not found") })
-        .layer(middleware::from_fn_with_state(state.clone(), require_admin))
+        .route(
+            "/api/admin/{*rest}",
+            any(|| async { crate::error::Error::not_found("Not found") }),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin))
 }
