@@ -126,6 +126,15 @@ impl AuthUser {
     pub fn is_admin(&self) -> bool {
         self.role == "admin"
     }
+
+    /// 403 `관리자 권한이 필요합니다.` unless the token carries the admin role.
+    pub fn require_admin(&self) -> Result<(), Error> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(Error::forbidden(MSG_ADMIN_ONLY))
+        }
+    }
 }
 
 impl<S> FromRequestParts<S> for AuthUser
@@ -178,9 +187,7 @@ pub async fn require_admin(
     mut req: Request,
     next: Next,
 ) -> Result<Response, Error> {
-    if !user.is_admin() {
-        return Err(Error::forbidden(MSG_ADMIN_ONLY));
-    }
+    user.require_admin()?;
     req.extensions_mut().insert(user);
     Ok(next.run(req).await)
 }

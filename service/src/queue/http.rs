@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::estimated_wait_secs;
 use crate::{
     error::{Error, OrMessage, Result},
-    extract::{AuthUser, MSG_ADMIN_ONLY, path_id},
+    extract::{AuthUser, path_id},
     state::AppState,
 };
 
@@ -90,9 +90,7 @@ async fn admin_info(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
-    if !user.is_admin() {
-        return Err(Error::forbidden(MSG_ADMIN_ONLY));
-    }
+    user.require_admin()?;
     let event_id = path_id(&id, "Invalid event ID format")?;
     async {
         let threshold = threshold_of(&state, event_id).await?;
@@ -111,9 +109,7 @@ async fn admin_clear(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
-    if !user.is_admin() {
-        return Err(Error::forbidden(MSG_ADMIN_ONLY));
-    }
+    user.require_admin()?;
     let event_id = path_id(&id, "Invalid event ID format")?;
     async {
         super::clear(&state, event_id).await?;

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{AssertSqlSafe, PgConnection, PgExecutor};
 use tiketi_core::wire::Notice;
 use uuid::Uuid;
 
@@ -157,39 +157,35 @@ pub struct LockedReservation {
     pub expired: bool,
 }
 
+const RESERVATION_SELECT: &str =
+    "SELECT id, user_id, event_id, reservation_number, total_amount, status,
+        payment_status, expires_at, coalesce(expires_at < now(), FALSE) AS expired
+     FROM reservations WHERE id = $1 AND ($2::UUID IS NULL OR user_id = $2)";
+
 /// Locks a reservation row for a state change; `owner` restricts it to that user's reservations.
 pub async fn lock_reservation(
     db: impl PgExecutor<'_>,
     id: Uuid,
     owner: Option<Uuid>,
 ) -> sqlx::Result<Option<LockedReservation>> {
-    sqlx::query_as(
-        "SELECT id, user_id, event_id, reservation_number, total_amount, status, payment_status, expires_at,
-                coalesce(expires_at < now(), FALSE) AS expired
-         FROM reservations WHERE id = $1 AND ($2::UUID IS NULL OR user_id = $2)
-         FOR UPDATE",
-    )
-    .bind(id)
-    .bind(owner)
-    .fetch_optional(db)
-    .await
+    sqlx::query_as(AssertSqlSafe(format!("{RESERVATION_SELECT} FOR UPDATE")))
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(db)
+        .await
 }
 
-/// Same read without a lock (payment pre-check).
+/// The same read without a lock (payment pre-check).
 pub async fn get_reservation(
     db: impl PgExecutor<'_>,
     id: Uuid,
     owner: Uuid,
 ) -> sqlx::Result<Option<LockedReservation>> {
-    sqlx::query_as(
-        "SELECT id, user_id, event_id, reservation_number, total_amount, status, payment_status, expires_at,
-                coalesce(expires_at < now(), FALSE) AS expired
-         FROM reservations WHERE id = $1 AND user_id = $2",
-    )
-    .bind(id)
-    .bind(owner)
-    .fetch_optional(db)
-    .await
+    sqlx::query_as(RESERVATION_SELECT)
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(db)
+        .await
 }
 
 /// Returns the stock and seats of one reservation to sale (caller holds the reservation's lock).
