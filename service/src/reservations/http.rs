@@ -42,11 +42,14 @@ async fn book(
         .and_then(Value::as_array)
         .filter(|a| !a.is_empty());
     let items = items.ok_or_else(|| Error::bad_request("티켓을 선택해주세요."))?;
+    // every id is checked before any quantity, as the original validated the id list first
+    let ids = items
+        .iter()
+        .map(|item| item.uuid_of("ticketTypeId"))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| Error::bad_request("Invalid ticketTypeId list"))?;
     let mut parsed = Vec::with_capacity(items.len());
-    for item in items {
-        let id = item
-            .uuid_of("ticketTypeId")
-            .ok_or_else(|| Error::bad_request("Invalid ticketTypeId list"))?;
+    for (item, id) in items.iter().zip(ids) {
         let quantity = item.int_of("quantity").filter(|q| *q >= 1);
         let quantity = quantity.ok_or_else(|| Error::rejected("수량은 1개 이상이어야 합니다."))?;
         if quantity > MAX_QUANTITY {
