@@ -12,10 +12,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(events::router())
         .merge(reservations::router())
-        // unknown admin paths still answer 401/403 first, as the original did
-        .route(
-            "/api/admin/{*rest}",
-            any(|| async { crate::error::Error::not_found("Not found") }),
-        )
+        // unknown admin paths (and the bare prefix) still answer 401/403 first, as the original did
+        .route("/api/admin", any(unknown))
+        .route("/api/admin/", any(unknown))
+        .route("/api/admin/{*rest}", any(unknown))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin))
+}
+
+async fn unknown() -> crate::error::Error {
+    crate::error::Error::not_found("Not found")
 }

@@ -90,13 +90,17 @@ async fn create(
         // only admins may pin.
         let sql = format!(
             "INSERT INTO news AS n (title, content, author, author_id, is_pinned)
-             SELECT $1, $2, coalesce(nullif(trim($3), ''), u.name), u.id, $4 AND u.role = 'admin' FROM users u WHERE u.id = $5
+             SELECT $1, $2, u.name, u.id, $3 AND u.role = 'admin' FROM users u WHERE u.id = $4
              RETURNING {NEWS_JSON}"
         );
-        let author = body.str_of("author").unwrap_or("").chars().take(100).collect::<String>();
         let pinned = body.bool_of("is_pinned").unwrap_or(false);
-        let news: Option<Value> =
-            sqlx::query_scalar(AssertSqlSafe(sql)).bind(&title).bind(&content).bind(author).bind(pinned).bind(user.id).fetch_optional(&state.db).await?;
+        let news: Option<Value> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(&title)
+            .bind(&content)
+            .bind(pinned)
+            .bind(user.id)
+            .fetch_optional(&state.db)
+            .await?;
         let news = news.ok_or_else(|| Error::bad_request("존재하지 않는 작성자입니다."))?;
         Ok((StatusCode::CREATED, Json(json!({ "news": news }))))
     }

@@ -259,3 +259,114 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+impl TestApp {
+    /// `n` users created straight in the database with tokens signed by the service's keys (password
+    /// hashing per registration would dominate the concurrency tests). They cannot log in.
+    pub async fn users(&self, n: usize) -> Vec<User> {
+        let emails: Vec<String> = (0..n)
+            .map(|_| format!("u{}@example.com", Uuid::new_v4().simple()))
+            .collect();
+        let ids: Vec<(Uuid, String)> = sqlx::query_as(
+            "INSERT INTO users (email, password_hash, name)
+             SELECT e, $2, '테스트' FROM unnest($1::TEXT[]) AS e
+             RETURNING id, email",
+        )
+        .bind(&emails)
+        .bind(tiketi_service::auth::password::DUMMY_HASH)
+        .fetch_all(&self.db)
+        .await
+        .expect("insert users");
+        ids.into_iter()
+            .map(|(id, email)| User {
+                token: self.state.jwt.issue(id, &email, "user").expect("token"),
+                id,
+                email,
+            })
+            .collect()
+    }
+}
+
+/// Shared steps of the seat, reservation, payment and fault tests.
+impl TestApp {
+    /// The id of the seat labelled `label` (e.g. `VIP-1-1`) of `event`.
+    pub async fn seat_id(&self, event: Uuid, label: &str) -> Uuid {
+        sqlx::query_scalar("SELECT id FROM seats WHERE event_id = $1 AND seat_label = $2")
+            .bind(event)
+            .bind(label)
+            .fetch_one(&self.db)
+            .await
+            .expect("seat exists")
+    }
+
+    /// A seat's status as stored.
+    pub async fn seat_status(&self, seat: Uuid) -> String {
+        sqlx::query_scalar("SELECT status FROM seats WHERE id = $1")
+            .bind(seat)
+            .fetch_one(&self.db)
+            .await
+            .expect("seat exists")
+    }
+
+    /// (status, payment_status) of a reservation as stored.
+    pub async fn reservation_state(&self, id: Uuid) -> (String, String) {
+        sqlx::query_as("SELECT status, payment_status FROM reservations WHERE id = $1")
+            .bind(id)
+            .fetch_one(&self.db)
+            .await
+            .expect("reservation exists")
+    }
+
+    /// POST /api/seats/reserve of one seat.
+    pub async fn hold(&self, token: &str, event: Uuid, seat: Uuid) -> (StatusCode, Value) {
+        self.post(
+            "/api/seats/reserve",
+            Some(token),
+            json!({ "eventId": event, "seatIds": [seat] }),
+        )
+        .await
+    }
+
+    /// Holds one seat and returns the reservation id (asserting 201).
+    pub async fn hold_ok(&self, token: &str, event: Uuid, seat: Uuid) -> Uuid {
+        let (status, body) = self.hold(token, event, seat).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["reservation"]["id"].as_str().unwrap().parse().unwrap()
+    }
+}
+
+/// The `{success:false, message, error}` body of a refused request.
+pub fn refusal(message: &str) -> Value {
+    json!({ "success": false, "message": message, "error": message })
+}
+
+/// The keys of a JSON object, sorted (for exact-shape assertions).
+pub fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect();
+    k.sort();
+    k
+}
+
+/// `names` sorted, to compare with [`keys`].
+pub fn sorted(names: &[&str]) -> Vec<String> {
+    let mut k: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    k.sort();
+    k
+}
+
+/// A timestamp in the wire format `YYYY-MM-DDTHH:MM:SS.sssZ` (JavaScript's `Date.toJSON`).
+pub fn is_wire_time(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        let b = s.as_bytes();
+        b.len() == 24
+            && s.ends_with('Z')
+            && b[10] == b'T'
+            && b[19] == b'.'
+            && chrono::DateTime::parse_from_rfc3339(s).is_ok()
+    })
+}

@@ -1,6 +1,16 @@
 //! HTTP API tests against real PostgreSQL and Redis (started by `make test`). One binary, one module
 //! per feature; helpers in `common`.
 
+mod admin;
+mod auth;
 mod common;
+mod events;
+mod faults;
+mod news;
+mod payments;
+mod platform;
 mod queue;
+mod reservations;
+mod seats;
 mod smoke;
+mod uploads;

@@ -1,0 +1,278 @@
+//! Failure modes: holds running out (alone and while being paid), an exhausted database pool and a
+//! Redis outage.
+
+use std::{
+    net::TcpStream,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use reqwest::{Method, StatusCode, header};
+use serde_json::json;
+use tiketi_service::jobs::hold_expiry::sweep;
+use uuid::Uuid;
+
+use crate::common::{TestApp, eventually, refusal};
+
+/// Runs sweeps until the reservation is expired (or the time is up).
+async fn swept_until_expired(app: &TestApp, id: Uuid) -> bool {
+    eventually(Duration::from_secs(15), || async {
+        sweep(&app.state).await.expect("sweep runs");
+        app.reservation_state(id).await.0 == "expired"
+    })
+    .await
+}
+
+#[tokio::test]
+async fn faults_unpaid_hold_expires_and_the_seat_returns_to_sale() {
+    let app = TestApp::spawn_with(|c| c.hold_seconds = 1).await;
+    let (event, _) = app.seat_event().await;
+    let seat = app.seat_id(event, "VIP-1-1").await;
+    let (first, second) = (app.user().await, app.user().await);
+    let id = app.hold_ok(&first.token, event, seat).await;
+    assert_eq!(app.seat_status(seat).await, "locked");
+
+    assert!(
+        swept_until_expired(&app, id).await,
+        "the hold never expired"
+    );
+    assert_eq!(
+        app.reservation_state(id).await,
+        ("expired".into(), "failed".into())
+    );
+    assert_eq!(app.seat_status(seat).await, "available");
+    let (status, map) = app.get(&format!("/api/seats/events/{event}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let shown = map["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == seat.to_string().as_str())
+        .unwrap()["status"]
+        .clone();
+    assert_eq!(shown, "available");
+    let (status, body) = app
+        .get(&format!("/api/seats/reservation/{id}"), Some(&first.token))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["reservation"]["status"], "expired");
+    assert_eq!(body["reservation"]["payment_status"], "failed");
+    assert_eq!(body["reservation"]["isExpired"], true);
+
+    // another user can hold it now; a further sweep leaves the new hold alone
+    let second_hold = app.hold_ok(&second.token, event, seat).await;
+    assert_eq!(sweep(&app.state).await.unwrap(), 0);
+    assert_eq!(
+        app.reservation_state(second_hold).await,
+        ("pending".into(), "pending".into())
+    );
+    assert_eq!(app.seat_status(seat).await, "locked");
+    assert_eq!(
+        app.reservation_state(id).await,
+        ("expired".into(), "failed".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn faults_hold_paid_while_expiring_ends_paid_or_expired_never_both() {
+    // the provider call takes about as long as the hold lasts, and sweeps run all along
+    let app = TestApp::spawn_with(|c| {
+        c.hold_seconds = 1;
+        c.payment_delay_min_ms = 800;
+        c.payment_delay_max_ms = 1200;
+    })
+    .await;
+    let (event, seats) = app.seat_event().await;
+    let users = app.users(4).await;
+    let mut holds = Vec::new();
+    for (user, seat) in users.iter().zip(&seats) {
+        holds.push((user, *seat, app.hold_ok(&user.token, event, *seat).await));
+    }
+    let payments = futures::future::join_all(holds.iter().map(|(user, _, id)| {
+        app.post(
+            "/api/payments/process",
+            Some(&user.token),
+            json!({ "reservationId": id, "paymentMethod": "kakao_pay" }),
+        )
+    }));
+    let sweeps = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            sweep(&app.state).await.expect("sweep runs");
+        }
+    };
+    let results = tokio::select! {
+        r = payments => r,
+        _ = sweeps => unreachable!(),
+    };
+    // whatever is still pending is past its time: let the sweep finish it
+    for (_, _, id) in &holds {
+        let done = eventually(Duration::from_secs(15), || async {
+            sweep(&app.state).await.expect("sweep runs");
+            app.reservation_state(*id).await.0 != "pending"
+        })
+        .await;
+        assert!(done, "reservation {id} stayed pending");
+    }
+
+    for ((_, seat, id), (status, body)) in holds.iter().zip(&results) {
+        let state = app.reservation_state(*id).await;
+        let seat_status = app.seat_status(*seat).await;
+        match *status {
+            StatusCode::OK => {
+                assert_eq!(body["success"], true);
+                assert_eq!(state, ("confirmed".into(), "completed".into()));
+                assert_eq!(seat_status, "reserved");
+            }
+            StatusCode::BAD_REQUEST => {
+                assert_eq!(*body, refusal("예약이 만료되었습니다."));
+                assert_eq!(state, ("expired".into(), "failed".into()));
+                assert_eq!(seat_status, "available");
+            }
+            other => panic!("unexpected payment answer {other}: {body}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn faults_db_pool_exhaustion_answers_503_then_recovers() {
+    let app = TestApp::spawn_with(|c| {
+        c.db_pool_max = 1;
+        c.db_acquire_timeout_ms = 200;
+    })
+    .await;
+    let event = app.insert_event("", "-1 hour", "+1 day").await;
+    let path = format!("/api/events/{event}");
+
+    let held = app.state.db.acquire().await.expect("the only connection");
+    let started = Instant::now();
+    let resp = app.req(Method::GET, &path, None).send().await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        resp.headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body, refusal(tiketi_service::error::MSG_DB_BUSY));
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "answered after {elapsed:?}, not after the 200 ms acquire timeout"
+    );
+    // an authenticated route cannot even check its caller
+    let user = app
+        .state
+        .jwt
+        .issue(Uuid::new_v4(), "x@example.com", "user")
+        .unwrap();
+    let (status, body) = app
+        .post(
+            "/api/reservations",
+            Some(&user),
+            json!({ "eventId": event, "items": [] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["success"], false);
+    let (status, body) = app.get("/health/db", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["service"], "database");
+
+    drop(held);
+    let (status, body) = app.get(&path, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["event"]["id"], event.to_string());
+}
+
+/// A private redis-server, killed when dropped.
+struct RedisServer(Child);
+
+impl RedisServer {
+    fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        RedisServer(child)
+    }
+
+    fn stop(mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+async fn listening(port: u16) -> bool {
+    eventually(Duration::from_secs(10), || async move {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_redis_outage_degrades_and_recovers() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redis = RedisServer::start(port);
+    assert!(listening(port).await, "redis-server did not start");
+    let app = TestApp::spawn_with(|c| c.redis_url = format!("redis://127.0.0.1:{port}")).await;
+    let event = app.insert_event("", "-1 hour", "+1 day").await;
+    let (status, _) = app.get("/health/redis", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.get("/api/events", None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    redis.stop();
+    let down = eventually(Duration::from_secs(15), || async {
+        let (status, body) = app.get("/health/redis", None).await;
+        status == StatusCode::SERVICE_UNAVAILABLE
+            && body["status"] == "error"
+            && body["service"] == "redis"
+            && body["message"].is_string()
+    })
+    .await;
+    assert!(down, "/health/redis never reported the outage");
+
+    // reads bypass the cache
+    let (status, body) = app.get("/api/events", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["events"][0]["id"], event.to_string());
+    let (status, body) = app.get(&format!("/api/events/{event}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["event"]["id"], event.to_string());
+    // the login rate limiter fails open
+    let (status, body) = app
+        .post(
+            "/api/auth/login",
+            None,
+            json!({ "email": "admin@tiketi.gg", "password": "admin123" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["token"].is_string());
+
+    let _redis = RedisServer::start(port);
+    assert!(listening(port).await, "redis-server did not restart");
+    let up = eventually(Duration::from_secs(20), || async {
+        app.get("/health/redis", None).await.0 == StatusCode::OK
+    })
+    .await;
+    assert!(up, "/health/redis never recovered");
+}

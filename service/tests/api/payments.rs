@@ -1,0 +1,367 @@
+//! `/api/payments/*`: the method list and the mock payment of a hold (success, validation, refusals,
+//! double payment).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::common::{TestApp, eventually, refusal};
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    k.sort_unstable();
+    k
+}
+
+async fn pay(app: &TestApp, token: &str, id: Uuid, method: &str) -> (StatusCode, Value) {
+    app.post(
+        "/api/payments/process",
+        Some(token),
+        json!({ "reservationId": id, "paymentMethod": method }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn payments_methods_are_listed() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app.get("/api/payments/methods", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({ "methods": [
+            { "id": "naver_pay", "name": "네이버페이", "description": "네이버페이로 간편 결제", "icon": "/images/naver-pay.png" },
+            { "id": "kakao_pay", "name": "카카오페이", "description": "카카오페이로 간편 결제", "icon": "/images/kakao-pay.png" },
+            { "id": "bank_transfer", "name": "계좌이체", "description": "계좌이체로 결제", "icon": "/images/bank-transfer.png" },
+        ] })
+    );
+}
+
+#[tokio::test]
+async fn payments_process_confirms_the_hold_and_sells_the_seat() {
+    let app = TestApp::spawn().await;
+    let (event, _) = app.seat_event().await;
+    let seat = app.seat_id(event, "VIP-1-1").await;
+    let user = app.user().await;
+    let (status, held) = app.hold(&user.token, event, seat).await;
+    assert_eq!(status, StatusCode::CREATED, "{held}");
+    let id: Uuid = held["reservation"]["id"].as_str().unwrap().parse().unwrap();
+
+    let before = Utc::now();
+    let (status, body) = pay(&app, &user.token, id, "kakao_pay").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        keys(&body),
+        ["message", "payment", "reservation", "success"]
+    );
+    assert_eq!(body["success"], true);
+    assert_eq!(body["message"], "결제가 완료되었습니다.");
+    let payment = &body["payment"];
+    assert_eq!(
+        keys(payment),
+        [
+            "paidAt",
+            "paymentMethod",
+            "reservationId",
+            "reservationNumber",
+            "totalAmount"
+        ]
+    );
+    assert_eq!(payment["reservationId"], id.to_string());
+    assert_eq!(
+        payment["reservationNumber"],
+        held["reservation"]["reservationNumber"]
+    );
+    assert_eq!(payment["paymentMethod"], "카카오페이");
+    assert_eq!(payment["totalAmount"], 150000);
+    let paid_at = payment["paidAt"].as_str().unwrap();
+    assert!(paid_at.len() == 24 && paid_at.ends_with('Z'), "{paid_at}");
+    let paid_at: DateTime<Utc> = paid_at.parse().unwrap();
+    assert!((paid_at - before).num_seconds().abs() <= 5, "{paid_at}");
+
+    let r = &body["reservation"];
+    assert_eq!(keys(r), ["event", "seats"]);
+    assert_eq!(keys(&r["event"]), ["event_date", "title", "venue"]);
+    assert_eq!(r["event"]["title"], "테스트 공연");
+    assert_eq!(r["event"]["venue"], "테스트홀");
+    assert!(r["event"]["event_date"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        r["seats"],
+        json!([{ "id": seat, "seat_label": "VIP-1-1", "section": "VIP", "row_number": 1, "seat_number": 1, "unit_price": 150000 }])
+    );
+
+    assert_eq!(app.seat_status(seat).await, "reserved");
+    assert_eq!(
+        app.reservation_state(id).await,
+        ("confirmed".into(), "completed".into())
+    );
+    let (status, body) = app
+        .get(&format!("/api/seats/reservation/{id}"), Some(&user.token))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["reservation"]["status"], "confirmed");
+    assert_eq!(body["reservation"]["payment_status"], "completed");
+    assert_eq!(body["reservation"]["payment_method"], "kakao_pay");
+    let (_, map) = app.get(&format!("/api/seats/events/{event}"), None).await;
+    let shown = map["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == seat.to_string().as_str())
+        .unwrap()["status"]
+        .clone();
+    assert_eq!(shown, "reserved");
+}
+
+#[tokio::test]
+async fn payments_every_method_has_its_korean_name() {
+    let app = TestApp::spawn().await;
+    let (event, seats) = app.seat_event().await;
+    let user = app.user().await;
+    for (i, (method, name)) in [
+        ("naver_pay", "네이버페이"),
+        ("kakao_pay", "카카오페이"),
+        ("bank_transfer", "계좌이체"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = app.hold_ok(&user.token, event, seats[i]).await;
+        let (status, body) = pay(&app, &user.token, id, method).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["payment"]["paymentMethod"], name);
+        let stored: String =
+            sqlx::query_scalar("SELECT payment_method FROM reservations WHERE id = $1")
+                .bind(id)
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
+        assert_eq!(stored, method);
+    }
+}
+
+#[tokio::test]
+async fn payments_process_validation_messages() {
+    let app = TestApp::spawn().await;
+    let (event, seats) = app.seat_event().await;
+    let user = app.user().await;
+    let id = app.hold_ok(&user.token, event, seats[0]).await;
+    let plain = |m: &str| json!({ "error": m });
+    let cases = [
+        (json!({}), plain("Missing required fields")),
+        (
+            json!({ "reservationId": id }),
+            plain("Missing required fields"),
+        ),
+        (
+            json!({ "paymentMethod": "kakao_pay" }),
+            plain("Missing required fields"),
+        ),
+        (
+            json!({ "reservationId": null, "paymentMethod": "kakao_pay" }),
+            plain("Missing required fields"),
+        ),
+        (
+            json!({ "reservationId": "abc", "paymentMethod": "kakao_pay" }),
+            plain("Invalid reservationId format"),
+        ),
+        (
+            json!({ "reservationId": id, "paymentMethod": "paypal" }),
+            plain("유효하지 않은 결제 수단입니다."),
+        ),
+        (
+            json!({ "reservationId": id, "paymentMethod": 3 }),
+            plain("유효하지 않은 결제 수단입니다."),
+        ),
+    ];
+    for (request, expected) in cases {
+        let (status, body) = app
+            .post("/api/payments/process", Some(&user.token), request.clone())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{request}");
+        assert_eq!(body, expected, "{request}");
+    }
+    let (status, body) = app
+        .post(
+            "/api/payments/process",
+            None,
+            json!({ "reservationId": id, "paymentMethod": "kakao_pay" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body, json!({ "error": "인증이 필요합니다." }));
+    assert_eq!(
+        app.reservation_state(id).await,
+        ("pending".into(), "pending".into())
+    );
+    assert_eq!(app.seat_status(seats[0]).await, "locked");
+}
+
+#[tokio::test]
+async fn payments_process_of_another_users_reservation_is_refused() {
+    let app = TestApp::spawn().await;
+    let (event, seats) = app.seat_event().await;
+    let (owner, stranger) = (app.user().await, app.user().await);
+    let id = app.hold_ok(&owner.token, event, seats[0]).await;
+    let (status, body) = pay(&app, &stranger.token, id, "naver_pay").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body, refusal("예약을 찾을 수 없습니다."));
+    let (status, body) = pay(&app, &owner.token, Uuid::new_v4(), "naver_pay").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body, refusal("예약을 찾을 수 없습니다."));
+    assert_eq!(
+        app.reservation_state(id).await,
+        ("pending".into(), "pending".into())
+    );
+    assert_eq!(app.seat_status(seats[0]).await, "locked");
+}
+
+#[tokio::test]
+async fn payments_process_twice_is_refused() {
+    let app = TestApp::spawn().await;
+    let (event, seats) = app.seat_event().await;
+    let user = app.user().await;
+    let id = app.hold_ok(&user.token, event, seats[0]).await;
+    let (status, body) = pay(&app, &user.token, id, "naver_pay").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = pay(&app, &user.token, id, "kakao_pay").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        refusal("Payment already completed for this reservation")
+    );
+    let method: String =
+        sqlx::query_scalar("SELECT payment_method FROM reservations WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(method, "naver_pay", "the first payment stands");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn payments_concurrent_payments_of_one_hold_succeed_once() {
+    // both requests pass the pre-check and wait in the provider call at the same time
+    let app = TestApp::spawn_with(|c| {
+        c.payment_delay_min_ms = 100;
+        c.payment_delay_max_ms = 200;
+    })
+    .await;
+    let (event, seats) = app.seat_event().await;
+    let user = app.user().await;
+    let id = app.hold_ok(&user.token, event, seats[0]).await;
+    let (a, b) = tokio::join!(
+        pay(&app, &user.token, id, "naver_pay"),
+        pay(&app, &user.token, id, "kakao_pay"),
+    );
+    let results = [a, b];
+    let ok = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert_eq!(ok, 1, "{results:?}");
+    let (status, body) = results.iter().find(|(s, _)| *s != StatusCode::OK).unwrap();
+    assert_eq!(*status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        *body,
+        refusal("Payment already completed for this reservation")
+    );
+    assert_eq!(
+        app.reservation_state(id).await,
+        ("confirmed".into(), "completed".into())
+    );
+    assert_eq!(app.seat_status(seats[0]).await, "reserved");
+}
+
+#[tokio::test]
+async fn payments_process_of_a_cancelled_reservation_is_refused() {
+    let app = TestApp::spawn().await;
+    let (event, seats) = app.seat_event().await;
+    let user = app.user().await;
+    let id = app.hold_ok(&user.token, event, seats[0]).await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/reservations/{id}/cancel"),
+            Some(&user.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = pay(&app, &user.token, id, "kakao_pay").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body, refusal("취소된 예약입니다."));
+    assert_eq!(
+        app.reservation_state(id).await,
+        ("cancelled".into(), "pending".into())
+    );
+    assert_eq!(app.seat_status(seats[0]).await, "available");
+}
+
+#[tokio::test]
+async fn payments_process_of_an_expired_hold_is_refused() {
+    let app = TestApp::spawn_with(|c| c.hold_seconds = 1).await;
+    let (event, seats) = app.seat_event().await;
+    let user = app.user().await;
+    let id = app.hold_ok(&user.token, event, seats[0]).await;
+    let path = format!("/api/seats/reservation/{id}");
+    let past = eventually(Duration::from_secs(10), || async {
+        let (_, body) = app.get(&path, Some(&user.token)).await;
+        body["reservation"]["isExpired"] == true
+    })
+    .await;
+    assert!(past, "the hold never ran out");
+
+    // past its time but not swept yet
+    let (status, body) = pay(&app, &user.token, id, "kakao_pay").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body, refusal("예약이 만료되었습니다."));
+    assert_eq!(app.seat_status(seats[0]).await, "locked");
+
+    // and once the sweep has expired it
+    tiketi_service::jobs::hold_expiry::sweep(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.reservation_state(id).await,
+        ("expired".into(), "failed".into())
+    );
+    let (status, body) = pay(&app, &user.token, id, "kakao_pay").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body, refusal("예약이 만료되었습니다."));
+    assert_eq!(app.seat_status(seats[0]).await, "available");
+}
+
+#[tokio::test]
+async fn payments_process_of_a_ticket_booking_has_no_seats() {
+    let app = TestApp::spawn().await;
+    let (event, tt) = app.ticket_event(5).await;
+    let user = app.user().await;
+    let (status, booked) = app
+        .post(
+            "/api/reservations",
+            Some(&user.token),
+            json!({ "eventId": event, "items": [{ "ticketTypeId": tt, "quantity": 2 }] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{booked}");
+    let id: Uuid = booked["reservation"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (status, body) = pay(&app, &user.token, id, "bank_transfer").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["payment"]["totalAmount"], 100000);
+    assert_eq!(body["payment"]["paymentMethod"], "계좌이체");
+    assert_eq!(body["reservation"]["seats"], json!([]));
+    assert_eq!(
+        app.reservation_state(id).await,
+        ("confirmed".into(), "completed".into())
+    );
+}

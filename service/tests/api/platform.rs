@@ -1,0 +1,216 @@
+//! Cross-cutting behaviour: body parsing, unknown routes, health, metrics, CORS, security headers.
+
+use reqwest::{Method, StatusCode, header};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::common::{TestApp, is_wire_time, keys, read, sorted};
+
+fn is_millis(v: &Value) -> bool {
+    v.as_str()
+        .and_then(|s| s.strip_suffix("ms"))
+        .is_some_and(|n| n.parse::<u64>().is_ok())
+}
+
+#[tokio::test]
+async fn platform_malformed_json_is_400() {
+    let app = TestApp::spawn().await;
+    for raw in ["{bad", "{\"email\": }", "[1, 2]"] {
+        let resp = app
+            .req(Method::POST, "/api/auth/login", None)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = read(resp).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{raw}");
+        assert_eq!(
+            keys(&body),
+            sorted(&["success", "message", "error"]),
+            "{raw}"
+        );
+        assert_eq!(body["success"], false);
+        assert!(!body["message"].as_str().unwrap().is_empty());
+        assert_eq!(body["error"], body["message"]);
+    }
+}
+
+#[tokio::test]
+async fn platform_body_over_100_kib_is_413() {
+    let app = TestApp::spawn().await;
+    let big = json!({ "email": "a@example.com", "password": "x".repeat(101 * 1024) });
+    let (status, body) = app.post("/api/auth/login", None, big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["success"], false);
+    assert_eq!(body["message"], "요청 본문이 너무 큽니다.");
+
+    // just under the limit is parsed normally
+    let fits = json!({ "email": "a@example.com", "password": "x".repeat(99 * 1024) });
+    assert_eq!(
+        app.post("/api/auth/login", None, fits).await,
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({ "error": "이메일 또는 비밀번호가 일치하지 않습니다." })
+        )
+    );
+}
+
+#[tokio::test]
+async fn platform_unknown_route_is_json_404() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.get("/api/nope", None).await,
+        (
+            StatusCode::NOT_FOUND,
+            json!({ "error": "Cannot GET /api/nope" })
+        )
+    );
+    assert_eq!(
+        app.send(Method::POST, "/nope/deeper", None, Some(json!({})))
+            .await,
+        (
+            StatusCode::NOT_FOUND,
+            json!({ "error": "Cannot POST /nope/deeper" })
+        )
+    );
+}
+
+#[tokio::test]
+async fn platform_health_endpoints() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app.get("/health", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        keys(&body),
+        sorted(&["status", "timestamp", "uptime", "version", "environment"])
+    );
+    assert_eq!(body["status"], "ok");
+    assert!(is_wire_time(&body["timestamp"]));
+    assert!(body["uptime"].as_f64().unwrap() >= 0.0);
+    assert!(body["version"].is_string());
+    assert_eq!(body["environment"], "development");
+
+    for (path, service) in [("/health/db", "database"), ("/health/redis", "redis")] {
+        let (status, body) = app.get(path, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(keys(&body), sorted(&["status", "service", "responseTime"]));
+        assert_eq!(
+            (&body["status"], &body["service"]),
+            (&json!("ok"), &json!(service))
+        );
+        assert!(is_millis(&body["responseTime"]), "{body}");
+    }
+
+    let (status, body) = app.get("/health/all", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(keys(&body), sorted(&["status", "checks", "timestamp"]));
+    assert_eq!(body["status"], "ok");
+    assert!(is_wire_time(&body["timestamp"]));
+    let checks = &body["checks"];
+    assert_eq!(keys(checks), sorted(&["server", "database", "redis"]));
+    assert_eq!(checks["server"]["status"], "ok");
+    assert!(checks["server"]["uptime"].is_number());
+    let memory = &checks["server"]["memory"];
+    assert_eq!(keys(memory), sorted(&["used", "total", "unit"]));
+    assert!(memory["used"].is_u64() && memory["total"].is_u64());
+    assert_eq!(memory["unit"], "MB");
+    for dep in ["database", "redis"] {
+        assert_eq!(keys(&checks[dep]), sorted(&["status", "responseTime"]));
+        assert_eq!(checks[dep]["status"], "ok");
+        assert!(is_millis(&checks[dep]["responseTime"]));
+    }
+}
+
+#[tokio::test]
+async fn platform_metrics_use_route_templates() {
+    let app = TestApp::spawn().await;
+    let id = Uuid::new_v4();
+    assert_eq!(
+        app.get(&format!("/api/events/{id}"), None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let resp = app.req(Method::GET, "/metrics", None).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = resp.text().await.unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("http_requests_total{")
+                && l.contains(r#"path="/api/events/{id}""#)
+                && l.contains(r#"status="404""#)
+        })
+        .unwrap_or_else(|| panic!("no templated http_requests_total line in:\n{text}"));
+    assert!(line.contains(r#"method="GET""#), "{line}");
+    assert!(
+        !text.contains(&id.to_string()),
+        "raw ids never become labels"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("tiketi_db_pool_in_use "))
+    );
+    assert!(text.contains("http_request_duration_seconds_bucket{"));
+}
+
+#[tokio::test]
+async fn platform_cors_preflight_and_headers() {
+    let app = TestApp::spawn().await;
+    let resp = app
+        .req(Method::OPTIONS, "/api/reservations", None)
+        .header(header::ORIGIN, "http://localhost:3000")
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+        .header(
+            header::ACCESS_CONTROL_REQUEST_HEADERS,
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let h = resp.headers();
+    assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    let methods = h[header::ACCESS_CONTROL_ALLOW_METHODS].to_str().unwrap();
+    for m in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+        assert!(methods.contains(m), "{methods}");
+    }
+    assert_eq!(
+        h[header::ACCESS_CONTROL_ALLOW_HEADERS],
+        "authorization,content-type"
+    );
+
+    let resp = app
+        .req(Method::GET, "/api/events", None)
+        .header(header::ORIGIN, "http://localhost:3000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    assert!(
+        resp.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+}
+
+#[tokio::test]
+async fn platform_security_headers_on_every_response() {
+    let app = TestApp::spawn().await;
+    for path in ["/api/events", "/api/nope", "/health"] {
+        let resp = app.req(Method::GET, path, None).send().await.unwrap();
+        assert_eq!(
+            resp.headers()[header::X_CONTENT_TYPE_OPTIONS],
+            "nosniff",
+            "{path}"
+        );
+        assert_eq!(resp.headers()[header::X_FRAME_OPTIONS], "DENY", "{path}");
+    }
+}
