@@ -59,6 +59,41 @@ impl Keys {
         self.evt(event_id, "active")
     }
 
+    /// Events whose queue may be non-empty (the admission loop's work list; a set of event ids).
+    pub fn queue_index(&self) -> String {
+        format!("{}:queues", self.prefix)
+    }
+
+    /// Measured admissions per second of an event (string float), for position ETAs.
+    pub fn admission_rate(&self, event_id: Uuid) -> String {
+        self.evt(event_id, "admit-rate")
+    }
+
+    /// Users present in an event room across replicas: hash user id -> open sockets.
+    pub fn presence(&self, event_id: Uuid) -> String {
+        self.evt(event_id, "presence")
+    }
+
+    /// Ready user capacity of the service (replicas x users per replica), published by the operator.
+    pub fn capacity(&self) -> String {
+        format!("{}:capacity", self.prefix)
+    }
+
+    /// A user's realtime session (rooms and seat selection) for restore on reconnect (JSON).
+    pub fn session(&self, user_id: Uuid) -> String {
+        format!("{}:session:{user_id}", self.prefix)
+    }
+
+    /// Lease of a singleton background loop (value = holder token).
+    pub fn lease(&self, name: &str) -> String {
+        format!("{}:lease:{name}", self.prefix)
+    }
+
+    /// Channel prefix of the Socket.IO Redis adapter.
+    pub fn socketio_channel_prefix(&self) -> String {
+        format!("{}:sio", self.prefix)
+    }
+
     /// Fixed-window rate-limit counter for one action and subject (ip or account) in one window.
     pub fn rate_limit(&self, action: &str, subject: &str, window: u64) -> String {
         format!("{}:rl:{action}:{subject}:{window}", self.prefix)

@@ -136,3 +136,65 @@ mod tests {
         assert_eq!(seats.last().unwrap().price, 70000);
     }
 }
+
+/// Waiting-room ETA in whole seconds for a 1-based `position` at `rate` admissions per second.
+pub fn queue_eta_secs(position: i64, rate: f64) -> i64 {
+    if position <= 0 {
+        return 0;
+    }
+    let rate = if rate.is_finite() && rate > 0.0 {
+        rate
+    } else {
+        1.0
+    };
+    (position as f64 / rate).ceil() as i64
+}
+
+/// The admitted-user limit of an event: its own threshold, never above the service's ready capacity
+/// when the operator publishes one.
+pub fn effective_threshold(event_threshold: i64, capacity: Option<i64>) -> i64 {
+    match capacity {
+        Some(c) if c >= 0 => event_threshold.min(c),
+        _ => event_threshold,
+    }
+}
+
+/// Exponentially weighted admission rate: `previous` blended with the latest window's rate.
+pub fn ewma_rate(previous: Option<f64>, admitted: u64, window_secs: f64, alpha: f64) -> f64 {
+    let latest = if window_secs > 0.0 {
+        admitted as f64 / window_secs
+    } else {
+        0.0
+    };
+    match previous {
+        Some(p) if p.is_finite() => alpha * latest + (1.0 - alpha) * p,
+        _ => latest,
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+
+    #[test]
+    fn rules_queue_eta() {
+        assert_eq!(queue_eta_secs(0, 50.0), 0);
+        assert_eq!(queue_eta_secs(1, 50.0), 1);
+        assert_eq!(queue_eta_secs(100, 50.0), 2);
+        assert_eq!(queue_eta_secs(101, 50.0), 3);
+        assert_eq!(queue_eta_secs(10, 0.0), 10);
+    }
+
+    #[test]
+    fn rules_effective_threshold_is_capped_by_capacity() {
+        assert_eq!(effective_threshold(1000, None), 1000);
+        assert_eq!(effective_threshold(1000, Some(300)), 300);
+        assert_eq!(effective_threshold(100, Some(3000)), 100);
+    }
+
+    #[test]
+    fn rules_ewma_rate() {
+        assert_eq!(ewma_rate(None, 10, 1.0, 0.3), 10.0);
+        assert!((ewma_rate(Some(10.0), 20, 1.0, 0.5) - 15.0).abs() < 1e-9);
+    }
+}

@@ -34,6 +34,14 @@ pub mod room {
     pub fn seats(id: Uuid) -> String {
         format!("seats:{id}")
     }
+    /// Every socket of one user (server-side only; never announced to clients).
+    pub fn user(id: Uuid) -> String {
+        format!("user:{id}")
+    }
+    /// The waiting-room sockets of one user for one event: `queue-entry-allowed` goes only here.
+    pub fn user_queue(event: Uuid, user: Uuid) -> String {
+        format!("queue:{event}:user:{user}")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,4 +90,20 @@ pub enum Notice {
         available: i32,
         total: i32,
     },
+}
+
+/// What a user's sockets were doing, restored on reconnect (`session-restored` payload).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub event_id: Option<Uuid>,
+    pub queue_event_id: Option<Uuid>,
+    pub seat_event_id: Option<Uuid>,
+    pub selected_seats: Option<serde_json::Value>,
+}
+
+impl Session {
+    pub fn is_empty(&self) -> bool {
+        self.event_id.is_none() && self.queue_event_id.is_none() && self.seat_event_id.is_none()
+    }
 }

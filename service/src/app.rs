@@ -25,7 +25,7 @@ use crate::{
 /// JSON bodies larger than this get 413 (the original's express.json limit).
 pub const JSON_BODY_LIMIT: usize = 100 * 1024;
 
-pub fn router(state: AppState, sio: SocketIoLayer) -> Router {
+pub fn router(state: AppState, sio: SocketIoLayer<crate::realtime::Adapter>) -> Router {
     let api = Router::new()
         .merge(auth::http::router())
         .merge(events::http::router())

@@ -95,6 +95,16 @@ pub struct Config {
     pub payment_delay_min_ms: u64,
     #[arg(long, env = "PAYMENT_DELAY_MAX_MS", default_value_t = 1500)]
     pub payment_delay_max_ms: u64,
+    /// Waiting-room admissions per event per second.
+    #[arg(long, env = "ADMISSION_RATE", default_value_t = 50)]
+    pub admission_rate: u32,
+    /// Period of the admission loop.
+    #[arg(long, env = "ADMISSION_TICK_MS", default_value_t = 200)]
+    pub admission_tick_ms: u64,
+    /// Minimum interval between `queue-updated` broadcasts of one event (each makes every waiting
+    /// frontend re-fetch its status).
+    #[arg(long, env = "QUEUE_UPDATE_MS", default_value_t = 1000)]
+    pub queue_update_ms: u64,
     /// Login attempts allowed per client IP per minute.
     #[arg(long, env = "LOGIN_RATE_LIMIT_PER_MINUTE", default_value_t = 30)]
     pub login_rate_limit: u32,

@@ -10,6 +10,7 @@ pub mod events;
 pub mod extract;
 pub mod health;
 pub mod jobs;
+pub mod lease;
 pub mod metrics;
 pub mod news;
 pub mod payments;
@@ -42,7 +43,12 @@ impl Service {
         let db = stores::db_pool(&config)?;
         let redis = stores::redis_pool(&config).await?;
         let jwt = std::sync::Arc::new(auth::jwt::JwtKeys::new(config.jwt_secret()?.as_bytes()));
-        let (sio_layer, io) = realtime::build(jwt.clone());
+        let ctx = realtime::RealtimeCtx {
+            jwt: jwt.clone(),
+            redis: redis.clone(),
+            keys: tiketi_core::keys::Keys::new(config.redis_prefix.clone()),
+        };
+        let (sio_layer, io) = realtime::build(&config, ctx).await?;
         let state = AppState::new(db, redis, io, jwt, config);
         let router = app::router(state.clone(), sio_layer);
         Ok(Self { state, router })

@@ -53,6 +53,7 @@ pub struct Metrics {
     pub db_pool_idle: Gauge,
     pub db_pool_timeouts: Counter,
     pub job_runs: Family<KindLabels, Counter>,
+    pub queue_admitted: Counter,
 }
 
 fn http_histogram() -> Histogram {
@@ -81,6 +82,7 @@ impl Metrics {
             db_pool_idle: Gauge::default(),
             db_pool_timeouts: Counter::default(),
             job_runs: Family::default(),
+            queue_admitted: Counter::default(),
             registry: Registry::default(),
         };
         r.register(

@@ -3,7 +3,6 @@
 use std::{sync::Arc, time::Instant};
 
 use fred::clients::Pool as RedisPool;
-use socketioxide::SocketIo;
 use sqlx::PgPool;
 use tiketi_core::keys::Keys;
 
@@ -18,7 +17,7 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     pub metrics: &'static Metrics,
     /// Socket.IO handle for server pushes.
-    pub io: SocketIo,
+    pub io: crate::realtime::Io,
     pub started: Instant,
 }
 
@@ -26,7 +25,7 @@ impl AppState {
     pub fn new(
         db: PgPool,
         redis: RedisPool,
-        io: SocketIo,
+        io: crate::realtime::Io,
         jwt: Arc<JwtKeys>,
         config: Config,
     ) -> Self {

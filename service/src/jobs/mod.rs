@@ -24,4 +24,5 @@ pub async fn try_lock(tx: &mut PgConnection, id: i64) -> sqlx::Result<bool> {
 pub fn spawn_all(state: &AppState) {
     tokio::spawn(hold_expiry::run(state.clone()));
     tokio::spawn(event_status::run(state.clone()));
+    tokio::spawn(crate::queue::admission::run(state.clone()));
 }

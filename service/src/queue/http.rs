@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use tiketi_core::wire::{event, room};
 use uuid::Uuid;
 
-use super::estimated_wait_secs;
 use crate::{
     error::{Error, OrMessage, Result},
     extract::{AuthUser, path_id},
@@ -28,7 +27,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn threshold_of(state: &AppState, event_id: Uuid) -> Result<i64> {
-    super::threshold(state, event_id)
+    super::limit(state, event_id)
         .await?
         .ok_or_else(|| Error::not_found("이벤트를 찾을 수 없습니다."))
 }
@@ -43,7 +42,7 @@ async fn check(
         let threshold = threshold_of(&state, event_id).await?;
         let p = super::check(&state, event_id, user.id, threshold).await?;
         Ok(Json(if p.queued {
-            json!({ "queued": true, "position": p.position, "estimatedWait": estimated_wait_secs(p.position),
+            json!({ "queued": true, "position": p.position, "estimatedWait": super::eta_secs(&state, event_id, p.position).await,
                     "threshold": threshold, "currentUsers": p.current_users })
         } else {
             json!({ "queued": false, "currentUsers": p.current_users, "threshold": threshold })
@@ -64,7 +63,7 @@ async fn status(
         let p = super::status(&state, event_id, user.id).await?;
         Ok(Json(json!({
             "queued": p.queued, "position": p.position, "queueSize": p.queue_size,
-            "estimatedWait": estimated_wait_secs(p.position), "currentUsers": p.current_users, "threshold": threshold,
+            "estimatedWait": super::eta_secs(&state, event_id, p.position).await, "currentUsers": p.current_users, "threshold": threshold,
         })))
     }
     .await

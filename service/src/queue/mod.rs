@@ -1,12 +1,13 @@
 //! Virtual waiting room (Redis): a FIFO queue per event and a set of admitted users whose admissions
-//! expire one by one. Admission from the queue runs in the realtime layer.
+//! expire one by one. `admission` moves users from the queue into the admitted set.
 
+pub mod admission;
 pub mod http;
 
 use std::sync::LazyLock;
 
 use fred::{
-    prelude::{KeysInterface, SortedSetsInterface},
+    prelude::{KeysInterface, SetsInterface, SortedSetsInterface},
     types::scripts::Script,
 };
 use uuid::Uuid;
@@ -15,8 +16,6 @@ use crate::{error::Error, state::AppState};
 
 /// How long an admission lasts without renewal.
 pub const ADMISSION_TTL_MS: i64 = 5 * 60 * 1000;
-/// Assumed admissions per second for the wait estimate until a measured rate is available.
-pub const DEFAULT_ADMISSION_RATE: i64 = 50;
 
 static CHECK: LazyLock<Script> = LazyLock::new(|| Script::from_lua(include_str!("check.lua")));
 
@@ -27,10 +26,6 @@ pub struct Position {
     pub position: i64,
     pub current_users: i64,
     pub queue_size: i64,
-}
-
-pub fn estimated_wait_secs(position: i64) -> i64 {
-    (position + DEFAULT_ADMISSION_RATE - 1) / DEFAULT_ADMISSION_RATE
 }
 
 fn now_ms() -> i64 {
@@ -44,6 +39,27 @@ pub async fn threshold(state: &AppState, event_id: Uuid) -> Result<Option<i64>, 
         .fetch_optional(&state.db)
         .await?;
     Ok(t.map(i64::from))
+}
+
+/// The ready user capacity the operator published, if any.
+pub async fn capacity(state: &AppState) -> Option<i64> {
+    state
+        .redis
+        .get::<Option<i64>, _>(state.keys.capacity())
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The admitted-user limit in force: the event's threshold, capped by the published capacity.
+pub async fn limit(state: &AppState, event_id: Uuid) -> Result<Option<i64>, Error> {
+    let Some(t) = threshold(state, event_id).await? else {
+        return Ok(None);
+    };
+    Ok(Some(tiketi_core::rules::effective_threshold(
+        t,
+        capacity(state).await,
+    )))
 }
 
 /// Enters the user: admitted at once while there is room and nobody waits, else queued (keeping an
@@ -87,12 +103,39 @@ pub async fn status(state: &AppState, event_id: Uuid, user_id: Uuid) -> Result<P
         .zcount(&a, now_ms() as f64, f64::INFINITY)
         .await?;
     let position = rank.map_or(0, |r| r + 1);
+    if position > 0 {
+        index(state, event_id).await?;
+    }
     Ok(Position {
         queued: position > 0,
         position,
         current_users,
         queue_size,
     })
+}
+
+/// Puts the event on the admission loop's work list (idempotent).
+async fn index(state: &AppState, event_id: Uuid) -> Result<(), Error> {
+    let _: i64 = state
+        .redis
+        .sadd(state.keys.queue_index(), event_id.to_string())
+        .await?;
+    Ok(())
+}
+
+/// Seconds until `position` is admitted, from the measured admission rate (or the configured one).
+pub async fn eta_secs(state: &AppState, event_id: Uuid, position: i64) -> i64 {
+    let measured: Option<f64> = state
+        .redis
+        .get::<Option<String>, _>(state.keys.admission_rate(event_id))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|s| s.parse().ok());
+    let rate = measured
+        .filter(|r| *r >= 1.0)
+        .unwrap_or(state.config.admission_rate as f64);
+    tiketi_core::rules::queue_eta_secs(position, rate)
 }
 
 pub async fn leave(state: &AppState, event_id: Uuid, user_id: Uuid) -> Result<(), Error> {

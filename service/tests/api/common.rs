@@ -42,6 +42,7 @@ pub async fn fresh_database() -> String {
 }
 
 pub struct TestApp {
+    pub config: Config,
     pub base: String,
     pub addr: SocketAddr,
     pub http: reqwest::Client,
@@ -79,7 +80,23 @@ impl TestApp {
         config.upload_dir =
             std::env::temp_dir().join(format!("tiketi-uploads-{}", Uuid::new_v4().simple()));
         tweak(&mut config);
-        let service = Service::build(config).await.expect("service builds");
+        Self::start(config).await
+    }
+
+    /// Another replica: same database, same Redis prefix, its own port.
+    pub async fn replica(&self) -> Self {
+        Self::start(self.config.clone()).await
+    }
+
+    /// Runs the background jobs (hold expiry, event status, waiting-room admission) in this replica.
+    pub fn start_jobs(&self) {
+        tiketi_service::jobs::spawn_all(&self.state);
+    }
+
+    async fn start(config: Config) -> Self {
+        let service = Service::build(config.clone())
+            .await
+            .expect("service builds");
         service.prepare(false).await.expect("service prepares");
         let state = service.state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -98,6 +115,7 @@ impl TestApp {
             .build()
             .expect("client");
         TestApp {
+            config,
             base: format!("http://{addr}"),
             addr,
             http,

@@ -1,0 +1,192 @@
+//! The admission loop: one replica at a time (Redis lease) moves users from the head of each event's
+//! queue into its admitted set at `ADMISSION_RATE` per second while there is room under the threshold
+//! (capped by the operator's published capacity), tells each admitted user's waiting-room sockets
+//! (`queue-entry-allowed`, on any replica) and the rest of the room (`queue-updated`).
+
+use std::{
+    collections::HashMap,
+    sync::LazyLock,
+    time::{Duration, Instant},
+};
+
+use fred::{
+    prelude::{Expiration, KeysInterface, SetsInterface},
+    types::scripts::Script,
+};
+use serde_json::json;
+use tiketi_core::{
+    rules::{effective_threshold, ewma_rate},
+    time::to_wire,
+    wire::{event, room},
+};
+use uuid::Uuid;
+
+use super::ADMISSION_TTL_MS;
+use crate::{lease::Lease, state::AppState};
+
+static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(include_str!("admit.lua")));
+
+const LEASE_TTL: Duration = Duration::from_secs(3);
+const THRESHOLD_CACHE: Duration = Duration::from_secs(5);
+const RATE_WINDOW: Duration = Duration::from_secs(2);
+
+pub const MSG_ENTRY_ALLOWED: &str = "입장이 허용되었습니다. 잠시 후 자동으로 이동합니다.";
+
+/// Per-event bookkeeping of the leader (rebuilt from Redis by a new leader).
+#[derive(Default)]
+struct EventLane {
+    /// fractional admissions carried between ticks, so low rates still admit
+    credit: f64,
+    last_size: Option<i64>,
+    last_update: Option<Instant>,
+    window_admitted: u64,
+    window_start: Option<Instant>,
+    rate: Option<f64>,
+}
+
+pub async fn run(state: AppState) {
+    let tick = Duration::from_millis(state.config.admission_tick_ms.max(20));
+    let mut timer = tokio::time::interval(tick);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lease = Lease::new(&state, "admission", LEASE_TTL);
+    let mut lanes: HashMap<Uuid, EventLane> = HashMap::new();
+    let mut thresholds: HashMap<Uuid, (i64, Instant)> = HashMap::new();
+    loop {
+        timer.tick().await;
+        if !lease.hold(&state).await {
+            lanes.clear();
+            continue;
+        }
+        if let Err(e) = tick_once(&state, tick, &mut lanes, &mut thresholds).await {
+            tracing::warn!(error = %e, "admission tick failed");
+        }
+    }
+}
+
+async fn threshold(
+    state: &AppState,
+    cache: &mut HashMap<Uuid, (i64, Instant)>,
+    event_id: Uuid,
+) -> Option<i64> {
+    if let Some((t, at)) = cache.get(&event_id)
+        && at.elapsed() < THRESHOLD_CACHE
+    {
+        return Some(*t);
+    }
+    match super::threshold(state, event_id).await {
+        Ok(Some(t)) => {
+            cache.insert(event_id, (t, Instant::now()));
+            Some(t)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "threshold unavailable; keeping the last one");
+            cache.get(&event_id).map(|(t, _)| *t)
+        }
+    }
+}
+
+async fn tick_once(
+    state: &AppState,
+    tick: Duration,
+    lanes: &mut HashMap<Uuid, EventLane>,
+    thresholds: &mut HashMap<Uuid, (i64, Instant)>,
+) -> Result<(), fred::error::Error> {
+    let events: Vec<String> = state.redis.smembers(state.keys.queue_index()).await?;
+    let capacity = super::capacity(state).await;
+    let now = Instant::now();
+    let per_tick = state.config.admission_rate as f64 * tick.as_secs_f64();
+    for id in events {
+        let Ok(event_id) = id.parse::<Uuid>() else {
+            continue;
+        };
+        let Some(event_threshold) = threshold(state, thresholds, event_id).await else {
+            // the event is gone: forget its queue
+            let _: i64 = state.redis.srem(state.keys.queue_index(), id).await?;
+            continue;
+        };
+        let limit = effective_threshold(event_threshold, capacity);
+        let lane = lanes.entry(event_id).or_default();
+        lane.credit = (lane.credit + per_tick).min(per_tick.max(1.0) * 2.0);
+        let max = lane.credit.floor() as i64;
+        let keys = vec![state.keys.queue(event_id), state.keys.active(event_id)];
+        let args = vec![
+            chrono::Utc::now().timestamp_millis().to_string(),
+            limit.to_string(),
+            ADMISSION_TTL_MS.to_string(),
+            max.to_string(),
+        ];
+        let reply: Vec<String> = ADMIT
+            .evalsha_with_reload(state.redis.next(), keys, args)
+            .await?;
+        let size: i64 = reply.first().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let admitted = &reply[1.min(reply.len())..];
+        lane.credit -= admitted.len() as f64;
+        for user in admitted {
+            let Ok(user_id) = user.parse::<Uuid>() else {
+                continue;
+            };
+            let msg = json!({ "userId": user_id, "message": MSG_ENTRY_ALLOWED });
+            if let Err(e) = state
+                .io
+                .to(room::user_queue(event_id, user_id))
+                .emit(event::QUEUE_ENTRY_ALLOWED, &msg)
+                .await
+            {
+                tracing::warn!(error = %e, "queue-entry-allowed not delivered");
+            }
+        }
+        state.metrics.queue_admitted.inc_by(admitted.len() as u64);
+
+        // measured admission rate, for the waiters' ETAs
+        let start = *lane.window_start.get_or_insert(now);
+        lane.window_admitted += admitted.len() as u64;
+        if now.duration_since(start) >= RATE_WINDOW {
+            let rate = ewma_rate(
+                lane.rate,
+                lane.window_admitted,
+                now.duration_since(start).as_secs_f64(),
+                0.3,
+            );
+            lane.rate = Some(rate);
+            lane.window_admitted = 0;
+            lane.window_start = Some(now);
+            let _: () = state
+                .redis
+                .set(
+                    state.keys.admission_rate(event_id),
+                    format!("{rate:.3}"),
+                    Some(Expiration::EX(60)),
+                    None,
+                    false,
+                )
+                .await?;
+        }
+
+        // tell the room when the queue changed, at most once per QUEUE_UPDATE_MS
+        let interval = Duration::from_millis(state.config.queue_update_ms);
+        let changed = lane.last_size != Some(size);
+        if changed && lane.last_update.is_none_or(|t| t.elapsed() >= interval) {
+            let msg = json!({ "queueSize": size, "timestamp": to_wire(&chrono::Utc::now()) });
+            if let Err(e) = state
+                .io
+                .to(room::queue(event_id))
+                .emit(event::QUEUE_UPDATED, &msg)
+                .await
+            {
+                tracing::warn!(error = %e, "queue-updated not delivered");
+            }
+            lane.last_size = Some(size);
+            lane.last_update = Some(now);
+        }
+        if size == 0 && !changed {
+            // idle: drop it from the work list (a queued user's next check or status adds it back)
+            let _: i64 = state
+                .redis
+                .srem(state.keys.queue_index(), event_id.to_string())
+                .await?;
+            lanes.remove(&event_id);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! Connect middleware and event handlers. Handlers are registered in the middleware, before the
+//! CONNECT is acknowledged, so a `join-*` sent right after connecting is never lost.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+};
+
+use serde_json::{Value, json};
+use socketioxide::extract::{State, TryData};
+use tiketi_core::{
+    ids::parse_uuid,
+    wire::{event, room},
+};
+use uuid::Uuid;
+
+use super::{Io, MSG_AUTH_REQUIRED, MSG_INVALID_TOKEN, RealtimeCtx, Socket, presence, session};
+
+/// Who a socket belongs to (from its token).
+#[derive(Clone, Debug)]
+pub struct SocketUser {
+    pub user_id: Uuid,
+}
+
+/// Event rooms this socket counts in (for presence bookkeeping on leave and disconnect).
+#[derive(Clone, Default)]
+struct EventRooms(Arc<Mutex<HashSet<Uuid>>>);
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConnectRefused(&'static str);
+
+pub async fn authenticate(
+    s: Socket,
+    TryData(auth): TryData<Value>,
+    State(ctx): State<RealtimeCtx>,
+) -> Result<(), ConnectRefused> {
+    let token = auth
+        .ok()
+        .as_ref()
+        .and_then(|a| a.get("token"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let token = token
+        .filter(|t| !t.is_empty())
+        .ok_or(ConnectRefused(MSG_AUTH_REQUIRED))?;
+    let claims = ctx
+        .jwt
+        .verify(&token)
+        .map_err(|_| ConnectRefused(MSG_INVALID_TOKEN))?;
+    s.extensions.insert(SocketUser {
+        user_id: claims.user_id,
+    });
+    s.extensions.insert(EventRooms::default());
+    s.on(event::JOIN_EVENT, on_join_event);
+    s.on(event::LEAVE_EVENT, on_leave_event);
+    s.on(event::JOIN_QUEUE, on_join_queue);
+    s.on(event::JOIN_SEAT_SELECTION, on_join_seats);
+    s.on(event::SEAT_SELECTION_CHANGED, on_selection_changed);
+    s.on_disconnect(on_disconnect);
+    Ok(())
+}
+
+fn user_of(s: &Socket) -> Option<Uuid> {
+    s.extensions.get::<SocketUser>().map(|u| u.user_id)
+}
+
+fn event_id_of(data: Result<Value, impl std::fmt::Debug>) -> Option<Uuid> {
+    data.ok()?.get("eventId")?.as_str().and_then(parse_uuid)
+}
+
+/// After the CONNECT: the user's private room, then what their session held before.
+pub async fn on_connect(s: Socket, io: Io, State(ctx): State<RealtimeCtx>) {
+    let Some(user) = user_of(&s) else { return };
+    join(&s, vec![room::user(user)]);
+    let restored = match session::load(&ctx, user).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "session not restored");
+            return;
+        }
+    };
+    if restored.is_empty() {
+        return;
+    }
+    if let Some(e) = restored.event_id {
+        enter_event(&s, &io, &ctx, user, e).await;
+    }
+    if let Some(e) = restored.queue_event_id {
+        join(&s, vec![room::queue(e), room::user_queue(e, user)]);
+    }
+    if let Some(e) = restored.seat_event_id {
+        join(&s, vec![room::seats(e)]);
+    }
+    let payload = json!({
+        "eventId": restored.event_id,
+        "queueEventId": restored.queue_event_id,
+        "seatEventId": restored.seat_event_id,
+        "selectedSeats": restored.selected_seats,
+    });
+    if let Err(e) = s.emit(event::SESSION_RESTORED, &payload) {
+        tracing::debug!(error = %e, "session-restored not sent");
+    }
+}
+
+fn join(s: &Socket, rooms: Vec<String>) {
+    s.join(rooms);
+}
+
+async fn emit_room_info(io: &Io, event_id: Uuid, users: i64) {
+    let info = json!({ "eventId": event_id, "userCount": users });
+    if let Err(e) = io
+        .to(room::event(event_id))
+        .emit(event::ROOM_INFO, &info)
+        .await
+    {
+        tracing::warn!(error = %e, "room-info not delivered");
+    }
+}
+
+async fn enter_event(s: &Socket, io: &Io, ctx: &RealtimeCtx, user: Uuid, event_id: Uuid) {
+    join(s, vec![room::event(event_id)]);
+    let first = s.extensions.get::<EventRooms>().is_some_and(|r| {
+        r.0.lock()
+            .map(|mut set| set.insert(event_id))
+            .unwrap_or(false)
+    });
+    let users = if first {
+        presence::change(ctx, event_id, user, 1).await
+    } else {
+        presence::change(ctx, event_id, user, 0).await
+    };
+    match users {
+        Ok(n) => emit_room_info(io, event_id, n).await,
+        Err(e) => tracing::warn!(error = %e, "presence not counted"),
+    }
+}
+
+async fn on_join_event(
+    s: Socket,
+    io: Io,
+    State(ctx): State<RealtimeCtx>,
+    TryData(data): TryData<Value>,
+) {
+    let (Some(user), Some(event_id)) = (user_of(&s), event_id_of(data)) else {
+        return;
+    };
+    enter_event(&s, &io, &ctx, user, event_id).await;
+    session::set(&ctx, user, session::Field::Event, Some(event_id)).await;
+}
+
+async fn on_leave_event(
+    s: Socket,
+    io: Io,
+    State(ctx): State<RealtimeCtx>,
+    TryData(data): TryData<Value>,
+) {
+    let (Some(user), Some(event_id)) = (user_of(&s), event_id_of(data)) else {
+        return;
+    };
+    s.leave(room::event(event_id));
+    let was_in = s.extensions.get::<EventRooms>().is_some_and(|r| {
+        r.0.lock()
+            .map(|mut set| set.remove(&event_id))
+            .unwrap_or(false)
+    });
+    if was_in {
+        match presence::change(&ctx, event_id, user, -1).await {
+            Ok(n) => emit_room_info(&io, event_id, n).await,
+            Err(e) => tracing::warn!(error = %e, "presence not counted"),
+        }
+    }
+    session::set(&ctx, user, session::Field::Event, None).await;
+}
+
+async fn on_join_queue(s: Socket, State(ctx): State<RealtimeCtx>, TryData(data): TryData<Value>) {
+    let (Some(user), Some(event_id)) = (user_of(&s), event_id_of(data)) else {
+        return;
+    };
+    join(
+        &s,
+        vec![room::queue(event_id), room::user_queue(event_id, user)],
+    );
+    session::set(&ctx, user, session::Field::Queue, Some(event_id)).await;
+}
+
+async fn on_join_seats(s: Socket, State(ctx): State<RealtimeCtx>, TryData(data): TryData<Value>) {
+    let (Some(user), Some(event_id)) = (user_of(&s), event_id_of(data)) else {
+        return;
+    };
+    join(&s, vec![room::seats(event_id)]);
+    session::set(&ctx, user, session::Field::Seats, Some(event_id)).await;
+}
+
+async fn on_selection_changed(
+    s: Socket,
+    State(ctx): State<RealtimeCtx>,
+    TryData(data): TryData<Value>,
+) {
+    let Some(user) = user_of(&s) else { return };
+    let Ok(data) = data else { return };
+    let Some(event_id) = data
+        .get("eventId")
+        .and_then(Value::as_str)
+        .and_then(parse_uuid)
+    else {
+        return;
+    };
+    let seats = data.get("seats").cloned().unwrap_or(Value::Null);
+    session::set_selection(&ctx, user, event_id, &seats).await;
+}
+
+async fn on_disconnect(s: Socket, io: Io, State(ctx): State<RealtimeCtx>) {
+    let Some(user) = user_of(&s) else { return };
+    let rooms: Vec<Uuid> = s
+        .extensions
+        .get::<EventRooms>()
+        .and_then(|r| r.0.lock().ok().map(|set| set.iter().copied().collect()))
+        .unwrap_or_default();
+    for event_id in rooms {
+        match presence::change(&ctx, event_id, user, -1).await {
+            Ok(n) => emit_room_info(&io, event_id, n).await,
+            Err(e) => tracing::warn!(error = %e, "presence not counted"),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Socket.IO on the service port: JWT in the CONNECT packet, the frontend's rooms, server pushes of
+//! committed changes, session restore, and fan-out between replicas through the Redis adapter.
+
+mod handlers;
+pub mod presence;
+pub mod session;
+
+use std::{sync::Arc, time::Duration};
+
+use fred::{
+    prelude::{Builder, Config as RedisConfig, ReconnectPolicy},
+    types::RespVersion,
+};
+use socketioxide::{SocketIo, adapter::Emitter, handler::ConnectHandler, layer::SocketIoLayer};
+use socketioxide_redis::{FredAdapter, RedisAdapterConfig, RedisAdapterCtr};
+use tiketi_core::{
+    keys::Keys,
+    time::to_wire,
+    wire::{Notice, SeatLocked, SeatReleased, TicketUpdated, event, room},
+};
+
+use crate::{auth::jwt::JwtKeys, config::Config, state::AppState};
+
+/// The adapter shares rooms and broadcasts between replicas through Redis pub/sub.
+pub type Adapter = FredAdapter<Emitter>;
+pub type Io = SocketIo<Adapter>;
+pub type Socket = socketioxide::extract::SocketRef<Adapter>;
+
+pub const MSG_AUTH_REQUIRED: &str = "Authentication required";
+pub const MSG_INVALID_TOKEN: &str = "Invalid authentication token";
+
+/// What socket handlers need (the `SocketIo` handle itself is an extractor).
+#[derive(Clone)]
+pub struct RealtimeCtx {
+    pub jwt: Arc<JwtKeys>,
+    pub redis: fred::clients::Pool,
+    pub keys: Keys,
+}
+
+/// Builds the Socket.IO layer and its handle over a Redis adapter (RESP3 subscriber, Redis >= 7).
+pub async fn build(
+    config: &Config,
+    ctx: RealtimeCtx,
+) -> anyhow::Result<(SocketIoLayer<Adapter>, Io)> {
+    let mut rc = RedisConfig::from_url(&config.redis_url)?;
+    rc.version = RespVersion::RESP3;
+    rc.fail_fast = false;
+    let sub = Builder::from_config(rc)
+        .with_connection_config(|c| c.connection_timeout = Duration::from_secs(2))
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2000, 2))
+        .build_subscriber_client()?;
+    // after a Redis restart the subscriber re-subscribes to every adapter channel by itself
+    sub.manage_subscriptions();
+    let adapter_config = RedisAdapterConfig::new()
+        .with_prefix(ctx.keys.socketio_channel_prefix())
+        .with_stream_buffer(8192);
+    let adapter = tokio::time::timeout(
+        Duration::from_secs(30),
+        RedisAdapterCtr::new_with_fred_config(sub, adapter_config),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("redis not reachable for the Socket.IO adapter within 30 s"))??;
+    let (layer, io) = SocketIo::builder()
+        .ping_interval(Duration::from_secs(25))
+        .ping_timeout(Duration::from_secs(60))
+        .max_payload(100_000)
+        .ws_read_buffer_size(1024)
+        .with_state(ctx)
+        .with_adapter::<Adapter>(adapter)
+        .build_layer();
+    io.ns("/", handlers::on_connect.with(handlers::authenticate))
+        .await?;
+    Ok((layer, io))
+}
+
+/// Announces committed changes to the rooms that show them, on every replica.
+pub async fn publish(state: &AppState, notices: Vec<Notice>) {
+    let now = to_wire(&chrono::Utc::now());
+    for notice in notices {
+        let sent = match notice {
+            Notice::SeatLocked {
+                event_id,
+                seat_id,
+                user_id,
+            } => {
+                let p = SeatLocked {
+                    seat_id,
+                    user_id,
+                    status: "locked".into(),
+                    timestamp: now.clone(),
+                };
+                let to = state.io.to(room::seats(event_id));
+                // the frontend listens to `seat-selected`; `seat-locked` is the original's name
+                match to.clone().emit(event::SEAT_LOCKED, &p).await {
+                    Ok(()) => to.emit(event::SEAT_SELECTED, &p).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Notice::SeatReleased { event_id, seat_id } => {
+                state.metrics.seats_released.inc();
+                let p = SeatReleased {
+                    seat_id,
+                    status: "available".into(),
+                    timestamp: now.clone(),
+                };
+                state
+                    .io
+                    .to(room::seats(event_id))
+                    .emit(event::SEAT_RELEASED, &p)
+                    .await
+            }
+            Notice::TicketUpdated {
+                event_id,
+                ticket_type_id,
+                available,
+                total,
+            } => {
+                let p = TicketUpdated {
+                    ticket_type_id,
+                    available_quantity: available,
+                    total_quantity: total,
+                    timestamp: now.clone(),
+                };
+                state
+                    .io
+                    .to(room::event(event_id))
+                    .emit(event::TICKET_UPDATED, &p)
+                    .await
+            }
+        };
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "realtime notice not delivered");
+        }
+    }
+}
