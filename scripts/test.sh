@@ -8,4 +8,15 @@ eval "$(scripts/deps.sh env)"
 psql "$DATABASE_URL" -qAt -c "SELECT datname FROM pg_database WHERE datname LIKE 'tiketi_test_%'" |
   while read -r db; do psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null; done
 
+# the realtime tests drive the real socket.io-client (pinned by the lockfile)
+if ! command -v node >/dev/null; then
+  echo "[test] installing Node.js from apt" >&2
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+node_dir=service/tests/node
+if [ ! -d "$node_dir/node_modules" ] || [ "$node_dir/package-lock.json" -nt "$node_dir/node_modules/.package-lock.json" ]; then
+  npm ci --prefix "$node_dir" --no-audit --no-fund --loglevel=error
+fi
+
 cargo test --workspace --all-targets "$@"

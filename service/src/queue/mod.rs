@@ -81,12 +81,17 @@ pub async fn check(
         .evalsha_with_reload(state.redis.next(), keys, args)
         .await?;
     match r.as_slice() {
-        [q, p, c, s] => Ok(Position {
-            queued: *q == 1,
-            position: *p,
-            current_users: *c,
-            queue_size: *s,
-        }),
+        [q, p, c, s] => {
+            if *q == 1 {
+                index(state, event_id).await?;
+            }
+            Ok(Position {
+                queued: *q == 1,
+                position: *p,
+                current_users: *c,
+                queue_size: *s,
+            })
+        }
         _ => Err(Error::internal(anyhow::anyhow!(
             "unexpected queue script reply {r:?}"
         ))),

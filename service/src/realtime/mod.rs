@@ -8,7 +8,7 @@ pub mod session;
 use std::{sync::Arc, time::Duration};
 
 use fred::{
-    prelude::{Builder, Config as RedisConfig, ReconnectPolicy},
+    prelude::{Builder, Config as RedisConfig, EventInterface, PubsubInterface, ReconnectPolicy},
     types::RespVersion,
 };
 use socketioxide::{SocketIo, adapter::Emitter, handler::ConnectHandler, layer::SocketIoLayer};
@@ -49,8 +49,7 @@ pub async fn build(
         .with_connection_config(|c| c.connection_timeout = Duration::from_secs(2))
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 2000, 2))
         .build_subscriber_client()?;
-    // after a Redis restart the subscriber re-subscribes to every adapter channel by itself
-    sub.manage_subscriptions();
+    resubscribe_on_reconnect(&sub);
     let adapter_config = RedisAdapterConfig::new()
         .with_prefix(ctx.keys.socketio_channel_prefix())
         .with_stream_buffer(8192);
@@ -71,6 +70,24 @@ pub async fn build(
     io.ns("/", handlers::on_connect.with(handlers::authenticate))
         .await?;
     Ok((layer, io))
+}
+
+/// After a Redis restart, subscribes again to every adapter channel. (fred's `manage_subscriptions`
+/// first sends a SUBSCRIBE without channels, which Redis refuses, and never gets to the shard channels
+/// the adapter uses.)
+fn resubscribe_on_reconnect(sub: &fred::clients::SubscriberClient) {
+    let sub = sub.clone();
+    let mut reconnects = sub.reconnect_rx();
+    tokio::spawn(async move {
+        while reconnects.recv().await.is_ok() {
+            for channel in sub.tracked_shard_channels() {
+                if let Err(e) = sub.ssubscribe(channel.to_string()).await {
+                    tracing::warn!(error = %e, %channel, "adapter channel not resubscribed");
+                }
+            }
+            tracing::info!("socket.io adapter resubscribed after a redis reconnect");
+        }
+    });
 }
 
 /// Announces committed changes to the rooms that show them, on every replica.

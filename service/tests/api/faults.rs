@@ -276,3 +276,69 @@ async fn faults_redis_outage_degrades_and_recovers() {
     .await;
     assert!(up, "/health/redis never recovered");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_redis_restart_fans_out_again_between_replicas() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redis = RedisServer::start(port);
+    assert!(listening(port).await, "redis-server did not start");
+    let a = TestApp::spawn_with(|c| c.redis_url = format!("redis://127.0.0.1:{port}")).await;
+    let b = a.replica().await;
+    let (event, seats) = a.seat_event().await;
+    let (viewer, buyer) = (a.user().await, a.user().await);
+    let mut c = crate::sio::Clients::start();
+    let joins = json!([["join-seat-selection", { "eventId": event }], ["join-event", { "eventId": event }]]);
+    c.connect("viewer", &b, &viewer.token, joins).await;
+    c.expect("viewer", "room-info", |_| true).await;
+
+    redis.stop();
+    // an endpoint that needs Redis says so clearly, with a retry hint
+    let resp = a
+        .req(
+            reqwest::Method::POST,
+            &format!("/api/queue/check/{event}"),
+            Some(&buyer.token),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["success"], false);
+
+    let _redis = RedisServer::start(port);
+    assert!(listening(port).await, "redis-server did not restart");
+    // holds through replica A reach the client on replica B again once both have reconnected
+    let mut delivered = false;
+    for seat in seats.iter().take(40) {
+        let (status, _) = a
+            .post(
+                "/api/seats/reserve",
+                Some(&buyer.token),
+                json!({ "eventId": event, "seatIds": [seat] }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        if c.within(
+            "viewer",
+            "seat-locked",
+            |d| d["seatId"] == json!(seat),
+            Duration::from_millis(500),
+        )
+        .await
+        .is_some()
+        {
+            delivered = true;
+            break;
+        }
+    }
+    assert!(
+        delivered,
+        "no seat-locked crossed replicas within 20 s of the Redis restart"
+    );
+}

@@ -1,0 +1,275 @@
+//! Socket.IO with the real socket.io-client: authentication, pushes after commits, presence, the
+//! waiting room's admissions, session restore, and abuse — across two service replicas sharing
+//! PostgreSQL and Redis.
+
+use serde_json::{Value, json};
+
+use crate::{common::TestApp, sio::Clients};
+
+fn join(event: &str, event_id: uuid::Uuid) -> Value {
+    json!([[event, { "eventId": event_id }]])
+}
+
+#[tokio::test]
+async fn realtime_rejects_connections_with_the_contract_messages() {
+    let app = TestApp::spawn().await;
+    let user = app.user().await;
+    let mut c = Clients::start();
+    c.send(json!({ "op": "connect", "id": "none", "url": app.base }))
+        .await;
+    assert_eq!(
+        c.expect("none", "connect_error", |_| true).await,
+        "Authentication required"
+    );
+    c.send(json!({ "op": "connect", "id": "bad", "url": app.base, "token": "not-a-jwt" }))
+        .await;
+    // the frontend logs out on exactly this text
+    assert_eq!(
+        c.expect("bad", "connect_error", |_| true).await,
+        "Invalid authentication token"
+    );
+    c.connect("ok", &app, &user.token, json!([])).await;
+}
+
+#[tokio::test]
+async fn realtime_seat_hold_on_one_replica_reaches_a_client_on_the_other() {
+    let a = TestApp::spawn().await;
+    let b = a.replica().await;
+    let (event, seats) = a.seat_event().await;
+    let (viewer, buyer) = (a.user().await, a.user().await);
+    let mut c = Clients::start();
+    // joined from the connect handler: an early join must not be lost
+    let joins = json!([["join-seat-selection", { "eventId": event }], ["join-event", { "eventId": event }]]);
+    c.connect("viewer", &b, &viewer.token, joins).await;
+    c.expect("viewer", "room-info", |d| d["userCount"] == 1)
+        .await;
+
+    a.hold_ok(&buyer.token, event, seats[0]).await;
+    let want = |d: &Value| d["seatId"] == json!(seats[0]);
+    let locked = c.expect("viewer", "seat-locked", want).await;
+    assert_eq!(locked["userId"], json!(buyer.id));
+    assert_eq!(locked["status"], "locked");
+    let selected = c.expect("viewer", "seat-selected", want).await;
+    assert_eq!(
+        selected, locked,
+        "seat-selected carries the seat-locked payload"
+    );
+}
+
+#[tokio::test]
+async fn realtime_room_info_counts_users_not_sockets_across_replicas() {
+    let a = TestApp::spawn().await;
+    let b = a.replica().await;
+    let (event, _) = a.ticket_event(10).await;
+    let (u1, u2) = (a.user().await, a.user().await);
+    let mut c = Clients::start();
+    c.connect("u1a", &a, &u1.token, join("join-event", event))
+        .await;
+    c.expect("u1a", "room-info", |d| {
+        d["userCount"] == 1 && d["eventId"] == json!(event)
+    })
+    .await;
+    c.connect("u1b", &b, &u1.token, join("join-event", event))
+        .await;
+    c.expect("u1b", "room-info", |d| d["userCount"] == 1).await;
+    c.connect("u2b", &b, &u2.token, join("join-event", event))
+        .await;
+    c.expect("u1a", "room-info", |d| d["userCount"] == 2).await;
+    c.disconnect("u2b").await;
+    c.expect("u1a", "room-info", |d| d["userCount"] == 1).await;
+}
+
+#[tokio::test]
+async fn realtime_ticket_and_seat_changes_are_pushed_after_commit() {
+    let app = TestApp::spawn().await;
+    let (tevent, ticket_type) = app.ticket_event(10).await;
+    let (sevent, seats) = app.seat_event().await;
+    let user = app.user().await;
+    let mut c = Clients::start();
+    let joins = json!([["join-seat-selection", { "eventId": sevent }], ["join-event", { "eventId": tevent }]]);
+    c.connect("w", &app, &user.token, joins).await;
+    c.expect("w", "room-info", |_| true).await;
+
+    let (status, _) = app
+        .post(
+            "/api/reservations",
+            Some(&user.token),
+            json!({ "eventId": tevent, "items": [{ "ticketTypeId": ticket_type, "quantity": 3 }] }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let t = c.expect("w", "ticket-updated", |_| true).await;
+    assert_eq!(
+        (
+            t["ticketTypeId"].clone(),
+            t["availableQuantity"].clone(),
+            t["totalQuantity"].clone()
+        ),
+        (json!(ticket_type), json!(7), json!(10))
+    );
+
+    let hold = app.hold_ok(&user.token, sevent, seats[1]).await;
+    c.expect("w", "seat-locked", |d| d["seatId"] == json!(seats[1]))
+        .await;
+    let (status, _) = app
+        .post(
+            &format!("/api/reservations/{hold}/cancel"),
+            Some(&user.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let released = c
+        .expect("w", "seat-released", |d| d["seatId"] == json!(seats[1]))
+        .await;
+    assert_eq!(released["status"], "available");
+}
+
+#[tokio::test]
+async fn realtime_queue_admits_in_fifo_order_once_each_across_replicas() {
+    let a = TestApp::spawn().await;
+    let b = a.replica().await;
+    a.start_jobs();
+    b.start_jobs();
+    let (event, _) = a.ticket_event(10).await;
+    sqlx::query("UPDATE events SET queue_threshold = 2 WHERE id = $1")
+        .bind(event)
+        .execute(&a.db)
+        .await
+        .unwrap();
+    let users = a.users(5).await;
+    let check = |i: usize| {
+        let (a, t) = (&a, users[i].token.clone());
+        async move {
+            a.post(&format!("/api/queue/check/{event}"), Some(&t), json!({}))
+                .await
+                .1
+        }
+    };
+    assert_eq!(check(0).await["queued"], false);
+    assert_eq!(check(1).await["queued"], false);
+    for (i, position) in [(2, 1), (3, 2), (4, 3)] {
+        assert_eq!(check(i).await["position"], position);
+    }
+    // waiting-room sockets on both replicas (the frontend's modal joins the queue room on connect)
+    let mut c = Clients::start();
+    for (i, app) in [(0, &a), (2, &a), (3, &b), (4, &a)] {
+        c.connect(
+            &format!("u{i}"),
+            app,
+            &users[i].token,
+            join("join-queue", event),
+        )
+        .await;
+    }
+    // make sure the joins are in before places free up
+    c.emit("u0", "join-event", json!({ "eventId": event }))
+        .await;
+    c.expect("u0", "room-info", |_| true).await;
+
+    for (leaver, admitted) in [(0, 2), (1, 3), (2, 4)] {
+        let (status, _) = a
+            .post(
+                &format!("/api/queue/leave/{event}"),
+                Some(&users[leaver].token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let msg = c
+            .expect(&format!("u{admitted}"), "queue-entry-allowed", |_| true)
+            .await;
+        assert_eq!(msg["userId"], json!(users[admitted].id));
+        assert_eq!(
+            msg["message"],
+            "입장이 허용되었습니다. 잠시 후 자동으로 이동합니다."
+        );
+        // the next in line is still waiting, and now first
+        if admitted < 4 {
+            let (_, s) = a
+                .get(
+                    &format!("/api/queue/status/{event}"),
+                    Some(&users[admitted + 1].token),
+                )
+                .await;
+            assert_eq!(
+                (s["queued"].clone(), s["position"].clone()),
+                (json!(true), json!(1))
+            );
+        }
+    }
+    c.expect("u4", "queue-updated", |d| d["queueSize"] == 0)
+        .await;
+    // each admission went to its user's sockets only, exactly once
+    for i in [0, 2, 3, 4] {
+        assert_eq!(
+            c.count(&format!("u{i}"), "queue-entry-allowed"),
+            0,
+            "u{i} got a second or foreign admission"
+        );
+    }
+}
+
+#[tokio::test]
+async fn realtime_reconnecting_to_another_replica_restores_the_session() {
+    let a = TestApp::spawn().await;
+    let b = a.replica().await;
+    let (event, seats) = a.seat_event().await;
+    let (user, buyer) = (a.user().await, a.user().await);
+    let mut c = Clients::start();
+    let joins = json!([["join-queue", { "eventId": event }], ["join-seat-selection", { "eventId": event }], ["join-event", { "eventId": event }]]);
+    c.connect("first", &a, &user.token, joins).await;
+    c.expect("first", "room-info", |_| true).await;
+    c.disconnect("first").await;
+    c.expect("first", "disconnect", |_| true).await;
+
+    c.connect("again", &b, &user.token, json!([])).await;
+    let restored = c.expect("again", "session-restored", |_| true).await;
+    assert_eq!(restored["eventId"], json!(event));
+    assert_eq!(restored["queueEventId"], json!(event));
+    assert_eq!(restored["seatEventId"], json!(event));
+    // rooms are rejoined without the client asking
+    a.hold_ok(&buyer.token, event, seats[2]).await;
+    c.expect("again", "seat-locked", |d| d["seatId"] == json!(seats[2]))
+        .await;
+}
+
+#[tokio::test]
+async fn realtime_malformed_oversize_and_flooding_clients_do_not_hurt_others() {
+    let app = TestApp::spawn().await;
+    let (event, seats) = app.seat_event().await;
+    let (good, bad, buyer) = (app.user().await, app.user().await, app.user().await);
+    let mut c = Clients::start();
+    c.connect("good", &app, &good.token, json!([["join-seat-selection", { "eventId": event }], ["join-event", { "eventId": event }]])).await;
+    c.expect("good", "room-info", |_| true).await;
+
+    // raw Engine.IO/Socket.IO frames: a valid CONNECT, then garbage, an unknown event, then 200 kB
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", app.addr);
+    let frames = json!([
+        format!("40{}", json!({ "token": bad.token })),
+        "42[\"join-event\"",
+        "42[\"no-such-event\",{}]",
+        "4xyz",
+        format!("42[\"join-event\",\"{}\"]", "x".repeat(200_000)),
+    ]);
+    c.send(json!({ "op": "raw", "id": "raw", "url": url, "frames": frames }))
+        .await;
+    c.expect("raw", "raw-close", |_| true).await;
+
+    // a flood of joins and unknown events from a well-formed client
+    c.connect("flood", &app, &bad.token, json!([])).await;
+    for i in 0..500 {
+        c.emit(
+            "flood",
+            "join-seat-selection",
+            json!({ "eventId": uuid::Uuid::new_v4() }),
+        )
+        .await;
+        c.emit("flood", "whatever", json!({ "i": i })).await;
+    }
+    app.hold_ok(&buyer.token, event, seats[3]).await;
+    c.expect("good", "seat-locked", |d| d["seatId"] == json!(seats[3]))
+        .await;
+    let (status, _) = app.get("/health", None).await;
+    assert_eq!(status, 200);
+}
