@@ -79,6 +79,11 @@ impl Keys {
         format!("{}:capacity", self.prefix)
     }
 
+    /// Live service replicas: sorted set instance id -> heartbeat expiry (ms).
+    pub fn replicas(&self) -> String {
+        format!("{}:replicas", self.prefix)
+    }
+
     /// A user's realtime session (rooms and seat selection) for restore on reconnect (JSON).
     pub fn session(&self, user_id: Uuid) -> String {
         format!("{}:session:{user_id}", self.prefix)

@@ -105,6 +105,9 @@ pub struct Config {
     /// frontend re-fetch its status).
     #[arg(long, env = "QUEUE_UPDATE_MS", default_value_t = 1000)]
     pub queue_update_ms: u64,
+    /// Period of the traffic sampler (rows are per minute).
+    #[arg(long, env = "TRAFFIC_SAMPLE_SECONDS", default_value_t = 60)]
+    pub traffic_sample_seconds: u64,
     /// Login attempts allowed per client IP per minute.
     #[arg(long, env = "LOGIN_RATE_LIMIT_PER_MINUTE", default_value_t = 30)]
     pub login_rate_limit: u32,

@@ -166,11 +166,27 @@ async fn queue_threshold_never_exceeds_the_published_capacity() {
     let (event, _) = app.ticket_event(10).await;
     let (a, b) = (app.user().await, app.user().await);
     // the operator publishes the ready capacity of the service
-    let _: () = fred::prelude::KeysInterface::set(&app.state.redis, app.state.keys.capacity(), 1, None, None, false).await.unwrap();
+    let _: () = fred::prelude::KeysInterface::set(
+        &app.state.redis,
+        app.state.keys.capacity(),
+        1,
+        None,
+        None,
+        false,
+    )
+    .await
+    .unwrap();
     let check = |t: String| {
         let app = &app;
-        async move { app.post(&format!("/api/queue/check/{event}"), Some(&t), json!({})).await.1 }
+        async move {
+            app.post(&format!("/api/queue/check/{event}"), Some(&t), json!({}))
+                .await
+                .1
+        }
     };
-    assert_eq!(check(a.token.clone()).await, json!({ "queued": false, "currentUsers": 0, "threshold": 1 }));
+    assert_eq!(
+        check(a.token.clone()).await,
+        json!({ "queued": false, "currentUsers": 0, "threshold": 1 })
+    );
     assert_eq!(check(b.token.clone()).await["position"], 1);
 }

@@ -276,3 +276,46 @@ async fn realtime_malformed_oversize_and_flooding_clients_do_not_hurt_others() {
     let (status, _) = app.get("/health", None).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn realtime_traffic_sampler_records_users_queue_and_replicas() {
+    let a = TestApp::spawn().await;
+    let b = a.replica().await;
+    a.start_jobs();
+    b.start_jobs();
+    let (event, _) = a.ticket_event(10).await;
+    sqlx::query("UPDATE events SET queue_threshold = 1 WHERE id = $1")
+        .bind(event)
+        .execute(&a.db)
+        .await
+        .unwrap();
+    let users = a.users(3).await;
+    for u in &users {
+        a.post(
+            &format!("/api/queue/check/{event}"),
+            Some(&u.token),
+            json!({}),
+        )
+        .await;
+    }
+    let mut c = Clients::start();
+    c.connect("p0", &a, &users[0].token, join("join-event", event))
+        .await;
+    c.connect("p1", &b, &users[1].token, join("join-event", event))
+        .await;
+    c.expect("p0", "room-info", |d| d["userCount"] == 2).await;
+
+    let sampled = crate::common::eventually(std::time::Duration::from_secs(15), || async {
+        tiketi_service::jobs::traffic::sample(&a.state).await.unwrap();
+        let row: Option<(i32, i32, i32, Option<String>)> =
+            sqlx::query_as("SELECT concurrent_users, queue_users, replicas, artist_name FROM traffic_logs WHERE event_id = $1")
+                .bind(event)
+                .fetch_optional(&a.db)
+                .await
+                .unwrap();
+        // 2 users on the page, 2 waiting behind the one admitted, 2 live replicas
+        row == Some((2, 2, 2, Some("TEST ARTIST".into())))
+    })
+    .await;
+    assert!(sampled, "traffic_logs never showed the sale's figures");
+}

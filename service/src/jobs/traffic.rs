@@ -1,0 +1,92 @@
+//! The traffic sampler: once a minute, for every event in its sale window, one `traffic_logs` row with
+//! the users on its page (distinct, across replicas), its queue length and the live replica count.
+//! This is the history the operator forecasts the next sale of the same artist from.
+//! Every replica heartbeats into a Redis set so the count of replicas needs no Kubernetes access.
+
+use std::time::Duration;
+
+use fred::prelude::{HashesInterface, SortedSetsInterface};
+use uuid::Uuid;
+
+use crate::{metrics::KindLabels, state::AppState};
+
+const HEARTBEAT: Duration = Duration::from_secs(10);
+const HEARTBEAT_TTL_MS: i64 = 30_000;
+
+pub async fn run(state: AppState) {
+    let instance = Uuid::new_v4().to_string();
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut sample_every = tokio::time::interval(Duration::from_secs(
+        state.config.traffic_sample_seconds.max(1),
+    ));
+    loop {
+        tokio::select! {
+            _ = heartbeat.tick() => {
+                let expiry = (chrono::Utc::now().timestamp_millis() + HEARTBEAT_TTL_MS) as f64;
+                let beat: Result<(), _> = state.redis.zadd(state.keys.replicas(), None, None, false, false, (expiry, instance.as_str())).await;
+                if let Err(e) = beat {
+                    tracing::debug!(error = %e, "replica heartbeat skipped");
+                }
+            }
+            _ = sample_every.tick() => {
+                if let Err(e) = sample(&state).await {
+                    tracing::warn!(error = %e, "traffic sample failed");
+                }
+            }
+        }
+    }
+}
+
+/// Writes this minute's row for every event on sale; returns how many. Idempotent within a minute
+/// (a second sample keeps the larger figures).
+pub async fn sample(state: &AppState) -> anyhow::Result<usize> {
+    let mut tx = state.db.begin().await?;
+    if !super::try_lock(&mut tx, super::LOCK_TRAFFIC).await? {
+        return Ok(0);
+    }
+    let events: Vec<(Uuid, Option<String>)> = sqlx::query_as(
+        "SELECT id, artist_name FROM events
+         WHERE status <> 'cancelled' AND now() >= sale_start_date AND now() < sale_end_date",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let now_ms = chrono::Utc::now().timestamp_millis() as f64;
+    let replicas: i64 = state
+        .redis
+        .zcount(state.keys.replicas(), now_ms, f64::INFINITY)
+        .await?;
+    for (event_id, artist) in &events {
+        let on_page: i64 = state.redis.hlen(state.keys.presence(*event_id)).await?;
+        let admitted: i64 = state
+            .redis
+            .zcount(state.keys.active(*event_id), now_ms, f64::INFINITY)
+            .await?;
+        let queued: i64 = state.redis.zcard(state.keys.queue(*event_id)).await?;
+        sqlx::query(
+            "INSERT INTO traffic_logs (event_id, artist_name, minute, concurrent_users, queue_users, replicas)
+             VALUES ($1, $2, date_trunc('minute', now()), $3, $4, $5)
+             ON CONFLICT (event_id, minute) DO UPDATE SET
+                 concurrent_users = GREATEST(traffic_logs.concurrent_users, EXCLUDED.concurrent_users),
+                 queue_users = GREATEST(traffic_logs.queue_users, EXCLUDED.queue_users),
+                 replicas = GREATEST(traffic_logs.replicas, EXCLUDED.replicas)",
+        )
+        .bind(event_id)
+        .bind(artist)
+        .bind(on_page.max(admitted) as i32)
+        .bind(queued as i32)
+        .bind(replicas.max(1) as i32)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    if !events.is_empty() {
+        state
+            .metrics
+            .job_runs
+            .get_or_create(&KindLabels {
+                kind: "traffic_sample",
+            })
+            .inc();
+    }
+    Ok(events.len())
+}
