@@ -1,0 +1,392 @@
+//! The operator's decisions as pure functions: forecast from past sales, the sale's phase and its next
+//! boundary, queue-depth step scaling with hysteresis and cooldowns, and the final clamp by min/max
+//! and the database connection budget. No IO, so every rule is unit- and property-tested.
+
+use chrono::{DateTime, Duration, Utc};
+use tiketi_crds::StepRule;
+
+/// Half-life of a past sale's weight in the forecast: a sale a year old counts half.
+pub const RECENCY_HALF_LIFE_DAYS: f64 = 365.0;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SalePeak {
+    pub event_id: Option<String>,
+    pub peak_users: i64,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forecast {
+    pub expected_users: i64,
+    pub fallback: bool,
+    pub method: String,
+    /// The sales used, with their weights.
+    pub basis: Vec<(SalePeak, f64)>,
+}
+
+/// Expected peak users: the recency-weighted median of the artist's past sale peaks (robust to one
+/// outlier sale), or `fallback_users` without history.
+pub fn forecast(history: &[SalePeak], now: DateTime<Utc>, fallback_users: i64) -> Forecast {
+    if history.is_empty() {
+        return Forecast {
+            expected_users: fallback_users.max(0),
+            fallback: true,
+            method: "fallback (no past sales of this artist)".into(),
+            basis: vec![],
+        };
+    }
+    let mut weighted: Vec<(SalePeak, f64)> = history
+        .iter()
+        .map(|s| {
+            let age_days = (now - s.at).num_seconds().max(0) as f64 / 86_400.0;
+            (s.clone(), 0.5f64.powf(age_days / RECENCY_HALF_LIFE_DAYS))
+        })
+        .collect();
+    weighted.sort_by(|a, b| a.0.peak_users.cmp(&b.0.peak_users));
+    let total: f64 = weighted.iter().map(|(_, w)| w).sum();
+    let mut acc = 0.0;
+    let mut median = weighted[weighted.len() - 1].0.peak_users;
+    for (s, w) in &weighted {
+        acc += w;
+        if acc >= total / 2.0 {
+            median = s.peak_users;
+            break;
+        }
+    }
+    Forecast {
+        expected_users: median.max(0),
+        fallback: false,
+        method: format!(
+            "recency-weighted median of {} past sale(s), half-life {RECENCY_HALF_LIFE_DAYS} days",
+            weighted.len()
+        ),
+        basis: weighted,
+    }
+}
+
+/// `ceil(users / users_per_replica)`, within `min..=max`.
+pub fn replicas_for(users: i64, users_per_replica: i32, min: i32, max: i32) -> i32 {
+    let per = i64::from(users_per_replica.max(1));
+    let n = (users.max(0) + per - 1) / per;
+    (n.min(i64::from(i32::MAX)) as i32).clamp(min.min(max), max)
+}
+
+/// Replicas the database can serve: floor((max_connections - reserved) / pool_per_replica).
+pub fn budget_cap(max_connections: i32, pool_per_replica: i32, reserved: i32) -> i32 {
+    ((max_connections - reserved).max(0) / pool_per_replica.max(1)).max(0)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Scheduled,
+    PreScaling,
+    OnSale,
+    Draining,
+    Completed,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        use tiketi_crds::phase::*;
+        match self {
+            Phase::Scheduled => SCHEDULED,
+            Phase::PreScaling => PRE_SCALING,
+            Phase::OnSale => ON_SALE,
+            Phase::Draining => DRAINING,
+            Phase::Completed => COMPLETED,
+        }
+    }
+}
+
+pub struct Window {
+    pub opens: DateTime<Utc>,
+    pub closes: DateTime<Utc>,
+    pub lead: Duration,
+    pub hold: Duration,
+}
+
+/// The phase at `now` and the instant of the next phase change.
+pub fn phase_at(w: &Window, now: DateTime<Utc>) -> (Phase, Option<DateTime<Utc>>) {
+    let start = w.opens - w.lead;
+    let done = w.closes + w.hold;
+    if now < start {
+        (Phase::Scheduled, Some(start))
+    } else if now < w.opens {
+        (Phase::PreScaling, Some(w.opens))
+    } else if now < w.closes {
+        (Phase::OnSale, Some(w.closes))
+    } else if now < done {
+        (Phase::Draining, Some(done))
+    } else {
+        (Phase::Completed, None)
+    }
+}
+
+/// When the queue rules last acted (persisted in status so cooldowns survive restarts).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepMemory {
+    pub last_up: Option<DateTime<Utc>>,
+    pub last_down: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub change: i32,
+    pub reason: String,
+}
+
+fn cooled(last: Option<DateTime<Utc>>, now: DateTime<Utc>, cooldown_secs: i64) -> bool {
+    last.is_none_or(|t| now - t >= Duration::seconds(cooldown_secs))
+}
+
+/// The step the queue rules take at `depth`: the largest matching scale-up (strictly above its
+/// threshold, its cooldown elapsed since the last scale-up), else the largest matching scale-down
+/// (strictly below its threshold, its cooldown elapsed since any scaling). Between the thresholds
+/// nothing happens: that dead band is the hysteresis.
+pub fn queue_step(
+    depth: i64,
+    rules: &[StepRule],
+    memory: StepMemory,
+    now: DateTime<Utc>,
+) -> Option<Step> {
+    let up = rules
+        .iter()
+        .filter(|r| r.change > 0 && r.above.is_some_and(|a| depth > a))
+        .max_by_key(|r| r.above);
+    if let Some(r) = up {
+        return cooled(memory.last_up, now, r.cooldown_seconds).then(|| Step {
+            change: r.change,
+            reason: format!(
+                "queue depth {depth} > {}: +{} (cooldown {}s)",
+                r.above.unwrap_or_default(),
+                r.change,
+                r.cooldown_seconds
+            ),
+        });
+    }
+    let down = rules
+        .iter()
+        .filter(|r| r.change < 0 && r.below.is_some_and(|b| depth < b))
+        .min_by_key(|r| r.below);
+    let r = down?;
+    let last_any = memory.last_up.max(memory.last_down);
+    cooled(last_any, now, r.cooldown_seconds).then(|| Step {
+        change: r.change,
+        reason: format!(
+            "queue depth {depth} < {}: {} (cooldown {}s)",
+            r.below.unwrap_or_default(),
+            r.change,
+            r.cooldown_seconds
+        ),
+    })
+}
+
+/// Target tracking: enough replicas for `per_replica` queued users each.
+pub fn tracking_replicas(depth: i64, per_replica: i64) -> i32 {
+    let per = per_replica.max(1);
+    ((depth.max(0) + per - 1) / per).min(i64::from(i32::MAX)) as i32
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub min: i32,
+    pub max: i32,
+    /// Replicas the connection budget allows, if a budget is set.
+    pub budget: Option<i32>,
+}
+
+/// `wanted` raised to `floor` and `min`, lowered to `max` and the budget. The budget always wins:
+/// more replicas than the database can serve would fail every request, not just the surplus.
+pub fn clamp(wanted: i32, floor: i32, b: Bounds) -> (i32, bool) {
+    let within = wanted.max(floor).max(b.min).min(b.max);
+    match b.budget {
+        Some(cap) if within > cap => (cap.max(0), true),
+        _ => (within, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+    use tiketi_crds::default_rules;
+
+    fn t(h: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap() + Duration::hours(h)
+    }
+
+    fn peak(users: i64, days_ago: i64) -> SalePeak {
+        SalePeak {
+            event_id: None,
+            peak_users: users,
+            at: t(0) - Duration::days(days_ago),
+        }
+    }
+
+    #[test]
+    fn forecast_falls_back_without_history() {
+        let f = forecast(&[], t(0), 7500);
+        assert!(f.fallback);
+        assert_eq!(f.expected_users, 7500);
+    }
+
+    #[test]
+    fn forecast_is_a_median_robust_to_one_outlier() {
+        let f = forecast(
+            &[
+                peak(12_000, 30),
+                peak(18_000, 30),
+                peak(15_000, 30),
+                peak(900_000, 30),
+            ],
+            t(0),
+            0,
+        );
+        assert!(!f.fallback);
+        assert_eq!(f.expected_users, 15_000);
+        assert_eq!(f.basis.len(), 4);
+    }
+
+    #[test]
+    fn forecast_prefers_recent_sales() {
+        // two old small sales against one recent big one: the recent one carries more weight
+        let f = forecast(
+            &[peak(10_000, 1500), peak(11_000, 1400), peak(30_000, 10)],
+            t(0),
+            0,
+        );
+        assert_eq!(f.expected_users, 30_000);
+    }
+
+    #[test]
+    fn replicas_and_budget() {
+        assert_eq!(replicas_for(15_000, 1500, 2, 20), 10);
+        assert_eq!(replicas_for(15_001, 1500, 2, 20), 11);
+        assert_eq!(replicas_for(0, 1500, 2, 20), 2);
+        assert_eq!(replicas_for(1_000_000, 1500, 2, 20), 20);
+        assert_eq!(budget_cap(200, 10, 10), 19);
+        assert_eq!(budget_cap(5, 10, 10), 0);
+    }
+
+    #[test]
+    fn phases_and_boundaries() {
+        let w = Window {
+            opens: t(10),
+            closes: t(12),
+            lead: Duration::minutes(30),
+            hold: Duration::minutes(10),
+        };
+        assert_eq!(
+            phase_at(&w, t(9)),
+            (Phase::Scheduled, Some(t(10) - Duration::minutes(30)))
+        );
+        assert_eq!(
+            phase_at(&w, t(10) - Duration::minutes(30)).0,
+            Phase::PreScaling
+        );
+        assert_eq!(phase_at(&w, t(10)), (Phase::OnSale, Some(t(12))));
+        assert_eq!(
+            phase_at(&w, t(12)),
+            (Phase::Draining, Some(t(12) + Duration::minutes(10)))
+        );
+        assert_eq!(phase_at(&w, t(13)), (Phase::Completed, None));
+    }
+
+    #[test]
+    fn steps_follow_the_default_rules() {
+        let rules = default_rules();
+        let none = StepMemory::default();
+        assert_eq!(queue_step(5_001, &rules, none, t(0)).unwrap().change, 2);
+        assert_eq!(queue_step(20_001, &rules, none, t(0)).unwrap().change, 5);
+        assert_eq!(queue_step(999, &rules, none, t(0)).unwrap().change, -1);
+        assert!(queue_step(3_000, &rules, none, t(0)).is_none(), "dead band");
+        // cooldowns
+        let after_up = StepMemory {
+            last_up: Some(t(0)),
+            last_down: None,
+        };
+        assert!(queue_step(5_001, &rules, after_up, t(0) + Duration::seconds(179)).is_none());
+        assert!(queue_step(5_001, &rules, after_up, t(0) + Duration::seconds(180)).is_some());
+        assert!(queue_step(10, &rules, after_up, t(0) + Duration::seconds(599)).is_none());
+        assert!(queue_step(10, &rules, after_up, t(0) + Duration::seconds(600)).is_some());
+    }
+
+    #[test]
+    fn clamp_applies_floor_bounds_and_budget() {
+        let b = Bounds {
+            min: 2,
+            max: 20,
+            budget: Some(8),
+        };
+        assert_eq!(clamp(5, 3, b), (5, false));
+        assert_eq!(clamp(1, 3, b), (3, false));
+        assert_eq!(clamp(12, 3, b), (8, true));
+        assert_eq!(clamp(30, 3, Bounds { budget: None, ..b }), (20, false));
+    }
+
+    fn rules_strategy() -> impl Strategy<Value = Vec<StepRule>> {
+        (1i64..50_000, 1i64..50_000, 1i32..10, 1i32..10, 0i64..1_000).prop_map(
+            |(a, gap, up1, up2, below_gap)| {
+                let low = a.min(a + gap);
+                vec![
+                    StepRule {
+                        above: Some(low),
+                        below: None,
+                        change: up1.min(up2),
+                        cooldown_seconds: 180,
+                    },
+                    StepRule {
+                        above: Some(low + gap),
+                        below: None,
+                        change: up1.max(up2) + 1,
+                        cooldown_seconds: 300,
+                    },
+                    StepRule {
+                        above: None,
+                        below: Some((low - below_gap).max(0)),
+                        change: -1,
+                        cooldown_seconds: 600,
+                    },
+                ]
+            },
+        )
+    }
+
+    proptest! {
+        /// More queued users never ask for fewer replicas.
+        #[test]
+        fn prop_step_is_monotone_in_depth(rules in rules_strategy(), d1 in 0i64..100_000, d2 in 0i64..100_000) {
+            let (lo, hi) = (d1.min(d2), d1.max(d2));
+            let change = |d| queue_step(d, &rules, StepMemory::default(), t(0)).map_or(0, |s| s.change);
+            prop_assert!(change(lo) <= change(hi));
+        }
+
+        /// Whatever the inputs, the result respects max and the budget.
+        #[test]
+        fn prop_clamp_never_exceeds_max_or_budget(wanted in -10i32..10_000, floor in -10i32..10_000, min in 0i32..50, extra in 0i32..50, cap in proptest::option::of(0i32..100)) {
+            let b = Bounds { min, max: min + extra, budget: cap };
+            let (n, limited) = clamp(wanted, floor, b);
+            prop_assert!(n <= b.max);
+            if let Some(c) = cap { prop_assert!(n <= c); }
+            prop_assert!(limited == cap.is_some_and(|c| wanted.max(floor).max(min).min(min + extra) > c));
+        }
+
+        /// A queue hovering around a threshold triggers at most one scale-up per cooldown.
+        #[test]
+        fn prop_hysteresis_prevents_flapping(rules in rules_strategy(), wiggle in proptest::collection::vec(-50i64..50, 1..170)) {
+            let threshold = rules[0].above.unwrap();
+            let mut memory = StepMemory::default();
+            let mut ups = 0;
+            let mut downs = 0;
+            for (i, w) in wiggle.iter().enumerate() {
+                let now = t(0) + Duration::seconds(i as i64); // one poll per second, < any cooldown in total
+                if let Some(step) = queue_step(threshold + w, &rules, memory, now) {
+                    if step.change > 0 { ups += 1; memory.last_up = Some(now); } else { downs += 1; memory.last_down = Some(now); }
+                }
+            }
+            prop_assert!(ups <= 1, "{ups} scale-ups within one cooldown");
+            prop_assert!(downs <= 1);
+        }
+    }
+}
