@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub mod duration;
 
 /// The sale and how to scale for it.
+// clippy mistakes the repeated `type_` keys of separate printcolumns for duplicated attributes
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "tiketi.io",

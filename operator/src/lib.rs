@@ -1,3 +1,34 @@
 //! TIKETI operator: plans, pre-scales and follows ticket sales (`TicketEvent`).
 
+pub mod controller;
+pub mod leader;
+pub mod metrics;
 pub mod plan;
+pub mod signals;
+pub mod status;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("postgres: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] fred::error::Error),
+    #[error("TicketEvent must be namespaced")]
+    NotNamespaced,
+}
+
+impl Error {
+    /// A stable label for the failures metric.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Db(_) => "postgres",
+            Error::Redis(_) => "redis",
+            Error::NotNamespaced => "spec",
+        }
+    }
+}

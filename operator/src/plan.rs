@@ -42,7 +42,7 @@ pub fn forecast(history: &[SalePeak], now: DateTime<Utc>, fallback_users: i64) -
             (s.clone(), 0.5f64.powf(age_days / RECENCY_HALF_LIFE_DAYS))
         })
         .collect();
-    weighted.sort_by(|a, b| a.0.peak_users.cmp(&b.0.peak_users));
+    weighted.sort_by_key(|(s, _)| s.peak_users);
     let total: f64 = weighted.iter().map(|(_, w)| w).sum();
     let mut acc = 0.0;
     let mut median = weighted[weighted.len() - 1].0.peak_users;

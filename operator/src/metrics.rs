@@ -1,0 +1,78 @@
+//! Operator metrics (Prometheus text on :8080/metrics).
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub ticket_event: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub error: &'static str,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub reconciles: Counter,
+    pub failures: Family<ErrorLabels, Counter>,
+    pub decisions: Family<DecisionLabels, Counter>,
+    pub forecast_users: Family<EventLabels, Gauge>,
+    pub scale_latency: Histogram,
+    pub leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("tiketi_operator");
+        let m = Metrics {
+            registry: Registry::default(),
+            reconciles: Counter::default(),
+            failures: Family::default(),
+            decisions: Family::default(),
+            forecast_users: Family::default(),
+            scale_latency: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0]),
+            leader: Gauge::default(),
+        };
+        registry.register("reconciles", "Reconcile passes", m.reconciles.clone());
+        registry.register(
+            "reconcile_failures",
+            "Failed reconcile passes by error",
+            m.failures.clone(),
+        );
+        registry.register(
+            "scaling_decisions",
+            "Scale patches by direction",
+            m.decisions.clone(),
+        );
+        registry.register(
+            "forecast_users",
+            "Forecast peak users per TicketEvent",
+            m.forecast_users.clone(),
+        );
+        registry.register(
+            "scale_patch_seconds",
+            "Latency of /scale patches",
+            m.scale_latency.clone(),
+        );
+        registry.register("leader", "1 while this replica leads", m.leader.clone());
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
