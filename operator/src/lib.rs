@@ -1,6 +1,10 @@
 //! TIKETI operator: plans, pre-scales and follows ticket sales (`TicketEvent`).
 
 pub mod controller;
+#[cfg(test)]
+mod controller_tests;
+#[cfg(test)]
+mod fixtures;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
