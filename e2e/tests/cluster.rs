@@ -1,0 +1,455 @@
+//! End-to-end against a real Kubernetes API server. `e2e/run.sh` starts the cluster (kind or the
+//! local control plane), installs the chart, and runs the operator with the chart's ServiceAccount;
+//! these tests then drive it through the API, PostgreSQL and Redis like a platform team would.
+//! They are `#[ignore]`d so `cargo test` on a laptop without a cluster skips them.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use fred::prelude::{ClientLike, KeysInterface, SortedSetsInterface};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Event as CoreEvent, Namespace, Secret},
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, ListParams, PostParams},
+};
+use serde_json::{Value, json};
+use tiketi_crds::TicketEvent;
+use uuid::Uuid;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by e2e/run.sh"))
+}
+
+async fn admin() -> Client {
+    Client::try_default()
+        .await
+        .expect("KUBECONFIG points at the e2e cluster")
+}
+
+/// A fresh namespace for one test.
+async fn namespace(client: &Client, prefix: &str) -> String {
+    let name = format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    name
+}
+
+/// A Deployment the operator may scale; kwok (or kind's kubelet) makes its pods Ready.
+async fn deployment(client: &Client, ns: &str, name: &str, replicas: i32) -> Api<Deployment> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": {
+                    "containers": [{ "name": "app", "image": std::env::var("E2E_IMAGE").unwrap_or_else(|_| "registry.k8s.io/pause:3.10".into()) }],
+                    "tolerations": [{ "key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule" }]
+                }
+            }
+        }
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &d)
+        .await
+        .expect("create deployment");
+    api
+}
+
+fn spec(
+    event_id: Uuid,
+    artist: &str,
+    opens_in: chrono::Duration,
+    open_for: chrono::Duration,
+    extra: Value,
+) -> Value {
+    let opens = Utc::now() + opens_in;
+    let mut spec = json!({
+        "eventId": event_id,
+        "artist": artist,
+        "opensAt": opens.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "closesAt": (opens + open_for).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "target": { "kind": "Deployment", "name": "svc" },
+        "usersPerReplica": 1500,
+        "minReplicas": 1,
+        "maxReplicas": 12,
+    });
+    if let (Some(s), Value::Object(extra)) = (spec.as_object_mut(), extra) {
+        s.extend(extra);
+    }
+    spec
+}
+
+async fn create_te(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    spec: Value,
+) -> Result<TicketEvent, kube::Error> {
+    let te: TicketEvent =
+        serde_json::from_value(json!({ "apiVersion": "tiketi.io/v1alpha1", "kind": "TicketEvent", "metadata": { "name": name }, "spec": spec }))
+            .unwrap();
+    Api::<TicketEvent>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &te)
+        .await
+}
+
+/// Polls until `check` is true (no fixed sleeps); panics with `what` after `timeout`.
+async fn until<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn replicas(api: &Api<Deployment>, name: &str) -> (i32, i32) {
+    let d = api.get(name).await.unwrap();
+    (
+        d.spec.and_then(|s| s.replicas).unwrap_or(0),
+        d.status.and_then(|s| s.ready_replicas).unwrap_or(0),
+    )
+}
+
+async fn status(client: &Client, ns: &str, name: &str) -> Value {
+    let te = Api::<TicketEvent>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap();
+    serde_json::to_value(te.status.unwrap_or_default()).unwrap()
+}
+
+async fn event_reasons(client: &Client, ns: &str) -> Vec<String> {
+    Api::<CoreEvent>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: run e2e/run.sh"]
+async fn e2e_crd_is_served_and_bad_ticket_events_are_rejected() {
+    let client = admin().await;
+    let ns = namespace(&client, "crd").await;
+    let id = Uuid::new_v4();
+    let hour = chrono::Duration::hours(1);
+    let cases = [
+        (
+            "closes-first",
+            spec(id, "A", hour, -chrono::Duration::minutes(5), json!({})),
+            "closesAt must be after opensAt",
+        ),
+        (
+            "min-over-max",
+            spec(
+                id,
+                "A",
+                hour,
+                hour,
+                json!({ "minReplicas": 9, "maxReplicas": 3 }),
+            ),
+            "minReplicas must not exceed maxReplicas",
+        ),
+        (
+            "zero-users",
+            spec(id, "A", hour, hour, json!({ "usersPerReplica": 0 })),
+            "usersPerReplica must be positive",
+        ),
+        (
+            "overlap",
+            spec(
+                id,
+                "A",
+                hour,
+                hour,
+                json!({ "queueScaling": { "rules": [
+                { "above": 1000, "change": 2, "cooldownSeconds": 60 }, { "below": 5000, "change": -1, "cooldownSeconds": 60 } ] } }),
+            ),
+            "step rules overlap",
+        ),
+        (
+            "unordered",
+            spec(
+                id,
+                "A",
+                hour,
+                hour,
+                json!({ "queueScaling": { "rules": [
+                { "above": 1000, "change": 5, "cooldownSeconds": 60 }, { "above": 9000, "change": 2, "cooldownSeconds": 60 } ] } }),
+            ),
+            "step rules are unordered",
+        ),
+        (
+            "statefulset",
+            spec(
+                id,
+                "A",
+                hour,
+                hour,
+                json!({ "target": { "kind": "StatefulSet", "name": "x" } }),
+            ),
+            "Unsupported value: \"StatefulSet\"",
+        ),
+        (
+            "bad-time",
+            spec(id, "A", hour, hour, json!({ "opensAt": "next friday" })),
+            "opensAt must be RFC 3339",
+        ),
+    ];
+    for (name, spec, message) in cases {
+        let err = create_te(&client, &ns, name, spec).await.expect_err(name);
+        match err {
+            kube::Error::Api(s) => {
+                assert_eq!(s.code, 422, "{name}: {}", s.message);
+                assert!(s.message.contains(message), "{name}: {}", s.message);
+            }
+            other => panic!("{name}: {other}"),
+        }
+    }
+    create_te(&client, &ns, "good", spec(id, "A", hour, hour, json!({})))
+        .await
+        .expect("a valid TicketEvent is accepted");
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .ok();
+}
+
+/// History in traffic_logs for `artist`: one past sale peaking at `peak` users.
+async fn history(artist: &str, peak: i32) {
+    let db = sqlx::PgPool::connect(&env("DATABASE_URL")).await.unwrap();
+    sqlx::query(
+        "INSERT INTO traffic_logs (event_id, artist_name, minute, concurrent_users, queue_users, replicas)
+         SELECT NULL, $1, date_trunc('minute', now()) - interval '30 days' + make_interval(mins => m), $2 * m / 10, 0, 2
+         FROM generate_series(1, 10) m",
+    )
+    .bind(artist)
+    .bind(peak)
+    .execute(&db)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: run e2e/run.sh"]
+async fn e2e_history_prescales_the_service_before_the_opening() {
+    let client = admin().await;
+    let ns = namespace(&client, "prescale").await;
+    let deployments = deployment(&client, &ns, "svc", 1).await;
+    let artist = format!("E2E {}", Uuid::new_v4().simple());
+    history(&artist, 12_000).await; // 12000 / 1500 = 8 replicas
+    let started = tokio::time::Instant::now();
+    create_te(
+        &client,
+        &ns,
+        "sale",
+        spec(
+            Uuid::new_v4(),
+            &artist,
+            chrono::Duration::minutes(3),
+            chrono::Duration::hours(1),
+            json!({ "leadTime": "10m" }),
+        ),
+    )
+    .await
+    .unwrap();
+
+    until(Duration::from_secs(60), "8 ready replicas", || async {
+        replicas(&deployments, "svc").await == (8, 8)
+    })
+    .await;
+    eprintln!("pre-scaled to 8 ready replicas in {:?}", started.elapsed());
+    until(Duration::from_secs(30), "phase Ready", || async {
+        status(&client, &ns, "sale").await["phase"] == "Ready"
+    })
+    .await;
+    let st = status(&client, &ns, "sale").await;
+    assert_eq!(st["forecast"]["expectedUsers"], 12_000);
+    assert_eq!(st["forecast"]["basis"].as_array().unwrap().len(), 1);
+    assert!(
+        st["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    );
+    assert!(
+        st["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "ForecastFallback" && c["status"] == "False")
+    );
+    let reasons = event_reasons(&client, &ns).await;
+    assert!(reasons.iter().any(|r| r == "Scaled"), "{reasons:?}");
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .ok();
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: run e2e/run.sh"]
+async fn e2e_queue_depth_scales_out_and_back_then_restores_the_baseline() {
+    let client = admin().await;
+    let ns = namespace(&client, "queue").await;
+    let deployments = deployment(&client, &ns, "svc", 1).await;
+    let event = Uuid::new_v4();
+    let rules = json!({ "pollSeconds": 1, "rules": [
+        { "above": 50, "change": 2, "cooldownSeconds": 3 },
+        { "below": 10, "change": -1, "cooldownSeconds": 3 } ] });
+    // on sale now for 40 s, then 5 s of hold, then back to 1 replica; no history: fallback 1500 users = 1 replica
+    let extra = json!({ "queueScaling": rules, "fallbackExpectedUsers": 1500, "afterSale": { "hold": "5s", "replicas": 1 } });
+    create_te(
+        &client,
+        &ns,
+        "sale",
+        spec(
+            event,
+            "E2E QUEUE",
+            chrono::Duration::seconds(-5),
+            chrono::Duration::seconds(40),
+            extra,
+        ),
+    )
+    .await
+    .unwrap();
+
+    let redis = fred::prelude::Builder::from_config(
+        fred::prelude::Config::from_url(&env("REDIS_URL")).unwrap(),
+    )
+    .build()
+    .unwrap();
+    redis.init().await.unwrap();
+    let keys = tiketi_core::keys::Keys::new(
+        std::env::var("REDIS_PREFIX").unwrap_or_else(|_| tiketi_core::keys::DEFAULT_PREFIX.into()),
+    );
+    let members: Vec<(f64, String)> = (0..200).map(|i| (i as f64, format!("user-{i}"))).collect();
+    let _: () = redis
+        .zadd(keys.queue(event), None, None, false, false, members)
+        .await
+        .unwrap();
+
+    let crossed = tokio::time::Instant::now();
+    until(
+        Duration::from_secs(10),
+        "scale-out on queue depth",
+        || async { replicas(&deployments, "svc").await.0 >= 3 },
+    )
+    .await;
+    eprintln!(
+        "queue threshold crossing reached /scale in {:?}",
+        crossed.elapsed()
+    );
+    until(
+        Duration::from_secs(10),
+        "status shows the queue",
+        || async { status(&client, &ns, "sale").await["queueDepth"] == 200 },
+    )
+    .await;
+
+    let _: () = redis.del(keys.queue(event)).await.unwrap();
+    until(
+        Duration::from_secs(20),
+        "scale-in below the threshold",
+        || async { replicas(&deployments, "svc").await.0 < 3 },
+    )
+    .await;
+    until(
+        Duration::from_secs(60),
+        "Completed and back to the baseline",
+        || async {
+            status(&client, &ns, "sale").await["phase"] == "Completed"
+                && replicas(&deployments, "svc").await.0 == 1
+        },
+    )
+    .await;
+    let st = status(&client, &ns, "sale").await;
+    assert_eq!(st["peakQueueDepth"], 200);
+    let reasons = event_reasons(&client, &ns).await;
+    assert!(reasons.iter().any(|r| r == "SaleCompleted"), "{reasons:?}");
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .ok();
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: run e2e/run.sh"]
+async fn e2e_operator_service_account_is_sufficient_and_not_broader() {
+    // the operator under test runs with this ServiceAccount's token; the other tests prove it suffices
+    let kubeconfig = kube::config::Kubeconfig::read_from(env("E2E_OPERATOR_KUBECONFIG")).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let sa = Client::try_from(config).unwrap();
+    let ns = env("E2E_OPERATOR_NAMESPACE");
+    // reads it needs
+    Api::<TicketEvent>::all(sa.clone())
+        .list(&ListParams::default().limit(1))
+        .await
+        .expect("list TicketEvents");
+    Api::<Deployment>::all(sa.clone())
+        .list(&ListParams::default().limit(1))
+        .await
+        .expect("list Deployments");
+    // what it must not do
+    let forbidden =
+        |r: Result<_, kube::Error>| matches!(r, Err(kube::Error::Api(ref s)) if s.code == 403);
+    assert!(
+        forbidden(
+            Api::<Secret>::namespaced(sa.clone(), &ns)
+                .list(&ListParams::default())
+                .await
+                .map(|_| ())
+        ),
+        "secrets must be off limits"
+    );
+    assert!(
+        forbidden(
+            Api::<Deployment>::namespaced(sa.clone(), &ns)
+                .delete("anything", &DeleteParams::default())
+                .await
+                .map(|_| ())
+        ),
+        "deleting deployments must be forbidden"
+    );
+    assert!(
+        forbidden(
+            Api::<Namespace>::all(sa.clone())
+                .list(&ListParams::default())
+                .await
+                .map(|_| ())
+        ),
+        "namespaces must be off limits"
+    );
+    let leader = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(sa, &ns)
+        .get("tiketi-operator")
+        .await
+        .expect("its lease");
+    let holder = leader.spec.as_ref().and_then(|s| s.holder_identity.clone());
+    assert!(
+        holder.is_some(),
+        "a leader holds the lease {}",
+        leader.name_any()
+    );
+}
