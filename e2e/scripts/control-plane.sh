@@ -66,7 +66,8 @@ kubeconfig="$run/kubeconfig"
 
 launch_env=()
 
-log() { printf '[control-plane] %s\n' "$*" >&2; }
+# Seconds since the script started, so slow phases show up in CI logs.
+log() { printf '[control-plane +%ss] %s\n' "$SECONDS" "$*" >&2; }
 die() {
   log "error: $*"
   exit 1
@@ -208,9 +209,12 @@ build_helm() {
     client_go=$(go list -m -f '{{.Version}}' k8s.io/client-go) # v0.34.x -> Kubernetes 1.34
     helm_k8s_minor=${client_go#v0.}
     helm_k8s_minor=${helm_k8s_minor%%.*}
-    ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
-    ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$helm_k8s_minor"
-    ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$helm_k8s_minor"
+    local pkg
+    ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version"
+    ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+    for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+      ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$helm_k8s_minor"
+    done
     rm -rf bin.tmp
     go build -trimpath -ldflags "$ldflags" -o bin.tmp/helm helm.sh/helm/v3/cmd/helm
     finish_component "$helm_dir" "$ws/bin.tmp"
@@ -238,11 +242,12 @@ cmd_build() {
   # Two builds at once (two CI steps, two terminals) would trample each other's work directories.
   exec 9>"$cache/.build.lock"
   if command -v flock >/dev/null; then flock 9; fi
-  local t0=$SECONDS
-  build_etcd
-  build_kwok
-  build_helm
-  build_kubernetes
+  local t0=$SECONDS step
+  for step in etcd kwok helm kubernetes; do
+    local t1=$SECONDS
+    "build_$step"
+    log "$step done ($((SECONDS - t1)) s)"
+  done
   link_stack
   log "built in $((SECONDS - t0)) s: $stack_bin"
   exec 9>&- # release the lock: processes started later must not inherit it
@@ -252,27 +257,38 @@ cmd_build() {
 # certificates and kubeconfigs
 # ================================================================================================================
 
-# sign NAME SUBJECT EXTENSIONS: a key and a certificate signed by the cluster CA.
+# new_ca NAME CN: a self-signed CA.
+new_ca() {
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$pki/$1.key" -out "$pki/$1.crt" -days 3650 -sha256 \
+    -subj "/CN=$2" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+}
+
+# sign NAME SUBJECT EXTENSIONS [CA]: a key and a certificate signed by CA (default: the cluster CA "ca").
 sign() {
-  local name=$1 subject=$2 ext=$3
+  local name=$1 subject=$2 ext=$3 ca=${4:-ca}
   openssl req -new -newkey rsa:2048 -nodes -keyout "$pki/$name.key" -out "$pki/$name.csr" -subj "$subject" 2>/dev/null
   printf '%s\n' "$ext" >"$pki/$name.ext"
-  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -set_serial "0x$(openssl rand -hex 16)" \
-    -days 3650 -sha256 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
+  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/$ca.crt" -CAkey "$pki/$ca.key" \
+    -set_serial "0x$(openssl rand -hex 16)" -days 3650 -sha256 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
   rm -f "$pki/$name.csr" "$pki/$name.ext"
 }
 
-# Generated once per run directory and kept across stop/start, so kubeconfigs handed out stay valid.
+# Generated once per run directory and kept across stop/start, so kubeconfigs handed out stay valid. The stamp
+# carries a revision: bump it when the set of certificates changes and old run directories get a fresh PKI.
+pki_rev=2
 ensure_pki() {
-  [ -f "$pki/.complete" ] && return 0
+  [ -f "$pki/.complete-r$pki_rev" ] && return 0
+  # The API server reloads certificate files while running; swapping the PKI under live processes half-works.
+  if running etcd etcd || running kube-apiserver kube-apiserver; then
+    die "the certificates in $pki are from an older version of this script; run '$0 stop' first"
+  fi
   command -v openssl >/dev/null || die "openssl is needed to create the cluster certificates (apt-get install openssl)"
   log "creating certificates in $pki"
   rm -rf "$pki"
   mkdir -p "$pki"
   chmod 700 "$pki"
-  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$pki/ca.key" -out "$pki/ca.crt" -days 3650 -sha256 \
-    -subj "/CN=tiketi-e2e-ca" -addext "basicConstraints=critical,CA:TRUE" \
-    -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+  new_ca ca tiketi-e2e-ca
   local client="basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth"
@@ -298,7 +314,12 @@ subjectAltName=IP:127.0.0.1,DNS:localhost"
   # ServiceAccount token signing key pair.
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key" 2>/dev/null
   openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
-  touch "$pki/.complete"
+  # Front proxy (aggregation layer) CA and the client cert the API server uses towards aggregated APIs. Without
+  # it aggregated APIs (e.g. metrics-server) can't authenticate requests, and every component logs, forever,
+  # "missing content for CA bundle requestheader-client-ca-file".
+  new_ca front-proxy-ca tiketi-e2e-front-proxy-ca
+  sign front-proxy-client "/CN=front-proxy-client" "$client" front-proxy-ca
+  touch "$pki/.complete-r$pki_rev"
 }
 
 # write_kubeconfig FILE CERTNAME: credentials embedded, so the file can be copied anywhere (e.g. into a test pod).
@@ -334,11 +355,20 @@ EOF
 
 pid_of() { cat "$run/pids/$1.pid" 2>/dev/null || true; }
 
+# alive PID: the process exists and is not a zombie. Our daemons are reparented to PID 1 once `start` returns;
+# in some sandboxes PID 1 reaps late, and a zombie still answers `kill -0`.
+alive() {
+  local state
+  kill -0 "$1" 2>/dev/null || return 1
+  state=$(awk '/^State:/ { print $2 }' "/proc/$1/status" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
 # running NAME: the recorded pid is alive and is still our binary (guards against a recycled pid).
 running() {
   local pid
   pid=$(pid_of "$1")
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$stack_bin/$2"
+  [ -n "$pid" ] && alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$stack_bin/$2"
 }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -356,7 +386,7 @@ launch() {
     return 0
   fi
   if port_in_use "$port"; then
-    die "port $port (for $name) is already taken by another process; choose another with the TIKETI_K8S_*_PORT variables"
+    die "port $port (for $name) is taken by another process; pick other ports with the TIKETI_K8S_*_PORT variables"
   fi
   local logfile="$run/logs/$name.log" pidfile="$run/pids/$name.pid"
   [ -f "$logfile" ] && mv -f "$logfile" "$logfile.1"
@@ -415,7 +445,11 @@ start_apiserver() {
     --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
     --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
     --kubelet-preferred-address-types=InternalIP \
-    --authorization-mode=Node,RBAC --anonymous-auth=false \
+    --requestheader-client-ca-file="$pki/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$pki/front-proxy-client.crt" --proxy-client-key-file="$pki/front-proxy-client.key" \
+    --authorization-mode=Node,RBAC \
     --enable-admission-plugins=NodeRestriction \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
@@ -423,6 +457,7 @@ start_apiserver() {
     --endpoint-reconciler-type=none \
     --allow-privileged=true --profiling=false
   wait_for "the API server (/readyz)" kube-apiserver kube-apiserver kc get --raw=/readyz
+  log "API server ready"
 }
 
 start_controller_manager() {
@@ -448,7 +483,19 @@ start_scheduler() {
     --leader-elect=false --profiling=false
 }
 
+# kwok holds each node's Lease under a random per-process identity and only takes over a Lease held by someone
+# else once it expires (40 s after the last renewal); it also first tries to *create* the Lease and backs off for
+# 10 s when it already exists. Pods on a node stay Pending until kwok holds that node's Lease. After a stop the
+# old holder is dead, so delete its Leases just before kwok starts; kwok recreates them within a second.
+release_node_leases() {
+  running kwok kwok && return 0
+  local i leases=()
+  for ((i = 0; i < node_count; i++)); do leases+=("kwok-node-$i"); done
+  kc -n kube-node-lease delete lease "${leases[@]}" --ignore-not-found >/dev/null 2>&1 || true
+}
+
 start_kwok() {
+  release_node_leases
   # HOME is pointed into the run dir because kwok always loads ~/.kwok/kwok.yaml if it exists; a developer's own
   # kwok config must not change the test cluster. Only nodes annotated kwok.x-k8s.io/node=fake are managed.
   # Nodes report 127.0.0.1 and kwok's port, so anything the API server proxies to a "kubelet" stays on loopback.
@@ -494,6 +541,34 @@ nodes_ready() {
   [ "$ready" -ge "$node_count" ]
 }
 
+# The processes being up and /readyz saying ok is not enough: on a warm start the controller manager and the
+# scheduler need a few seconds to sync their caches, and a test that starts right away would wait on them. So
+# `start` returns only after a throw-away Deployment went the whole way (Deployment -> ReplicaSet -> Pod ->
+# scheduled -> Ready via kwok). Each start uses a new namespace, deleted in the background afterwards.
+probe_ns=
+create_probe() {
+  probe_ns=tiketi-cp-probe-$(date +%s)-$$
+  kc apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: $probe_ns
+  labels: {tiketi.dev/control-plane-probe: "true"}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: probe, namespace: $probe_ns}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: probe}}
+  template:
+    metadata: {labels: {app: probe}}
+    spec:
+      containers: [{name: probe, image: registry.k8s.io/pause:3.9}]
+EOF
+}
+probe_ready() { [ "$(kc -n "$probe_ns" get deploy probe -o jsonpath='{.status.readyReplicas}')" = 1 ]; }
+
 print_env() {
   printf 'export KUBECONFIG=%q\n' "$kubeconfig"
   # shellcheck disable=SC2016 # $PATH is meant to be expanded by the shell that evals this
@@ -504,7 +579,8 @@ cmd_start() {
   cmd_build
   mkdir -p "$run/pids" "$run/logs" "$run/serving" "$run/kwok-home"
   ensure_pki
-  [ -f "$kubeconfig" ] || write_kubeconfig "$kubeconfig" admin
+  # Rewritten each time (same content while the PKI is unchanged), so they always match the certificates.
+  write_kubeconfig "$kubeconfig" admin
   write_kubeconfig "$run/controller-manager.kubeconfig" controller-manager
   write_kubeconfig "$run/scheduler.kubeconfig" scheduler
   write_kubeconfig "$run/kwok.kubeconfig" kwok
@@ -516,10 +592,13 @@ cmd_start() {
   start_kwok
   apply_nodes
   wait_for "$node_count Ready kwok nodes" kwok kwok nodes_ready
+  log "$node_count nodes ready"
   # Pods can only be created once the controller manager has made the namespace's "default" ServiceAccount.
   wait_for "the default ServiceAccount" kube-controller-manager kube-controller-manager \
     kc get serviceaccount default --namespace default
-  wait_for "kube-scheduler" kube-scheduler kube-scheduler port_in_use "$sched_port"
+  create_probe
+  wait_for "a probe Deployment to become ready" kube-controller-manager kube-controller-manager probe_ready
+  kc delete namespace "$probe_ns" --wait=false >/dev/null
   log "ready in $((SECONDS - t0)) s: https://127.0.0.1:$api_port ($k8s_version, $node_count kwok nodes)"
   print_env
 }
@@ -531,10 +610,10 @@ stop_one() {
   if [ -n "$pid" ] && running "$name" "$binary"; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     for i in $(seq 100); do
-      kill -0 "$pid" 2>/dev/null || break
+      alive "$pid" || break
       sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
       log "$name did not exit after 10 s, killing it"
       kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     fi

@@ -156,6 +156,11 @@ impl Metrics {
             m.db_pool_idle.clone(),
         );
         r.register(
+            "tiketi_queue_admitted",
+            "Users admitted from waiting rooms",
+            m.queue_admitted.clone(),
+        );
+        r.register(
             "tiketi_db_pool_timeouts",
             "Requests that found the DB pool exhausted (answered 503)",
             m.db_pool_timeouts.clone(),

@@ -203,6 +203,19 @@ async fn realtime_queue_admits_in_fifo_order_once_each_across_replicas() {
     }
     c.expect("u4", "queue-updated", |d| d["queueSize"] == 0)
         .await;
+    let metrics = a
+        .http
+        .get(format!("{}/metrics", a.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tiketi_queue_admitted_total"),
+        "admissions are exported"
+    );
     // each admission went to its user's sockets only, exactly once
     for i in [0, 2, 3, 4] {
         assert_eq!(

@@ -1,0 +1,171 @@
+{{/* ---- names ---------------------------------------------------------------------------------- */}}
+
+{{- define "tiketi.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* "<release>-<chart>", or the release name alone when it already contains the chart name. */}}
+{{- define "tiketi.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tiketi.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Component object names: "<fullname>-<component>", e.g. tiketi-service, tiketi-operator. */}}
+{{- define "tiketi.service.fullname" -}}
+{{- printf "%s-service" (include "tiketi.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- define "tiketi.operator.fullname" -}}
+{{- printf "%s-operator" (include "tiketi.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- define "tiketi.postgresql.fullname" -}}
+{{- printf "%s-postgresql" (include "tiketi.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- define "tiketi.redis.fullname" -}}
+{{- printf "%s-redis" (include "tiketi.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "tiketi.service.serviceAccountName" -}}
+{{- if .Values.service.serviceAccount.create -}}
+{{- default (include "tiketi.service.fullname" .) .Values.service.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.service.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tiketi.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create -}}
+{{- default (include "tiketi.operator.fullname" .) .Values.operator.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.operator.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tiketi.operator.leaseName" -}}
+{{- default (include "tiketi.operator.fullname" .) .Values.operator.leaseName -}}
+{{- end -}}
+
+{{/* The Secret with JWT_SECRET, DATABASE_URL, REDIS_URL, ADMIN_*: the user's or the chart's. */}}
+{{- define "tiketi.secretName" -}}
+{{- default (include "tiketi.fullname" .) .Values.secret.existingSecret -}}
+{{- end -}}
+
+{{/* ---- labels --------------------------------------------------------------------------------- */}}
+
+{{- define "tiketi.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tiketi.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "tiketi.labels" -}}
+helm.sh/chart: {{ include "tiketi.chart" . }}
+{{ include "tiketi.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: tiketi
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Labels of one component: (dict "ctx" $ "component" "service") */}}
+{{- define "tiketi.componentLabels" -}}
+{{ include "tiketi.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "tiketi.componentSelectorLabels" -}}
+{{ include "tiketi.selectorLabels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* ---- images --------------------------------------------------------------------------------- */}}
+
+{{/* (dict "image" .Values.service.image "ctx" $): repository@digest, else repository:tag (tag defaults to appVersion). */}}
+{{- define "tiketi.image" -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .image.repository (default .ctx.Chart.AppVersion .image.tag | toString) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ---- connection URLs ------------------------------------------------------------------------ */}}
+
+{{- define "tiketi.databaseUrl" -}}
+{{- if .Values.devDatabases.enabled -}}
+{{- $pg := .Values.devDatabases.postgresql -}}
+{{- printf "postgres://%s:%s@%s:5432/%s" (urlquery $pg.username) (urlquery $pg.password) (include "tiketi.postgresql.fullname" .) $pg.database -}}
+{{- else -}}
+{{- .Values.externalDatabase.url -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tiketi.redisUrl" -}}
+{{- if .Values.devDatabases.enabled -}}
+{{- printf "redis://%s:6379" (include "tiketi.redis.fullname" .) -}}
+{{- else -}}
+{{- .Values.externalRedis.url -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Migrations run at service start when asked, and always with the dev databases (see values.yaml). */}}
+{{- define "tiketi.migrateOnStart" -}}
+{{- if or .Values.service.config.migrateOnStart .Values.devDatabases.enabled -}}true{{- else -}}false{{- end -}}
+{{- end -}}
+
+{{/* The hook Job, unless the dev databases are on (they start after pre-install hooks) or no database is
+     configured at all (NOTES.txt then says so, instead of a hook that fails after its back-off). */}}
+{{- define "tiketi.migrationJobEnabled" -}}
+{{- $haveDb := or .Values.secret.existingSecret (include "tiketi.databaseUrl" .) -}}
+{{- if and .Values.service.enabled .Values.migrations.job.enabled (not .Values.devDatabases.enabled) $haveDb -}}true{{- end -}}
+{{- end -}}
+
+{{/* JWT_SECRET, base64: the given value, else the one already in the release's Secret, else 48 random characters. */}}
+{{- define "tiketi.jwtSecretB64" -}}
+{{- if .Values.secret.jwtSecret -}}
+{{- .Values.secret.jwtSecret | b64enc -}}
+{{- else -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "tiketi.fullname" .) -}}
+{{- if and $existing $existing.data (hasKey $existing.data "JWT_SECRET") -}}
+{{- index $existing.data "JWT_SECRET" -}}
+{{- else -}}
+{{- randAlphaNum 48 | b64enc -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A checksum of everything the chart's Secret holds, without the random part, so pods roll when it changes. */}}
+{{- define "tiketi.secretChecksum" -}}
+{{- $in := dict "s" .Values.secret "db" (include "tiketi.databaseUrl" .) "redis" (include "tiketi.redisUrl" .) -}}
+{{- toJson $in | sha256sum -}}
+{{- end -}}
+
+{{/* ---- scheduling ----------------------------------------------------------------------------- */}}
+
+{{/* (dict "ctx" $ "component" "service" "affinity" .Values.service.affinity): the given affinity, else prefer one replica per node. */}}
+{{- define "tiketi.affinity" -}}
+{{- if .affinity -}}
+{{ toYaml .affinity }}
+{{- else -}}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "tiketi.componentSelectorLabels" (dict "ctx" .ctx "component" .component) | nindent 12 }}
+{{- end -}}
+{{- end -}}
