@@ -35,7 +35,7 @@ export REDIS_PREFIX="e2e:$(date +%s)"
 
 log "building the service and the operator"
 cargo build -q -p tiketi-service -p tiketi-operator
-target/debug/tiketi-service migrate --log-format pretty >/dev/null
+LOG_FORMAT=pretty target/debug/tiketi-service migrate >/dev/null
 
 if [ "${E2E_CLUSTER:-local}" = local ]; then
   log "local control plane"
