@@ -79,5 +79,5 @@ for i in 0 1; do
 done
 
 log "tests"
-cargo test -p tiketi-e2e -- --ignored --test-threads=4 "$@"
+cargo test -p tiketi-e2e -- --ignored --test-threads=4 --nocapture "$@"
 log "passed"

@@ -13,7 +13,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, ResourceExt,
-    api::{DeleteParams, ListParams, PostParams},
+    api::{ApiResource, DeleteParams, DynamicObject, ListParams, PostParams},
 };
 use serde_json::{Value, json};
 use tiketi_crds::TicketEvent;
@@ -88,17 +88,19 @@ fn spec(
     spec
 }
 
+/// Creates a TicketEvent from raw JSON (untyped, so invalid specs reach the API server's validation).
 async fn create_te(
     client: &Client,
     ns: &str,
     name: &str,
     spec: Value,
-) -> Result<TicketEvent, kube::Error> {
-    let te: TicketEvent =
+) -> Result<DynamicObject, kube::Error> {
+    let ar = ApiResource::erase::<TicketEvent>(&());
+    let obj: DynamicObject =
         serde_json::from_value(json!({ "apiVersion": "tiketi.io/v1alpha1", "kind": "TicketEvent", "metadata": { "name": name }, "spec": spec }))
             .unwrap();
-    Api::<TicketEvent>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &te)
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
+        .create(&PostParams::default(), &obj)
         .await
 }
 
