@@ -19,6 +19,13 @@ run: deps ## run the service on :3001 in dev mode with demo data (admin@tiketi.g
 test: deps ## run every test (unit, API against real PostgreSQL and Redis)
 	@scripts/test.sh
 
+e2e: ## e2e on a real Kubernetes API server (local control plane built with Go; E2E_CLUSTER=existing for kind)
+	@e2e/run.sh
+
+crd: ## regenerate the TicketEvent CRD yaml (and the chart's copy)
+	cargo run -q -p tiketi-crds --bin crdgen > crds/ticketevent.yaml
+	cp crds/ticketevent.yaml charts/tiketi/crds/ticketevent.yaml
+
 lint: ## formatting and clippy, as CI runs them
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
@@ -26,4 +33,4 @@ lint: ## formatting and clippy, as CI runs them
 stop: ## stop the local PostgreSQL and Redis
 	@$(DEPS) stop
 
-.PHONY: help deps run test lint stop
+.PHONY: help deps run test e2e crd lint stop

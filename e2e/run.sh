@@ -31,7 +31,8 @@ e2e_db=tiketi_e2e
 psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $e2e_db" -c "CREATE DATABASE $e2e_db" >/dev/null
 DATABASE_URL=${DATABASE_URL%/*}/$e2e_db
 export DATABASE_URL REDIS_URL
-export REDIS_PREFIX="e2e:$(date +%s)"
+REDIS_PREFIX="e2e:$(date +%s)"
+export REDIS_PREFIX
 
 log "building the service and the operator"
 cargo build -q -p tiketi-service -p tiketi-operator
@@ -43,7 +44,9 @@ if [ "${E2E_CLUSTER:-local}" = local ]; then
 else
   log "existing cluster at ${KUBECONFIG:-~/.kube/config}"
 fi
-command -v kubectl >/dev/null && command -v helm >/dev/null || { echo "kubectl and helm are needed" >&2; exit 1; }
+for tool in kubectl helm; do
+  command -v "$tool" >/dev/null || { echo "$tool is needed" >&2; exit 1; }
+done
 
 log "chart: lint, server-side dry run of every template, install"
 ns=tiketi-system

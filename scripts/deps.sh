@@ -19,7 +19,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 pg_bindir() {
   local d
-  for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+  for d in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V -r); do
     [ -x "$d/initdb" ] && { echo "$d"; return; }
   done
 }
@@ -84,7 +84,9 @@ start_redis() {
 
 stop_all() {
   local bin; bin=$(pg_bindir)
-  [ -f "$dev/pg/PG_VERSION" ] && pg_run "$bin/pg_ctl" -D "$dev/pg" -m fast stop >/dev/null 2>&1 || true
+  if [ -f "$dev/pg/PG_VERSION" ]; then
+    pg_run "$bin/pg_ctl" -D "$dev/pg" -m fast stop >/dev/null 2>&1 || true
+  fi
   redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
   log "stopped"
 }
