@@ -36,7 +36,8 @@ export REDIS_PREFIX
 
 log "building the service and the operator"
 cargo build -q -p tiketi-service -p tiketi-operator
-LOG_FORMAT=pretty target/debug/tiketi-service migrate >/dev/null
+bin=${CARGO_TARGET_DIR:-$root/target}/debug
+LOG_FORMAT=pretty "$bin/tiketi-service" migrate >/dev/null
 
 if [ "${E2E_CLUSTER:-local}" = local ]; then
   log "local control plane"
@@ -77,7 +78,7 @@ KUBECONFIG
 export E2E_OPERATOR_NAMESPACE=$ns
 for i in 0 1; do
   KUBECONFIG=$E2E_OPERATOR_KUBECONFIG POD_NAMESPACE=$ns POD_NAME="operator-$i" METRICS_ADDR="127.0.0.1:1808$i" \
-    LOG_FORMAT=pretty target/debug/tiketi-operator >"$run_dir/operator-$i.log" 2>&1 &
+    LOG_FORMAT=pretty "$bin/tiketi-operator" >"$run_dir/operator-$i.log" 2>&1 &
   pids+=($!)
 done
 

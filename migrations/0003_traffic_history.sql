@@ -1,8 +1,9 @@
 -- Sale traffic history, the operator's forecasting input. One row per event and minute while the
--- event is in its sale window. artist_name is copied so history survives event deletion.
+-- event is in its sale window. No foreign key and artist_name copied: the history of a sale must
+-- survive the deletion of its event, still as its own sale (one peak per event in the views).
 CREATE TABLE traffic_logs (
     id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    event_id         UUID REFERENCES events (id) ON DELETE SET NULL,
+    event_id         UUID NOT NULL,
     artist_name      VARCHAR(255),
     minute           TIMESTAMPTZ NOT NULL,
     concurrent_users INTEGER NOT NULL CHECK (concurrent_users >= 0),

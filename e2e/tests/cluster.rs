@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use fred::prelude::{ClientLike, KeysInterface, SortedSetsInterface};
+use fred::prelude::{ClientLike, SortedSetsInterface};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Event as CoreEvent, Namespace, Secret},
@@ -236,19 +236,23 @@ async fn e2e_crd_is_served_and_bad_ticket_events_are_rejected() {
         .ok();
 }
 
-/// History in traffic_logs for `artist`: one past sale peaking at `peak` users.
-async fn history(artist: &str, peak: i32) {
+/// History in traffic_logs for `artist`: past sales (one per peak), 30, 60 and 90 days ago.
+async fn history(artist: &str, peaks: &[i32]) {
     let db = sqlx::PgPool::connect(&env("DATABASE_URL")).await.unwrap();
-    sqlx::query(
-        "INSERT INTO traffic_logs (event_id, artist_name, minute, concurrent_users, queue_users, replicas)
-         SELECT NULL, $1, date_trunc('minute', now()) - interval '30 days' + make_interval(mins => m), $2 * m / 10, 0, 2
-         FROM generate_series(1, 10) m",
-    )
-    .bind(artist)
-    .bind(peak)
-    .execute(&db)
-    .await
-    .unwrap();
+    for (i, peak) in peaks.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO traffic_logs (event_id, artist_name, minute, concurrent_users, queue_users, replicas)
+             SELECT $1, $2, date_trunc('minute', now()) - make_interval(days => $4) + make_interval(mins => m), $3 * m / 10, 0, 2
+             FROM generate_series(1, 10) m",
+        )
+        .bind(Uuid::new_v4())
+        .bind(artist)
+        .bind(peak)
+        .bind(30 * (i as i32 + 1))
+        .execute(&db)
+        .await
+        .unwrap();
+    }
 }
 
 #[tokio::test]
@@ -258,7 +262,8 @@ async fn e2e_history_prescales_the_service_before_the_opening() {
     let ns = namespace(&client, "prescale").await;
     let deployments = deployment(&client, &ns, "svc", 1).await;
     let artist = format!("E2E {}", Uuid::new_v4().simple());
-    history(&artist, 12_000).await; // 12000 / 1500 = 8 replicas
+    // three past sales: the recency-weighted median is 12000 users, 12000 / 1500 = 8 replicas
+    history(&artist, &[12_000, 9_000, 15_000]).await;
     let started = tokio::time::Instant::now();
     create_te(
         &client,
@@ -286,7 +291,11 @@ async fn e2e_history_prescales_the_service_before_the_opening() {
     .await;
     let st = status(&client, &ns, "sale").await;
     assert_eq!(st["forecast"]["expectedUsers"], 12_000);
-    assert_eq!(st["forecast"]["basis"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        st["forecast"]["basis"].as_array().unwrap().len(),
+        3,
+        "the basis lists the three sales"
+    );
     assert!(
         st["conditions"]
             .as_array()
@@ -316,9 +325,11 @@ async fn e2e_queue_depth_scales_out_and_back_then_restores_the_baseline() {
     let ns = namespace(&client, "queue").await;
     let deployments = deployment(&client, &ns, "svc", 1).await;
     let event = Uuid::new_v4();
+    // the default thresholds (+2 above 5000, -1 below 1000) with cooldowns short enough for a test
     let rules = json!({ "pollSeconds": 1, "rules": [
-        { "above": 50, "change": 2, "cooldownSeconds": 3 },
-        { "below": 10, "change": -1, "cooldownSeconds": 3 } ] });
+        { "above": 5000, "change": 2, "cooldownSeconds": 4 },
+        { "above": 20000, "change": 5, "cooldownSeconds": 4 },
+        { "below": 1000, "change": -1, "cooldownSeconds": 4 } ] });
     // on sale now for 40 s, then 5 s of hold, then back to 1 replica; no history: fallback 1500 users = 1 replica
     let extra = json!({ "queueScaling": rules, "fallbackExpectedUsers": 1500, "afterSale": { "hold": "5s", "replicas": 1 } });
     create_te(
@@ -335,6 +346,10 @@ async fn e2e_queue_depth_scales_out_and_back_then_restores_the_baseline() {
     )
     .await
     .unwrap();
+    until(Duration::from_secs(10), "phase OnSale", || async {
+        status(&client, &ns, "sale").await["phase"] == "OnSale"
+    })
+    .await;
 
     let redis = fred::prelude::Builder::from_config(
         fred::prelude::Config::from_url(&env("REDIS_URL")).unwrap(),
@@ -345,37 +360,50 @@ async fn e2e_queue_depth_scales_out_and_back_then_restores_the_baseline() {
     let keys = tiketi_core::keys::Keys::new(
         std::env::var("REDIS_PREFIX").unwrap_or_else(|_| tiketi_core::keys::DEFAULT_PREFIX.into()),
     );
-    let members: Vec<(f64, String)> = (0..200).map(|i| (i as f64, format!("user-{i}"))).collect();
+    let queue = keys.queue(event);
+    let users = |n: usize| {
+        (0..n)
+            .map(|i| (i as f64, format!("user-{i}")))
+            .collect::<Vec<_>>()
+    };
     let _: () = redis
-        .zadd(keys.queue(event), None, None, false, false, members)
+        .zadd(&queue, None, None, false, false, users(6000))
         .await
         .unwrap();
 
     let crossed = tokio::time::Instant::now();
     until(
-        Duration::from_secs(10),
-        "scale-out on queue depth",
-        || async { replicas(&deployments, "svc").await.0 >= 3 },
+        Duration::from_secs(5),
+        "+2 replicas for 6000 queued users",
+        || async { replicas(&deployments, "svc").await.0 == 3 },
     )
     .await;
-    eprintln!(
-        "queue threshold crossing reached /scale in {:?}",
-        crossed.elapsed()
-    );
+    eprintln!("6000 queued users: /scale +2 after {:?}", crossed.elapsed());
     until(
         Duration::from_secs(10),
         "status shows the queue",
-        || async { status(&client, &ns, "sale").await["queueDepth"] == 200 },
+        || async { status(&client, &ns, "sale").await["queueDepth"] == 6000 },
     )
     .await;
 
-    let _: () = redis.del(keys.queue(event)).await.unwrap();
-    until(
-        Duration::from_secs(20),
-        "scale-in below the threshold",
-        || async { replicas(&deployments, "svc").await.0 < 3 },
-    )
+    // below 1000: one replica less per cooldown, not all at once
+    let _: () = redis.zremrangebyrank(&queue, 0, 5499).await.unwrap();
+    until(Duration::from_secs(15), "first scale-in", || async {
+        replicas(&deployments, "svc").await.0 == 2
+    })
     .await;
+    let first = tokio::time::Instant::now();
+    until(Duration::from_secs(15), "second scale-in", || async {
+        replicas(&deployments, "svc").await.0 == 1
+    })
+    .await;
+    let gap = first.elapsed();
+    eprintln!("scale-in steps {gap:?} apart (cooldown 4 s)");
+    assert!(
+        gap >= Duration::from_secs(3),
+        "scale-in must wait for its cooldown, took {gap:?}"
+    );
+
     until(
         Duration::from_secs(60),
         "Completed and back to the baseline",
@@ -386,9 +414,31 @@ async fn e2e_queue_depth_scales_out_and_back_then_restores_the_baseline() {
     )
     .await;
     let st = status(&client, &ns, "sale").await;
-    assert_eq!(st["peakQueueDepth"], 200);
-    let reasons = event_reasons(&client, &ns).await;
-    assert!(reasons.iter().any(|r| r == "SaleCompleted"), "{reasons:?}");
+    assert_eq!(st["peakQueueDepth"], 6000);
+    let events: Vec<String> = Api::<CoreEvent>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| {
+            format!(
+                "{} {}: {}",
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default()
+            )
+        })
+        .collect();
+    eprintln!(
+        "completed status:\n{}\nevents:\n{}",
+        serde_json::to_string_pretty(&st).unwrap(),
+        events.join("\n")
+    );
+    assert!(
+        events.iter().any(|e| e.contains("SaleCompleted")),
+        "{events:?}"
+    );
     Api::<Namespace>::all(client)
         .delete(&ns, &DeleteParams::default())
         .await

@@ -178,9 +178,10 @@ pub async fn demo_data(db: &PgPool) -> anyhow::Result<()> {
     // a past sale's per-minute traffic, so the operator has a history to forecast IU and BTS from
     sqlx::query(
         "INSERT INTO traffic_logs (event_id, artist_name, minute, concurrent_users, queue_users, replicas)
-         SELECT NULL, a.artist, date_trunc('minute', now()) - make_interval(days => a.days_ago) + make_interval(mins => m),
+         SELECT a.sale, a.artist, date_trunc('minute', now()) - make_interval(days => a.days_ago) + make_interval(mins => m),
                 (a.peak * (1 - abs(m - 30) / 40.0))::INT, (a.peak * 0.6 * (1 - abs(m - 30) / 30.0))::INT, 2
-         FROM (VALUES ('IU', 12000, 90), ('IU', 18000, 200), ('BTS', 45000, 120)) a(artist, peak, days_ago),
+         FROM (VALUES (gen_random_uuid(), 'IU', 12000, 90), (gen_random_uuid(), 'IU', 18000, 200),
+                      (gen_random_uuid(), 'BTS', 45000, 120)) a(sale, artist, peak, days_ago),
               generate_series(0, 59) m",
     )
     .execute(&mut *tx)
