@@ -439,6 +439,15 @@ async fn e2e_queue_depth_scales_out_and_back_then_restores_the_baseline() {
         events.iter().any(|e| e.contains("SaleCompleted")),
         "{events:?}"
     );
+    // every scaling decision is its own Event with its reason: 1 -> 3, 3 -> 2, 2 -> 1
+    for step in ["1 -> 3", "3 -> 2", "2 -> 1"] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e.contains("Scaled") && e.contains(step)),
+            "no Event for {step}: {events:?}"
+        );
+    }
     Api::<Namespace>::all(client)
         .delete(&ns, &DeleteParams::default())
         .await

@@ -97,11 +97,24 @@ fn parse_ts(s: &Option<String>) -> Option<DateTime<Utc>> {
 }
 
 async fn event(ctx: &Context, te: &TicketEvent, type_: EventType, reason: &str, note: String) {
+    event_with(ctx, te, type_, reason, "Reconcile".into(), note).await
+}
+
+/// The Recorder folds events with the same reason and action into one series, so a scaling decision
+/// names its target in the action: every distinct decision stays its own Event.
+async fn event_with(
+    ctx: &Context,
+    te: &TicketEvent,
+    type_: EventType,
+    reason: &str,
+    action: String,
+    note: String,
+) {
     let ev = Event {
         type_,
         reason: reason.into(),
         note: Some(note),
-        action: "Reconcile".into(),
+        action,
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&ev, &te.object_ref(&())).await {
@@ -338,6 +351,23 @@ pub async fn reconcile(te: Arc<TicketEvent>, ctx: Arc<Context>) -> Result<Action
         }
         None => (None, false),
     };
+    // a rule that changes nothing after the clamp (e.g. "below 1000" at the forecast floor while the
+    // queue is still empty) neither starts a cooldown nor claims to be the reason
+    let (memory, reason) = match (ph, desired) {
+        (Phase::OnSale, Some(n))
+            if Some(n) == old.desired_replicas
+                || (old.desired_replicas.is_none() && n == f.replicas) =>
+        {
+            (
+                StepMemory {
+                    last_up: parse_ts(&old.last_scale_up_at),
+                    last_down: parse_ts(&old.last_scale_down_at),
+                },
+                format!("on sale: queue depth {}, holding {n}", depth.unwrap_or(0)),
+            )
+        }
+        _ => (memory, reason),
+    };
 
     // the target and who else drives it
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
@@ -383,7 +413,15 @@ pub async fn reconcile(te: Arc<TicketEvent>, ctx: Arc<Context>) -> Result<Action
                 "{}: {current} -> {merged} replicas ({reason})",
                 s.target.name
             );
-            event(&ctx, &te, EventType::Normal, "Scaled", note.clone()).await;
+            event_with(
+                &ctx,
+                &te,
+                EventType::Normal,
+                "Scaled",
+                format!("ScaleTo{merged}"),
+                note.clone(),
+            )
+            .await;
             tracing::info!(te = %te.name_any(), %note, "scaled");
             decision = Some(Decision {
                 at: ts(now),
