@@ -386,6 +386,14 @@ async fn e2e_queue_depth_scales_out_and_back_then_restores_the_baseline() {
     )
     .await;
 
+    // what the service's traffic sampler would have written for this sale
+    let db = sqlx::PgPool::connect(&env("DATABASE_URL")).await.unwrap();
+    sqlx::query("INSERT INTO traffic_logs (event_id, artist_name, minute, concurrent_users, queue_users, replicas) VALUES ($1, 'E2E QUEUE', date_trunc('minute', now()), 4321, 6000, 3)")
+        .bind(event)
+        .execute(&db)
+        .await
+        .unwrap();
+
     // below 1000: one replica less per cooldown, not all at once
     let _: () = redis.zremrangebyrank(&queue, 0, 5499).await.unwrap();
     until(Duration::from_secs(15), "first scale-in", || async {
@@ -415,6 +423,18 @@ async fn e2e_queue_depth_scales_out_and_back_then_restores_the_baseline() {
     .await;
     let st = status(&client, &ns, "sale").await;
     assert_eq!(st["peakQueueDepth"], 6000);
+    assert_eq!(
+        st["peakActualUsers"], 4321,
+        "actual peak recorded against the forecast"
+    );
+    let (forecast, actual): (i32, Option<i32>) = sqlx::query_as(
+        "SELECT forecast_users, actual_peak_users FROM sale_forecasts WHERE event_id = $1",
+    )
+    .bind(event)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!((forecast, actual), (1500, Some(4321)));
     let events: Vec<String> = Api::<CoreEvent>::namespaced(client.clone(), &ns)
         .list(&ListParams::default())
         .await
