@@ -468,6 +468,18 @@ async fn e2e_queue_depth_scales_out_and_back_then_restores_the_baseline() {
             "no Event for {step}: {events:?}"
         );
     }
+    for phase in ["-> OnSale", "OnSale -> Draining", "Draining -> Completed"] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e.contains("Phase") && e.contains(phase)),
+            "no Event for {phase}: {events:?}"
+        );
+    }
+    assert_eq!(
+        st["lastDecision"]["replicas"], 1,
+        "the last decision is the last one taken"
+    );
     Api::<Namespace>::all(client)
         .delete(&ns, &DeleteParams::default())
         .await

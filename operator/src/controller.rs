@@ -291,6 +291,12 @@ pub async fn reconcile(te: Arc<TicketEvent>, ctx: Arc<Context>) -> Result<Action
     ctx.metrics.reconciles.inc();
     let ns = te.namespace().ok_or(Error::NotNamespaced)?;
     let api: Api<TicketEvent> = Api::namespaced(ctx.client.clone(), &ns);
+    // the watch cache may lag our own last status write by a pass; status is written whole (SSA), so
+    // start from the object as stored, or an older decision would overwrite a newer one
+    let te = match api.get_opt(&te.name_any()).await? {
+        Some(fresh) => Arc::new(fresh),
+        None => return Ok(Action::await_change()),
+    };
     let generation = te.metadata.generation;
     let old = te.status.clone().unwrap_or_default();
     let now = Utc::now();
@@ -602,11 +608,12 @@ pub async fn reconcile(te: Arc<TicketEvent>, ctx: Arc<Context>) -> Result<Action
         .await;
     }
     if old.phase.as_deref() != Some(phase_name) {
-        event(
+        event_with(
             &ctx,
             &te,
             EventType::Normal,
             "Phase",
+            format!("To{phase_name}"),
             format!(
                 "{} -> {phase_name}: {reason}",
                 old.phase.as_deref().unwrap_or("New")

@@ -1,12 +1,10 @@
 //! Reconcile scenarios against the fake API server.
 
-use std::sync::Arc;
-
 use chrono::Duration;
 use kube::runtime::controller::Action;
 use tiketi_crds::{ConnectionBudget, Mode, TicketEventStatus};
 
-use crate::{controller::reconcile, fixtures::*};
+use crate::fixtures::*;
 
 fn status_of(fake: &Fake) -> serde_json::Value {
     fake.find("PATCH", "/status").expect("status patched").body["status"].clone()
@@ -29,11 +27,15 @@ fn condition(status: &serde_json::Value, type_: &str) -> (String, String) {
 #[tokio::test]
 async fn reconcile_prescales_from_the_fallback_forecast() {
     let te = ticket_event("iu", Duration::minutes(10));
-    let (client, fake) = client(World {
-        deployment: Some(deployment(2, 2)),
-        ..Default::default()
-    });
-    reconcile(Arc::new(te), context(client)).await.unwrap();
+    let (result, fake) = run(
+        te,
+        World {
+            deployment: Some(deployment(2, 2)),
+            ..Default::default()
+        },
+    )
+    .await;
+    result.unwrap();
 
     let scale = fake
         .find("PATCH", "/deployments/svc/scale")
@@ -55,11 +57,15 @@ async fn reconcile_prescales_from_the_fallback_forecast() {
 async fn reconcile_plan_mode_publishes_without_scaling() {
     let mut te = ticket_event("plan", Duration::minutes(10));
     te.spec.mode = Mode::Plan;
-    let (client, fake) = client(World {
-        deployment: Some(deployment(2, 2)),
-        ..Default::default()
-    });
-    reconcile(Arc::new(te), context(client)).await.unwrap();
+    let (result, fake) = run(
+        te,
+        World {
+            deployment: Some(deployment(2, 2)),
+            ..Default::default()
+        },
+    )
+    .await;
+    result.unwrap();
     assert!(
         fake.find("PATCH", "/scale").is_none(),
         "plan mode must not scale"
@@ -77,12 +83,16 @@ async fn reconcile_plan_mode_publishes_without_scaling() {
 #[tokio::test]
 async fn reconcile_reports_an_hpa_conflict_and_does_not_fight_it() {
     let te = ticket_event("conflict", Duration::minutes(10));
-    let (client, fake) = client(World {
-        deployment: Some(deployment(2, 2)),
-        hpas: vec![hpa_on_svc()],
-        ..Default::default()
-    });
-    reconcile(Arc::new(te), context(client)).await.unwrap();
+    let (result, fake) = run(
+        te,
+        World {
+            deployment: Some(deployment(2, 2)),
+            hpas: vec![hpa_on_svc()],
+            ..Default::default()
+        },
+    )
+    .await;
+    result.unwrap();
     assert!(fake.find("PATCH", "/scale").is_none());
     assert_eq!(
         condition(&status_of(&fake), "TargetConflict"),
@@ -99,11 +109,15 @@ async fn reconcile_caps_replicas_by_the_connection_budget() {
         pool_per_replica: 10,
         reserved: 10,
     });
-    let (client, fake) = client(World {
-        deployment: Some(deployment(2, 2)),
-        ..Default::default()
-    });
-    reconcile(Arc::new(te), context(client)).await.unwrap();
+    let (result, fake) = run(
+        te,
+        World {
+            deployment: Some(deployment(2, 2)),
+            ..Default::default()
+        },
+    )
+    .await;
+    result.unwrap();
     assert_eq!(
         fake.find("PATCH", "/scale").unwrap().body["spec"]["replicas"],
         4
@@ -118,11 +132,15 @@ async fn reconcile_caps_replicas_by_the_connection_budget() {
 #[tokio::test]
 async fn reconcile_waits_for_the_phase_boundary_when_scheduled() {
     let te = ticket_event("later", Duration::days(2));
-    let (client, fake) = client(World {
-        deployment: Some(deployment(2, 2)),
-        ..Default::default()
-    });
-    let action = reconcile(Arc::new(te), context(client)).await.unwrap();
+    let (action, fake) = run(
+        te,
+        World {
+            deployment: Some(deployment(2, 2)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let action = action.unwrap();
     assert!(fake.find("PATCH", "/scale").is_none());
     assert_eq!(status_of(&fake)["phase"], "Scheduled");
     assert_eq!(
@@ -146,8 +164,8 @@ async fn reconcile_takes_the_max_of_events_on_one_deployment() {
         ticket_events: vec![te.clone(), other],
         ..Default::default()
     };
-    let (client, fake) = client(world);
-    reconcile(Arc::new(te), context(client)).await.unwrap();
+    let (result, fake) = run(te, world).await;
+    result.unwrap();
     assert_eq!(
         fake.find("PATCH", "/scale").unwrap().body["spec"]["replicas"],
         8
@@ -162,11 +180,15 @@ async fn reconcile_takes_the_max_of_events_on_one_deployment() {
 #[tokio::test]
 async fn reconcile_marks_warm_when_ready_replicas_reach_the_plan() {
     let te = ticket_event("warm", Duration::minutes(10));
-    let (client, fake) = client(World {
-        deployment: Some(deployment(5, 5)),
-        ..Default::default()
-    });
-    reconcile(Arc::new(te), context(client)).await.unwrap();
+    let (result, fake) = run(
+        te,
+        World {
+            deployment: Some(deployment(5, 5)),
+            ..Default::default()
+        },
+    )
+    .await;
+    result.unwrap();
     assert!(
         fake.find("PATCH", "/scale").is_none(),
         "already at the plan"
@@ -184,11 +206,15 @@ async fn reconcile_restores_the_baseline_after_the_sale() {
         desired_replicas: Some(9),
         ..Default::default()
     });
-    let (client, fake) = client(World {
-        deployment: Some(deployment(9, 9)),
-        ..Default::default()
-    });
-    let action = reconcile(Arc::new(te), context(client)).await.unwrap();
+    let (action, fake) = run(
+        te,
+        World {
+            deployment: Some(deployment(9, 9)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let action = action.unwrap();
     assert_eq!(
         fake.find("PATCH", "/scale").unwrap().body["spec"]["replicas"],
         2
@@ -202,11 +228,15 @@ async fn reconcile_restores_the_baseline_after_the_sale() {
 async fn reconcile_fails_an_unparseable_spec_clearly() {
     let mut te = ticket_event("bad", Duration::minutes(10));
     te.spec.opens_at = "tomorrow".into();
-    let (client, fake) = client(World {
-        deployment: Some(deployment(2, 2)),
-        ..Default::default()
-    });
-    let action = reconcile(Arc::new(te), context(client)).await.unwrap();
+    let (action, fake) = run(
+        te,
+        World {
+            deployment: Some(deployment(2, 2)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let action = action.unwrap();
     let st = status_of(&fake);
     assert_eq!(st["phase"], "Failed");
     assert_eq!(condition(&st, "Ready").1, "InvalidSpec");

@@ -112,6 +112,17 @@ fn route(world: &World, method: &str, path: &str, body: &Value) -> (StatusCode, 
                 "HorizontalPodAutoscalerList",
             ),
         ),
+        ("GET", p) if p.contains("/ticketevents/") => {
+            let name = p.rsplit('/').next().unwrap_or_default();
+            match world
+                .ticket_events
+                .iter()
+                .find(|t| t.metadata.name.as_deref() == Some(name))
+            {
+                Some(t) => (StatusCode::OK, serde_json::to_value(t).unwrap()),
+                None => not_found,
+            }
+        }
         ("GET", p) if p.ends_with("/ticketevents") => (
             StatusCode::OK,
             list(
@@ -189,4 +200,23 @@ pub fn hpa_on_svc() -> HorizontalPodAutoscaler {
         "spec": { "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "svc" }, "minReplicas": 2, "maxReplicas": 10 }
     }))
     .unwrap()
+}
+
+/// Reconciles `te` once against `world` (which then also holds `te`, as the API server would).
+pub async fn run(
+    te: TicketEvent,
+    mut world: World,
+) -> (crate::Result<kube::runtime::controller::Action>, Fake) {
+    if !world
+        .ticket_events
+        .iter()
+        .any(|t| t.metadata.name == te.metadata.name)
+    {
+        world.ticket_events.push(te.clone());
+    }
+    let (client, fake) = client(world);
+    (
+        crate::controller::reconcile(Arc::new(te), context(client)).await,
+        fake,
+    )
 }
