@@ -143,6 +143,48 @@ pub async fn eta_secs(state: &AppState, event_id: Uuid, position: i64) -> i64 {
     tiketi_core::rules::queue_eta_secs(position, rate)
 }
 
+pub const MSG_WAIT_YOUR_TURN: &str =
+    "대기열 순서를 기다려주세요. 입장이 허용된 후 예매할 수 있습니다.";
+
+static ADMITTED: LazyLock<Script> = LazyLock::new(|| {
+    // engaged = somebody waits; then only users with a live admission may buy
+    Script::from_lua(
+        "if redis.call('ZCARD', KEYS[1]) == 0 then return 1 end
+         local until_ms = redis.call('ZSCORE', KEYS[2], ARGV[1])
+         if until_ms and tonumber(until_ms) > tonumber(ARGV[2]) then return 1 end
+         return 0",
+    )
+});
+
+/// The waiting room, enforced: while anyone waits for `event_id`, only users admitted from it may
+/// hold seats or book tickets (403 otherwise), on every replica. A script that calls the reserve API
+/// directly cannot skip the queue. If Redis is unreachable the check is skipped (logged): the queue
+/// cannot run then either, and PostgreSQL still prevents overselling.
+pub async fn ensure_admitted(state: &AppState, event_id: Uuid, user_id: Uuid) -> Result<(), Error> {
+    let keys = vec![state.keys.queue(event_id), state.keys.active(event_id)];
+    let args = vec![user_id.to_string(), now_ms().to_string()];
+    match ADMITTED
+        .evalsha_with_reload::<i64, _, _>(state.redis.next(), keys, args)
+        .await
+    {
+        Ok(1) => Ok(()),
+        Ok(_) => {
+            state
+                .metrics
+                .rate_limited
+                .get_or_create(&crate::metrics::KindLabels {
+                    kind: "queue_not_admitted",
+                })
+                .inc();
+            Err(Error::forbidden(MSG_WAIT_YOUR_TURN))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "waiting room not enforced: redis unavailable");
+            Ok(())
+        }
+    }
+}
+
 pub async fn leave(state: &AppState, event_id: Uuid, user_id: Uuid) -> Result<(), Error> {
     let _: i64 = state
         .redis

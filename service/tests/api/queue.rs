@@ -190,3 +190,68 @@ async fn queue_threshold_never_exceeds_the_published_capacity() {
     );
     assert_eq!(check(b.token.clone()).await["position"], 1);
 }
+
+#[tokio::test]
+async fn queue_is_enforced_on_holds_and_bookings_while_anyone_waits() {
+    let app = TestApp::spawn().await;
+    let (event, seats) = app.seat_event().await;
+    let ticket_type: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO ticket_types (event_id, name, price, total_quantity, available_quantity) VALUES ($1, '일반석', 1000, 10, 10) RETURNING id",
+    )
+    .bind(event)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE events SET queue_threshold = 1 WHERE id = $1")
+        .bind(event)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let (admitted, waiting, bot) = (app.user().await, app.user().await, app.user().await);
+    let check = |t: String| {
+        let app = &app;
+        async move {
+            app.post(&format!("/api/queue/check/{event}"), Some(&t), json!({}))
+                .await
+                .1
+        }
+    };
+    assert_eq!(check(admitted.token.clone()).await["queued"], false);
+    assert_eq!(check(waiting.token.clone()).await["queued"], true);
+
+    let refused = (
+        StatusCode::FORBIDDEN,
+        json!({ "error": "대기열 순서를 기다려주세요. 입장이 허용된 후 예매할 수 있습니다." }),
+    );
+    // a script that skips the queue, and a user still waiting, are refused; nothing is held or sold
+    for user in [&bot, &waiting] {
+        assert_eq!(app.hold(&user.token, event, seats[0]).await, refused);
+        let booking =
+            json!({ "eventId": event, "items": [{ "ticketTypeId": ticket_type, "quantity": 1 }] });
+        assert_eq!(
+            app.post("/api/reservations", Some(&user.token), booking)
+                .await,
+            refused
+        );
+    }
+    assert_eq!(app.seat_status(seats[0]).await, "available");
+    // the admitted user buys normally
+    assert_eq!(
+        app.hold(&admitted.token, event, seats[0]).await.0,
+        StatusCode::CREATED
+    );
+
+    // once nobody waits, the waiting room is not engaged and anyone may buy
+    let (status, _) = app
+        .post(
+            &format!("/api/queue/leave/{event}"),
+            Some(&waiting.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        app.hold(&bot.token, event, seats[1]).await.0,
+        StatusCode::CREATED
+    );
+}
