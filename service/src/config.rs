@@ -1,6 +1,6 @@
 //! Process configuration: environment variables with `--flag` equivalents.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -151,10 +151,6 @@ impl Config {
             .unwrap_or_else(|| format!("http://localhost:{}", self.port))
             .trim_end_matches('/')
             .to_string()
-    }
-
-    pub fn hold(&self) -> Duration {
-        Duration::from_secs(self.hold_seconds)
     }
 
     /// The admin account to ensure at start: explicit settings, else the demo admin in dev mode.

@@ -8,25 +8,6 @@ use uuid::Uuid;
 
 use crate::common::{TestApp, User, is_wire_time, keys, sorted};
 
-const EVENT_KEYS: &[&str] = &[
-    "id",
-    "title",
-    "description",
-    "venue",
-    "address",
-    "event_date",
-    "sale_start_date",
-    "sale_end_date",
-    "poster_image_url",
-    "status",
-    "seat_layout_id",
-    "artist_name",
-    "pre_scaled",
-    "created_by",
-    "created_at",
-    "updated_at",
-];
-
 /// A naive Asia/Seoul wall-clock time `offset` from now, as the admin form sends it.
 fn kst(offset: Duration) -> String {
     (Utc::now() + offset)
@@ -310,7 +291,7 @@ async fn admin_create_event_with_seats_and_ticket_types() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["message"], "이벤트가 생성되었습니다.");
     let e = &body["event"];
-    assert_eq!(keys(e), sorted(EVENT_KEYS));
+    assert_eq!(keys(e), sorted(crate::common::EVENT_KEYS));
     assert_eq!(
         e["event_date"], "2030-01-01T10:00:00.000Z",
         "naive input is KST"
@@ -455,7 +436,7 @@ async fn admin_update_event_is_partial_and_recomputes_status() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["message"], "이벤트가 수정되었습니다.");
     let e = &body["event"];
-    assert_eq!(keys(e), sorted(EVENT_KEYS));
+    assert_eq!(keys(e), sorted(crate::common::EVENT_KEYS));
     assert_eq!(e["title"], "새 제목");
     for kept in [
         "description",
@@ -570,7 +551,7 @@ async fn admin_cancel_event_cancels_reservations_and_frees_held_seats() {
     );
     assert_eq!(body["cancelledReservations"], 2);
     assert_eq!(body["event"]["status"], "cancelled");
-    assert_eq!(keys(&body["event"]), sorted(EVENT_KEYS));
+    assert_eq!(keys(&body["event"]), sorted(crate::common::EVENT_KEYS));
 
     assert_eq!(
         reservation_state(&app, held).await,

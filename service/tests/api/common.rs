@@ -388,3 +388,23 @@ pub fn is_wire_time(v: &Value) -> bool {
             && chrono::DateTime::parse_from_rfc3339(s).is_ok()
     })
 }
+
+/// Every key of an event object (`GET /api/events/:id` and the admin answers), contract §1.3.
+pub const EVENT_KEYS: &[&str] = &[
+    "id",
+    "title",
+    "description",
+    "venue",
+    "address",
+    "event_date",
+    "sale_start_date",
+    "sale_end_date",
+    "poster_image_url",
+    "status",
+    "seat_layout_id",
+    "artist_name",
+    "pre_scaled",
+    "created_by",
+    "created_at",
+    "updated_at",
+];

@@ -23,25 +23,6 @@ const LIST_KEYS: &[&str] = &[
     "max_price",
 ];
 
-const DETAIL_KEYS: &[&str] = &[
-    "id",
-    "title",
-    "description",
-    "venue",
-    "address",
-    "event_date",
-    "sale_start_date",
-    "sale_end_date",
-    "poster_image_url",
-    "status",
-    "seat_layout_id",
-    "artist_name",
-    "pre_scaled",
-    "created_by",
-    "created_at",
-    "updated_at",
-];
-
 const TICKET_TYPE_KEYS: &[&str] = &[
     "id",
     "name",
@@ -238,7 +219,7 @@ async fn events_detail_returns_event_and_ticket_types_by_price_desc() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(keys(&body), sorted(&["event", "ticketTypes"]));
     let e = &body["event"];
-    assert_eq!(keys(e), sorted(DETAIL_KEYS));
+    assert_eq!(keys(e), sorted(crate::common::EVENT_KEYS));
     assert_eq!(e["id"], event.to_string());
     assert_eq!(e["title"], "테스트 공연");
     assert_eq!(e["venue"], "테스트홀");
