@@ -108,6 +108,12 @@ pub struct Config {
     /// Period of the traffic sampler (rows are per minute).
     #[arg(long, env = "TRAFFIC_SAMPLE_SECONDS", default_value_t = 60)]
     pub traffic_sample_seconds: u64,
+    /// Seat holds, ticket bookings and payments allowed per user per minute.
+    #[arg(long, env = "RESERVE_RATE_LIMIT_PER_MINUTE", default_value_t = 60)]
+    pub reserve_rate_limit: u32,
+    /// Waiting-room checks allowed per user per minute.
+    #[arg(long, env = "QUEUE_CHECK_RATE_LIMIT_PER_MINUTE", default_value_t = 120)]
+    pub queue_check_rate_limit: u32,
     /// Login attempts allowed per client IP per minute.
     #[arg(long, env = "LOGIN_RATE_LIMIT_PER_MINUTE", default_value_t = 30)]
     pub login_rate_limit: u32,
@@ -180,6 +186,8 @@ impl Config {
             payment_delay_max_ms: 5,
             login_rate_limit: 1000,
             demo_data: false,
+            reserve_rate_limit: 10_000,
+            queue_check_rate_limit: 10_000,
             ..cli.config
         }
     }

@@ -35,6 +35,13 @@ async fn process(
         .ok_or_else(|| Error::bad_request("Invalid reservationId format"))?;
     let method = method.as_str().filter(|m| super::method_name(m).is_some());
     let method = method.ok_or_else(|| Error::bad_request("유효하지 않은 결제 수단입니다."))?;
+    crate::ratelimit::check(
+        &state,
+        "reserve",
+        &user.id.to_string(),
+        state.config.reserve_rate_limit,
+    )
+    .await?;
     let outcome = super::pay(&state, user.id, id, method)
         .await
         .or_message("결제 처리 중 오류가 발생했습니다.");

@@ -38,6 +38,13 @@ async fn check(
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
     let event_id = path_id(&id, "Invalid event ID format")?;
+    crate::ratelimit::check(
+        &state,
+        "queue-check",
+        &user.id.to_string(),
+        state.config.queue_check_rate_limit,
+    )
+    .await?;
     async {
         let threshold = threshold_of(&state, event_id).await?;
         let p = super::check(&state, event_id, user.id, threshold).await?;

@@ -107,6 +107,13 @@ async fn reserve(
             ids.push(id);
         }
     }
+    crate::ratelimit::check(
+        &state,
+        "reserve",
+        &user.id.to_string(),
+        state.config.reserve_rate_limit,
+    )
+    .await?;
     crate::queue::ensure_admitted(&state, event_id, user.id).await?;
     let (hold, notices) = reservations::hold_seats(&state, user.id, event_id, &ids)
         .await

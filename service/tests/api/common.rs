@@ -408,3 +408,14 @@ pub const EVENT_KEYS: &[&str] = &[
     "created_at",
     "updated_at",
 ];
+
+/// Waits until the current one-minute rate-limit window has at least 15 s left, so a test that
+/// counts requests inside one window cannot straddle two.
+pub async fn early_in_rate_window() {
+    use chrono::Timelike;
+    let ok = eventually(Duration::from_secs(20), || async {
+        chrono::Utc::now().second() < 45
+    })
+    .await;
+    assert!(ok, "clock never left the end of a minute");
+}

@@ -1,0 +1,59 @@
+//! Per-user rate limits on the paths bots hammer: holds/bookings/payments and waiting-room checks.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::common::TestApp;
+
+#[tokio::test]
+async fn limits_reservations_per_user_answer_429_and_spare_others() {
+    let app = TestApp::spawn_with(|c| c.reserve_rate_limit = 2).await;
+    let (event, seats) = app.seat_event().await;
+    let (greedy, other) = (app.user().await, app.user().await);
+    crate::common::early_in_rate_window().await;
+    assert_eq!(
+        app.hold(&greedy.token, event, seats[0]).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        app.hold(&greedy.token, event, seats[1]).await.0,
+        StatusCode::CREATED
+    );
+    let resp = app
+        .req(Method::POST, "/api/seats/reserve", Some(&greedy.token))
+        .json(&json!({ "eventId": event, "seatIds": [seats[2]] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(
+        app.seat_status(seats[2]).await,
+        "available",
+        "a refused request holds nothing"
+    );
+    assert_eq!(
+        app.hold(&other.token, event, seats[2]).await.0,
+        StatusCode::CREATED,
+        "other users are unaffected"
+    );
+}
+
+#[tokio::test]
+async fn limits_queue_checks_per_user() {
+    let app = TestApp::spawn_with(|c| c.queue_check_rate_limit = 3).await;
+    let (event, _) = app.ticket_event(10).await;
+    let user = app.user().await;
+    let path = format!("/api/queue/check/{event}");
+    crate::common::early_in_rate_window().await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.post(&path, Some(&user.token), json!({})).await.0,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        app.post(&path, Some(&user.token), json!({})).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
