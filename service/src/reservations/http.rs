@@ -59,14 +59,7 @@ async fn book(
         }
         parsed.push((id, quantity as i32));
     }
-    crate::ratelimit::check(
-        &state,
-        "reserve",
-        &user.id.to_string(),
-        state.config.reserve_rate_limit,
-    )
-    .await?;
-    crate::queue::ensure_admitted(&state, event_id, user.id).await?;
+    crate::reservations::may_buy(&state, user.id, event_id).await?;
     let (booking, notices) = super::book_tickets(&state, user.id, event_id, &parsed)
         .await
         .or_message("예매에 실패했습니다.")?;

@@ -107,14 +107,7 @@ async fn reserve(
             ids.push(id);
         }
     }
-    crate::ratelimit::check(
-        &state,
-        "reserve",
-        &user.id.to_string(),
-        state.config.reserve_rate_limit,
-    )
-    .await?;
-    crate::queue::ensure_admitted(&state, event_id, user.id).await?;
+    crate::reservations::may_buy(&state, user.id, event_id).await?;
     let (hold, notices) = reservations::hold_seats(&state, user.id, event_id, &ids)
         .await
         .or_message("좌석 예약에 실패했습니다.")?;
