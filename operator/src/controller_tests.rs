@@ -27,14 +27,7 @@ fn condition(status: &serde_json::Value, type_: &str) -> (String, String) {
 #[tokio::test]
 async fn reconcile_prescales_from_the_fallback_forecast() {
     let te = ticket_event("iu", Duration::minutes(10));
-    let (result, fake) = run(
-        te,
-        World {
-            deployment: Some(deployment(2, 2)),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (result, fake) = run(te, World::target(2, 2)).await;
     result.unwrap();
 
     let scale = fake
@@ -57,14 +50,7 @@ async fn reconcile_prescales_from_the_fallback_forecast() {
 async fn reconcile_plan_mode_publishes_without_scaling() {
     let mut te = ticket_event("plan", Duration::minutes(10));
     te.spec.mode = Mode::Plan;
-    let (result, fake) = run(
-        te,
-        World {
-            deployment: Some(deployment(2, 2)),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (result, fake) = run(te, World::target(2, 2)).await;
     result.unwrap();
     assert!(
         fake.find("PATCH", "/scale").is_none(),
@@ -109,14 +95,7 @@ async fn reconcile_caps_replicas_by_the_connection_budget() {
         pool_per_replica: 10,
         reserved: 10,
     });
-    let (result, fake) = run(
-        te,
-        World {
-            deployment: Some(deployment(2, 2)),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (result, fake) = run(te, World::target(2, 2)).await;
     result.unwrap();
     assert_eq!(
         fake.find("PATCH", "/scale").unwrap().body["spec"]["replicas"],
@@ -132,14 +111,7 @@ async fn reconcile_caps_replicas_by_the_connection_budget() {
 #[tokio::test]
 async fn reconcile_waits_for_the_phase_boundary_when_scheduled() {
     let te = ticket_event("later", Duration::days(2));
-    let (action, fake) = run(
-        te,
-        World {
-            deployment: Some(deployment(2, 2)),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (action, fake) = run(te, World::target(2, 2)).await;
     let action = action.unwrap();
     assert!(fake.find("PATCH", "/scale").is_none());
     assert_eq!(status_of(&fake)["phase"], "Scheduled");
@@ -180,14 +152,7 @@ async fn reconcile_takes_the_max_of_events_on_one_deployment() {
 #[tokio::test]
 async fn reconcile_marks_warm_when_ready_replicas_reach_the_plan() {
     let te = ticket_event("warm", Duration::minutes(10));
-    let (result, fake) = run(
-        te,
-        World {
-            deployment: Some(deployment(5, 5)),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (result, fake) = run(te, World::target(5, 5)).await;
     result.unwrap();
     assert!(
         fake.find("PATCH", "/scale").is_none(),
@@ -206,14 +171,7 @@ async fn reconcile_restores_the_baseline_after_the_sale() {
         desired_replicas: Some(9),
         ..Default::default()
     });
-    let (action, fake) = run(
-        te,
-        World {
-            deployment: Some(deployment(9, 9)),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (action, fake) = run(te, World::target(9, 9)).await;
     let action = action.unwrap();
     assert_eq!(
         fake.find("PATCH", "/scale").unwrap().body["spec"]["replicas"],
@@ -228,14 +186,7 @@ async fn reconcile_restores_the_baseline_after_the_sale() {
 async fn reconcile_fails_an_unparseable_spec_clearly() {
     let mut te = ticket_event("bad", Duration::minutes(10));
     te.spec.opens_at = "tomorrow".into();
-    let (action, fake) = run(
-        te,
-        World {
-            deployment: Some(deployment(2, 2)),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (action, fake) = run(te, World::target(2, 2)).await;
     let action = action.unwrap();
     let st = status_of(&fake);
     assert_eq!(st["phase"], "Failed");

@@ -25,6 +25,16 @@ pub struct World {
     pub ticket_events: Vec<TicketEvent>,
 }
 
+impl World {
+    /// Just the target Deployment with `replicas`, `ready` of them ready.
+    pub fn target(replicas: i32, ready: i32) -> Self {
+        World {
+            deployment: Some(deployment(replicas, ready)),
+            ..Default::default()
+        }
+    }
+}
+
 pub struct Fake {
     pub calls: Arc<Mutex<Vec<Call>>>,
 }
