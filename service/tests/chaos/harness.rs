@@ -1,0 +1,480 @@
+//! Real processes for the chaos suite: a private redis-server, `tiketi-service` replicas built by
+//! cargo, a migrated database, users with tokens, and an HTTP client that tallies every answer.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs::File,
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use fred::prelude::{Builder, ClientLike, Config as RedisConfig, HashesInterface};
+use reqwest::{Method, StatusCode, header};
+use serde_json::Value;
+use sqlx::{Connection, PgConnection, PgPool};
+use tiketi_core::keys::Keys;
+use tiketi_service::auth::jwt::JwtKeys;
+use uuid::Uuid;
+
+use crate::common::{database_url, eventually};
+
+pub const PREFIX: &str = "chaos";
+const BIN: &str = env!("CARGO_BIN_EXE_tiketi-service");
+
+/// The cargo target directory (the binary lives in `<target>/<profile>/`), so reports and logs land
+/// beside the build even with CARGO_TARGET_DIR set.
+pub fn target_dir() -> PathBuf {
+    Path::new(BIN)
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("target"))
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// `sh -c` that execs `program` (keeping its pid, so SIGKILL reaches it) after starting a watchdog
+/// that SIGKILLs it once this test process is gone. Drop handles normal ends and panics; the watchdog
+/// covers a test binary that is itself killed, so no replica or redis-server outlives the suite.
+fn guarded(program: &str) -> Command {
+    const WATCHDOG: &str = r#"self=$$
+( while kill -0 "$CHAOS_PARENT_PID" 2>/dev/null; do kill -0 "$self" 2>/dev/null || exit 0; sleep 1; done
+  kill -9 "$self" ) </dev/null >/dev/null 2>&1 &
+exec "$0" "$@""#;
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(WATCHDOG)
+        .arg(program)
+        .env("CHAOS_PARENT_PID", std::process::id().to_string())
+        .stdin(Stdio::null());
+    c
+}
+
+fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        c.kill().ok(); // SIGKILL
+        c.wait().ok();
+    }
+}
+
+async fn listening(port: u16, within: Duration) -> bool {
+    eventually(within, || async move {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persistence {
+    /// `--save "" --appendonly no`: everything lives in memory only.
+    None,
+    /// `--appendonly yes --appendfsync always`: every write is in the AOF before Redis replies.
+    Aof,
+}
+
+/// A private redis-server on a free loopback port with its data in `dir`.
+pub struct Redis {
+    pub port: u16,
+    dir: PathBuf,
+    persistence: Persistence,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub async fn start(dir: &Path, persistence: Persistence) -> anyhow::Result<Self> {
+        let mut r = Redis {
+            port: free_port(),
+            dir: dir.join("redis"),
+            persistence,
+            child: None,
+        };
+        std::fs::create_dir_all(&r.dir)?;
+        r.restart().await?;
+        Ok(r)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: no shutdown save, no AOF rewrite; only what is already on disk survives.
+    pub fn kill(&mut self) {
+        kill_child(&mut self.child);
+    }
+
+    /// Starts (again) on the same port and data directory.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        let mut cmd = guarded("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--daemonize", "no", "--save", ""])
+            .arg("--dir")
+            .arg(&self.dir);
+        match self.persistence {
+            Persistence::None => cmd.args(["--appendonly", "no"]),
+            Persistence::Aof => cmd.args(["--appendonly", "yes", "--appendfsync", "always"]),
+        };
+        let log = File::create(self.dir.join("redis.log"))?;
+        cmd.stdout(log.try_clone()?).stderr(log);
+        self.child = Some(cmd.spawn().context("redis-server is installed")?);
+        if !listening(self.port, Duration::from_secs(10)).await {
+            bail!("redis-server did not listen on {}", self.port);
+        }
+        Ok(())
+    }
+
+    /// A fresh client (cheap; made per use because the server restarts under the suite).
+    pub async fn client(&self) -> anyhow::Result<fred::clients::Client> {
+        let client = Builder::from_config(RedisConfig::from_url(&self.url())?).build()?;
+        client.init().await?;
+        Ok(client)
+    }
+
+    /// The realtime session hash of `user` (what a reconnect restores).
+    pub async fn session(&self, user: Uuid) -> anyhow::Result<HashMap<String, String>> {
+        let c = self.client().await?;
+        let map = c.hgetall(Keys::new(PREFIX).session(user)).await?;
+        c.quit().await.ok();
+        Ok(map)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Settings shared by every replica of one scenario.
+#[derive(Clone)]
+pub struct Cluster {
+    pub database_url: String,
+    pub redis_url: String,
+    pub jwt_secret: String,
+    pub env: Vec<(&'static str, String)>,
+    pub logs: PathBuf,
+}
+
+/// A fresh database named like the API tests' (so `make test` drops it with theirs), migrated by the
+/// real binary's `migrate` command.
+pub async fn fresh_database(logs: &Path) -> anyhow::Result<String> {
+    let admin = database_url();
+    let name = format!("tiketi_test_chaos_{}", Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&admin).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await.ok();
+    let (base, _) = admin.rsplit_once('/').context("DATABASE_URL has a name")?;
+    let url = format!("{base}/{name}");
+    let log = File::create(logs.join("migrate.log"))?;
+    let status = Command::new(BIN)
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .env("LOG_FORMAT", "pretty")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()?;
+    if !status.success() {
+        bail!("tiketi-service migrate failed: {status}");
+    }
+    Ok(url)
+}
+
+impl Cluster {
+    pub fn new(database_url: String, redis_url: String, logs: PathBuf) -> Self {
+        Cluster {
+            database_url,
+            redis_url,
+            jwt_secret: format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
+            env: Vec::new(),
+            logs,
+        }
+    }
+
+    pub fn set(mut self, name: &'static str, value: impl ToString) -> Self {
+        self.env.push((name, value.to_string()));
+        self
+    }
+
+    pub fn jwt(&self) -> JwtKeys {
+        JwtKeys::new(self.jwt_secret.as_bytes())
+    }
+
+    /// Starts replica `name` and waits until it answers `/health`.
+    pub async fn replica(&self, name: &str) -> anyhow::Result<Replica> {
+        let port = free_port();
+        let log_path = self.logs.join(format!("replica-{name}.log"));
+        let log = File::create(&log_path)?;
+        let mut cmd = guarded(BIN);
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CHAOS_PARENT_PID", std::process::id().to_string())
+            .env("DATABASE_URL", &self.database_url)
+            .env("REDIS_URL", &self.redis_url)
+            .env("REDIS_PREFIX", PREFIX)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("JWT_SECRET", &self.jwt_secret)
+            .env("UPLOAD_DIR", self.logs.join("uploads"))
+            .env("DB_POOL_MAX", "8")
+            .env("RESERVE_RATE_LIMIT_PER_MINUTE", "100000")
+            .env("QUEUE_CHECK_RATE_LIMIT_PER_MINUTE", "100000")
+            .env("MAX_SEATS_PER_USER_PER_EVENT", "0")
+            .env("LOG_FORMAT", "pretty")
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().context("start tiketi-service")?;
+        let mut replica = Replica {
+            base: format!("http://127.0.0.1:{port}"),
+            log: log_path,
+            child: Some(child),
+        };
+        let probe = reqwest::Client::builder().no_proxy().build()?;
+        let up = eventually(Duration::from_secs(30), || {
+            let (probe, url) = (&probe, format!("{}/health", replica.base));
+            async move {
+                probe
+                    .get(url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == StatusCode::OK)
+            }
+        })
+        .await;
+        if !up || !replica.alive() {
+            bail!(
+                "replica {name} did not become healthy (log: {})",
+                replica.log.display()
+            );
+        }
+        Ok(replica)
+    }
+}
+
+pub struct Replica {
+    pub base: String,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Replica {
+    /// SIGKILL, as the OOM killer or a lost node would: no draining, no cleanup.
+    pub fn kill(&mut self) {
+        kill_child(&mut self.child);
+    }
+
+    /// Still running (never exited, never crashed).
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Lines of the log that report a panic.
+    pub fn panics(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .map(|s| s.lines().filter(|l| l.contains("panicked")).count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: Uuid,
+    pub token: String,
+}
+
+/// `n` users inserted directly (no per-user password hashing) with tokens the replicas accept.
+pub async fn users(db: &PgPool, jwt: &JwtKeys, n: usize) -> anyhow::Result<Vec<User>> {
+    let emails: Vec<String> = (0..n)
+        .map(|_| format!("c{}@example.com", Uuid::new_v4().simple()))
+        .collect();
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+        "INSERT INTO users (email, password_hash, name)
+         SELECT e, $2, '카오스' FROM unnest($1::TEXT[]) WITH ORDINALITY AS t(e, n) ORDER BY n
+         RETURNING id, email",
+    )
+    .bind(&emails)
+    .bind(tiketi_service::auth::password::DUMMY_HASH)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|(id, email)| {
+            Ok(User {
+                token: jwt.issue(id, &email, "user")?,
+                id,
+            })
+        })
+        .collect()
+}
+
+/// An event on sale now with the small_theater seat map and waiting-room `threshold`; returns the
+/// event and its seats in map order.
+pub async fn seat_event(db: &PgPool, threshold: i32) -> anyhow::Result<(Uuid, Vec<Uuid>)> {
+    let event: Uuid = sqlx::query_scalar(
+        "INSERT INTO events (title, venue, event_date, sale_start_date, sale_end_date, status,
+                             seat_layout_id, artist_name, queue_threshold)
+         VALUES ('카오스 공연', '테스트홀', now() + interval '30 days', now() - interval '1 hour',
+                 now() + interval '1 day', 'on_sale',
+                 (SELECT id FROM seat_layouts WHERE name = 'small_theater'), 'CHAOS', $1)
+         RETURNING id",
+    )
+    .bind(threshold)
+    .fetch_one(db)
+    .await?;
+    let layout: Uuid =
+        sqlx::query_scalar("SELECT id FROM seat_layouts WHERE name = 'small_theater'")
+            .fetch_one(db)
+            .await?;
+    let mut tx = db.begin().await?;
+    tiketi_service::seats::db::insert_layout_seats(&mut tx, event, layout).await?;
+    tx.commit().await?;
+    let seats = sqlx::query_scalar(
+        "SELECT id FROM seats WHERE event_id = $1 ORDER BY section, row_number, seat_number",
+    )
+    .bind(event)
+    .fetch_all(db)
+    .await?;
+    Ok((event, seats))
+}
+
+/// Requests sent and answers seen, by status (or transport failure).
+#[derive(Clone, Debug, Default)]
+pub struct Tally {
+    pub sent: u64,
+    pub outcomes: BTreeMap<String, u64>,
+    /// API (not `/health*`) 503 answers that did not say when to retry.
+    pub unavailable_without_retry_after: u64,
+}
+
+impl Tally {
+    pub fn errors(&self) -> BTreeMap<String, u64> {
+        self.outcomes
+            .iter()
+            .filter(|(k, _)| !k.starts_with('2'))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+}
+
+pub type Meter = Arc<Mutex<Tally>>;
+
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub retry_after: Option<String>,
+    pub took: Duration,
+}
+
+/// An HTTP client that counts every request and its outcome into the scenario's tally.
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    pub meter: Meter,
+}
+
+impl Http {
+    pub fn new(meter: Meter) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .no_proxy()
+            .build()
+            .expect("http client");
+        Http { client, meter }
+    }
+
+    fn count(&self, outcome: String, retry_after: bool, url: &str) {
+        let mut t = self.meter.lock().expect("tally");
+        t.sent += 1;
+        // health probes report state to orchestrators; API clients are the ones told when to retry
+        if outcome == "503" && !retry_after && !url.contains("/health") {
+            t.unavailable_without_retry_after += 1;
+        }
+        *t.outcomes.entry(outcome).or_default() += 1;
+    }
+
+    /// One request; `Err` is a transport failure (refused, reset, timeout), already counted.
+    pub async fn call(
+        &self,
+        method: Method,
+        url: String,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Answer, String> {
+        let mut r = self.client.request(method, &url);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let started = Instant::now();
+        let resp = match r.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                let kind = if e.is_connect() {
+                    "connection refused"
+                } else if e.is_timeout() {
+                    "timeout"
+                } else {
+                    "connection reset"
+                };
+                self.count(kind.into(), false, &url);
+                return Err(format!("{kind}: {e}"));
+            }
+        };
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = resp.text().await.unwrap_or_default();
+        let took = started.elapsed();
+        self.count(status.as_u16().to_string(), retry_after.is_some(), &url);
+        Ok(Answer {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            retry_after,
+            took,
+        })
+    }
+
+    pub async fn get(&self, base: &str, path: &str, token: Option<&str>) -> Result<Answer, String> {
+        self.call(Method::GET, format!("{base}{path}"), token, None)
+            .await
+    }
+
+    pub async fn post(
+        &self,
+        base: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> Result<Answer, String> {
+        self.call(Method::POST, format!("{base}{path}"), token, Some(body))
+            .await
+    }
+}

@@ -1,0 +1,489 @@
+//! Scenario 2: Redis is SIGKILLed during a sale and restarted on the same port, once with AOF
+//! (`appendonly yes`, `appendfsync always`) and once without persistence.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    common::eventually,
+    harness::{Cluster, Http, Persistence, Redis, Replica, fresh_database, seat_event, users},
+    report::Rec,
+    sio::Clients,
+    steps::{connect, fill_waiting_room, home, ok, sale_invariants, session_saved},
+};
+
+pub const TITLE_AOF: &str = "2a. SIGKILL and restart Redis during a sale, AOF (appendfsync always)";
+pub const TITLE_NONE: &str = "2b. SIGKILL and restart Redis during a sale, no persistence";
+const SETUP: &str = "Three replicas, one database, one private redis-server. Waiting-room threshold \
+3: three buyers are admitted, twelve users queue (spread over the replicas); the first three in line \
+have socket.io-client sockets in the queue room. Throughout, the buyers hold and pay seats through \
+all three replicas and a reader polls event and queue status. Redis is SIGKILLed, every replica is \
+probed (queue check, queue status, health), and Redis is restarted on the same port and data \
+directory.";
+pub const SETUP_AOF: &str = SETUP;
+pub const SETUP_NONE: &str = SETUP;
+
+const THRESHOLD: usize = 3;
+const WAITERS: usize = 12;
+const FRONT: usize = 3;
+const HOLD_SECS: u64 = 5;
+
+#[derive(Default)]
+struct Sold {
+    holds: Vec<Uuid>,
+    paid: Vec<Uuid>,
+    /// Holds and payments that were not 201/200, as answered.
+    refused: Vec<String>,
+}
+
+pub async fn run(rec: Rec, logs: PathBuf, mode: Persistence) -> anyhow::Result<()> {
+    let mut redis = Redis::start(&logs, mode).await?;
+    let db_url = fresh_database(&logs).await?;
+    let db = PgPool::connect(&db_url).await?;
+    let cluster = Cluster::new(db_url, redis.url(), logs.clone())
+        .set("HOLD_SECONDS", HOLD_SECS)
+        .set("HOLD_SWEEP_SECONDS", 1)
+        .set("PAYMENT_DELAY_MIN_MS", 50)
+        .set("PAYMENT_DELAY_MAX_MS", 200);
+    let (event, seats) = seat_event(&db, THRESHOLD as i32).await?;
+    let (a, b, c) = tokio::try_join!(
+        cluster.replica("a"),
+        cluster.replica("b"),
+        cluster.replica("c")
+    )?;
+    let mut replicas = [a, b, c];
+    let bases: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
+    let http = Http::new(rec.meter.clone());
+    let jwt = cluster.jwt();
+    let buyers = users(&db, &jwt, THRESHOLD).await?;
+    let waiters = users(&db, &jwt, WAITERS).await?;
+    let newcomers = users(&db, &jwt, 3).await?;
+    let positions = fill_waiting_room(&http, &bases, event, &buyers, &waiters).await?;
+    let at = |p: i64| {
+        positions
+            .iter()
+            .position(|x| *x == p)
+            .expect("a waiter at p")
+    };
+
+    let mut io = Clients::start();
+    let mut saved = 0;
+    for p in 1..=FRONT as i64 {
+        let i = at(p);
+        let joins =
+            json!([["join-event", { "eventId": event }], ["join-queue", { "eventId": event }]]);
+        connect(
+            &mut io,
+            &format!("w{i}"),
+            &bases[home(i, 3)],
+            &waiters[i].token,
+            joins,
+        )
+        .await?;
+        saved +=
+            usize::from(session_saved(&redis, waiters[i].id, &["eventId", "queueEventId"]).await);
+    }
+    anyhow::ensure!(saved == FRONT, "sessions not saved");
+
+    // the sale goes on: buyers hold and pay through every replica; a reader polls
+    let sold = Arc::new(Mutex::new(Sold::default()));
+    // the buyers stop between purchases (an abort could drop a hold the server already stored)
+    let stop = Arc::new(AtomicBool::new(false));
+    let buying = {
+        let (http, bases, sold, stop) = (http.clone(), bases.clone(), sold.clone(), stop.clone());
+        let (tokens, seats): (Vec<String>, Vec<Uuid>) = (
+            buyers.iter().map(|u| u.token.clone()).collect(),
+            seats.clone(),
+        );
+        tokio::spawn(async move {
+            for (n, seat) in seats.iter().enumerate() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let (token, base) = (&tokens[n % tokens.len()], &bases[n % bases.len()]);
+                let body = json!({ "eventId": event, "seatIds": [seat] });
+                let Ok(a) = http
+                    .post(base, "/api/seats/reserve", Some(token), body)
+                    .await
+                else {
+                    continue;
+                };
+                if a.status != StatusCode::CREATED {
+                    sold.lock()
+                        .expect("sold")
+                        .refused
+                        .push(format!("hold {}: {}", a.status, a.body));
+                    continue;
+                }
+                let Some(id) = a.body["reservation"]["id"]
+                    .as_str()
+                    .and_then(|s| s.parse::<Uuid>().ok())
+                else {
+                    continue;
+                };
+                sold.lock().expect("sold").holds.push(id);
+                let pay = json!({ "reservationId": id, "paymentMethod": "naver_pay" });
+                let via = &bases[(n + 1) % bases.len()];
+                match http
+                    .post(via, "/api/payments/process", Some(token), pay)
+                    .await
+                {
+                    Ok(a) if a.status == StatusCode::OK => sold.lock().expect("sold").paid.push(id),
+                    Ok(a) => sold
+                        .lock()
+                        .expect("sold")
+                        .refused
+                        .push(format!("payment {}: {}", a.status, a.body)),
+                    Err(e) => sold
+                        .lock()
+                        .expect("sold")
+                        .refused
+                        .push(format!("payment: {e}")),
+                }
+            }
+        })
+    };
+    let reading = {
+        let (http, bases) = (http.clone(), bases.clone());
+        let tokens: Vec<String> = waiters.iter().map(|u| u.token.clone()).collect();
+        tokio::spawn(async move {
+            for n in 0usize.. {
+                let base = &bases[n % bases.len()];
+                let path = if n % 2 == 0 {
+                    format!("/api/events/{event}")
+                } else {
+                    format!("/api/queue/status/{event}")
+                };
+                let _ = http.get(base, &path, Some(&tokens[n % tokens.len()])).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let selling = eventually(Duration::from_secs(15), || async {
+        sold.lock().expect("sold").paid.len() >= 3
+    })
+    .await;
+    anyhow::ensure!(selling, "the sale did not get going");
+
+    // the outage
+    redis.kill();
+    let down_at = Instant::now();
+    rec.note(format!(
+        "redis-server SIGKILLed with {} seats sold so far",
+        sold.lock().expect("sold").paid.len()
+    ));
+    let probes = join_all(replicas.iter().enumerate().map(|(r, replica)| {
+        let (http, base) = (http.clone(), replica.base.clone());
+        let (newcomer, waiter) = (newcomers[r].token.clone(), waiters[at(1)].token.clone());
+        async move {
+            let check = http
+                .post(
+                    &base,
+                    &format!("/api/queue/check/{event}"),
+                    Some(&newcomer),
+                    json!({}),
+                )
+                .await;
+            let status = http
+                .get(&base, &format!("/api/queue/status/{event}"), Some(&waiter))
+                .await;
+            let health = http.get(&base, "/health/redis", None).await;
+            let detail = http.get(&base, &format!("/api/events/{event}"), None).await;
+            (check, status, health, detail)
+        }
+    }))
+    .await;
+    let (mut refused, mut slowest, mut reads) = (0, Duration::ZERO, 0);
+    for (check, status, health, detail) in &probes {
+        for a in [check, status] {
+            if let Ok(a) = a
+                && a.status == StatusCode::SERVICE_UNAVAILABLE
+                && a.retry_after.is_some()
+                && a.body["success"] == false
+            {
+                refused += 1;
+                slowest = slowest.max(a.took);
+            }
+        }
+        refused += usize::from(
+            health
+                .as_ref()
+                .is_ok_and(|a| a.status == StatusCode::SERVICE_UNAVAILABLE),
+        );
+        reads += usize::from(detail.as_ref().is_ok_and(|a| a.status == StatusCode::OK));
+    }
+    rec.check(
+        "during the outage, queue check and status answer 503 + Retry-After and /health/redis 503, on every replica",
+        refused == 9,
+        format!(
+            "{refused} of 9 probes; slowest 503 after {} ms",
+            slowest.as_millis()
+        ),
+    );
+    rec.check(
+        "during the outage, event pages are still served from PostgreSQL",
+        reads == 3,
+        format!("{reads} of 3 replicas answered 200"),
+    );
+    let alive = replicas.iter_mut().all(Replica::alive);
+    rec.check(
+        "no replica crashes while Redis is down",
+        alive,
+        format!("all alive: {alive}"),
+    );
+
+    redis.restart().await?;
+    let outage = down_at.elapsed();
+    let restarted_at = Instant::now();
+    let recovered = eventually(Duration::from_secs(20), || async {
+        join_all(bases.iter().map(|b| http.get(b, "/health/redis", None)))
+            .await
+            .iter()
+            .all(|a| a.as_ref().is_ok_and(|a| a.status == StatusCode::OK))
+    })
+    .await;
+    rec.check(
+        "every replica reconnects to the restarted Redis (/health/redis 200)",
+        recovered,
+        format!(
+            "outage {} ms; all healthy {} ms after the restart",
+            outage.as_millis(),
+            restarted_at.elapsed().as_millis()
+        ),
+    );
+
+    // what the restarted Redis still knows, asked through a different replica than each user's own
+    let mut after = Vec::new();
+    for (i, w) in waiters.iter().enumerate() {
+        let a = ok(http
+            .get(
+                &bases[(home(i, 3) + 1) % 3],
+                &format!("/api/queue/status/{event}"),
+                Some(&w.token),
+            )
+            .await)?;
+        after.push(a.body);
+    }
+    let front = format!("w{}", at(1));
+    let again = format!("{front}-again");
+    io.disconnect(&front).await;
+    connect(
+        &mut io,
+        &again,
+        &bases[(home(at(1), 3) + 1) % 3],
+        &waiters[at(1)].token,
+        json!([]),
+    )
+    .await?;
+    rec.reconnected();
+
+    match mode {
+        Persistence::Aof => {
+            let kept = after
+                .iter()
+                .zip(&positions)
+                .filter(|(a, p)| a["position"] == **p && a["queueSize"] == WAITERS as i64)
+                .count();
+            rec.check(
+                "AOF: every queue position is exactly what it was before the kill",
+                kept == WAITERS,
+                format!("{kept} of {WAITERS} positions and queue sizes unchanged"),
+            );
+            let mut admitted = 0;
+            for (i, u) in buyers.iter().enumerate() {
+                let a = ok(http
+                    .post(
+                        &bases[(i + 2) % 3],
+                        &format!("/api/queue/check/{event}"),
+                        Some(&u.token),
+                        json!({}),
+                    )
+                    .await)?;
+                admitted += usize::from(a.status == StatusCode::OK && a.body["queued"] == false);
+            }
+            rec.check(
+                "AOF: admitted users are still admitted",
+                admitted == THRESHOLD,
+                format!("{admitted} of {THRESHOLD}"),
+            );
+            let mut behind = Vec::new();
+            for (i, u) in newcomers.iter().enumerate() {
+                let a = ok(http
+                    .post(
+                        &bases[i % 3],
+                        &format!("/api/queue/check/{event}"),
+                        Some(&u.token),
+                        json!({}),
+                    )
+                    .await)?;
+                behind.push(a.body["position"].as_i64().unwrap_or(0));
+            }
+            let expected: Vec<i64> = (1..=3).map(|k| (WAITERS + k) as i64).collect();
+            rec.check(
+                "AOF: newcomers queue behind the preserved line",
+                behind == expected,
+                format!("positions {behind:?}"),
+            );
+            let restored = io
+                .within(
+                    &again,
+                    "session-restored",
+                    |_| true,
+                    Duration::from_secs(10),
+                )
+                .await;
+            rec.check(
+                "AOF: a reconnecting socket gets its session back",
+                restored
+                    .as_ref()
+                    .is_some_and(|s| s["queueEventId"] == json!(event)),
+                format!("{restored:?}"),
+            );
+        }
+        Persistence::None => {
+            let gone = after
+                .iter()
+                .filter(|a| a["queued"] == false && a["queueSize"] == 0 && a["currentUsers"] == 0)
+                .count();
+            rec.check(
+                "no persistence: the queue and the admitted set are gone after the restart (documented loss)",
+                gone == WAITERS,
+                format!("{gone} of {WAITERS} waiters no longer queued; queueSize 0, currentUsers 0"),
+            );
+            let restored = io
+                .within(&again, "session-restored", |_| true, Duration::from_secs(3))
+                .await;
+            rec.check(
+                "no persistence: a reconnecting socket gets no session back (documented loss)",
+                restored.is_none(),
+                format!("{restored:?}"),
+            );
+        }
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    reading.abort();
+    let _ = (buying.await, reading.await);
+
+    // the waiting room works again: in the AOF run the line moves on from where it was; without
+    // persistence it is rebuilt in the order users check again
+    match mode {
+        Persistence::Aof => {
+            let left = ok(http
+                .post(
+                    &bases[0],
+                    &format!("/api/queue/leave/{event}"),
+                    Some(&buyers[0].token),
+                    json!({}),
+                )
+                .await)?;
+            let allowed = io
+                .within(
+                    &again,
+                    "queue-entry-allowed",
+                    |_| true,
+                    Duration::from_secs(10),
+                )
+                .await;
+            rec.check(
+                "AOF: admission resumes: a buyer leaves and the first in line is admitted (queue-entry-allowed)",
+                left.status == StatusCode::OK && allowed.is_some(),
+                format!("leave {}; queue-entry-allowed {}", left.status, allowed.is_some()),
+            );
+        }
+        Persistence::None => {
+            let mut rebuilt = Vec::new();
+            for (i, w) in waiters.iter().enumerate().rev() {
+                let a = ok(http
+                    .post(
+                        &bases[home(i, 3)],
+                        &format!("/api/queue/check/{event}"),
+                        Some(&w.token),
+                        json!({}),
+                    )
+                    .await)?;
+                rebuilt.push((
+                    a.status,
+                    a.body["queued"] == true,
+                    a.body["position"].as_i64(),
+                ));
+            }
+            let expected: Vec<(StatusCode, bool, Option<i64>)> = (0..WAITERS)
+                .map(|k| match k {
+                    k if k < THRESHOLD => (StatusCode::OK, false, None),
+                    k => (StatusCode::OK, true, Some((k - THRESHOLD + 1) as i64)),
+                })
+                .collect();
+            rec.check(
+                "no persistence: the waiting room works again, rebuilt in the order users check again",
+                rebuilt == expected,
+                format!(
+                    "{} of {WAITERS} re-checks admitted at once, the rest queued 1..{}",
+                    rebuilt.iter().filter(|r| !r.1).count(),
+                    WAITERS - THRESHOLD
+                ),
+            );
+        }
+    }
+
+    // PostgreSQL never depended on Redis: the sale's invariants hold across the outage
+    let settled = eventually(Duration::from_secs(HOLD_SECS + 15), || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM reservations WHERE event_id = $1 AND status = 'pending'",
+        )
+        .bind(event)
+        .fetch_one(&db)
+        .await
+        .is_ok_and(|n| n == 0)
+    })
+    .await;
+    anyhow::ensure!(
+        settled,
+        "holds still pending {HOLD_SECS} s after the sale stopped"
+    );
+    let Sold {
+        holds,
+        paid,
+        refused,
+    } = std::mem::take(&mut *sold.lock().expect("sold"));
+    rec.note(format!(
+        "{} seats held and {} paid through the replicas during the scenario",
+        holds.len(),
+        paid.len()
+    ));
+    for r in refused {
+        rec.note(format!("refused during the sale: {r}"));
+    }
+    sale_invariants(&rec, &db, event, &holds, &paid).await?;
+
+    let alive = replicas.iter_mut().all(Replica::alive);
+    let panics: usize = replicas.iter().map(Replica::panics).sum();
+    let tally = rec.meter.lock().expect("tally").clone();
+    let other_5xx: u64 = tally
+        .outcomes
+        .iter()
+        .filter(|(k, _)| k.starts_with('5') && k.as_str() != "503")
+        .map(|(_, v)| v)
+        .sum();
+    rec.check(
+        "the service never crashes: only 503 (each with Retry-After) as 5xx, no panic, all replicas alive",
+        alive && panics == 0 && other_5xx == 0 && tally.unavailable_without_retry_after == 0,
+        format!(
+            "alive {alive}; panics {panics}; other 5xx {other_5xx}; 503 without Retry-After {}",
+            tally.unavailable_without_retry_after
+        ),
+    );
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! Steps both scenarios share: filling the waiting room, connecting the frontend's socket client,
+//! and the PostgreSQL invariants of a sale.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    common::eventually,
+    harness::{Answer, Http, Redis, User},
+    report::Rec,
+    sio::Clients,
+};
+
+pub fn ok(r: Result<Answer, String>) -> anyhow::Result<Answer> {
+    r.map_err(anyhow::Error::msg)
+}
+
+/// The replica user `i` uses (users are spread round-robin, as a load balancer would).
+pub fn home(i: usize, replicas: usize) -> usize {
+    i % replicas
+}
+
+/// Admits `admitted` (the room has space for exactly them), then queues `waiting` one after another;
+/// returns each waiter's position as `/api/queue/status` reports it.
+pub async fn fill_waiting_room(
+    http: &Http,
+    bases: &[String],
+    event: Uuid,
+    admitted: &[User],
+    waiting: &[User],
+) -> anyhow::Result<Vec<i64>> {
+    let path = format!("/api/queue/check/{event}");
+    for (i, u) in admitted.iter().enumerate() {
+        let a = ok(http
+            .post(
+                &bases[home(i, bases.len())],
+                &path,
+                Some(&u.token),
+                json!({}),
+            )
+            .await)?;
+        ensure!(
+            a.status == 200 && a.body["queued"] == false,
+            "admission {i}: {} {}",
+            a.status,
+            a.body
+        );
+    }
+    for (i, u) in waiting.iter().enumerate() {
+        let a = ok(http
+            .post(
+                &bases[home(i, bases.len())],
+                &path,
+                Some(&u.token),
+                json!({}),
+            )
+            .await)?;
+        ensure!(
+            a.status == 200 && a.body["queued"] == true,
+            "queueing {i}: {} {}",
+            a.status,
+            a.body
+        );
+    }
+    let mut positions = Vec::new();
+    for (i, u) in waiting.iter().enumerate() {
+        let a = ok(http
+            .get(
+                &bases[home(i, bases.len())],
+                &format!("/api/queue/status/{event}"),
+                Some(&u.token),
+            )
+            .await)?;
+        ensure!(a.status == 200, "status {i}: {} {}", a.status, a.body);
+        positions.push(a.body["position"].as_i64().context("position")?);
+    }
+    let mut sorted = positions.clone();
+    sorted.sort();
+    ensure!(
+        sorted == (1..=waiting.len() as i64).collect::<Vec<_>>(),
+        "positions are not 1..n: {positions:?}"
+    );
+    Ok(positions)
+}
+
+/// Connects socket `id` (the real socket.io-client) to `base`, emitting `joins` from its connect
+/// handler as the frontend does.
+pub async fn connect(
+    io: &mut Clients,
+    id: &str,
+    base: &str,
+    token: &str,
+    joins: Value,
+) -> anyhow::Result<()> {
+    io.send(json!({ "op": "connect", "id": id, "url": base, "token": token, "join": joins }))
+        .await;
+    if io
+        .within(id, "connect", |_| true, Duration::from_secs(15))
+        .await
+        .is_none()
+    {
+        bail!("socket {id} did not connect to {base}");
+    }
+    Ok(())
+}
+
+/// Waits until the user's realtime session in Redis holds `fields` (the join handlers save it after
+/// answering, so a client cannot tell on its own).
+pub async fn session_saved(redis: &Redis, user: Uuid, fields: &[&str]) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        redis
+            .session(user)
+            .await
+            .is_ok_and(|m| fields.iter().all(|f| m.contains_key(*f)))
+    })
+    .await
+}
+
+/// The sale's PostgreSQL invariants, recorded in `rec`; `holds` are the reservation ids that were
+/// answered 201 and `paid` those whose payment was answered 200.
+pub async fn sale_invariants(
+    rec: &Rec,
+    db: &PgPool,
+    event: Uuid,
+    holds: &[Uuid],
+    paid: &[Uuid],
+) -> anyhow::Result<()> {
+    let double: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT ri.seat_id, count(*) FROM reservation_items ri JOIN reservations r ON r.id = ri.reservation_id
+         WHERE r.event_id = $1 AND r.status IN ('pending', 'confirmed') AND ri.seat_id IS NOT NULL
+         GROUP BY ri.seat_id HAVING count(*) > 1",
+    )
+    .bind(event)
+    .fetch_all(db)
+    .await?;
+    rec.check(
+        "each seat has at most one live (pending or confirmed) reservation",
+        double.is_empty(),
+        format!("{} seats held twice", double.len()),
+    );
+
+    let (total, sold, locked, sold_by_confirmed): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'reserved'), count(*) FILTER (WHERE status = 'locked'),
+                (SELECT count(DISTINCT ri.seat_id) FROM reservation_items ri JOIN reservations r ON r.id = ri.reservation_id
+                 WHERE r.event_id = $1 AND r.status = 'confirmed')
+         FROM seats WHERE event_id = $1",
+    )
+    .bind(event)
+    .fetch_one(db)
+    .await?;
+    rec.check(
+        "seats sold <= seats, and every sold seat belongs to a confirmed reservation",
+        sold <= total && sold == sold_by_confirmed,
+        format!("{sold} sold of {total}; {sold_by_confirmed} seats in confirmed reservations"),
+    );
+    rec.check(
+        "no seat left locked once every hold is paid or expired",
+        locked == 0,
+        format!("{locked} locked"),
+    );
+
+    let states: Vec<(Uuid, String, String)> =
+        sqlx::query_as("SELECT id, status, payment_status FROM reservations WHERE event_id = $1")
+            .bind(event)
+            .fetch_all(db)
+            .await?;
+    let found = |id: &Uuid| states.iter().find(|(r, _, _)| r == id);
+    let lost = holds.iter().filter(|h| found(h).is_none()).count();
+    let phantom = states.len() - (holds.len() - lost);
+    rec.check(
+        "no hold lost or invented: every 201 hold is in PostgreSQL, and nothing else",
+        lost == 0 && phantom == 0,
+        format!(
+            "{} holds answered 201, {} reservations stored, {lost} missing",
+            holds.len(),
+            states.len()
+        ),
+    );
+    let unsettled = states
+        .iter()
+        .filter(|(_, s, p)| {
+            !matches!(
+                (s.as_str(), p.as_str()),
+                ("confirmed", "completed") | ("expired", "failed")
+            )
+        })
+        .count();
+    rec.check(
+        "every hold ended paid (confirmed/completed) or expired (expired/failed)",
+        unsettled == 0,
+        format!("{unsettled} in another state"),
+    );
+    let unpaid = paid
+        .iter()
+        .filter(|id| found(id).is_none_or(|(_, s, p)| s != "confirmed" || p != "completed"))
+        .count();
+    rec.check(
+        "every payment answered 200 is completed",
+        unpaid == 0,
+        format!(
+            "{} payments answered 200, {unpaid} not completed",
+            paid.len()
+        ),
+    );
+    let completed = states.iter().filter(|(_, _, p)| p == "completed").count();
+    rec.check(
+        "no payment completed without a 200 answer",
+        completed == paid.len(),
+        format!("{completed} completed, {} answered 200", paid.len()),
+    );
+    Ok(())
+}
