@@ -38,6 +38,7 @@ pub fn router(state: AppState, sio: SocketIoLayer<crate::realtime::Adapter>) -> 
         .merge(admin::router(&state))
         .merge(health::router())
         .fallback(not_found)
+        .layer(middleware::from_fn(json_rejections))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,
@@ -73,6 +74,35 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
         axum::Json(serde_json::json!({ "error": format!("Cannot {method} {}", uri.path()) })),
     )
         .into_response()
+}
+
+/// axum's own 4xx answers (undecodable path ids, malformed query strings, unserved methods) are
+/// plain text; the frontend reads `error`, so they get the contract's `{error}` shape too.
+async fn json_rejections(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !resp.status().is_client_error() || !plain {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let msg = match text.trim() {
+        "" => parts.status.canonical_reason().unwrap_or("Bad Request"),
+        t => t,
+    };
+    let body = serde_json::json!({ "error": msg }).to_string();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 fn cors(origins: &str) -> CorsLayer {

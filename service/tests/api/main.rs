@@ -6,6 +6,7 @@ mod auth;
 mod common;
 mod events;
 mod faults;
+mod fuzz;
 mod limits;
 mod news;
 mod payments;
