@@ -105,6 +105,13 @@ pub struct Config {
     /// frontend re-fetch its status).
     #[arg(long, env = "QUEUE_UPDATE_MS", default_value_t = 1000)]
     pub queue_update_ms: u64,
+    /// Arrivals from this long before a sale opens get a random place in its waiting room (earlier
+    /// ones are not entered yet).
+    #[arg(long, env = "FAIR_OPENING_LEAD_SECONDS", default_value_t = 1800)]
+    pub fair_opening_lead_seconds: u64,
+    /// Arrivals up to this long after a sale opens still get a random place; later ones queue FIFO.
+    #[arg(long, env = "FAIR_OPENING_WINDOW_SECONDS", default_value_t = 60)]
+    pub fair_opening_window_seconds: u64,
     /// Period of the traffic sampler (rows are per minute).
     #[arg(long, env = "TRAFFIC_SAMPLE_SECONDS", default_value_t = 60)]
     pub traffic_sample_seconds: u64,

@@ -1,7 +1,8 @@
 //! The admission loop: one replica at a time (Redis lease) moves users from the head of each event's
 //! queue into its admitted set at `ADMISSION_RATE` per second while there is room under the threshold
-//! (capped by the operator's published capacity), tells each admitted user's waiting-room sockets
-//! (`queue-entry-allowed`, on any replica) and the rest of the room (`queue-updated`).
+//! (capped by the operator's published capacity), never before the sale opens, tells each admitted
+//! user's waiting-room sockets (`queue-entry-allowed`, on any replica) and the rest of the room
+//! (`queue-updated`).
 
 use std::{
     collections::HashMap,
@@ -21,7 +22,7 @@ use tiketi_core::{
 };
 use uuid::Uuid;
 
-use super::ADMISSION_TTL_MS;
+use super::{ADMISSION_TTL_MS, Gate};
 use crate::{lease::Lease, state::AppState};
 
 static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(include_str!("admit.lua")));
@@ -50,37 +51,40 @@ pub async fn run(state: AppState) {
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut lease = Lease::new(&state, "admission", LEASE_TTL);
     let mut lanes: HashMap<Uuid, EventLane> = HashMap::new();
-    let mut thresholds: HashMap<Uuid, (i64, Instant)> = HashMap::new();
+    let mut gates: HashMap<Uuid, (Gate, Instant)> = HashMap::new();
     loop {
         timer.tick().await;
         if !lease.hold(&state).await {
             lanes.clear();
             continue;
         }
-        if let Err(e) = tick_once(&state, tick, &mut lanes, &mut thresholds).await {
+        if let Err(e) = tick_once(&state, tick, &mut lanes, &mut gates).await {
             tracing::warn!(error = %e, "admission tick failed");
         }
     }
 }
 
-async fn threshold(
+/// The event's gate, cached; re-read every tick until the sale opens, so a changed opening is
+/// honoured to the tick.
+async fn gate(
     state: &AppState,
-    cache: &mut HashMap<Uuid, (i64, Instant)>,
+    cache: &mut HashMap<Uuid, (Gate, Instant)>,
     event_id: Uuid,
-) -> Option<i64> {
-    if let Some((t, at)) = cache.get(&event_id)
+) -> Option<Gate> {
+    if let Some((g, at)) = cache.get(&event_id)
         && at.elapsed() < THRESHOLD_CACHE
+        && chrono::Utc::now().timestamp_millis() >= g.opens_ms
     {
-        return Some(*t);
+        return Some(*g);
     }
-    match super::threshold(state, event_id).await {
-        Ok(Some(t)) => {
-            cache.insert(event_id, (t, Instant::now()));
-            Some(t)
+    match super::gate(state, event_id).await {
+        Ok(Some(g)) => {
+            cache.insert(event_id, (g, Instant::now()));
+            Some(g)
         }
         Ok(None) => None,
         Err(e) => {
-            tracing::warn!(error = %e, "threshold unavailable; keeping the last one");
+            tracing::warn!(error = %e, "event unavailable; keeping its last threshold and opening");
             cache.get(&event_id).map(|(t, _)| *t)
         }
     }
@@ -90,7 +94,7 @@ async fn tick_once(
     state: &AppState,
     tick: Duration,
     lanes: &mut HashMap<Uuid, EventLane>,
-    thresholds: &mut HashMap<Uuid, (i64, Instant)>,
+    gates: &mut HashMap<Uuid, (Gate, Instant)>,
 ) -> Result<(), fred::error::Error> {
     let events: Vec<String> = state.redis.smembers(state.keys.queue_index()).await?;
     let capacity = super::capacity(state).await;
@@ -100,12 +104,12 @@ async fn tick_once(
         let Ok(event_id) = id.parse::<Uuid>() else {
             continue;
         };
-        let Some(event_threshold) = threshold(state, thresholds, event_id).await else {
+        let Some(event_gate) = gate(state, gates, event_id).await else {
             // the event is gone: forget its queue
             let _: i64 = state.redis.srem(state.keys.queue_index(), id).await?;
             continue;
         };
-        let limit = effective_threshold(event_threshold, capacity);
+        let limit = effective_threshold(event_gate.threshold, capacity);
         let lane = lanes.entry(event_id).or_default();
         lane.credit = (lane.credit + per_tick).min(per_tick.max(1.0) * 2.0);
         let max = lane.credit.floor() as i64;
@@ -115,6 +119,7 @@ async fn tick_once(
             limit.to_string(),
             ADMISSION_TTL_MS.to_string(),
             max.to_string(),
+            event_gate.opens_ms.to_string(),
         ];
         let reply: Vec<String> = ADMIT
             .evalsha_with_reload(state.redis.next(), keys, args)

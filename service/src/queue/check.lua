@@ -1,24 +1,30 @@
 -- Waiting-room entry for one user, atomically.
--- KEYS[1] queue  (ZSET user -> enqueue ms)   KEYS[2] active (ZSET user -> admission expiry ms)
+-- KEYS[1] queue  (ZSET user -> score: arrival ms, or a random instant of the opening window)
+-- KEYS[2] active (ZSET user -> admission expiry ms)
 -- ARGV[1] user   ARGV[2] now ms   ARGV[3] threshold   ARGV[4] admission ttl ms
+-- ARGV[5] mode: 'fifo' | 'lottery' (queue at ARGV[6], never admit at once) | 'early' (enter nothing)
+-- ARGV[6] queue score of a new entry
 -- Returns {queued (0/1), position (0 if not queued), active users before this call, queue size}
 local queue, active = KEYS[1], KEYS[2]
 local user, now, threshold, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local mode, score = ARGV[5], ARGV[6]
 
 -- admissions expire per user, not as a whole set
 redis.call('ZREMRANGEBYSCORE', active, '-inf', now)
 
+-- a place, once given, is kept (refresh, re-check, another replica): the score is never rewritten
 local rank = redis.call('ZRANK', queue, user)
 if rank then
   return {1, rank + 1, redis.call('ZCARD', active), redis.call('ZCARD', queue)}
 end
 local current = redis.call('ZCARD', active)
-if redis.call('ZSCORE', active, user) then
+if redis.call('ZSCORE', active, user) or mode == 'early' then
   return {0, 0, current, redis.call('ZCARD', queue)}
 end
--- while anyone waits, newcomers wait behind them (FIFO), even if a place just freed
-if current >= threshold or redis.call('ZCARD', queue) > 0 then
-  redis.call('ZADD', queue, 'NX', now, user)
+-- the opening crowd always waits; later, newcomers wait while anyone waits (FIFO), even if a place
+-- just freed, or while the event is full
+if mode == 'lottery' or current >= threshold or redis.call('ZCARD', queue) > 0 then
+  redis.call('ZADD', queue, 'NX', score, user)
   return {1, redis.call('ZRANK', queue, user) + 1, current, redis.call('ZCARD', queue)}
 end
 redis.call('ZADD', active, now + ttl, user)

@@ -26,7 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/queue/admin/clear/{event_id}", post(admin_clear))
 }
 
-async fn threshold_of(state: &AppState, event_id: Uuid) -> Result<i64> {
+async fn gate_of(state: &AppState, event_id: Uuid) -> Result<super::Gate> {
     super::limit(state, event_id)
         .await?
         .ok_or_else(|| Error::not_found("이벤트를 찾을 수 없습니다."))
@@ -46,10 +46,11 @@ async fn check(
     )
     .await?;
     async {
-        let threshold = threshold_of(&state, event_id).await?;
-        let p = super::check(&state, event_id, user.id, threshold).await?;
+        let gate = gate_of(&state, event_id).await?;
+        let threshold = gate.threshold;
+        let p = super::check(&state, event_id, user.id, gate).await?;
         Ok(Json(if p.queued {
-            json!({ "queued": true, "position": p.position, "estimatedWait": super::eta_secs(&state, event_id, p.position).await,
+            json!({ "queued": true, "position": p.position, "estimatedWait": super::eta_secs(&state, event_id, gate.opens_ms, p.position).await,
                     "threshold": threshold, "currentUsers": p.current_users })
         } else {
             json!({ "queued": false, "currentUsers": p.current_users, "threshold": threshold })
@@ -66,11 +67,12 @@ async fn status(
 ) -> Result<Json<Value>> {
     let event_id = path_id(&id, "Invalid event ID format")?;
     async {
-        let threshold = threshold_of(&state, event_id).await?;
+        let gate = gate_of(&state, event_id).await?;
+        let threshold = gate.threshold;
         let p = super::status(&state, event_id, user.id).await?;
         Ok(Json(json!({
             "queued": p.queued, "position": p.position, "queueSize": p.queue_size,
-            "estimatedWait": super::eta_secs(&state, event_id, p.position).await, "currentUsers": p.current_users, "threshold": threshold,
+            "estimatedWait": super::eta_secs(&state, event_id, gate.opens_ms, p.position).await, "currentUsers": p.current_users, "threshold": threshold,
         })))
     }
     .await
@@ -99,7 +101,7 @@ async fn admin_info(
     user.require_admin()?;
     let event_id = path_id(&id, "Invalid event ID format")?;
     async {
-        let threshold = threshold_of(&state, event_id).await?;
+        let threshold = gate_of(&state, event_id).await?.threshold;
         let p = super::status(&state, event_id, user.id).await?;
         Ok(Json(json!({
             "eventId": event_id, "queueSize": p.queue_size, "currentUsers": p.current_users,

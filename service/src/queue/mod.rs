@@ -1,8 +1,10 @@
-//! Virtual waiting room (Redis): a FIFO queue per event and a set of admitted users whose admissions
-//! expire one by one. `admission` moves users from the queue into the admitted set.
+//! Virtual waiting room (Redis): a queue per event (a random order for the crowd at the sale's
+//! opening, see `opening`, then FIFO) and a set of admitted users whose admissions expire one by one.
+//! `admission` moves users from the queue into the admitted set.
 
 pub mod admission;
 pub mod http;
+pub mod opening;
 
 use std::sync::LazyLock;
 
@@ -32,13 +34,26 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// The event's threshold; `None` when the event does not exist.
-pub async fn threshold(state: &AppState, event_id: Uuid) -> Result<Option<i64>, Error> {
-    let t: Option<i32> = sqlx::query_scalar("SELECT queue_threshold FROM events WHERE id = $1")
-        .bind(event_id)
-        .fetch_optional(&state.db)
-        .await?;
-    Ok(t.map(i64::from))
+/// What the waiting room needs to know about an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gate {
+    /// Admitted users before newcomers queue.
+    pub threshold: i64,
+    /// When the sale opens (ms since the epoch): nobody is admitted before.
+    pub opens_ms: i64,
+}
+
+/// The event's own threshold and opening; `None` when the event does not exist.
+pub async fn gate(state: &AppState, event_id: Uuid) -> Result<Option<Gate>, Error> {
+    let row: Option<(i32, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT queue_threshold, sale_start_date FROM events WHERE id = $1")
+            .bind(event_id)
+            .fetch_optional(&state.db)
+            .await?;
+    Ok(row.map(|(t, opens)| Gate {
+        threshold: i64::from(t),
+        opens_ms: opens.timestamp_millis(),
+    }))
 }
 
 /// The ready user capacity the operator published, if any.
@@ -51,31 +66,45 @@ pub async fn capacity(state: &AppState) -> Option<i64> {
         .flatten()
 }
 
-/// The admitted-user limit in force: the event's threshold, capped by the published capacity.
-pub async fn limit(state: &AppState, event_id: Uuid) -> Result<Option<i64>, Error> {
-    let Some(t) = threshold(state, event_id).await? else {
+/// The gate in force: the event's threshold capped by the published capacity, and its opening.
+pub async fn limit(state: &AppState, event_id: Uuid) -> Result<Option<Gate>, Error> {
+    let Some(g) = gate(state, event_id).await? else {
         return Ok(None);
     };
-    Ok(Some(tiketi_core::rules::effective_threshold(
-        t,
-        capacity(state).await,
-    )))
+    Ok(Some(Gate {
+        threshold: tiketi_core::rules::effective_threshold(g.threshold, capacity(state).await),
+        ..g
+    }))
 }
 
-/// Enters the user: admitted at once while there is room and nobody waits, else queued (keeping an
-/// existing place on refresh).
+/// Enters the user: around the sale's opening into the queue at a random place (`opening`); later
+/// admitted at once while there is room and nobody waits, else queued. An existing place is kept.
 pub async fn check(
     state: &AppState,
     event_id: Uuid,
     user_id: Uuid,
-    threshold: i64,
+    gate: Gate,
 ) -> Result<Position, Error> {
+    let now = now_ms();
+    let arrival = opening::classify(
+        now,
+        gate.opens_ms,
+        state.config.fair_opening_lead_seconds,
+        state.config.fair_opening_window_seconds,
+        &mut rand::rng(),
+    );
+    let score = match arrival {
+        opening::Arrival::Lottery(score) => score.to_string(),
+        _ => now.to_string(),
+    };
     let keys = vec![state.keys.queue(event_id), state.keys.active(event_id)];
     let args = vec![
         user_id.to_string(),
-        now_ms().to_string(),
-        threshold.to_string(),
+        now.to_string(),
+        gate.threshold.to_string(),
         ADMISSION_TTL_MS.to_string(),
+        arrival.mode().to_string(),
+        score,
     ];
     let r: Vec<i64> = CHECK
         .evalsha_with_reload(state.redis.next(), keys, args)
@@ -128,8 +157,9 @@ async fn index(state: &AppState, event_id: Uuid) -> Result<(), Error> {
     Ok(())
 }
 
-/// Seconds until `position` is admitted, from the measured admission rate (or the configured one).
-pub async fn eta_secs(state: &AppState, event_id: Uuid, position: i64) -> i64 {
+/// Seconds until `position` is admitted: until the sale opens, then at the measured admission rate
+/// (or the configured one).
+pub async fn eta_secs(state: &AppState, event_id: Uuid, opens_ms: i64, position: i64) -> i64 {
     let measured: Option<f64> = state
         .redis
         .get::<Option<String>, _>(state.keys.admission_rate(event_id))
@@ -140,7 +170,12 @@ pub async fn eta_secs(state: &AppState, event_id: Uuid, position: i64) -> i64 {
     let rate = measured
         .filter(|r| *r >= 1.0)
         .unwrap_or(state.config.admission_rate as f64);
-    tiketi_core::rules::queue_eta_secs(position, rate)
+    let until_open = if position > 0 {
+        ((opens_ms - now_ms()).max(0) + 999) / 1000
+    } else {
+        0
+    };
+    until_open + tiketi_core::rules::queue_eta_secs(position, rate)
 }
 
 pub const MSG_WAIT_YOUR_TURN: &str =

@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod common;
 mod events;
+mod fairness;
 mod faults;
 mod fuzz;
 mod limits;
