@@ -54,6 +54,7 @@ pub struct Metrics {
     pub db_pool_timeouts: Counter,
     pub job_runs: Family<KindLabels, Counter>,
     pub queue_admitted: Counter,
+    pub socket_floods: Family<KindLabels, Counter>,
 }
 
 fn http_histogram() -> Histogram {
@@ -83,6 +84,7 @@ impl Metrics {
             db_pool_timeouts: Counter::default(),
             job_runs: Family::default(),
             queue_admitted: Counter::default(),
+            socket_floods: Family::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -169,6 +171,11 @@ impl Metrics {
             "tiketi_job_runs",
             "Background job runs that did work",
             m.job_runs.clone(),
+        );
+        r.register(
+            "tiketi_socket_floods",
+            "Sockets disconnected for flooding (kind: events|rooms)",
+            m.socket_floods.clone(),
         );
         Metrics { registry: r, ..m }
     }

@@ -14,7 +14,9 @@ use tiketi_core::{
 };
 use uuid::Uuid;
 
-use super::{Io, MSG_AUTH_REQUIRED, MSG_INVALID_TOKEN, RealtimeCtx, Socket, presence, session};
+use super::{
+    Io, MSG_AUTH_REQUIRED, MSG_INVALID_TOKEN, RealtimeCtx, Socket, flood, presence, session,
+};
 
 /// Who a socket belongs to (from its token).
 #[derive(Clone, Debug)]
@@ -34,6 +36,7 @@ pub async fn authenticate(
     s: Socket,
     TryData(auth): TryData<Value>,
     State(ctx): State<RealtimeCtx>,
+    State(limits): State<flood::Limits>,
 ) -> Result<(), ConnectRefused> {
     let token = auth
         .ok()
@@ -52,11 +55,16 @@ pub async fn authenticate(
         user_id: claims.user_id,
     });
     s.extensions.insert(EventRooms::default());
+    flood::install(&s, limits);
     s.on(event::JOIN_EVENT, on_join_event);
     s.on(event::LEAVE_EVENT, on_leave_event);
     s.on(event::JOIN_QUEUE, on_join_queue);
     s.on(event::JOIN_SEAT_SELECTION, on_join_seats);
     s.on(event::SEAT_SELECTION_CHANGED, on_selection_changed);
+    // unknown events spend the budget too
+    s.on_fallback(async |s: Socket| {
+        flood::admit(&s);
+    });
     s.on_disconnect(on_disconnect);
     Ok(())
 }
@@ -103,8 +111,9 @@ pub async fn on_connect(s: Socket, io: Io, State(ctx): State<RealtimeCtx>) {
     }
 }
 
-fn join(s: &Socket, rooms: Vec<String>) {
-    s.join(rooms);
+/// Joins within the socket's room cap (see `flood`); false when the socket was cut off instead.
+fn join(s: &Socket, rooms: Vec<String>) -> bool {
+    flood::join(s, rooms)
 }
 
 async fn emit_room_info(io: &Io, event_id: Uuid, users: i64) {
@@ -118,8 +127,10 @@ async fn emit_room_info(io: &Io, event_id: Uuid, users: i64) {
     }
 }
 
-async fn enter_event(s: &Socket, io: &Io, ctx: &RealtimeCtx, user: Uuid, event_id: Uuid) {
-    join(s, vec![room::event(event_id)]);
+async fn enter_event(s: &Socket, io: &Io, ctx: &RealtimeCtx, user: Uuid, event_id: Uuid) -> bool {
+    if !join(s, vec![room::event(event_id)]) {
+        return false;
+    }
     let first = s.extensions.get::<EventRooms>().is_some_and(|r| {
         r.0.lock()
             .map(|mut set| set.insert(event_id))
@@ -134,6 +145,7 @@ async fn enter_event(s: &Socket, io: &Io, ctx: &RealtimeCtx, user: Uuid, event_i
         Ok(n) => emit_room_info(io, event_id, n).await,
         Err(e) => tracing::warn!(error = %e, "presence not counted"),
     }
+    true
 }
 
 async fn on_join_event(
@@ -142,10 +154,15 @@ async fn on_join_event(
     State(ctx): State<RealtimeCtx>,
     TryData(data): TryData<Value>,
 ) {
+    if !flood::admit(&s) {
+        return;
+    }
     let (Some(user), Some(event_id)) = (user_of(&s), event_id_of(data)) else {
         return;
     };
-    enter_event(&s, &io, &ctx, user, event_id).await;
+    if !enter_event(&s, &io, &ctx, user, event_id).await {
+        return;
+    }
     session::set(&ctx, user, session::Field::Event, Some(event_id)).await;
 }
 
@@ -155,6 +172,9 @@ async fn on_leave_event(
     State(ctx): State<RealtimeCtx>,
     TryData(data): TryData<Value>,
 ) {
+    if !flood::admit(&s) {
+        return;
+    }
     let (Some(user), Some(event_id)) = (user_of(&s), event_id_of(data)) else {
         return;
     };
@@ -174,21 +194,31 @@ async fn on_leave_event(
 }
 
 async fn on_join_queue(s: Socket, State(ctx): State<RealtimeCtx>, TryData(data): TryData<Value>) {
+    if !flood::admit(&s) {
+        return;
+    }
     let (Some(user), Some(event_id)) = (user_of(&s), event_id_of(data)) else {
         return;
     };
-    join(
+    if !join(
         &s,
         vec![room::queue(event_id), room::user_queue(event_id, user)],
-    );
+    ) {
+        return;
+    }
     session::set(&ctx, user, session::Field::Queue, Some(event_id)).await;
 }
 
 async fn on_join_seats(s: Socket, State(ctx): State<RealtimeCtx>, TryData(data): TryData<Value>) {
+    if !flood::admit(&s) {
+        return;
+    }
     let (Some(user), Some(event_id)) = (user_of(&s), event_id_of(data)) else {
         return;
     };
-    join(&s, vec![room::seats(event_id)]);
+    if !join(&s, vec![room::seats(event_id)]) {
+        return;
+    }
     session::set(&ctx, user, session::Field::Seats, Some(event_id)).await;
 }
 
@@ -197,6 +227,9 @@ async fn on_selection_changed(
     State(ctx): State<RealtimeCtx>,
     TryData(data): TryData<Value>,
 ) {
+    if !flood::admit(&s) {
+        return;
+    }
     let Some(user) = user_of(&s) else { return };
     let Ok(data) = data else { return };
     let Some(event_id) = data

@@ -1,6 +1,7 @@
 //! Socket.IO on the service port: JWT in the CONNECT packet, the frontend's rooms, server pushes of
 //! committed changes, session restore, and fan-out between replicas through the Redis adapter.
 
+pub mod flood;
 mod handlers;
 pub mod presence;
 pub mod session;
@@ -65,6 +66,7 @@ pub async fn build(
         .max_payload(100_000)
         .ws_read_buffer_size(1024)
         .with_state(ctx)
+        .with_state(flood::Limits::from_config(config))
         .with_adapter::<Adapter>(adapter)
         .build_layer();
     io.ns("/", handlers::on_connect.with(handlers::authenticate))

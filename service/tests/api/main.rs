@@ -3,7 +3,6 @@
 
 mod admin;
 mod auth;
-mod caps;
 mod common;
 mod events;
 mod fairness;
