@@ -90,6 +90,12 @@ pub struct Config {
     /// Period of the hold-expiry sweep.
     #[arg(long, env = "HOLD_SWEEP_SECONDS", default_value_t = 5)]
     pub hold_sweep_seconds: u64,
+    /// Seats one user may hold or own per event (live holds + confirmed); 0 = no cap.
+    #[arg(long, env = "MAX_SEATS_PER_USER_PER_EVENT", default_value_t = 4)]
+    pub max_seats_per_user_per_event: u32,
+    /// Tickets (ticket-type units) one user may book per event (not cancelled); 0 = no cap.
+    #[arg(long, env = "MAX_TICKETS_PER_USER_PER_EVENT", default_value_t = 8)]
+    pub max_tickets_per_user_per_event: u32,
     /// Mock payment delay bounds.
     #[arg(long, env = "PAYMENT_DELAY_MIN_MS", default_value_t = 500)]
     pub payment_delay_min_ms: u64,
@@ -195,6 +201,9 @@ impl Config {
             demo_data: false,
             reserve_rate_limit: 10_000,
             queue_check_rate_limit: 10_000,
+            // like the rate limits, off unless a test is about them
+            max_seats_per_user_per_event: 0,
+            max_tickets_per_user_per_event: 0,
             ..cli.config
         }
     }

@@ -20,6 +20,42 @@ pub async fn event_sale_state(
     .await
 }
 
+/// Serialises one user's holds and bookings of one event until the transaction ends, so a per-user
+/// cap is checked and consumed as one step. The two-int4 form keeps these keys apart from the jobs'
+/// bigint locks; a hash collision only makes two unrelated buyers wait for each other briefly.
+pub async fn lock_user_event(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    event_id: Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1::TEXT), hashtext($2::TEXT))")
+        .bind(user_id)
+        .bind(event_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// (seats, ticket units) `user_id` has in `event_id`: confirmed reservations and pending ones whose
+/// hold has not expired (ticket bookings have no expiry); cancelled and expired ones do not count.
+pub async fn user_event_counts(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    event_id: Uuid,
+) -> sqlx::Result<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT coalesce(sum(ri.quantity) FILTER (WHERE ri.seat_id IS NOT NULL), 0)::BIGINT,
+                coalesce(sum(ri.quantity) FILTER (WHERE ri.ticket_type_id IS NOT NULL), 0)::BIGINT
+         FROM reservations r JOIN reservation_items ri ON ri.reservation_id = r.id
+         WHERE r.user_id = $1 AND r.event_id = $2
+           AND (r.status = 'confirmed' OR (r.status = 'pending' AND coalesce(r.expires_at > now(), TRUE)))",
+    )
+    .bind(user_id)
+    .bind(event_id)
+    .fetch_one(db)
+    .await
+}
+
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct HeldSeat {
     pub id: Uuid,

@@ -7,6 +7,7 @@ pub mod http;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
+use sqlx::PgConnection;
 use tiketi_core::wire::Notice;
 use uuid::Uuid;
 
@@ -31,6 +32,44 @@ pub async fn may_buy(state: &AppState, user_id: Uuid, event_id: Uuid) -> Result<
     crate::queue::ensure_admitted(state, event_id, user_id).await
 }
 
+/// What a new hold or booking adds to the caller's share of one event.
+#[derive(Debug, Clone, Copy)]
+enum Claim {
+    Seats(i64),
+    Tickets(i64),
+}
+
+/// The per-user caps of one event (`MAX_SEATS_PER_USER_PER_EVENT`, `MAX_TICKETS_PER_USER_PER_EVENT`),
+/// checked inside the transaction that creates the reservation, under the (user, event) lock: two
+/// concurrent requests of one user cannot both pass, and the lock ends with the transaction.
+async fn within_caps(
+    tx: &mut PgConnection,
+    state: &AppState,
+    user_id: Uuid,
+    event_id: Uuid,
+    claim: Claim,
+) -> Result<(), Error> {
+    let (cap, unit) = match claim {
+        Claim::Seats(_) => (state.config.max_seats_per_user_per_event, "석"),
+        Claim::Tickets(_) => (state.config.max_tickets_per_user_per_event, "매"),
+    };
+    if cap == 0 {
+        return Ok(());
+    }
+    db::lock_user_event(&mut *tx, user_id, event_id).await?;
+    let (seats, tickets) = db::user_event_counts(&mut *tx, user_id, event_id).await?;
+    let after = match claim {
+        Claim::Seats(n) => seats + n,
+        Claim::Tickets(n) => tickets + n,
+    };
+    if after > i64::from(cap) {
+        return Err(Error::rejected(format!(
+            "이 공연은 1인당 최대 {cap}{unit}까지 예매할 수 있습니다."
+        )));
+    }
+    Ok(())
+}
+
 pub struct SeatHold {
     pub id: Uuid,
     pub reservation_number: String,
@@ -52,6 +91,8 @@ pub async fn hold_seats(
         Some(false) => return Err(Error::rejected(MSG_NOT_ON_SALE)),
         Some(true) => {}
     }
+    let claim = Claim::Seats(seat_ids.len() as i64);
+    within_caps(&mut tx, state, user_id, event_id, claim).await?;
     let seats = db::lock_available_seats(&mut *tx, event_id, seat_ids).await?;
     if seats.len() != seat_ids.len() {
         drop(tx);
@@ -131,6 +172,8 @@ pub async fn book_tickets(
         Some(false) => return Err(Error::rejected(MSG_NOT_ON_SALE)),
         Some(true) => {}
     }
+    let units = claims.iter().map(|(_, q)| i64::from(*q)).sum();
+    within_caps(&mut tx, state, user_id, event_id, Claim::Tickets(units)).await?;
     let mut claimed = Vec::with_capacity(claims.len());
     for (ticket_type_id, quantity) in &claims {
         match db::take_stock(&mut *tx, event_id, *ticket_type_id, *quantity).await? {

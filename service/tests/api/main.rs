@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod caps;
 mod common;
 mod events;
 mod fairness;
