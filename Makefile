@@ -19,6 +19,9 @@ run: deps ## run the service on :3001 in dev mode with demo data (admin@tiketi.g
 test: deps ## run every test (unit, API against real PostgreSQL and Redis)
 	@scripts/test.sh
 
+chaos: deps ## fault injection on three real replicas (replica SIGKILL, Redis restart); prints target/chaos-report.md
+	@scripts/chaos.sh
+
 e2e: ## e2e on a real Kubernetes API server (local control plane built with Go; E2E_CLUSTER=existing for kind)
 	@e2e/run.sh
 
@@ -33,4 +36,4 @@ lint: ## formatting and clippy, as CI runs them
 stop: ## stop the local PostgreSQL and Redis
 	@$(DEPS) stop
 
-.PHONY: help deps run test e2e crd lint stop
+.PHONY: help deps run test chaos e2e crd lint stop
