@@ -2,6 +2,7 @@
 //! per feature; helpers in `common`.
 
 mod admin;
+mod audit;
 mod auth;
 mod caps;
 mod common;
