@@ -91,6 +91,137 @@ pub struct TicketEventSpec {
     pub mode: Mode,
 }
 
+impl TicketEventSpec {
+    /// The CRD's CEL rules, checked again in Rust: the operator must not trust that every object it
+    /// reads went through this version of the schema. Timestamps are left to the caller, which parses
+    /// them anyway (`opensAt`/`closesAt` format and `closesAt > opensAt`). `Err` is the rule's message.
+    pub fn validate(&self) -> Result<(), String> {
+        let check = |ok: bool, msg: &str| if ok { Ok(()) } else { Err(msg.to_string()) };
+        check(is_uuid(&self.event_id), "eventId must be a UUID")?;
+        let artist = self.artist.chars().count();
+        check(
+            artist > 0 && artist <= 255,
+            "artist must be 1 to 255 characters",
+        )?;
+        check(
+            !self.target.name.is_empty() && self.target.name.len() <= 253,
+            "target.name must not be empty",
+        )?;
+        check(
+            self.users_per_replica > 0,
+            "usersPerReplica must be positive",
+        )?;
+        check(
+            self.lead_time.len() <= 20 && duration::parse_seconds(&self.lead_time).is_some(),
+            "leadTime must be a duration like 30m or 1h30m",
+        )?;
+        check(self.min_replicas >= 0, "minReplicas must not be negative")?;
+        check(self.max_replicas >= 1, "maxReplicas must be at least 1")?;
+        check(
+            self.min_replicas <= self.max_replicas,
+            "minReplicas must not exceed maxReplicas",
+        )?;
+        check(
+            self.fallback_expected_users >= 0,
+            "fallbackExpectedUsers must not be negative",
+        )?;
+        self.queue_scaling.validate()?;
+        if let Some(a) = &self.after_sale {
+            check(
+                a.hold.len() <= 20
+                    && (a.hold.is_empty() || duration::parse_seconds(&a.hold).is_some()),
+                "afterSale.hold must be a duration like 10m",
+            )?;
+            check(
+                a.replicas
+                    .is_none_or(|r| r >= self.min_replicas && r <= self.max_replicas),
+                "afterSale.replicas must lie within minReplicas..maxReplicas",
+            )?;
+        }
+        if let Some(b) = &self.connection_budget {
+            check(b.max_connections > 0, "maxConnections must be positive")?;
+            check(b.pool_per_replica > 0, "poolPerReplica must be positive")?;
+            check(b.reserved >= 0, "reserved must not be negative")?;
+            check(
+                b.max_connections > b.reserved,
+                "maxConnections must exceed reserved",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl QueueScaling {
+    fn validate(&self) -> Result<(), String> {
+        let check = |ok: bool, msg: &str| if ok { Ok(()) } else { Err(msg.to_string()) };
+        check(
+            (1..=60).contains(&self.poll_seconds),
+            "pollSeconds must be 1 to 60",
+        )?;
+        check(self.rules.len() <= 10, "at most 10 step rules")?;
+        check(
+            self.target_queue_per_replica.is_none_or(|t| t > 0),
+            "targetQueuePerReplica must be positive",
+        )?;
+        let rules = &self.rules;
+        for r in rules {
+            check(
+                r.above.is_some() != r.below.is_some(),
+                "a step rule has exactly one of above or below",
+            )?;
+            check(
+                (r.above.is_some() && r.change > 0) || (r.below.is_some() && r.change < 0),
+                "rules with above add replicas (change > 0); rules with below remove them (change < 0)",
+            )?;
+            check(
+                r.cooldown_seconds >= 0,
+                "cooldownSeconds must not be negative",
+            )?;
+        }
+        for a in rules {
+            for b in rules {
+                if let (Some(above), Some(below)) = (a.above, b.below) {
+                    check(
+                        below < above,
+                        "step rules overlap: every below threshold must be under every above threshold",
+                    )?;
+                }
+                if let (Some(x), Some(y)) = (a.above, b.above) {
+                    check(
+                        x == y || (x < y) == (a.change < b.change),
+                        "step rules are unordered: a higher above threshold must add more replicas",
+                    )?;
+                }
+                if let (Some(x), Some(y)) = (a.below, b.below) {
+                    check(
+                        x == y || (x > y) == (a.change > b.change),
+                        "step rules are unordered: a lower below threshold must remove more replicas",
+                    )?;
+                }
+            }
+            let same = rules
+                .iter()
+                .filter(|b| {
+                    (a.above.is_some() && a.above == b.above)
+                        || (a.below.is_some() && a.below == b.below)
+                })
+                .count();
+            check(same == 1, "step rules repeat a threshold")?;
+        }
+        Ok(())
+    }
+}
+
+/// The CRD's eventId pattern: 8-4-4-4-12 hex digits.
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 fn default_users_per_replica() -> i32 {
     1500
 }
@@ -317,4 +448,185 @@ pub mod phase {
     pub const DRAINING: &str = "Draining";
     pub const COMPLETED: &str = "Completed";
     pub const FAILED: &str = "Failed";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> TicketEventSpec {
+        TicketEventSpec {
+            event_id: "0b6c7a52-3f4e-4a43-9d1e-2f3c4b5a6d7e".into(),
+            artist: "아이유".into(),
+            opens_at: "2026-12-01T20:00:00+09:00".into(),
+            closes_at: "2026-12-01T23:00:00+09:00".into(),
+            target: TargetRef {
+                kind: TargetKind::Deployment,
+                name: "tiketi".into(),
+            },
+            users_per_replica: default_users_per_replica(),
+            lead_time: default_lead_time(),
+            min_replicas: 2,
+            max_replicas: 20,
+            fallback_expected_users: 7500,
+            queue_scaling: QueueScaling::default(),
+            after_sale: Some(AfterSale {
+                hold: "10m".into(),
+                replicas: Some(3),
+            }),
+            connection_budget: Some(ConnectionBudget {
+                max_connections: 200,
+                pool_per_replica: 10,
+                reserved: 10,
+            }),
+            mode: Mode::Active,
+        }
+    }
+
+    type Change = Box<dyn FnOnce(&mut TicketEventSpec)>;
+
+    fn refused(change: impl FnOnce(&mut TicketEventSpec)) -> String {
+        let mut s = spec();
+        change(&mut s);
+        s.validate().expect_err("spec should be refused")
+    }
+
+    #[test]
+    fn validate_accepts_the_defaults_and_refuses_what_cel_refuses() {
+        assert_eq!(spec().validate(), Ok(()));
+        let rule = |above: Option<i64>, below: Option<i64>, change: i32| StepRule {
+            above,
+            below,
+            change,
+            cooldown_seconds: 60,
+        };
+        let cases: Vec<(Change, &str)> = vec![
+            (
+                Box::new(|s| s.event_id = "not-a-uuid".into()),
+                "eventId must be a UUID",
+            ),
+            (
+                Box::new(|s| s.artist = String::new()),
+                "artist must be 1 to 255 characters",
+            ),
+            (
+                Box::new(|s| s.artist = "가".repeat(256)),
+                "artist must be 1 to 255 characters",
+            ),
+            (
+                Box::new(|s| s.target.name = String::new()),
+                "target.name must not be empty",
+            ),
+            (
+                Box::new(|s| s.users_per_replica = 0),
+                "usersPerReplica must be positive",
+            ),
+            (
+                Box::new(|s| s.lead_time = "30".into()),
+                "leadTime must be a duration like 30m or 1h30m",
+            ),
+            (
+                Box::new(|s| s.lead_time = String::new()),
+                "leadTime must be a duration like 30m or 1h30m",
+            ),
+            (
+                Box::new(|s| s.min_replicas = -1),
+                "minReplicas must not be negative",
+            ),
+            (
+                Box::new(|s| s.max_replicas = 0),
+                "maxReplicas must be at least 1",
+            ),
+            (
+                Box::new(|s| s.min_replicas = 21),
+                "minReplicas must not exceed maxReplicas",
+            ),
+            (
+                Box::new(|s| s.fallback_expected_users = -1),
+                "fallbackExpectedUsers must not be negative",
+            ),
+            (
+                Box::new(|s| s.queue_scaling.poll_seconds = 61),
+                "pollSeconds must be 1 to 60",
+            ),
+            (
+                Box::new(|s| s.queue_scaling.target_queue_per_replica = Some(0)),
+                "targetQueuePerReplica must be positive",
+            ),
+            (
+                Box::new(move |s| s.queue_scaling.rules = vec![rule(Some(1), Some(2), 1)]),
+                "a step rule has exactly one of above or below",
+            ),
+            (
+                Box::new(move |s| s.queue_scaling.rules = vec![rule(Some(1), None, -1)]),
+                "rules with above add replicas (change > 0); rules with below remove them (change < 0)",
+            ),
+            (
+                Box::new(move |s| {
+                    s.queue_scaling.rules = vec![rule(Some(10), None, 1), rule(None, Some(10), -1)]
+                }),
+                "step rules overlap: every below threshold must be under every above threshold",
+            ),
+            (
+                Box::new(move |s| {
+                    s.queue_scaling.rules = vec![rule(Some(10), None, 2), rule(Some(20), None, 1)]
+                }),
+                "step rules are unordered: a higher above threshold must add more replicas",
+            ),
+            (
+                Box::new(move |s| {
+                    s.queue_scaling.rules = vec![rule(None, Some(10), -2), rule(None, Some(5), -1)]
+                }),
+                "step rules are unordered: a lower below threshold must remove more replicas",
+            ),
+            (
+                Box::new(move |s| {
+                    s.queue_scaling.rules = vec![rule(Some(10), None, 2), rule(Some(10), None, 2)]
+                }),
+                "step rules repeat a threshold",
+            ),
+            (
+                Box::new(|s| s.after_sale.as_mut().unwrap().hold = "10x".into()),
+                "afterSale.hold must be a duration like 10m",
+            ),
+            (
+                Box::new(|s| s.after_sale.as_mut().unwrap().replicas = Some(1)),
+                "afterSale.replicas must lie within minReplicas..maxReplicas",
+            ),
+            (
+                Box::new(|s| s.connection_budget.as_mut().unwrap().reserved = 200),
+                "maxConnections must exceed reserved",
+            ),
+            (
+                Box::new(|s| s.connection_budget.as_mut().unwrap().pool_per_replica = 0),
+                "poolPerReplica must be positive",
+            ),
+        ];
+        for (change, message) in cases {
+            assert_eq!(refused(change), message);
+        }
+    }
+
+    /// Every CEL message of the generated schema is one `validate` can give (so a new CEL rule
+    /// without its Rust twin fails here).
+    #[test]
+    fn validate_mirrors_every_cel_rule() {
+        let crd = serde_json::to_string(&<TicketEvent as kube::CustomResourceExt>::crd()).unwrap();
+        let source = include_str!("lib.rs");
+        let validate =
+            &source[source.find("pub fn validate").unwrap()..source.find("fn is_uuid").unwrap()];
+        let messages: Vec<&str> = crd
+            .split("\"message\":\"")
+            .skip(1)
+            .map(|m| &m[..m.find('"').unwrap()])
+            .collect();
+        assert!(messages.len() >= 20, "{} CEL messages", messages.len());
+        for m in messages {
+            let timestamps = m.starts_with("opensAt") || m.starts_with("closesAt");
+            assert!(
+                timestamps || validate.contains(m),
+                "CEL rule `{m}` has no twin in validate()"
+            );
+        }
+    }
 }

@@ -53,24 +53,37 @@ struct Parsed {
     baseline: i32,
 }
 
+/// Longest `leadTime` and `afterSale.hold` the operator plans with: keeps every instant of the window
+/// representable (an absurd duration would overflow the date arithmetic).
+const MAX_WINDOW_DURATION_SECS: i64 = 366 * 86_400;
+
+/// The spec, validated (the CEL rules again, see `TicketEventSpec::validate`) and parsed.
 fn parse(te: &TicketEvent) -> Result<Parsed, String> {
     let s = &te.spec;
+    s.validate()?;
     let time = |v: &str, what: &str| {
         DateTime::parse_from_rfc3339(v)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| format!("{what}: {e}"))
     };
-    let dur = |v: &str, what: &str| {
-        duration::parse_seconds(v)
-            .map(chrono::Duration::seconds)
-            .ok_or_else(|| format!("{what}: not a duration"))
+    let dur = |v: &str, what: &str| match duration::parse_seconds(v) {
+        Some(secs) if secs <= MAX_WINDOW_DURATION_SECS => Ok(chrono::Duration::seconds(secs)),
+        Some(_) => Err(format!("{what}: longer than 366 days")),
+        None => Err(format!("{what}: not a duration")),
     };
     let hold = s.after_sale.as_ref().map_or("10m", |a| a.hold.as_str());
+    let (opens, closes) = (
+        time(&s.opens_at, "opensAt")?,
+        time(&s.closes_at, "closesAt")?,
+    );
+    if closes <= opens {
+        return Err("closesAt must be after opensAt".into());
+    }
     Ok(Parsed {
         event: s.event_id.parse().map_err(|e| format!("eventId: {e}"))?,
         window: Window {
-            opens: time(&s.opens_at, "opensAt")?,
-            closes: time(&s.closes_at, "closesAt")?,
+            opens,
+            closes,
             lead: dur(&s.lead_time, "leadTime")?,
             hold: if hold.is_empty() {
                 chrono::Duration::zero()
@@ -203,7 +216,7 @@ fn wish(
             let mut wanted = current;
             let mut reason = format!("on sale: queue depth {depth}, holding {current}");
             if let Some(step) = plan::queue_step(depth, &s.queue_scaling.rules, memory, now) {
-                wanted = current + step.change;
+                wanted = current.saturating_add(step.change);
                 reason = step.reason;
                 if step.change > 0 {
                     memory.last_up = Some(now);
@@ -733,3 +746,7 @@ pub fn reporter(instance: Option<String>) -> Reporter {
         instance,
     }
 }
+
+#[cfg(test)]
+#[path = "spec_props.rs"]
+mod spec_props;

@@ -66,14 +66,14 @@ pub fn forecast(history: &[SalePeak], now: DateTime<Utc>, fallback_users: i64) -
 
 /// `ceil(users / users_per_replica)`, within `min..=max`.
 pub fn replicas_for(users: i64, users_per_replica: i32, min: i32, max: i32) -> i32 {
-    let per = i64::from(users_per_replica.max(1));
-    let n = (users.max(0) + per - 1) / per;
-    (n.min(i64::from(i32::MAX)) as i32).clamp(min.min(max), max)
+    let per = users_per_replica.max(1) as u64;
+    let n = (users.max(0) as u64).div_ceil(per);
+    (n.min(i32::MAX as u64) as i32).clamp(min.min(max), max)
 }
 
 /// Replicas the database can serve: floor((max_connections - reserved) / pool_per_replica).
 pub fn budget_cap(max_connections: i32, pool_per_replica: i32, reserved: i32) -> i32 {
-    ((max_connections - reserved).max(0) / pool_per_replica.max(1)).max(0)
+    (max_connections.saturating_sub(reserved).max(0) / pool_per_replica.max(1)).max(0)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +136,8 @@ pub struct Step {
 }
 
 fn cooled(last: Option<DateTime<Utc>>, now: DateTime<Utc>, cooldown_secs: i64) -> bool {
-    last.is_none_or(|t| now - t >= Duration::seconds(cooldown_secs))
+    // compared in seconds: a huge cooldown must not overflow a Duration
+    last.is_none_or(|t| (now - t).num_seconds() >= cooldown_secs)
 }
 
 /// The step the queue rules take at `depth`: the largest matching scale-up (strictly above its
@@ -183,8 +184,8 @@ pub fn queue_step(
 
 /// Target tracking: enough replicas for `per_replica` queued users each.
 pub fn tracking_replicas(depth: i64, per_replica: i64) -> i32 {
-    let per = per_replica.max(1);
-    ((depth.max(0) + per - 1) / per).min(i64::from(i32::MAX)) as i32
+    let per = per_replica.max(1) as u64;
+    (depth.max(0) as u64).div_ceil(per).min(i32::MAX as u64) as i32
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
