@@ -1,0 +1,216 @@
+//! `tiketi-bench`: the load generator and benchmark driver (issue 6, DESIGN.md §6). It starts the
+//! servers itself (TIKETI release binary, and the Node socket.io reference for side-by-side
+//! ratios), seeds PostgreSQL, drives raw Engine.IO/Socket.IO clients from several agent processes
+//! and loopback source addresses, and prints a table (and JSON) of figures against the targets.
+
+mod agent;
+mod fixtures;
+mod report;
+mod scenarios;
+mod servers;
+mod sio;
+mod stats;
+mod wait;
+
+use std::{net::IpAddr, path::PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use sqlx::PgPool;
+
+use crate::{report::Report, servers::Env};
+
+#[derive(Parser)]
+#[command(
+    name = "tiketi-bench",
+    about = "Benchmarks TIKETI against DESIGN.md §6 and a Node socket.io reference"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    args: Args,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Internal: one client process, driven over stdin/stdout.
+    #[command(hide = true)]
+    Agent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// N clients connect, authenticate and join rooms: connect rate and server RSS per socket.
+    Connections,
+    /// Seat holds broadcast to every client of one room, one replica and across replicas.
+    Fanout,
+    /// Seat-hold storm on distinct seats, then racers per seat.
+    Holds,
+    /// Waiting-room join burst, admission and position updates.
+    Queue,
+    /// GET /api/events and /api/events/:id throughput and latency.
+    Rest,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Scenarios to run, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "connections,fanout,holds,queue,rest"
+    )]
+    pub scenarios: Vec<Scenario>,
+    /// Socket.IO clients for connections and fanout.
+    #[arg(long, default_value_t = 10_000)]
+    pub clients: usize,
+    /// At most this many clients per agent process (a process may open ~20,000 files here).
+    #[arg(long, default_value_t = 9_500)]
+    pub clients_per_process: usize,
+    /// Loopback source addresses 127.0.0.2.. to spread client ports over.
+    #[arg(long, default_value_t = 8)]
+    pub sources: u8,
+    /// Broadcasts per fan-out run (spaced, then the same number as one burst).
+    #[arg(long, default_value_t = 20)]
+    pub messages: usize,
+    /// Gap between spaced broadcasts.
+    #[arg(long, default_value_t = 300)]
+    pub spacing_ms: u64,
+    /// Replicas for the cross-replica fan-out run.
+    #[arg(long, default_value_t = 3)]
+    pub replicas: usize,
+    /// Holds on distinct seats.
+    #[arg(long, default_value_t = 20_000)]
+    pub holds: usize,
+    /// Seats raced for, each by `racers` buyers.
+    #[arg(long, default_value_t = 1_000)]
+    pub race_seats: usize,
+    #[arg(long, default_value_t = 10)]
+    pub racers: usize,
+    /// HTTP requests in flight for holds and queue joins.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Waiting-room joins in the burst.
+    #[arg(long, default_value_t = 100_000)]
+    pub queue_joins: usize,
+    /// Socket clients in the waiting room receiving position updates.
+    #[arg(long, default_value_t = 5_000)]
+    pub queue_waiters: usize,
+    /// Seconds per REST endpoint.
+    #[arg(long, default_value_t = 10)]
+    pub rest_seconds: u64,
+    /// Connections for the REST run.
+    #[arg(long, default_value_t = 64)]
+    pub rest_connections: usize,
+    /// Skip the Node reference server.
+    #[arg(long)]
+    pub no_node: bool,
+    #[arg(long, default_value = "target/release/tiketi-service")]
+    pub service_bin: PathBuf,
+    #[arg(long, default_value = "bench/node")]
+    pub node_dir: PathBuf,
+    /// Where the JSON results go (a markdown table goes beside it).
+    #[arg(long, default_value = "target/bench/results.json")]
+    pub out: PathBuf,
+    /// A PostgreSQL URL the benchmark may create its database next to (`make bench` sets it).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:56379")]
+    pub redis_url: String,
+    /// First port for the servers under test.
+    #[arg(long, default_value_t = 3400)]
+    pub port: u16,
+}
+
+/// What every scenario shares.
+pub struct Ctx {
+    pub args: Args,
+    pub env: Env,
+    pub db: PgPool,
+    pub sources: Vec<IpAddr>,
+    pub report: Report,
+}
+
+impl Ctx {
+    pub fn wants(&self, s: Scenario) -> bool {
+        self.args.scenarios.contains(&s)
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    // every socket is a file: lift the soft limit to the hard one
+    rlimit::increase_nofile_limit(u64::MAX).context("raise the open-files limit")?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Some(Command::Agent) => runtime.block_on(agent::run()),
+        None => runtime.block_on(drive(cli.args)),
+    }
+}
+
+async fn drive(args: Args) -> Result<()> {
+    let run = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+    let database_url = fixtures::fresh_database(&args.database_url).await?;
+    let env = Env {
+        service_bin: args.service_bin.clone(),
+        node_dir: args.node_dir.clone(),
+        database_url: database_url.clone(),
+        redis_url: args.redis_url.clone(),
+        redis_prefix: format!("tiketi-bench-{run}"),
+        jwt_secret: format!("bench-secret-{run}-{}", uuid::Uuid::new_v4().simple()),
+        service_env: Vec::new(),
+    };
+    let migrate = tokio::process::Command::new(&env.service_bin)
+        .arg("migrate")
+        .env("DATABASE_URL", &database_url)
+        .status()
+        .await
+        .with_context(|| {
+            format!(
+                "run {} migrate (build it: cargo build --release -p tiketi-service)",
+                env.service_bin.display()
+            )
+        })?;
+    anyhow::ensure!(migrate.success(), "migrations failed");
+    let db = PgPool::connect(&database_url).await?;
+    let sources = (0..args.sources.max(1))
+        .map(|i| IpAddr::from([127, 0, 0, 2 + i]))
+        .collect();
+    let mut ctx = Ctx {
+        args,
+        env,
+        db,
+        sources,
+        report: Report {
+            machine: report::Machine::here(),
+            ..Report::default()
+        },
+    };
+    println!(
+        "tiketi-bench on {} cpus: {:?}",
+        ctx.report.machine.cpus, ctx.args.scenarios
+    );
+    if ctx.wants(Scenario::Connections) || ctx.wants(Scenario::Fanout) {
+        scenarios::realtime::run(&mut ctx).await?;
+    }
+    if ctx.wants(Scenario::Holds) {
+        scenarios::holds::run(&mut ctx).await?;
+    }
+    if ctx.wants(Scenario::Queue) {
+        scenarios::queue::run(&mut ctx).await?;
+    }
+    if ctx.wants(Scenario::Rest) {
+        scenarios::rest::run(&mut ctx).await?;
+    }
+    let table = ctx.report.table();
+    println!("\n{table}");
+    ctx.report.write_json(&ctx.args.out)?;
+    std::fs::write(ctx.args.out.with_extension("md"), &table)?;
+    println!(
+        "results: {} and {}",
+        ctx.args.out.display(),
+        ctx.args.out.with_extension("md").display()
+    );
+    Ok(())
+}

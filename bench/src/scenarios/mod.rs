@@ -1,0 +1,4 @@
+pub mod holds;
+pub mod queue;
+pub mod realtime;
+pub mod rest;

@@ -1,0 +1,188 @@
+//! queue: a burst of waiting-room joins (`POST /api/queue/check/:id`, distinct users) while
+//! socket clients wait in the queue room; then Redis is read directly to prove no position was
+//! lost or duplicated, and the waiters' `queue-updated` arrivals give the update latency.
+
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use fred::prelude::*;
+use futures::{StreamExt, stream};
+use serde_json::{Value, json};
+use tiketi_core::keys::Keys;
+
+use crate::{
+    Ctx,
+    agent::{self, Job},
+    fixtures,
+    report::Figure,
+    servers::{Kind, Stack},
+    stats::Latencies,
+    wait,
+};
+
+/// Admitted users before newcomers queue; low so nearly the whole burst waits.
+const THRESHOLD: i32 = 100;
+/// How long the waiters listen to position updates after the burst.
+const LISTEN: Duration = Duration::from_secs(5);
+
+struct Answer {
+    status: u16,
+    position: Option<i64>,
+    took: Duration,
+}
+
+pub async fn run(ctx: &mut Ctx) -> Result<()> {
+    let (j, w) = (ctx.args.queue_joins, ctx.args.queue_waiters);
+    println!("\n== queue: {j} joins, {w} waiters listening for position updates");
+    let (event, _) = fixtures::seat_event(&ctx.db, "queue", 0, THRESHOLD).await?;
+    let users = fixtures::users(&ctx.db, "queuer", j + w).await?;
+    let tokens = fixtures::tokens(&ctx.env.jwt_secret, &users)?;
+    let stack = Stack::start(Kind::Tiketi, &ctx.env, 1, ctx.args.port).await?;
+
+    let job = Job {
+        servers: stack.addrs(),
+        sources: ctx.sources.clone(),
+        tokens: tokens[j..].to_vec(),
+        joins: vec![("join-queue".into(), json!({ "eventId": event }))],
+        record: vec!["queue-updated".into()],
+        key_field: "timestamp".into(),
+        concurrency: 256,
+    };
+    let procs = w.div_ceil(ctx.args.clients_per_process.max(1));
+    let (agents, ready) = agent::start_all(&job, procs).await?;
+    println!("   {} waiters connected", ready.connected);
+    wait::idle(&stack.pids(), Duration::from_secs(30)).await;
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(ctx.args.concurrency)
+        .build()?;
+    let url = format!("{}/api/queue/check/{event}", stack.base_url());
+    let started = Instant::now();
+    let answers: Vec<Answer> = stream::iter(0..j)
+        .map(|i| check(&http, &url, &tokens[i]))
+        .buffered(ctx.args.concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    tokio::time::sleep(LISTEN).await;
+    let done = agent::finish_all(agents).await?;
+
+    // every user that got 200 is either waiting or admitted, exactly once
+    let redis = Builder::from_config(Config::from_url(&ctx.args.redis_url)?).build()?;
+    redis.init().await?;
+    let keys = Keys::new(ctx.env.redis_prefix.clone());
+    let waiting: Vec<String> = redis
+        .zrange(keys.queue(event), 0, -1, None, false, None, false)
+        .await?;
+    let admitted: Vec<String> = redis
+        .zrange(keys.active(event), 0, -1, None, false, None, false)
+        .await?;
+    redis.quit().await.ok();
+    let rank: std::collections::HashMap<&str, i64> = waiting
+        .iter()
+        .enumerate()
+        .map(|(r, u)| (u.as_str(), i64::try_from(r).unwrap_or(i64::MAX)))
+        .collect();
+    let admitted: HashSet<&str> = admitted.iter().map(String::as_str).collect();
+    let (mut ok, mut lost, mut twice, mut moved_back, mut refused) = (0, 0, 0, 0, 0);
+    let mut lat = Latencies::default();
+    for (i, a) in answers.iter().enumerate() {
+        lat.record_us(i64::try_from(a.took.as_micros()).unwrap_or(i64::MAX));
+        if a.status != 200 {
+            refused += 1;
+            continue;
+        }
+        ok += 1;
+        let user = users[i].to_string();
+        let (queued, active) = (rank.get(user.as_str()), admitted.contains(user.as_str()));
+        match (queued, active) {
+            (None, false) => lost += 1,
+            (Some(_), true) => twice += 1,
+            // positions only move forward: the place now is never behind the one announced
+            (Some(r), false) if a.position.is_some_and(|p| r + 1 > p) => moved_back += 1,
+            _ => {}
+        }
+    }
+    let s = lat.summary();
+    println!(
+        "   {ok} of {j} joined in {elapsed:.2} s ({:.0}/s), p99 {:.1} ms; {} waiting, {} admitted; lost {lost}, both {twice}, moved back {moved_back}, non-200 {refused}",
+        ok as f64 / elapsed,
+        s.p99_ms,
+        waiting.len(),
+        admitted.len()
+    );
+    ctx.report.add(
+        Figure::new("queue", &format!("join rate ({j} distinct users)"), "/s")
+            .tiketi(ok as f64 / elapsed)
+            .higher_is_better()
+            .target("100k joins in 10 s (≥ 10,000/s)", 10_000.0),
+    );
+    ctx.report
+        .add(Figure::new("queue", "join latency p99", "ms").tiketi(s.p99_ms));
+    ctx.report.add(
+        Figure::new("queue", "positions lost, duplicated or moved back", "")
+            .tiketi(f64::from(lost + twice + moved_back))
+            .check(
+                "none, and every join answered 200",
+                lost + twice + moved_back == 0 && refused == 0,
+            ),
+    );
+
+    let mut updates = Latencies::default();
+    let mut distinct = 0usize;
+    if let Some(by_ts) = done.arrivals.get("queue-updated") {
+        for (ts, arrivals) in by_ts {
+            let Some(sent) = chrono::DateTime::parse_from_rfc3339(ts).ok() else {
+                continue;
+            };
+            distinct += 1;
+            for at in arrivals {
+                updates.record_us(at - sent.timestamp_micros());
+            }
+        }
+    }
+    let u = updates.summary();
+    println!(
+        "   {distinct} position updates, {} deliveries to {} waiters: p50 {:.1} p99 {:.1} max {:.1} ms",
+        u.count, ready.connected, u.p50_ms, u.p99_ms, u.max_ms
+    );
+    ctx.report.add(
+        Figure::new(
+            "queue",
+            &format!("position update to all {w} waiters, max"),
+            "ms",
+        )
+        .tiketi(u.max_ms)
+        .target("≤ 1 s", 1000.0),
+    );
+    ctx.report.add(
+        Figure::new("queue", "position updates received by every waiter", "")
+            .tiketi(distinct as f64)
+            .check(
+                "each update reached every waiter",
+                distinct > 0 && u.count == (distinct * ready.connected) as u64,
+            ),
+    );
+    stack.stop().await;
+    Ok(())
+}
+
+async fn check(http: &reqwest::Client, url: &str, token: &str) -> Answer {
+    let started = Instant::now();
+    let res = http.post(url).bearer_auth(token).send().await;
+    let (status, body) = match res {
+        Ok(r) => (
+            r.status().as_u16(),
+            r.json::<Value>().await.unwrap_or(Value::Null),
+        ),
+        Err(_) => (0, Value::Null),
+    };
+    Answer {
+        status,
+        position: body.get("position").and_then(Value::as_i64),
+        took: started.elapsed(),
+    }
+}
