@@ -130,6 +130,17 @@ pub struct Config {
     /// Login attempts allowed per client IP per minute.
     #[arg(long, env = "LOGIN_RATE_LIMIT_PER_MINUTE", default_value_t = 30)]
     pub login_rate_limit: u32,
+    /// Socket.IO events one socket may send per second (token bucket refill); beyond it, and the
+    /// burst, the socket is disconnected as a flood.
+    #[arg(long, env = "SOCKET_EVENTS_PER_SECOND", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub socket_events_per_second: u32,
+    /// Socket.IO events one socket may send at once (token bucket size).
+    #[arg(long, env = "SOCKET_EVENTS_BURST", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    pub socket_events_burst: u32,
+    /// Rooms one socket may be in (a frontend socket uses at most five, session restore included);
+    /// beyond it the socket is disconnected.
+    #[arg(long, env = "SOCKET_MAX_ROOMS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(8..))]
+    pub socket_max_rooms: u32,
     /// JSON logs (default) or human-readable ones.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: String,

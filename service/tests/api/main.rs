@@ -9,6 +9,7 @@ mod common;
 mod events;
 mod fairness;
 mod faults;
+mod flood;
 mod fuzz;
 mod limits;
 mod news;
