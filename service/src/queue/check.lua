@@ -3,7 +3,7 @@
 -- KEYS[2] active (ZSET user -> admission expiry ms)
 -- ARGV[1] user   ARGV[2] now ms   ARGV[3] threshold   ARGV[4] admission ttl ms
 -- ARGV[5] mode: 'fifo' | 'lottery' (queue at ARGV[6], never admit at once) | 'early' (enter nothing)
--- ARGV[6] queue score of a new entry
+-- ARGV[6] queue score of a new entry (fifo: arrival ms, raised to stay behind the last in line)
 -- Returns {queued (0/1), position (0 if not queued), active users before this call, queue size}
 local queue, active = KEYS[1], KEYS[2]
 local user, now, threshold, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -24,6 +24,12 @@ end
 -- the opening crowd always waits; later, newcomers wait while anyone waits (FIFO), even if a place
 -- just freed, or while the event is full
 if mode == 'lottery' or current >= threshold or redis.call('ZCARD', queue) > 0 then
+  if mode == 'fifo' then
+    -- strictly behind everyone already waiting: equal scores would order by user id, so a later
+    -- arrival in the same millisecond could jump ahead and push earlier ones back
+    local last = redis.call('ZRANGE', queue, -1, -1, 'WITHSCORES')[2]
+    score = math.max(tonumber(score), last and tonumber(last) + 0.001 or 0)
+  end
   redis.call('ZADD', queue, 'NX', score, user)
   return {1, redis.call('ZRANK', queue, user) + 1, current, redis.call('ZCARD', queue)}
 end

@@ -255,3 +255,46 @@ async fn queue_is_enforced_on_holds_and_bookings_while_anyone_waits() {
         StatusCode::CREATED
     );
 }
+
+#[tokio::test]
+async fn queue_concurrent_arrivals_keep_their_order_and_announced_places() {
+    let app = TestApp::spawn().await;
+    let (event, _) = app.ticket_event(10).await;
+    sqlx::query("UPDATE events SET queue_threshold = 1 WHERE id = $1")
+        .bind(event)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let check = |t: String| {
+        let app = &app;
+        async move {
+            app.post(&format!("/api/queue/check/{event}"), Some(&t), json!({}))
+                .await
+        }
+    };
+    // one admitted user fills the event, so nobody is admitted while the others arrive
+    let first = app.user().await;
+    assert_eq!(check(first.token).await.1["queued"], false);
+
+    // many arrivals in the same milliseconds: each is placed behind everyone before it
+    let users = app.users(150).await;
+    let answers = futures::future::join_all(users.iter().map(|u| check(u.token.clone()))).await;
+    let mut announced: Vec<i64> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, StatusCode::OK, "{body}");
+            body["position"].as_i64().expect("queued with a position")
+        })
+        .collect();
+    for (u, place) in users.iter().zip(&announced) {
+        let (_, now) = app
+            .get(&format!("/api/queue/status/{event}"), Some(&u.token))
+            .await;
+        assert_eq!(
+            now["position"], *place,
+            "a later arrival pushed this one back"
+        );
+    }
+    announced.sort_unstable();
+    assert_eq!(announced, (1..=150).collect::<Vec<i64>>());
+}
