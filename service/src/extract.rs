@@ -46,11 +46,24 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             return Ok(JsonBody(Map::new()));
         }
         match serde_json::from_slice::<Value>(&bytes) {
+            // PostgreSQL text cannot hold NUL: refused here rather than as a 500 from the query
+            Ok(Value::Object(map)) if map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) => {
+                Err(Error::rejected("JSON body must not contain NUL characters"))
+            }
             Ok(Value::Object(map)) => Ok(JsonBody(map)),
             // express.json (strict) refuses top-level scalars and arrays too
             Ok(_) => Err(Error::rejected("JSON body must be an object")),
             Err(e) => Err(Error::rejected(format!("Invalid JSON: {e}"))),
         }
+    }
+}
+
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
     }
 }
 

@@ -60,6 +60,13 @@ fn json_response(body: String) -> Response {
 }
 
 async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Response> {
+    // PostgreSQL text cannot hold NUL (the query would fail with a 500): refuse it plainly
+    if [&q.status, &q.q]
+        .iter()
+        .any(|v| v.as_deref().is_some_and(|s| s.contains('\0')))
+    {
+        return Err(crate::error::Error::bad_request("Invalid query"));
+    }
     let (page, limit) = paging(q.page.as_deref(), q.limit.as_deref(), 10);
     let status = q.status.as_deref().filter(|s| !s.is_empty());
     let search = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());

@@ -35,6 +35,7 @@ pub fn arb_json() -> impl Strategy<Value = Value> {
         "[0-9a-f-]{0,40}".prop_map(Value::String),
         Just(Value::String(Uuid::new_v4().to_string())),
         Just(Value::String("00000000-0000-0000-0000-000000000000".into())),
+        Just(Value::String("a\u{0}b".into())),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
@@ -201,7 +202,7 @@ impl Fuzz {
             let resp = r
                 .send()
                 .await
-                .map_err(|e| TestCaseError::fail(format!("{method} {path:.300}: {e}")))?;
+                .map_err(|e| TestCaseError::fail(format!("{method} {path:.300}: {e:?}")))?;
             let status = resp.status();
             let ct = resp
                 .headers()
@@ -493,4 +494,48 @@ async fn fuzz_regression_repeated_query_keys_and_unserved_methods_answer_in_the_
     assert!(resp.headers().contains_key(header::ALLOW));
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body, json!({ "error": "Method Not Allowed" }));
+}
+
+/// Found by `fuzz_events_list_query_strings`: a NUL in `status` or `q` reached PostgreSQL (which
+/// refuses NUL in text) and came back as a 500. Other text inputs with NUL must not 500 either.
+#[tokio::test]
+async fn fuzz_regression_nul_characters_are_refused_not_a_500() {
+    let app = TestApp::spawn().await;
+    for q in ["status=%00", "q=a%00b", "status=on_sale&q=%00"] {
+        let (status, body) = app.get(&format!("/api/events?{q}"), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{q}: {body}");
+        error_shape(&body).unwrap_or_else(|e| panic!("{q}: {e}: {body}"));
+    }
+    let user = app.user().await;
+    let nul = "a\u{0}b";
+    for (path, token, body) in [
+        (
+            "/api/auth/register",
+            None,
+            json!({ "email": "x@example.com", "password": "secret123", "name": nul, "phone": nul }),
+        ),
+        (
+            "/api/auth/register",
+            None,
+            json!({ "email": format!("{nul}@example.com"), "password": "secret123", "name": "n" }),
+        ),
+        (
+            "/api/auth/login",
+            None,
+            json!({ "email": format!("{nul}@example.com"), "password": nul }),
+        ),
+        (
+            "/api/news",
+            Some(user.token.as_str()),
+            json!({ "title": nul, "content": nul }),
+        ),
+        (
+            "/api/payments/process",
+            Some(user.token.as_str()),
+            json!({ "reservationId": Uuid::new_v4(), "paymentMethod": nul }),
+        ),
+    ] {
+        let (status, body) = app.post(path, token, body).await;
+        assert!(!status.is_server_error(), "{path}: {status} {body}");
+    }
 }
