@@ -47,6 +47,7 @@ impl Service {
             jwt: jwt.clone(),
             redis: redis.clone(),
             keys: tiketi_core::keys::Keys::new(config.redis_prefix.clone()),
+            room_info: realtime::room_info::RoomInfo::default(),
         };
         let (sio_layer, io) = realtime::build(&config, ctx).await?;
         let state = AppState::new(db, redis, io, jwt, config);

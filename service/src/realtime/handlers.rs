@@ -116,17 +116,6 @@ fn join(s: &Socket, rooms: Vec<String>) -> bool {
     flood::join(s, rooms)
 }
 
-async fn emit_room_info(io: &Io, event_id: Uuid, users: i64) {
-    let info = json!({ "eventId": event_id, "userCount": users });
-    if let Err(e) = io
-        .to(room::event(event_id))
-        .emit(event::ROOM_INFO, &info)
-        .await
-    {
-        tracing::warn!(error = %e, "room-info not delivered");
-    }
-}
-
 async fn enter_event(s: &Socket, io: &Io, ctx: &RealtimeCtx, user: Uuid, event_id: Uuid) -> bool {
     if !join(s, vec![room::event(event_id)]) {
         return false;
@@ -142,7 +131,7 @@ async fn enter_event(s: &Socket, io: &Io, ctx: &RealtimeCtx, user: Uuid, event_i
         presence::change(ctx, event_id, user, 0).await
     };
     match users {
-        Ok(n) => emit_room_info(io, event_id, n).await,
+        Ok(n) => ctx.room_info.update(io, event_id, n).await,
         Err(e) => tracing::warn!(error = %e, "presence not counted"),
     }
     true
@@ -186,7 +175,7 @@ async fn on_leave_event(
     });
     if was_in {
         match presence::change(&ctx, event_id, user, -1).await {
-            Ok(n) => emit_room_info(&io, event_id, n).await,
+            Ok(n) => ctx.room_info.update(&io, event_id, n).await,
             Err(e) => tracing::warn!(error = %e, "presence not counted"),
         }
     }
@@ -252,7 +241,7 @@ async fn on_disconnect(s: Socket, io: Io, State(ctx): State<RealtimeCtx>) {
         .unwrap_or_default();
     for event_id in rooms {
         match presence::change(&ctx, event_id, user, -1).await {
-            Ok(n) => emit_room_info(&io, event_id, n).await,
+            Ok(n) => ctx.room_info.update(&io, event_id, n).await,
             Err(e) => tracing::warn!(error = %e, "presence not counted"),
         }
     }

@@ -4,6 +4,7 @@
 pub mod flood;
 mod handlers;
 pub mod presence;
+pub mod room_info;
 pub mod session;
 
 use std::{sync::Arc, time::Duration};
@@ -36,6 +37,7 @@ pub struct RealtimeCtx {
     pub jwt: Arc<JwtKeys>,
     pub redis: fred::clients::Pool,
     pub keys: Keys,
+    pub room_info: room_info::RoomInfo,
 }
 
 /// Builds the Socket.IO layer and its handle over a Redis adapter (RESP3 subscriber, Redis >= 7).

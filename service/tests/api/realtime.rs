@@ -332,3 +332,28 @@ async fn realtime_traffic_sampler_records_users_queue_and_replicas() {
     .await;
     assert!(sampled, "traffic_logs never showed the sale's figures");
 }
+
+#[tokio::test]
+async fn realtime_room_info_is_coalesced_during_a_join_storm() {
+    let app = TestApp::spawn().await;
+    let (event, _) = app.ticket_event(10).await;
+    let users = app.users(40).await;
+    let mut c = Clients::start();
+    c.connect("first", &app, &users[0].token, join("join-event", event))
+        .await;
+    c.expect("first", "room-info", |d| d["userCount"] == 1)
+        .await;
+    // 39 more join at once: one packet per join would be 39 room-infos for "first"
+    for (i, u) in users.iter().enumerate().skip(1) {
+        c.connect(&format!("u{i}"), &app, &u.token, join("join-event", event))
+            .await;
+    }
+    // everyone ends up with the final count ...
+    c.expect("first", "room-info", |d| d["userCount"] == 40)
+        .await;
+    c.expect("u1", "room-info", |d| d["userCount"] == 40).await;
+    c.expect("u39", "room-info", |d| d["userCount"] == 40).await;
+    // ... in a few packets, not one per join
+    let seen = c.count("first", "room-info") + 1;
+    assert!(seen < 10, "{seen} room-info packets for 39 joins");
+}
