@@ -118,9 +118,18 @@ pub struct Args {
     pub database_url: String,
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:56379")]
     pub redis_url: String,
+    /// Extra settings for the TIKETI replicas, e.g. `--service-env DB_POOL_MAX=20` (repeatable).
+    #[arg(long = "service-env", value_parser = parse_setting)]
+    pub service_env: Vec<(String, String)>,
     /// First port for the servers under test.
     #[arg(long, default_value_t = 3400)]
     pub port: u16,
+}
+
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
 /// What every scenario shares.
@@ -159,7 +168,7 @@ async fn drive(args: Args) -> Result<()> {
         redis_url: args.redis_url.clone(),
         redis_prefix: format!("tiketi-bench-{run}"),
         jwt_secret: format!("bench-secret-{run}-{}", uuid::Uuid::new_v4().simple()),
-        service_env: Vec::new(),
+        service_env: args.service_env.clone(),
     };
     let migrate = tokio::process::Command::new(&env.service_bin)
         .arg("migrate")
