@@ -1,6 +1,14 @@
-//! Read-through response cache in Redis. A cache failure never fails a request: reads fall back to
-//! PostgreSQL and the short TTLs bound staleness if an invalidation is lost.
+//! Read-through response cache in two tiers: a one-second copy in process memory, then Redis
+//! (shared by the replicas, invalidated on every change). A cache failure never fails a request:
+//! reads fall back to PostgreSQL and the short TTLs bound staleness if an invalidation is lost.
+//!
+//! The memory tier exists for the opening minute, when most requests are the same few pages: a hit
+//! costs no network round trip at all. Its one second is the only staleness another replica's
+//! change can add (this replica's own changes clear it at once), well inside the Redis tier's TTLs.
 
+use std::time::Duration;
+
+use axum::body::Bytes;
 use fred::prelude::{Expiration, KeysInterface};
 use uuid::Uuid;
 
@@ -8,6 +16,35 @@ use crate::state::AppState;
 
 pub const LIST_TTL_SECS: i64 = 30;
 pub const DETAIL_TTL_SECS: i64 = 10;
+pub const LOCAL_TTL: Duration = Duration::from_secs(1);
+/// Entries per memory tier (bodies are a few KiB; search pages are many but rarely repeated).
+const LOCAL_CAPACITY: u64 = 4096;
+
+/// Response bodies kept in this process for `LOCAL_TTL`.
+#[derive(Clone)]
+pub struct Local {
+    pub lists: moka::sync::Cache<String, Bytes>,
+    pub details: moka::sync::Cache<Uuid, Bytes>,
+}
+
+fn tier<K>() -> moka::sync::Cache<K, Bytes>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+{
+    moka::sync::Cache::builder()
+        .max_capacity(LOCAL_CAPACITY)
+        .time_to_live(LOCAL_TTL)
+        .build()
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Self {
+            lists: tier(),
+            details: tier(),
+        }
+    }
+}
 
 pub async fn get(state: &AppState, key: &str) -> Option<String> {
     match state.redis.get::<Option<String>, _>(key).await {
@@ -41,6 +78,7 @@ pub async fn list_generation(state: &AppState) -> Option<i64> {
 
 /// Drops every cached event list page at once by moving to a new generation.
 pub async fn invalidate_lists(state: &AppState) {
+    state.local.lists.invalidate_all();
     if let Err(e) = state
         .redis
         .incr::<i64, _>(state.keys.events_list_generation())
@@ -51,6 +89,7 @@ pub async fn invalidate_lists(state: &AppState) {
 }
 
 pub async fn invalidate_event(state: &AppState, event_id: Uuid) {
+    state.local.details.invalidate(&event_id);
     if let Err(e) = state
         .redis
         .del::<i64, _>(state.keys.event_detail_cache(event_id))

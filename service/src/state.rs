@@ -19,6 +19,8 @@ pub struct AppState {
     /// Socket.IO handle for server pushes.
     pub io: crate::realtime::Io,
     pub started: Instant,
+    /// The in-process tier of the response cache.
+    pub local: crate::cache::Local,
 }
 
 impl AppState {
@@ -38,6 +40,7 @@ impl AppState {
             metrics: crate::metrics::global(),
             io,
             started: Instant::now(),
+            local: crate::cache::Local::default(),
         }
     }
 }

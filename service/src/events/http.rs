@@ -1,5 +1,6 @@
 //! `GET /api/events`, `GET /api/events/:id`, `GET /api/tickets/*`.
 
+use axum::body::Bytes;
 use axum::{
     Json, Router,
     extract::{Path, Query, State},
@@ -51,10 +52,10 @@ pub fn paging(page: Option<&str>, limit: Option<&str>, default_limit: i64) -> (i
     (page, limit)
 }
 
-fn json_response(body: String) -> Response {
+fn json_response(body: impl Into<axum::body::Body>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        body,
+        body.into(),
     )
         .into_response()
 }
@@ -70,14 +71,17 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Resu
     let (page, limit) = paging(q.page.as_deref(), q.limit.as_deref(), 10);
     let status = q.status.as_deref().filter(|s| !s.is_empty());
     let search = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let query = serde_json::to_string(&(status, page, limit, search)).unwrap_or_default();
+    if let Some(hit) = state.local.lists.get(&query) {
+        return Ok(json_response(hit));
+    }
     let generation = cache::list_generation(&state).await;
-    let cache_key = generation.map(|g| {
-        let query = serde_json::to_string(&(status, page, limit, search)).unwrap_or_default();
-        state.keys.events_list_cache(g, &query)
-    });
+    let cache_key = generation.map(|g| state.keys.events_list_cache(g, &query));
     if let Some(key) = &cache_key
         && let Some(hit) = cache::get(&state, key).await
     {
+        let hit = Bytes::from(hit);
+        state.local.lists.insert(query, hit.clone());
         return Ok(json_response(hit));
     }
     async {
@@ -95,6 +99,8 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Resu
         if let Some(key) = &cache_key {
             cache::put(&state, key, &body, cache::LIST_TTL_SECS).await;
         }
+        let body = Bytes::from(body);
+        state.local.lists.insert(query, body.clone());
         Ok(json_response(body))
     }
     .await
@@ -103,8 +109,13 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Resu
 
 async fn detail(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response> {
     let id = path_id(&id, "Invalid id format")?;
+    if let Some(hit) = state.local.details.get(&id) {
+        return Ok(json_response(hit));
+    }
     let key = state.keys.event_detail_cache(id);
     if let Some(hit) = cache::get(&state, &key).await {
+        let hit = Bytes::from(hit);
+        state.local.details.insert(id, hit.clone());
         return Ok(json_response(hit));
     }
     async {
@@ -114,6 +125,8 @@ async fn detail(State(state): State<AppState>, Path(id): Path<String>) -> Result
         let ticket_types = db::ticket_types(&state.db, id).await?;
         let body = json!({ "event": event, "ticketTypes": ticket_types }).to_string();
         cache::put(&state, &key, &body, cache::DETAIL_TTL_SECS).await;
+        let body = Bytes::from(body);
+        state.local.details.insert(id, body.clone());
         Ok(json_response(body))
     }
     .await

@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::common::{TestApp, is_wire_time, keys, sorted};
+use crate::common::{TestApp, eventually, is_wire_time, keys, sorted};
 
 const LIST_KEYS: &[&str] = &[
     "id",
@@ -382,4 +382,34 @@ async fn tickets_availability_of_a_ticket_type() {
             json!({ "error": "티켓 타입을 찾을 수 없습니다." })
         )
     );
+}
+
+#[tokio::test]
+async fn events_cached_pages_follow_changes_at_once_here_and_within_a_second_elsewhere() {
+    let a = TestApp::spawn().await;
+    let b = a.replica().await;
+    let (event, ticket_type) = a.ticket_event(10).await;
+    let user = a.user().await;
+    let path = format!("/api/events/{event}");
+    let available = |body: &Value| body["ticketTypes"][0]["available_quantity"].clone();
+    // both replicas have the page cached (memory and Redis)
+    assert_eq!(available(&a.get(&path, None).await.1), 10);
+    assert_eq!(available(&b.get(&path, None).await.1), 10);
+
+    let (status, _) = a
+        .post(
+            "/api/reservations",
+            Some(&user.token),
+            json!({ "eventId": event, "items": [{ "ticketTypeId": ticket_type, "quantity": 3 }] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // the replica that made the change answers from fresh data at once ...
+    assert_eq!(available(&a.get(&path, None).await.1), 7);
+    // ... the other once its one-second memory copy has expired
+    let caught_up = eventually(std::time::Duration::from_secs(3), || async {
+        available(&b.get(&path, None).await.1) == 7
+    })
+    .await;
+    assert!(caught_up, "the other replica kept serving the old page");
 }
