@@ -1,4 +1,4 @@
-//! Read-through response cache in two tiers: a one-second copy in process memory, then Redis
+//! Read-through response cache in two tiers (plus the waiting room's per-event gate in memory): a one-second copy in process memory, then Redis
 //! (shared by the replicas, invalidated on every change). A cache failure never fails a request:
 //! reads fall back to PostgreSQL and the short TTLs bound staleness if an invalidation is lost.
 //!
@@ -25,11 +25,14 @@ const LOCAL_CAPACITY: u64 = 4096;
 pub struct Local {
     pub lists: moka::sync::Cache<String, Bytes>,
     pub details: moka::sync::Cache<Uuid, Bytes>,
+    /// Waiting-room gates (threshold capped by capacity, opening time) per event.
+    pub gates: moka::sync::Cache<Uuid, crate::queue::Gate>,
 }
 
-fn tier<K>() -> moka::sync::Cache<K, Bytes>
+fn tier<K, V>() -> moka::sync::Cache<K, V>
 where
     K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
 {
     moka::sync::Cache::builder()
         .max_capacity(LOCAL_CAPACITY)
@@ -42,6 +45,7 @@ impl Default for Local {
         Self {
             lists: tier(),
             details: tier(),
+            gates: tier(),
         }
     }
 }
@@ -90,6 +94,7 @@ pub async fn invalidate_lists(state: &AppState) {
 
 pub async fn invalidate_event(state: &AppState, event_id: Uuid) {
     state.local.details.invalidate(&event_id);
+    state.local.gates.invalidate(&event_id);
     if let Err(e) = state
         .redis
         .del::<i64, _>(state.keys.event_detail_cache(event_id))

@@ -67,14 +67,21 @@ pub async fn capacity(state: &AppState) -> Option<i64> {
 }
 
 /// The gate in force: the event's threshold capped by the published capacity, and its opening.
+/// Kept in memory for `cache::LOCAL_TTL`: during a join storm every check asks the same question,
+/// and an admin change on this replica clears it at once (`cache::invalidate_event`).
 pub async fn limit(state: &AppState, event_id: Uuid) -> Result<Option<Gate>, Error> {
+    if let Some(g) = state.local.gates.get(&event_id) {
+        return Ok(Some(g));
+    }
     let Some(g) = gate(state, event_id).await? else {
         return Ok(None);
     };
-    Ok(Some(Gate {
+    let g = Gate {
         threshold: tiketi_core::rules::effective_threshold(g.threshold, capacity(state).await),
         ..g
-    }))
+    };
+    state.local.gates.insert(event_id, g);
+    Ok(Some(g))
 }
 
 /// Enters the user: around the sale's opening into the queue at a random place (`opening`); later

@@ -275,6 +275,8 @@ async fn fairness_waiting_room_opens_its_lead_time_before_the_sale() {
         .execute(&app.db)
         .await
         .unwrap();
+    // what the admin API does after a change (this test edits the row directly)
+    tiketi_service::cache::invalidate_event(&app.state, event).await;
     let body = check(&app, event, &on_time).await;
     assert_eq!(
         (body["queued"].clone(), body["position"].clone()),
