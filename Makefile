@@ -6,7 +6,7 @@ PORT ?= 3001
 DEPS = scripts/deps.sh
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 deps: ## install (apt, if missing) and start project-local PostgreSQL and Redis under .dev/
 	@$(DEPS) start >/dev/null
@@ -22,6 +22,9 @@ test: deps ## run every test (unit, API against real PostgreSQL and Redis)
 chaos: deps ## fault injection on three real replicas (replica SIGKILL, Redis restart); prints target/chaos-report.md
 	@scripts/chaos.sh
 
+bench: deps ## benchmarks against DESIGN.md §6 and a Node socket.io reference (≈10 min; BENCH_ARGS="--clients 19000")
+	@scripts/bench.sh $(BENCH_ARGS)
+
 e2e: ## e2e on a real Kubernetes API server (local control plane built with Go; E2E_CLUSTER=existing for kind)
 	@e2e/run.sh
 
@@ -36,4 +39,4 @@ lint: ## formatting and clippy, as CI runs them
 stop: ## stop the local PostgreSQL and Redis
 	@$(DEPS) stop
 
-.PHONY: help deps run test chaos e2e crd lint stop
+.PHONY: help deps run test chaos bench e2e crd lint stop
