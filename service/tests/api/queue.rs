@@ -194,6 +194,8 @@ async fn queue_threshold_never_exceeds_the_published_capacity() {
 #[tokio::test]
 async fn queue_is_enforced_on_holds_and_bookings_while_anyone_waits() {
     let app = TestApp::spawn().await;
+    // a second replica: admission is Redis state, the same on every replica
+    let other = app.replica().await;
     let (event, seats) = app.seat_event().await;
     let ticket_type: uuid::Uuid = sqlx::query_scalar(
         "INSERT INTO ticket_types (event_id, name, price, total_quantity, available_quantity) VALUES ($1, '일반석', 1000, 10, 10) RETURNING id",
@@ -226,6 +228,7 @@ async fn queue_is_enforced_on_holds_and_bookings_while_anyone_waits() {
     // a script that skips the queue, and a user still waiting, are refused; nothing is held or sold
     for user in [&bot, &waiting] {
         assert_eq!(app.hold(&user.token, event, seats[0]).await, refused);
+        assert_eq!(other.hold(&user.token, event, seats[0]).await, refused);
         let booking =
             json!({ "eventId": event, "items": [{ "ticketTypeId": ticket_type, "quantity": 1 }] });
         assert_eq!(
@@ -235,9 +238,9 @@ async fn queue_is_enforced_on_holds_and_bookings_while_anyone_waits() {
         );
     }
     assert_eq!(app.seat_status(seats[0]).await, "available");
-    // the admitted user buys normally
+    // the admitted user buys normally, here through the other replica
     assert_eq!(
-        app.hold(&admitted.token, event, seats[0]).await.0,
+        other.hold(&admitted.token, event, seats[0]).await.0,
         StatusCode::CREATED
     );
 
