@@ -108,7 +108,10 @@ fn tiketi(env: &Env, port: u16) -> Result<Child> {
         .env("PORT", port.to_string())
         .env("TIKETI_DEMO_DATA", "false")
         .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        // every simulated user comes from the loopback: per-IP limits would measure themselves
+        .env("RESERVE_RATE_LIMIT_PER_IP_PER_MINUTE", "0")
+        .env("QUEUE_CHECK_RATE_LIMIT_PER_IP_PER_MINUTE", "0");
     for (k, v) in &env.service_env {
         cmd.env(k, v);
     }

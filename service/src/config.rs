@@ -127,6 +127,22 @@ pub struct Config {
     /// Waiting-room checks allowed per user per minute.
     #[arg(long, env = "QUEUE_CHECK_RATE_LIMIT_PER_MINUTE", default_value_t = 120)]
     pub queue_check_rate_limit: u32,
+    /// Seat holds and ticket bookings allowed per client IP per minute, against scripts cycling
+    /// through accounts. Offices and carrier NATs share an IP: keep it far above the per-user
+    /// limit. 0 = off.
+    #[arg(
+        long,
+        env = "RESERVE_RATE_LIMIT_PER_IP_PER_MINUTE",
+        default_value_t = 600
+    )]
+    pub reserve_rate_limit_per_ip: u32,
+    /// Waiting-room checks allowed per client IP per minute; 0 = off.
+    #[arg(
+        long,
+        env = "QUEUE_CHECK_RATE_LIMIT_PER_IP_PER_MINUTE",
+        default_value_t = 1200
+    )]
+    pub queue_check_rate_limit_per_ip: u32,
     /// Login attempts allowed per client IP per minute.
     #[arg(long, env = "LOGIN_RATE_LIMIT_PER_MINUTE", default_value_t = 30)]
     pub login_rate_limit: u32,
@@ -212,6 +228,8 @@ impl Config {
             demo_data: false,
             reserve_rate_limit: 10_000,
             queue_check_rate_limit: 10_000,
+            reserve_rate_limit_per_ip: 0,
+            queue_check_rate_limit_per_ip: 0,
             // like the rate limits, off unless a test is about them
             max_seats_per_user_per_event: 0,
             max_tickets_per_user_per_event: 0,

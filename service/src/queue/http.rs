@@ -35,6 +35,7 @@ async fn gate_of(state: &AppState, event_id: Uuid) -> Result<super::Gate> {
 async fn check(
     State(state): State<AppState>,
     user: AuthUser,
+    crate::extract::ClientIp(ip): crate::extract::ClientIp,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
     let event_id = path_id(&id, "Invalid event ID format")?;
@@ -43,6 +44,13 @@ async fn check(
         "queue-check",
         &user.id.to_string(),
         state.config.queue_check_rate_limit,
+    )
+    .await?;
+    crate::ratelimit::check(
+        &state,
+        "queue-check-ip",
+        &ip.to_string(),
+        state.config.queue_check_rate_limit_per_ip,
     )
     .await?;
     async {

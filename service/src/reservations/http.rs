@@ -32,6 +32,7 @@ const MAX_QUANTITY: i64 = 100;
 async fn book(
     State(state): State<AppState>,
     user: AuthUser,
+    crate::extract::ClientIp(ip): crate::extract::ClientIp,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>)> {
     let event_id = body
@@ -59,7 +60,7 @@ async fn book(
         }
         parsed.push((id, quantity as i32));
     }
-    crate::reservations::may_buy(&state, user.id, event_id).await?;
+    crate::reservations::may_buy(&state, user.id, ip, event_id).await?;
     let (booking, notices) = super::book_tickets(&state, user.id, event_id, &parsed)
         .await
         .or_message("예매에 실패했습니다.")?;

@@ -20,13 +20,26 @@ pub fn new_reservation_number() -> String {
     tiketi_core::rules::reservation_number(Utc::now().timestamp_millis(), rand::rng().random())
 }
 
-/// The gate before every hold or booking: the caller's rate limit, then the waiting room.
-pub async fn may_buy(state: &AppState, user_id: Uuid, event_id: Uuid) -> Result<(), Error> {
+/// The gate before every hold or booking: the caller's rate limits (per user, then per IP), then
+/// the waiting room.
+pub async fn may_buy(
+    state: &AppState,
+    user_id: Uuid,
+    ip: std::net::IpAddr,
+    event_id: Uuid,
+) -> Result<(), Error> {
     crate::ratelimit::check(
         state,
         "reserve",
         &user_id.to_string(),
         state.config.reserve_rate_limit,
+    )
+    .await?;
+    crate::ratelimit::check(
+        state,
+        "reserve-ip",
+        &ip.to_string(),
+        state.config.reserve_rate_limit_per_ip,
     )
     .await?;
     crate::queue::ensure_admitted(state, event_id, user_id).await

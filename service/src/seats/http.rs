@@ -84,6 +84,7 @@ async fn seat_map(
 async fn reserve(
     State(state): State<AppState>,
     user: AuthUser,
+    crate::extract::ClientIp(ip): crate::extract::ClientIp,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>)> {
     let event_id = body
@@ -107,7 +108,7 @@ async fn reserve(
             ids.push(id);
         }
     }
-    crate::reservations::may_buy(&state, user.id, event_id).await?;
+    crate::reservations::may_buy(&state, user.id, ip, event_id).await?;
     let (hold, notices) = reservations::hold_seats(&state, user.id, event_id, &ids)
         .await
         .or_message("좌석 예약에 실패했습니다.")?;

@@ -57,3 +57,43 @@ async fn limits_queue_checks_per_user() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+#[tokio::test]
+async fn limits_per_ip_stop_a_script_cycling_through_accounts() {
+    let app = TestApp::spawn_with(|c| {
+        c.reserve_rate_limit_per_ip = 3;
+        c.queue_check_rate_limit_per_ip = 4;
+    })
+    .await;
+    let (event, seats) = app.seat_event().await;
+    // one client address (the tests' 127.0.0.1), a fresh account for every request
+    let accounts = app.users(6).await;
+    crate::common::early_in_rate_window().await;
+    for (i, user) in accounts.iter().take(3).enumerate() {
+        assert_eq!(
+            app.hold(&user.token, event, seats[i]).await.0,
+            StatusCode::CREATED
+        );
+    }
+    let resp = app
+        .req(Method::POST, "/api/seats/reserve", Some(&accounts[3].token))
+        .json(&json!({ "eventId": event, "seatIds": [seats[3]] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(app.seat_status(seats[3]).await, "available");
+
+    let path = format!("/api/queue/check/{event}");
+    for user in accounts.iter().take(4) {
+        assert_eq!(
+            app.post(&path, Some(&user.token), json!({})).await.0,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        app.post(&path, Some(&accounts[4].token), json!({})).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}

@@ -230,6 +230,8 @@ impl Cluster {
             .env("DB_POOL_MAX", "8")
             .env("RESERVE_RATE_LIMIT_PER_MINUTE", "100000")
             .env("QUEUE_CHECK_RATE_LIMIT_PER_MINUTE", "100000")
+            .env("RESERVE_RATE_LIMIT_PER_IP_PER_MINUTE", "0")
+            .env("QUEUE_CHECK_RATE_LIMIT_PER_IP_PER_MINUTE", "0")
             .env("MAX_SEATS_PER_USER_PER_EVENT", "0")
             .env("LOG_FORMAT", "pretty")
             .env("RUST_LOG", "info")
