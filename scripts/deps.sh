@@ -45,9 +45,19 @@ pg_run() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+pg_answers() {
+  psql -h 127.0.0.1 -p "$pg_port" -U "$db_user" -d postgres -tAc 'SELECT 1' >/dev/null 2>&1
+}
+
 start_pg() {
   local bin; bin=$(pg_bindir)
   mkdir -p "$dev"
+  # another checkout's (or an earlier run's) PostgreSQL may already serve the port: use it
+  if pg_answers; then
+    log "PostgreSQL already running on $pg_port"
+    ensure_db
+    return
+  fi
   if [ ! -f "$dev/pg/PG_VERSION" ]; then
     log "initialising PostgreSQL in $dev/pg"
     mkdir -p "$dev/pg" "$dev/pg-run"
@@ -63,6 +73,10 @@ start_pg() {
     pg_run "$bin/pg_ctl" -D "$dev/pg" -l "$dev/pg-run/postgres.log" -w -t 60 \
       -o "-p $pg_port -k $dev/pg-run -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c timezone=UTC" start >/dev/null
   fi
+  ensure_db
+}
+
+ensure_db() {
   if ! psql -h 127.0.0.1 -p "$pg_port" -U "$db_user" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$db_name'" | grep -q 1; then
     psql -h 127.0.0.1 -p "$pg_port" -U "$db_user" -d postgres -qc "CREATE DATABASE $db_name" >/dev/null
   fi
