@@ -39,6 +39,7 @@ pub fn router(state: AppState, sio: SocketIoLayer<crate::realtime::Adapter>) -> 
         .merge(health::router())
         .fallback(not_found)
         .layer(middleware::from_fn(json_rejections))
+        .layer(middleware::from_fn(read_body_first))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,
@@ -103,6 +104,34 @@ async fn json_rejections(req: Request, next: Next) -> Response {
         HeaderValue::from_static("application/json"),
     );
     Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// Reads a request's body before the handler runs, so hyper has consumed it whatever the handler
+/// does. A handler that answers without reading it (401 before the body, a bad path id) otherwise
+/// leaves hyper to close the connection after a body beyond its small drain allowance, without a
+/// `Connection: close`: the client's next request on that pooled connection then fails (found by
+/// the input property tests). Bodies over the limit are answered 413 and the connection is closed
+/// openly. Image uploads (their own 5 MB limit, read by their handler) pass through.
+async fn read_body_first(req: Request, next: Next) -> Response {
+    let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    if !has_body || req.uri().path() == crate::uploads::UPLOAD_PATH {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, JSON_BODY_LIMIT).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Err(_) => {
+            let mut resp =
+                error::failure(StatusCode::PAYLOAD_TOO_LARGE, "요청 본문이 너무 큽니다.");
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp
+        }
+    }
 }
 
 fn cors(origins: &str) -> CorsLayer {

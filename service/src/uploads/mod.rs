@@ -18,6 +18,9 @@ use crate::{
 pub const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
 const MSG_IMAGE_REQUIRED: &str = "이미지 파일이 필요합니다.";
 
+/// The upload route (written out in `router` too: the access audit reads route literals).
+pub const UPLOAD_PATH: &str = "/api/image/upload";
+
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route(

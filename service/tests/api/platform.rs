@@ -214,3 +214,44 @@ async fn platform_security_headers_on_every_response() {
         assert_eq!(resp.headers()[header::X_FRAME_OPTIONS], "DENY", "{path}");
     }
 }
+
+#[tokio::test]
+async fn platform_connection_survives_a_large_body_answered_without_reading() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    // 401 comes before the handler would read the body; the keep-alive connection must still
+    // serve the next request (hyper alone closed it silently after a body beyond its drain allowance)
+    let body = format!("{{\"a\":\"{}\"}}", "x".repeat(90_000));
+    let request = |body: &str| {
+        format!(
+            "POST /api/reservations/{}/cancel HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            uuid::Uuid::new_v4(),
+            body.len()
+        )
+    };
+    let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    for body in [body.as_str(), "{}"] {
+        conn.write_all(request(body).as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the server closed the connection");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&head).to_lowercase();
+        assert!(text.starts_with("http/1.1 401"), "{text}");
+        assert!(!text.contains("connection: close"), "{text}");
+        // the 401's JSON body follows the head (a few dozen bytes); drain what is announced
+        let len: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap();
+        let start = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let mut have = head.len() - start;
+        while have < len {
+            have += conn.read(&mut buf).await.unwrap();
+        }
+    }
+}
