@@ -1,6 +1,7 @@
-//! Read-through response cache in two tiers (plus the waiting room's per-event gate in memory): a one-second copy in process memory, then Redis
+//! Read-through response cache in two tiers: a one-second copy in process memory, then Redis
 //! (shared by the replicas, invalidated on every change). A cache failure never fails a request:
 //! reads fall back to PostgreSQL and the short TTLs bound staleness if an invalidation is lost.
+//! The memory tier also keeps the waiting room's per-event gate (`queue::limit`).
 //!
 //! The memory tier exists for the opening minute, when most requests are the same few pages: a hit
 //! costs no network round trip at all. Its one second is the only staleness another replica's
