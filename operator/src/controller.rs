@@ -29,7 +29,7 @@ use uuid::Uuid;
 use crate::{
     Error, Result,
     metrics::Metrics,
-    plan::{self, Bounds, Phase, StepMemory, Window},
+    plan::{self, Bounds, Phase, SalePeak, StepMemory, Window},
     signals, status,
 };
 
@@ -153,8 +153,18 @@ async fn forecast(
         Some(db) => signals::history(db, &s.artist, p.event).await?,
         None => Vec::new(),
     };
-    let f = plan::forecast(&history, now, s.fallback_expected_users);
-    Ok(Forecast {
+    Ok(forecast_from(te, &history, now))
+}
+
+/// The status forecast of `te` from the artist's past sale peaks.
+pub(crate) fn forecast_from(
+    te: &TicketEvent,
+    history: &[SalePeak],
+    now: DateTime<Utc>,
+) -> Forecast {
+    let s = &te.spec;
+    let f = plan::forecast(history, now, s.fallback_expected_users);
+    Forecast {
         expected_users: f.expected_users,
         replicas: plan::replicas_for(
             f.expected_users,
@@ -173,7 +183,7 @@ async fn forecast(
                 weight: (w * 1000.0).round() / 1000.0,
             })
             .collect(),
-    })
+    }
 }
 
 /// This event's wish: replicas and why, or `None` when it has no opinion (before pre-scaling, after restoring).

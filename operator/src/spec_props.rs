@@ -5,11 +5,11 @@
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use tiketi_crds::{
-    AfterSale, ConnectionBudget, Forecast, Mode, QueueScaling, StepRule, TargetKind, TargetRef,
-    TicketEvent, TicketEventSpec, TicketEventStatus,
+    AfterSale, ConnectionBudget, Mode, QueueScaling, StepRule, TargetKind, TargetRef, TicketEvent,
+    TicketEventSpec, TicketEventStatus,
 };
 
-use super::{parse, ts, wish};
+use super::{forecast_from, parse, ts, wish};
 use crate::plan::{self, Bounds, SalePeak};
 
 /// What reconcile decides for `te` at `now`: `Err` = refused spec, `None` = no opinion,
@@ -23,18 +23,7 @@ fn decide(
     let s = &te.spec;
     let p = parse(te)?;
     let (phase, _) = plan::phase_at(&p.window, now);
-    let f = plan::forecast(history, now, s.fallback_expected_users);
-    let forecast = Forecast {
-        expected_users: f.expected_users,
-        replicas: plan::replicas_for(
-            f.expected_users,
-            s.users_per_replica,
-            s.min_replicas,
-            s.max_replicas,
-        ),
-        method: f.method,
-        basis: vec![],
-    };
+    let forecast = forecast_from(te, history, now);
     let (wanted, floor, _, _) = wish(te, &p, phase, &forecast, depth, now);
     let bounds = Bounds {
         min: s.min_replicas,
