@@ -13,15 +13,16 @@ use std::{
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
     common::eventually,
-    harness::{Cluster, Http, Persistence, Redis, Replica, fresh_database, seat_event, users},
+    harness::{Http, Persistence, Redis, Replica, users},
     report::Rec,
     sio::Clients,
-    steps::{connect, fill_waiting_room, home, ok, sale_invariants, session_saved},
+    steps::{
+        Sale, connect, fill_waiting_room, home, ok, open_sale, sale_invariants, session_saved,
+    },
 };
 
 pub const TITLE_AOF: &str = "2a. SIGKILL and restart Redis during a sale, AOF (appendfsync always)";
@@ -53,25 +54,23 @@ struct Sold {
 
 pub async fn run(rec: Rec, logs: PathBuf, mode: Persistence) -> anyhow::Result<()> {
     let mut redis = Redis::start(&logs, mode).await?;
-    let db_url = fresh_database(&logs).await?;
-    let db = PgPool::connect(&db_url).await?;
-    let cluster = Cluster::new(db_url, redis.url(), logs.clone())
-        .set("HOLD_SECONDS", HOLD_SECS)
-        .set("HOLD_SWEEP_SECONDS", 1)
-        .set("PAYMENT_DELAY_MIN_MS", 50)
-        .set("PAYMENT_DELAY_MAX_MS", 200);
-    let (event, seats) = seat_event(&db, THRESHOLD as i32).await?;
-    let (a, b, c) = tokio::try_join!(
-        cluster.replica("a"),
-        cluster.replica("b"),
-        cluster.replica("c")
-    )?;
-    let mut replicas = [a, b, c];
-    let bases: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
+    let settings = [
+        ("HOLD_SECONDS", HOLD_SECS),
+        ("HOLD_SWEEP_SECONDS", 1),
+        ("PAYMENT_DELAY_MIN_MS", 50),
+        ("PAYMENT_DELAY_MAX_MS", 200),
+    ];
+    let Sale {
+        db,
+        jwt,
+        mut replicas,
+        bases,
+        event,
+        seats,
+        buyers,
+        waiters,
+    } = open_sale(&redis, &logs, &settings, THRESHOLD, WAITERS).await?;
     let http = Http::new(rec.meter.clone());
-    let jwt = cluster.jwt();
-    let buyers = users(&db, &jwt, THRESHOLD).await?;
-    let waiters = users(&db, &jwt, WAITERS).await?;
     let newcomers = users(&db, &jwt, 3).await?;
     let positions = fill_waiting_room(&http, &bases, event, &buyers, &waiters).await?;
     let at = |p: i64| {

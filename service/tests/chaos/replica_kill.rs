@@ -6,15 +6,16 @@ use std::{collections::HashMap, path::PathBuf, time::Duration};
 use anyhow::Context;
 use futures::future::join_all;
 use serde_json::json;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
     common::eventually,
-    harness::{Cluster, Http, Persistence, Redis, fresh_database, seat_event, users},
+    harness::{Http, Persistence, Redis},
     report::Rec,
     sio::Clients,
-    steps::{connect, fill_waiting_room, home, ok, sale_invariants, session_saved},
+    steps::{
+        Sale, connect, fill_waiting_room, home, ok, open_sale, sale_invariants, session_saved,
+    },
 };
 
 pub const TITLE: &str = "1. SIGKILL one of three replicas during a sale";
@@ -41,25 +42,23 @@ struct Hold {
 
 pub async fn run(rec: Rec, logs: PathBuf) -> anyhow::Result<()> {
     let redis = Redis::start(&logs, Persistence::None).await?;
-    let db_url = fresh_database(&logs).await?;
-    let db = PgPool::connect(&db_url).await?;
-    let cluster = Cluster::new(db_url, redis.url(), logs.clone())
-        .set("HOLD_SECONDS", HOLD_SECS)
-        .set("HOLD_SWEEP_SECONDS", 1)
-        .set("PAYMENT_DELAY_MIN_MS", 1500)
-        .set("PAYMENT_DELAY_MAX_MS", 2500);
-    let (event, seats) = seat_event(&db, THRESHOLD as i32).await?;
-    let (a, b, c) = tokio::try_join!(
-        cluster.replica("a"),
-        cluster.replica("b"),
-        cluster.replica("c")
-    )?;
-    let mut replicas = [a, b, c];
-    let bases: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
+    let settings = [
+        ("HOLD_SECONDS", HOLD_SECS),
+        ("HOLD_SWEEP_SECONDS", 1),
+        ("PAYMENT_DELAY_MIN_MS", 1500),
+        ("PAYMENT_DELAY_MAX_MS", 2500),
+    ];
+    let Sale {
+        db,
+        mut replicas,
+        bases,
+        event,
+        seats,
+        buyers,
+        waiters,
+        ..
+    } = open_sale(&redis, &logs, &settings, THRESHOLD, WAITERS).await?;
     let http = Http::new(rec.meter.clone());
-    let jwt = cluster.jwt();
-    let buyers = users(&db, &jwt, THRESHOLD).await?;
-    let waiters = users(&db, &jwt, WAITERS).await?;
 
     let positions = fill_waiting_room(&http, &bases, event, &buyers, &waiters).await?;
     rec.note(format!(

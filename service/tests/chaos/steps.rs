@@ -1,19 +1,70 @@
 //! Steps both scenarios share: filling the waiting room, connecting the frontend's socket client,
 //! and the PostgreSQL invariants of a sale.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use tiketi_service::auth::jwt::JwtKeys;
 use uuid::Uuid;
 
 use crate::{
     common::eventually,
-    harness::{Answer, Http, Redis, User},
+    harness::{Answer, Cluster, Http, Redis, Replica, User, fresh_database, seat_event, users},
     report::Rec,
     sio::Clients,
 };
+
+/// A sale on three replicas (a, b, c) sharing one fresh database and `redis`: where both
+/// scenarios start.
+pub struct Sale {
+    pub db: PgPool,
+    pub jwt: JwtKeys,
+    pub replicas: [Replica; 3],
+    pub bases: Vec<String>,
+    pub event: Uuid,
+    pub seats: Vec<Uuid>,
+    /// `threshold` users who will be admitted, and `waiters` who will queue behind them.
+    pub buyers: Vec<User>,
+    pub waiters: Vec<User>,
+}
+
+pub async fn open_sale(
+    redis: &Redis,
+    logs: &Path,
+    settings: &[(&'static str, u64)],
+    threshold: usize,
+    waiters: usize,
+) -> anyhow::Result<Sale> {
+    let db_url = fresh_database(logs).await?;
+    let db = PgPool::connect(&db_url).await?;
+    let cluster = settings.iter().fold(
+        Cluster::new(db_url, redis.url(), logs.to_path_buf()),
+        |c, (k, v)| c.set(k, v),
+    );
+    let (event, seats) = seat_event(&db, threshold as i32).await?;
+    let (a, b, c) = tokio::try_join!(
+        cluster.replica("a"),
+        cluster.replica("b"),
+        cluster.replica("c")
+    )?;
+    let replicas = [a, b, c];
+    let bases = replicas.iter().map(|r| r.base.clone()).collect();
+    let jwt = cluster.jwt();
+    let buyers = users(&db, &jwt, threshold).await?;
+    let waiters = users(&db, &jwt, waiters).await?;
+    Ok(Sale {
+        db,
+        jwt,
+        replicas,
+        bases,
+        event,
+        seats,
+        buyers,
+        waiters,
+    })
+}
 
 pub fn ok(r: Result<Answer, String>) -> anyhow::Result<Answer> {
     r.map_err(anyhow::Error::msg)
@@ -34,37 +85,23 @@ pub async fn fill_waiting_room(
     waiting: &[User],
 ) -> anyhow::Result<Vec<i64>> {
     let path = format!("/api/queue/check/{event}");
-    for (i, u) in admitted.iter().enumerate() {
-        let a = ok(http
-            .post(
-                &bases[home(i, bases.len())],
-                &path,
-                Some(&u.token),
-                json!({}),
-            )
-            .await)?;
-        ensure!(
-            a.status == 200 && a.body["queued"] == false,
-            "admission {i}: {} {}",
-            a.status,
-            a.body
-        );
-    }
-    for (i, u) in waiting.iter().enumerate() {
-        let a = ok(http
-            .post(
-                &bases[home(i, bases.len())],
-                &path,
-                Some(&u.token),
-                json!({}),
-            )
-            .await)?;
-        ensure!(
-            a.status == 200 && a.body["queued"] == true,
-            "queueing {i}: {} {}",
-            a.status,
-            a.body
-        );
+    for (users, queued, what) in [(admitted, false, "admission"), (waiting, true, "queueing")] {
+        for (i, u) in users.iter().enumerate() {
+            let a = ok(http
+                .post(
+                    &bases[home(i, bases.len())],
+                    &path,
+                    Some(&u.token),
+                    json!({}),
+                )
+                .await)?;
+            ensure!(
+                a.status == 200 && a.body["queued"] == queued,
+                "{what} {i}: {} {}",
+                a.status,
+                a.body
+            );
+        }
     }
     let mut positions = Vec::new();
     for (i, u) in waiting.iter().enumerate() {
