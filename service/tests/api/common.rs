@@ -307,6 +307,16 @@ impl TestApp {
 
 /// Shared steps of the seat, reservation, payment and fault tests.
 impl TestApp {
+    /// Sets the waiting-room threshold of `event` (before anyone checks in: the gate is cached).
+    pub async fn set_queue_threshold(&self, event: Uuid, threshold: i32) {
+        sqlx::query("UPDATE events SET queue_threshold = $2 WHERE id = $1")
+            .bind(event)
+            .bind(threshold)
+            .execute(&self.db)
+            .await
+            .expect("set queue threshold");
+    }
+
     /// The id of the seat labelled `label` (e.g. `VIP-1-1`) of `event`.
     pub async fn seat_id(&self, event: Uuid, label: &str) -> Uuid {
         sqlx::query_scalar("SELECT id FROM seats WHERE event_id = $1 AND seat_label = $2")

@@ -9,11 +9,7 @@ use crate::common::TestApp;
 async fn queue_threshold_admits_then_queues_fifo_and_keeps_places() {
     let app = TestApp::spawn().await;
     let (event, _) = app.ticket_event(10).await;
-    sqlx::query("UPDATE events SET queue_threshold = 2 WHERE id = $1")
-        .bind(event)
-        .execute(&app.db)
-        .await
-        .unwrap();
+    app.set_queue_threshold(event, 2).await;
     let (a, b, c, d) = (
         app.user().await,
         app.user().await,
@@ -204,11 +200,7 @@ async fn queue_is_enforced_on_holds_and_bookings_while_anyone_waits() {
     .fetch_one(&app.db)
     .await
     .unwrap();
-    sqlx::query("UPDATE events SET queue_threshold = 1 WHERE id = $1")
-        .bind(event)
-        .execute(&app.db)
-        .await
-        .unwrap();
+    app.set_queue_threshold(event, 1).await;
     let (admitted, waiting, bot) = (app.user().await, app.user().await, app.user().await);
     let check = |t: String| {
         let app = &app;
@@ -263,11 +255,7 @@ async fn queue_is_enforced_on_holds_and_bookings_while_anyone_waits() {
 async fn queue_concurrent_arrivals_keep_their_order_and_announced_places() {
     let app = TestApp::spawn().await;
     let (event, _) = app.ticket_event(10).await;
-    sqlx::query("UPDATE events SET queue_threshold = 1 WHERE id = $1")
-        .bind(event)
-        .execute(&app.db)
-        .await
-        .unwrap();
+    app.set_queue_threshold(event, 1).await;
     let check = |t: String| {
         let app = &app;
         async move {

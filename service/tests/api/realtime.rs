@@ -135,11 +135,7 @@ async fn realtime_queue_admits_in_fifo_order_once_each_across_replicas() {
         app.start_jobs();
     }
     let (event, _) = a.ticket_event(10).await;
-    sqlx::query("UPDATE events SET queue_threshold = 2 WHERE id = $1")
-        .bind(event)
-        .execute(&a.db)
-        .await
-        .unwrap();
+    a.set_queue_threshold(event, 2).await;
     let users = a.users(5).await;
     let check = |i: usize| {
         let (a, t) = (&a, users[i].token.clone());
@@ -297,11 +293,7 @@ async fn realtime_traffic_sampler_records_users_queue_and_replicas() {
     a.start_jobs();
     b.start_jobs();
     let (event, _) = a.ticket_event(10).await;
-    sqlx::query("UPDATE events SET queue_threshold = 1 WHERE id = $1")
-        .bind(event)
-        .execute(&a.db)
-        .await
-        .unwrap();
+    a.set_queue_threshold(event, 1).await;
     let users = a.users(3).await;
     for u in &users {
         a.post(
