@@ -92,6 +92,17 @@ pub enum Notice {
     },
 }
 
+impl Notice {
+    /// The event whose rooms hear it.
+    pub fn event_id(&self) -> Uuid {
+        match self {
+            Notice::SeatLocked { event_id, .. }
+            | Notice::SeatReleased { event_id, .. }
+            | Notice::TicketUpdated { event_id, .. } => *event_id,
+        }
+    }
+}
+
 /// What a user's sockets were doing, restored on reconnect (`session-restored` payload).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

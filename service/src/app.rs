@@ -63,6 +63,7 @@ pub fn router(state: AppState, sio: SocketIoLayer<crate::realtime::Adapter>) -> 
         .layer(CatchPanicLayer::custom(|_| {
             error::failure(
                 StatusCode::INTERNAL_SERVER_ERROR,
+                error::Code::Internal,
                 "서버 오류가 발생했습니다.",
             )
         }))
@@ -72,7 +73,10 @@ pub fn router(state: AppState, sio: SocketIoLayer<crate::realtime::Adapter>) -> 
 async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
     (
         StatusCode::NOT_FOUND,
-        axum::Json(serde_json::json!({ "error": format!("Cannot {method} {}", uri.path()) })),
+        axum::Json(serde_json::json!({
+            "error": format!("Cannot {method} {}", uri.path()),
+            "code": error::Code::NotFound.as_str(),
+        })),
     )
         .into_response()
 }
@@ -97,7 +101,13 @@ async fn json_rejections(req: Request, next: Next) -> Response {
         "" => parts.status.canonical_reason().unwrap_or("Bad Request"),
         t => t,
     };
-    let body = serde_json::json!({ "error": msg }).to_string();
+    let code = match parts.status {
+        StatusCode::NOT_FOUND => error::Code::NotFound,
+        StatusCode::PAYLOAD_TOO_LARGE => error::Code::PayloadTooLarge,
+        StatusCode::METHOD_NOT_ALLOWED => error::Code::MethodNotAllowed,
+        _ => error::Code::InvalidInput,
+    };
+    let body = serde_json::json!({ "error": msg, "code": code.as_str() }).to_string();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,
@@ -125,8 +135,11 @@ async fn read_body_first(req: Request, next: Next) -> Response {
                 .await
         }
         Err(_) => {
-            let mut resp =
-                error::failure(StatusCode::PAYLOAD_TOO_LARGE, "요청 본문이 너무 큽니다.");
+            let mut resp = error::failure(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                error::Code::PayloadTooLarge,
+                "요청 본문이 너무 큽니다.",
+            );
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             resp

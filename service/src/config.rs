@@ -143,6 +143,11 @@ pub struct Config {
         default_value_t = 1200
     )]
     pub queue_check_rate_limit_per_ip: u32,
+    /// Proxies whose forwarding headers are believed (comma-separated CIDRs or addresses, e.g. the
+    /// ingress controller's pod CIDR). Per-IP limits then key on the client address from
+    /// `Forwarded`/`X-Forwarded-For`; empty (the default): trust nobody, use the TCP peer.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = parse_proxies)]
+    pub trusted_proxies: TrustedProxies,
     /// Login attempts allowed per client IP per minute.
     #[arg(long, env = "LOGIN_RATE_LIMIT_PER_MINUTE", default_value_t = 30)]
     pub login_rate_limit: u32,
@@ -160,6 +165,14 @@ pub struct Config {
     /// JSON logs (default) or human-readable ones.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: String,
+}
+
+/// The parsed `TRUSTED_PROXIES`.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub Vec<ipnet::IpNet>);
+
+fn parse_proxies(s: &str) -> Result<TrustedProxies, String> {
+    crate::client_ip::parse_trusted(s).map(TrustedProxies)
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -260,6 +273,21 @@ mod tests {
         let strong = "0123456789abcdef0123456789abcdef";
         assert_eq!(cfg(&["--jwt-secret", strong]).jwt_secret().unwrap(), strong);
         assert_eq!(cfg(&["--dev", "1"]).jwt_secret().unwrap(), DEV_JWT_SECRET);
+    }
+
+    #[test]
+    fn config_trusted_proxies_parsed_or_refused() {
+        assert!(cfg(&[]).trusted_proxies.0.is_empty());
+        let c = cfg(&["--trusted-proxies", "10.0.0.0/8,127.0.0.1"]);
+        assert_eq!(c.trusted_proxies.0.len(), 2);
+        let all = [
+            "tiketi-service",
+            "--database-url",
+            "x",
+            "--trusted-proxies",
+            "10.0.0.0/40",
+        ];
+        assert!(Cli::try_parse_from(all).is_err());
     }
 
     #[test]

@@ -34,23 +34,26 @@ impl FieldError {
     }
 }
 
+pub use crate::codes::Code;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// `{"error": msg}`: a handler's own answer (validation, not found, ownership).
-    #[error("{1}")]
-    Plain(StatusCode, String),
-    /// `{"error": msg, ...extra}`: like `Plain` with extra fields (e.g. `code`, `existingSeats`).
-    #[error("{1}")]
-    PlainWith(StatusCode, String, Value),
+    /// `{"error": msg, "code"}`: a handler's own answer (validation, not found, ownership).
+    #[error("{2}")]
+    Plain(StatusCode, Code, String),
+    /// `{"error": msg, "code", ...extra}`: like `Plain` with extra fields (e.g. `existingSeats`).
+    #[error("{2}")]
+    PlainWith(StatusCode, Code, String, Value),
     /// `{"errors": [...]}`: field validation of the auth endpoints (`error` added for the frontend).
     #[error("validation failed")]
     Validation(Vec<FieldError>),
-    /// `{"success": false, "message": msg}` (+ `error` mirroring it so the frontend shows it).
-    #[error("{1}")]
-    Failure(StatusCode, String),
+    /// `{"success": false, "message": msg, "code"}` (+ `error` mirroring it so the frontend shows it).
+    #[error("{2}")]
+    Failure(StatusCode, Code, String),
     /// 503 with `Retry-After`: a dependency is saturated or down; the client should retry.
     #[error("{message}")]
     Unavailable {
+        code: Code,
         message: &'static str,
         retry_after_secs: u32,
     },
@@ -71,21 +74,47 @@ pub const MSG_REDIS_DOWN: &str =
 const MSG_INTERNAL: &str = "서버 오류가 발생했습니다.";
 
 impl Error {
-    pub fn bad_request(msg: impl Into<String>) -> Self {
-        Self::Plain(StatusCode::BAD_REQUEST, msg.into())
+    pub fn bad_request(code: Code, msg: impl Into<String>) -> Self {
+        Self::Plain(StatusCode::BAD_REQUEST, code, msg.into())
     }
-    pub fn not_found(msg: impl Into<String>) -> Self {
-        Self::Plain(StatusCode::NOT_FOUND, msg.into())
+    pub fn not_found(code: Code, msg: impl Into<String>) -> Self {
+        Self::Plain(StatusCode::NOT_FOUND, code, msg.into())
     }
-    pub fn forbidden(msg: impl Into<String>) -> Self {
-        Self::Plain(StatusCode::FORBIDDEN, msg.into())
+    pub fn forbidden(code: Code, msg: impl Into<String>) -> Self {
+        Self::Plain(StatusCode::FORBIDDEN, code, msg.into())
     }
-    pub fn unauthorized(msg: impl Into<String>) -> Self {
-        Self::Plain(StatusCode::UNAUTHORIZED, msg.into())
+    pub fn unauthorized(code: Code, msg: impl Into<String>) -> Self {
+        Self::Plain(StatusCode::UNAUTHORIZED, code, msg.into())
     }
     /// `{success:false, message}` with 400: a business rule refused the request.
-    pub fn rejected(msg: impl Into<String>) -> Self {
-        Self::Failure(StatusCode::BAD_REQUEST, msg.into())
+    pub fn rejected(code: Code, msg: impl Into<String>) -> Self {
+        Self::Failure(StatusCode::BAD_REQUEST, code, msg.into())
+    }
+    /// 503 + `Retry-After`: the database pool is exhausted or the database unreachable.
+    pub fn db_busy(retry_after_secs: u32) -> Self {
+        Self::Unavailable {
+            code: Code::DbBusy,
+            message: MSG_DB_BUSY,
+            retry_after_secs,
+        }
+    }
+    /// 503 + `Retry-After`: Redis is unreachable.
+    pub fn redis_down() -> Self {
+        Self::Unavailable {
+            code: Code::RedisUnavailable,
+            message: MSG_REDIS_DOWN,
+            retry_after_secs: 2,
+        }
+    }
+    /// The stable code this error answers with.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::Plain(_, c, _) | Error::PlainWith(_, c, _, _) | Error::Failure(_, c, _) => *c,
+            Error::Unavailable { code, .. } => *code,
+            Error::Validation(_) => Code::ValidationFailed,
+            Error::TooManyRequests { .. } => Code::RateLimited,
+            Error::Internal { .. } => Code::Internal,
+        }
     }
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
         Self::Internal {
@@ -120,15 +149,9 @@ impl From<sqlx::Error> for Error {
         match e {
             sqlx::Error::PoolTimedOut => {
                 crate::metrics::global().db_pool_timeouts.inc();
-                Error::Unavailable {
-                    message: MSG_DB_BUSY,
-                    retry_after_secs: 1,
-                }
+                Error::db_busy(1)
             }
-            sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Error::Unavailable {
-                message: MSG_DB_BUSY,
-                retry_after_secs: 2,
-            },
+            sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Error::db_busy(2),
             other => Error::internal(other),
         }
     }
@@ -137,19 +160,19 @@ impl From<sqlx::Error> for Error {
 impl From<fred::error::Error> for Error {
     fn from(e: fred::error::Error) -> Self {
         tracing::warn!(error = %e, "redis unavailable");
-        Error::Unavailable {
-            message: MSG_REDIS_DOWN,
-            retry_after_secs: 2,
-        }
+        Error::redis_down()
     }
 }
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
+        let code = self.code().as_str();
         match self {
-            Error::Plain(status, msg) => (status, Json(json!({ "error": msg }))).into_response(),
-            Error::PlainWith(status, msg, extra) => {
-                let mut body = json!({ "error": msg });
+            Error::Plain(status, _, msg) => {
+                (status, Json(json!({ "error": msg, "code": code }))).into_response()
+            }
+            Error::PlainWith(status, _, msg, extra) => {
+                let mut body = json!({ "error": msg, "code": code });
                 if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
                     b.extend(extra);
                 }
@@ -175,24 +198,28 @@ impl IntoResponse for Error {
                 };
                 (
                     StatusCode::BAD_REQUEST,
-                    Json(json!({ "errors": errors, "error": msg })),
+                    Json(json!({ "errors": errors, "error": msg, "code": code })),
                 )
                     .into_response()
             }
-            Error::Failure(status, msg) => failure(status, &msg),
+            Error::Failure(status, code, msg) => failure(status, code, &msg),
             Error::Unavailable {
+                code,
                 message,
                 retry_after_secs,
             } => {
-                let mut r = failure(StatusCode::SERVICE_UNAVAILABLE, message);
+                let mut r = failure(StatusCode::SERVICE_UNAVAILABLE, code, message);
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 r
             }
             Error::TooManyRequests { retry_after_secs } => {
                 let msg = "요청이 너무 많습니다. 잠시 후 다시 시도해주세요.";
-                let mut r =
-                    (StatusCode::TOO_MANY_REQUESTS, Json(json!({ "error": msg }))).into_response();
+                let mut r = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(json!({ "error": msg, "code": code })),
+                )
+                    .into_response();
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 r
@@ -201,6 +228,7 @@ impl IntoResponse for Error {
                 tracing::error!(error = ?source, "request failed");
                 failure(
                     StatusCode::INTERNAL_SERVER_ERROR,
+                    Code::Internal,
                     message.unwrap_or(MSG_INTERNAL),
                 )
             }
@@ -208,10 +236,10 @@ impl IntoResponse for Error {
     }
 }
 
-pub fn failure(status: StatusCode, msg: &str) -> Response {
+pub fn failure(status: StatusCode, code: Code, msg: &str) -> Response {
     (
         status,
-        Json(json!({ "success": false, "message": msg, "error": msg })),
+        Json(json!({ "success": false, "message": msg, "error": msg, "code": code.as_str() })),
     )
         .into_response()
 }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{self, jwt::TokenError},
-    error::Error,
+    error::{Code, Error},
     state::AppState,
 };
 
@@ -36,10 +36,11 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 Error::Failure(
                     StatusCode::PAYLOAD_TOO_LARGE,
+                    Code::PayloadTooLarge,
                     "요청 본문이 너무 큽니다.".into(),
                 )
             } else {
-                Error::rejected(e.body_text())
+                Error::rejected(Code::InvalidJson, e.body_text())
             }
         })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -48,12 +49,21 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         match serde_json::from_slice::<Value>(&bytes) {
             // PostgreSQL text cannot hold NUL: refused here rather than as a 500 from the query
             Ok(Value::Object(map)) if map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) => {
-                Err(Error::rejected("JSON body must not contain NUL characters"))
+                Err(Error::rejected(
+                    Code::InvalidJson,
+                    "JSON body must not contain NUL characters",
+                ))
             }
             Ok(Value::Object(map)) => Ok(JsonBody(map)),
             // express.json (strict) refuses top-level scalars and arrays too
-            Ok(_) => Err(Error::rejected("JSON body must be an object")),
-            Err(e) => Err(Error::rejected(format!("Invalid JSON: {e}"))),
+            Ok(_) => Err(Error::rejected(
+                Code::InvalidJson,
+                "JSON body must be an object",
+            )),
+            Err(e) => Err(Error::rejected(
+                Code::InvalidJson,
+                format!("Invalid JSON: {e}"),
+            )),
         }
     }
 }
@@ -124,7 +134,7 @@ impl Fields for Value {
 
 /// A path id, or the endpoint's exact 400 message.
 pub fn path_id(raw: &str, message: &'static str) -> Result<Uuid, Error> {
-    tiketi_core::ids::parse_uuid(raw).ok_or_else(|| Error::bad_request(message))
+    tiketi_core::ids::parse_uuid(raw).ok_or_else(|| Error::bad_request(Code::InvalidId, message))
 }
 
 /// The caller of a `user` route: claims of a valid token whose user still exists.
@@ -145,7 +155,7 @@ impl AuthUser {
         if self.is_admin() {
             Ok(())
         } else {
-            Err(Error::forbidden(MSG_ADMIN_ONLY))
+            Err(Error::forbidden(Code::AdminOnly, MSG_ADMIN_ONLY))
         }
     }
 }
@@ -172,17 +182,14 @@ where
             .split(' ')
             .nth(1)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| Error::unauthorized(MSG_AUTH_REQUIRED))?;
+            .ok_or_else(|| Error::unauthorized(Code::AuthRequired, MSG_AUTH_REQUIRED))?;
         // 401 for expired and invalid tokens alike: the frontend logs out only on 401 (contract §9 #30).
         let claims = state.jwt.verify(token).map_err(|e| match e {
-            TokenError::Expired | TokenError::Invalid => Error::unauthorized(MSG_INVALID_TOKEN),
+            TokenError::Expired => Error::unauthorized(Code::TokenExpired, MSG_INVALID_TOKEN),
+            TokenError::Invalid => Error::unauthorized(Code::TokenInvalid, MSG_INVALID_TOKEN),
         })?;
         if !auth::db::user_exists(&state.db, claims.user_id).await? {
-            return Err(Error::PlainWith(
-                StatusCode::UNAUTHORIZED,
-                MSG_USER_GONE.into(),
-                serde_json::json!({ "code": "USER_NOT_FOUND" }),
-            ));
+            return Err(Error::unauthorized(Code::UserNotFound, MSG_USER_GONE));
         }
         let user = AuthUser {
             id: claims.user_id,
@@ -205,19 +212,28 @@ pub async fn require_admin(
     Ok(next.run(req).await)
 }
 
-/// The peer address (the service sits behind a Kubernetes Service; proxies are not trusted).
+/// The client's address: the TCP peer, or what trusted proxies forwarded (`client_ip`).
 pub struct ClientIp(pub IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl<S> FromRequestParts<S> for ClientIp
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        Ok(ClientIp(ip))
+        let proxies = &AppState::from_ref(state).config.trusted_proxies.0;
+        Ok(ClientIp(crate::client_ip::resolve(
+            peer,
+            &parts.headers,
+            proxies,
+        )))
     }
 }
 

@@ -4,6 +4,8 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cache;
+pub mod client_ip;
+pub mod codes;
 pub mod config;
 pub mod error;
 pub mod events;

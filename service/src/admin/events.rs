@@ -15,10 +15,11 @@ use uuid::Uuid;
 use super::input::{EventInput, TicketTypeInput, check_window};
 use crate::{
     cache,
-    error::{Error, OrMessage, Result},
+    error::{Code, Error, OrMessage, Result},
     events::db::{EVENT_COLUMNS, EventRow},
     extract::{AuthUser, Fields, JsonBody, path_id},
     jobs, realtime,
+    reservations::db as rdb,
     seats::{self, http::layouts_json},
     state::AppState,
 };
@@ -88,14 +89,12 @@ async fn create(
     check_window(sale_start, sale_end)?;
     let mut ticket_types = Vec::new();
     if let Some(list) = body.present("ticketTypes") {
-        for t in list
-            .as_array()
-            .ok_or_else(|| Error::bad_request("ticketTypes는 배열이어야 합니다."))?
-        {
-            let t = TicketTypeInput::parse(
-                t.as_object()
-                    .ok_or_else(|| Error::bad_request("티켓 정보가 올바르지 않습니다."))?,
-            )?;
+        for t in list.as_array().ok_or_else(|| {
+            Error::bad_request(Code::InvalidInput, "ticketTypes는 배열이어야 합니다.")
+        })? {
+            let t = TicketTypeInput::parse(t.as_object().ok_or_else(|| {
+                Error::bad_request(Code::InvalidInput, "티켓 정보가 올바르지 않습니다.")
+            })?)?;
             t.require_complete()?;
             ticket_types.push(t);
         }
@@ -126,7 +125,7 @@ async fn create(
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(d) if d.constraint() == Some("events_seat_layout_id_fkey") => {
-                Error::bad_request("존재하지 않는 좌석 레이아웃입니다.")
+                Error::bad_request(Code::InvalidInput, "존재하지 않는 좌석 레이아웃입니다.")
             }
             _ => e.into(),
         })?;
@@ -160,7 +159,7 @@ async fn update(
         let current: Option<EventRow> =
             sqlx::query_as(AssertSqlSafe(format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 FOR UPDATE"))).bind(id).fetch_optional(&mut *tx).await?;
         let Some(current) = current else {
-            return Err(Error::Failure(StatusCode::NOT_FOUND, "이벤트를 찾을 수 없습니다.".into()));
+            return Err(Error::Failure(StatusCode::NOT_FOUND, Code::EventNotFound, "이벤트를 찾을 수 없습니다.".into()));
         };
         // Fields left out keep their value (the original overwrote them with NULL).
         let sale_start = input.sale_start.unwrap_or(current.sale_start_date);
@@ -203,32 +202,31 @@ async fn update(
     ))
 }
 
-/// Cancels the live reservations of an event (completed payments become refunded) and frees its
-/// held seats; returns how many reservations were cancelled and what to announce.
+/// Cancels the live reservations of an event through the lifecycle (captured payments refunded)
+/// and releases what they hold; returns how many were cancelled and what to announce.
 async fn cancel_reservations_of(
     tx: &mut PgConnection,
     event_id: Uuid,
 ) -> Result<(i64, Vec<Notice>)> {
-    let cancelled: i64 = sqlx::query_scalar(
-        "WITH c AS (UPDATE reservations SET status = 'cancelled',
-                        payment_status = CASE WHEN payment_status = 'completed' THEN 'refunded' ELSE payment_status END
-                    WHERE event_id = $1 AND status IN ('pending', 'confirmed') RETURNING 1)
-         SELECT count(*) FROM c",
-    )
-    .bind(event_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let freed: Vec<Uuid> = sqlx::query_scalar("UPDATE seats SET status = 'available' WHERE event_id = $1 AND status = 'locked' RETURNING id")
-        .bind(event_id)
-        .fetch_all(&mut *tx)
-        .await?;
-    Ok((
-        cancelled,
-        freed
-            .into_iter()
-            .map(|seat_id| Notice::SeatReleased { event_id, seat_id })
-            .collect(),
-    ))
+    use crate::reservations::lifecycle::{self, Change, Current};
+    let live = rdb::lock_live_of_event(&mut *tx, event_id).await?;
+    let mut changes = Vec::with_capacity(live.len());
+    let mut ids = Vec::new();
+    for (id, status, payment) in &live {
+        let current = Current::parse(status, payment, false).ok_or_else(|| {
+            Error::internal(anyhow::anyhow!(
+                "reservation {id}: unknown status {status}/{payment}"
+            ))
+        })?;
+        let t = lifecycle::transition(current, Change::CancelEvent)?;
+        if t.items == lifecycle::Items::Release {
+            ids.push(*id);
+        }
+        changes.push((*id, t.status.as_str(), t.payment.as_str()));
+    }
+    let notices = rdb::release(tx, &ids).await?;
+    rdb::set_statuses(&mut *tx, &changes).await?;
+    Ok((changes.len() as i64, notices))
 }
 
 async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
@@ -242,7 +240,7 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-        let event = event.ok_or_else(|| Error::Failure(StatusCode::NOT_FOUND, msg.into()))?;
+        let event = event.ok_or_else(|| Error::Failure(StatusCode::NOT_FOUND, Code::EventNotFound, msg.into()))?;
         let (cancelled, notices) = cancel_reservations_of(&mut tx, id).await?;
         tx.commit().await?;
         Ok((event, cancelled, notices))
@@ -268,7 +266,10 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result
                 .fetch_optional(&mut *tx)
                 .await?;
         if exists.is_none() {
-            return Err(Error::not_found("이벤트를 찾을 수 없습니다."));
+            return Err(Error::not_found(
+                Code::EventNotFound,
+                "이벤트를 찾을 수 없습니다.",
+            ));
         }
         let (cancelled, _) = cancel_reservations_of(&mut tx, id).await?;
         sqlx::query("DELETE FROM events WHERE id = $1")
@@ -298,10 +299,11 @@ async fn generate_seats(
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let (title, layout) =
-            event.ok_or_else(|| Error::not_found("이벤트를 찾을 수 없습니다."))?;
-        let layout =
-            layout.ok_or_else(|| Error::bad_request("좌석 레이아웃이 설정되지 않았습니다."))?;
+        let (title, layout) = event
+            .ok_or_else(|| Error::not_found(Code::EventNotFound, "이벤트를 찾을 수 없습니다."))?;
+        let layout = layout.ok_or_else(|| {
+            Error::bad_request(Code::Conflict, "좌석 레이아웃이 설정되지 않았습니다.")
+        })?;
         let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM seats WHERE event_id = $1")
             .bind(id)
             .fetch_one(&mut *tx)
@@ -309,6 +311,7 @@ async fn generate_seats(
         if existing > 0 {
             return Err(Error::PlainWith(
                 StatusCode::BAD_REQUEST,
+                Code::Conflict,
                 "이미 좌석이 생성되어 있습니다.".into(),
                 json!({ "existingSeats": existing }),
             ));
@@ -343,7 +346,7 @@ async fn delete_seats(
         .fetch_one(&mut *tx)
         .await?;
         if in_use {
-            return Err(Error::bad_request("예약된 좌석이 있어 삭제할 수 없습니다."));
+            return Err(Error::bad_request(Code::Conflict, "예약된 좌석이 있어 삭제할 수 없습니다."));
         }
         let done = sqlx::query("DELETE FROM seats WHERE event_id = $1").bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
@@ -372,7 +375,10 @@ async fn create_ticket(
             .fetch_one(&mut *tx)
             .await?;
         if !exists {
-            return Err(Error::not_found("이벤트를 찾을 수 없습니다."));
+            return Err(Error::not_found(
+                Code::EventNotFound,
+                "이벤트를 찾을 수 없습니다.",
+            ));
         }
         let t = insert_ticket_type(&mut tx, event_id, &input).await?;
         tx.commit().await?;
@@ -401,11 +407,11 @@ async fn update_ticket(
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let (event_id, total, available) = current.ok_or_else(|| Error::not_found("티켓을 찾을 수 없습니다."))?;
+        let (event_id, total, available) = current.ok_or_else(|| Error::not_found(Code::TicketTypeNotFound, "티켓을 찾을 수 없습니다."))?;
         let new_total = input.total_quantity.unwrap_or(total);
         let new_available = i64::from(new_total) - i64::from(total - available);
         if new_available < 0 {
-            return Err(Error::bad_request("판매된 티켓 수보다 적은 수량으로 변경할 수 없습니다."));
+            return Err(Error::bad_request(Code::Conflict, "판매된 티켓 수보다 적은 수량으로 변경할 수 없습니다."));
         }
         let t: Value = sqlx::query_scalar(
             "UPDATE ticket_types t SET name = coalesce($2, name), price = coalesce($3, price), total_quantity = $4,

@@ -4,7 +4,10 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::{error::Error, extract::Fields};
+use crate::{
+    error::{Code, Error},
+    extract::Fields,
+};
 
 /// An instant from the admin form: RFC 3339 with an offset, or a naive wall-clock time in `tz`.
 pub fn parse_instant(s: &str, tz: chrono_tz::Tz) -> Option<DateTime<Utc>> {
@@ -41,7 +44,7 @@ pub struct EventInput {
 }
 
 fn bad(msg: &str) -> Error {
-    Error::bad_request(msg)
+    Error::bad_request(Code::InvalidInput, msg)
 }
 
 fn required_text(

@@ -20,5 +20,5 @@ pub fn router(state: &AppState) -> Router<AppState> {
 }
 
 async fn unknown() -> crate::error::Error {
-    crate::error::Error::not_found("Not found")
+    crate::error::Error::not_found(crate::error::Code::NotFound, "Not found")
 }

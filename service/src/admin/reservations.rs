@@ -10,11 +10,14 @@ use tiketi_core::rules::total_pages;
 
 use crate::{
     cache,
-    error::{Error, OrMessage, Result},
+    error::{Code, Error, OrMessage, Result},
     events::http::paging,
     extract::{Fields, JsonBody, QueryParams, path_id},
     realtime,
-    reservations::db as rdb,
+    reservations::{
+        self, db as rdb,
+        lifecycle::{self, Change, Payment, Status},
+    },
     state::AppState,
 };
 
@@ -24,9 +27,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/admin/reservations", get(list))
         .route("/api/admin/reservations/{id}/status", patch(set_status))
 }
-
-const STATUSES: &[&str] = &["pending", "confirmed", "cancelled", "expired"];
-const PAYMENT_STATUSES: &[&str] = &["pending", "completed", "failed", "refunded"];
 
 async fn stats(State(state): State<AppState>) -> Result<Json<Value>> {
     async {
@@ -104,42 +104,38 @@ async fn set_status(
     let status = body.present("status");
     let payment_status = body.present("paymentStatus");
     if status.is_none() && payment_status.is_none() {
-        return Err(Error::bad_request("변경할 상태를 지정해주세요."));
+        return Err(Error::bad_request(
+            Code::InvalidInput,
+            "변경할 상태를 지정해주세요.",
+        ));
     }
-    let pick = |v: Option<&Value>, allowed: &[&str]| -> Result<Option<String>> {
-        match v {
-            None => Ok(None),
-            Some(v) => v
-                .as_str()
-                .filter(|s| allowed.contains(s))
-                .map(|s| Some(s.to_string()))
-                .ok_or_else(|| Error::bad_request("유효하지 않은 상태 값입니다.")),
-        }
+    let bad = || Error::bad_request(Code::InvalidStatusChange, "유효하지 않은 상태 값입니다.");
+    let status = match status {
+        None => None,
+        Some(v) => Some(v.as_str().and_then(Status::parse).ok_or_else(bad)?),
     };
-    let status = pick(status, STATUSES)?;
-    let payment_status = pick(payment_status, PAYMENT_STATUSES)?;
+    let payment = match payment_status {
+        None => None,
+        Some(v) => Some(v.as_str().and_then(Payment::parse).ok_or_else(bad)?),
+    };
     let (reservation, event_id, notices) = async {
         let mut tx = state.db.begin().await?;
         let current = rdb::lock_reservation(&mut *tx, id, None).await?;
-        let current = current.ok_or_else(|| Error::not_found("예매를 찾을 수 없습니다."))?;
-        // Ending a live reservation returns its seats and stock, so nothing stays held.
-        let ends = matches!(status.as_deref(), Some("cancelled" | "expired"));
-        let notices = if ends && matches!(current.status.as_str(), "pending" | "confirmed") {
-            rdb::release_items(&mut tx, id).await?
-        } else {
-            Vec::new()
-        };
+        let current = current.ok_or_else(|| {
+            Error::not_found(Code::ReservationNotFound, "예매를 찾을 수 없습니다.")
+        })?;
+        // the lifecycle moves seats and stock with the status: ending a live reservation releases
+        // them, reviving an ended one claims them again (409 when they were sold meanwhile)
+        let t = lifecycle::transition(current.current()?, Change::Admin { status, payment })?;
+        let (notices, _) = reservations::apply(&mut tx, &state, &current, t, None).await?;
         let row: Value = sqlx::query_scalar(
-            "UPDATE reservations r SET status = coalesce($2, status), payment_status = coalesce($3, payment_status)
-             WHERE id = $1
-             RETURNING json_build_object('id', r.id, 'user_id', r.user_id, 'event_id', r.event_id,
+            "SELECT json_build_object('id', r.id, 'user_id', r.user_id, 'event_id', r.event_id,
                  'reservation_number', r.reservation_number, 'total_amount', r.total_amount, 'status', r.status,
                  'payment_method', r.payment_method, 'payment_status', r.payment_status,
-                 'expires_at', wire_ts(r.expires_at), 'created_at', wire_ts(r.created_at), 'updated_at', wire_ts(r.updated_at))",
+                 'expires_at', wire_ts(r.expires_at), 'created_at', wire_ts(r.created_at), 'updated_at', wire_ts(r.updated_at))
+             FROM reservations r WHERE id = $1",
         )
         .bind(id)
-        .bind(&status)
-        .bind(&payment_status)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -6,7 +6,7 @@ use tiketi_core::email;
 
 use super::{db, password};
 use crate::{
-    error::{Error, FieldError, OrMessage, Result},
+    error::{Code, Error, FieldError, OrMessage, Result},
     extract::{ClientIp, Fields, JsonBody},
     metrics::AuthLabels,
     ratelimit,
@@ -77,12 +77,12 @@ async fn register(
     async {
         if db::find_by_email(&state.db, &email).await?.is_some() {
             count(&state, "register", "duplicate");
-            return Err(Error::bad_request("이미 존재하는 이메일입니다."));
+            return Err(Error::bad_request(Code::EmailTaken, "이미 존재하는 이메일입니다."));
         }
         let hash = password::hash(pw.to_string()).await.map_err(Error::internal)?;
         let new = db::NewUser { email: &email, password_hash: &hash, name: &name, phone, role: "user" };
         let Some(user) = db::insert(&state.db, &new).await? else {
-            return Err(Error::bad_request("이미 존재하는 이메일입니다."));
+            return Err(Error::bad_request(Code::EmailTaken, "이미 존재하는 이메일입니다."));
         };
         let token = state.jwt.issue(user.id, &user.email, &user.role).map_err(Error::internal)?;
         count(&state, "register", "success");
@@ -139,6 +139,7 @@ async fn login(
         let (Some(user), true) = (user, ok) else {
             count(&state, "login", "failure");
             return Err(Error::unauthorized(
+                Code::InvalidCredentials,
                 "이메일 또는 비밀번호가 일치하지 않습니다.",
             ));
         };

@@ -15,7 +15,7 @@ use tiketi_core::rules::total_pages;
 use super::db::{self, ListFilter};
 use crate::{
     cache,
-    error::{Error, OrMessage, Result},
+    error::{Code, Error, OrMessage, Result},
     extract::path_id,
     state::AppState,
 };
@@ -66,7 +66,10 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Resu
         .iter()
         .any(|v| v.as_deref().is_some_and(|s| s.contains('\0')))
     {
-        return Err(crate::error::Error::bad_request("Invalid query"));
+        return Err(crate::error::Error::bad_request(
+            Code::InvalidInput,
+            "Invalid query",
+        ));
     }
     let (page, limit) = paging(q.page.as_deref(), q.limit.as_deref(), 10);
     let status = q.status.as_deref().filter(|s| !s.is_empty());
@@ -120,7 +123,10 @@ async fn detail(State(state): State<AppState>, Path(id): Path<String>) -> Result
     }
     async {
         let Some(event) = db::find(&state.db, id).await? else {
-            return Err(Error::not_found("이벤트를 찾을 수 없습니다."));
+            return Err(Error::not_found(
+                Code::EventNotFound,
+                "이벤트를 찾을 수 없습니다.",
+            ));
         };
         let ticket_types = db::ticket_types(&state.db, id).await?;
         let body = json!({ "event": event, "ticketTypes": ticket_types }).to_string();
@@ -157,7 +163,10 @@ async fn availability(
             Some((available, total)) => Ok(Json(
                 json!({ "available_quantity": available, "total_quantity": total }),
             )),
-            None => Err(Error::not_found("티켓 타입을 찾을 수 없습니다.")),
+            None => Err(Error::not_found(
+                Code::TicketTypeNotFound,
+                "티켓 타입을 찾을 수 없습니다.",
+            )),
         }
     }
     .await

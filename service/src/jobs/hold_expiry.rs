@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tiketi_core::wire::Notice;
 
-use crate::{cache, metrics::KindLabels, realtime, state::AppState};
+use crate::{cache, metrics::KindLabels, realtime, reservations::db as rdb, state::AppState};
 
 const BATCH: i64 = 500;
 
@@ -29,7 +29,9 @@ pub async fn sweep(state: &AppState) -> sqlx::Result<i64> {
         if !super::try_lock(&mut tx, super::LOCK_HOLD_EXPIRY).await? {
             return Ok(total);
         }
-        let (expired, freed) = crate::reservations::db::expire_holds(&mut *tx, BATCH).await?;
+        let ids = rdb::expire_holds(&mut *tx, BATCH).await?;
+        let expired = ids.len() as i64;
+        let notices = rdb::release(&mut tx, &ids).await?;
         tx.commit().await?;
         if expired > 0 {
             total += expired;
@@ -41,22 +43,15 @@ pub async fn sweep(state: &AppState) -> sqlx::Result<i64> {
                     kind: "hold_expiry",
                 })
                 .inc();
-            tracing::info!(expired, seats = freed.len(), "expired unpaid holds");
+            tracing::info!(expired, released = notices.len(), "expired unpaid holds");
         }
-        let mut events: Vec<uuid::Uuid> = freed.iter().map(|(e, _)| *e).collect();
+        let mut events: Vec<uuid::Uuid> = notices.iter().map(Notice::event_id).collect();
         events.sort();
         events.dedup();
         for event_id in events {
             cache::invalidate_event(state, event_id).await;
         }
-        realtime::publish(
-            state,
-            freed
-                .into_iter()
-                .map(|(event_id, seat_id)| Notice::SeatReleased { event_id, seat_id })
-                .collect(),
-        )
-        .await;
+        realtime::publish(state, notices).await;
         if expired < BATCH {
             return Ok(total);
         }

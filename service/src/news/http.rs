@@ -12,7 +12,7 @@ use tiketi_core::rules::total_pages;
 use uuid::Uuid;
 
 use crate::{
-    error::{Error, OrMessage, Result},
+    error::{Code, Error, OrMessage, Result},
     events::http::paging,
     extract::{AuthUser, Fields, JsonBody, QueryParams, path_id},
     state::AppState,
@@ -62,7 +62,7 @@ async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Js
             .bind(id)
             .fetch_optional(&state.db)
             .await?;
-        let news = news.ok_or_else(|| Error::not_found(MSG_NOT_FOUND))?;
+        let news = news.ok_or_else(|| Error::not_found(Code::NewsNotFound, MSG_NOT_FOUND))?;
         Ok(Json(json!({ "news": news })))
     }
     .await
@@ -80,10 +80,16 @@ async fn create(
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>)> {
     let (Some(title), Some(content)) = (body.text("title"), body.text("content")) else {
-        return Err(Error::bad_request("제목, 내용, 작성자는 필수입니다."));
+        return Err(Error::bad_request(
+            Code::InvalidInput,
+            "제목, 내용, 작성자는 필수입니다.",
+        ));
     };
     if !title_ok(&title) {
-        return Err(Error::bad_request("제목은 255자 이하여야 합니다."));
+        return Err(Error::bad_request(
+            Code::InvalidInput,
+            "제목은 255자 이하여야 합니다.",
+        ));
     }
     async {
         // The author is the caller (the original trusted `author`/`author_id` from the client);
@@ -101,7 +107,9 @@ async fn create(
             .bind(user.id)
             .fetch_optional(&state.db)
             .await?;
-        let news = news.ok_or_else(|| Error::bad_request("존재하지 않는 작성자입니다."))?;
+        let news = news.ok_or_else(|| {
+            Error::bad_request(Code::AuthorNotFound, "존재하지 않는 작성자입니다.")
+        })?;
         Ok((StatusCode::CREATED, Json(json!({ "news": news }))))
     }
     .await
@@ -113,7 +121,7 @@ async fn author_of(state: &AppState, id: Uuid) -> Result<Option<Uuid>> {
         .bind(id)
         .fetch_optional(&state.db)
         .await?;
-    row.ok_or_else(|| Error::not_found(MSG_NOT_FOUND))
+    row.ok_or_else(|| Error::not_found(Code::NewsNotFound, MSG_NOT_FOUND))
 }
 
 async fn update(
@@ -124,21 +132,27 @@ async fn update(
 ) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     let (Some(title), Some(content)) = (body.text("title"), body.text("content")) else {
-        return Err(Error::bad_request("제목과 내용은 필수입니다."));
+        return Err(Error::bad_request(
+            Code::InvalidInput,
+            "제목과 내용은 필수입니다.",
+        ));
     };
     if !title_ok(&title) {
-        return Err(Error::bad_request("제목은 255자 이하여야 합니다."));
+        return Err(Error::bad_request(
+            Code::InvalidInput,
+            "제목은 255자 이하여야 합니다.",
+        ));
     }
     async {
         if author_of(&state, id).await? != Some(user.id) {
-            return Err(Error::forbidden("작성자만 수정할 수 있습니다."));
+            return Err(Error::forbidden(Code::NotOwner, "작성자만 수정할 수 있습니다."));
         }
         let pinned = body.bool_of("is_pinned").filter(|_| user.is_admin());
         let sql = format!(
             "UPDATE news n SET title = $2, content = $3, is_pinned = coalesce($4, is_pinned) WHERE id = $1 RETURNING {NEWS_JSON}"
         );
         let news: Option<Value> = sqlx::query_scalar(AssertSqlSafe(sql)).bind(id).bind(&title).bind(&content).bind(pinned).fetch_optional(&state.db).await?;
-        let news = news.ok_or_else(|| Error::not_found(MSG_NOT_FOUND))?;
+        let news = news.ok_or_else(|| Error::not_found(Code::NewsNotFound, MSG_NOT_FOUND))?;
         Ok(Json(json!({ "news": news })))
     }
     .await
@@ -153,7 +167,7 @@ async fn remove(
     let id = path_id(&id, "Invalid id format")?;
     async {
         if author_of(&state, id).await? != Some(user.id) && !user.is_admin() {
-            return Err(Error::forbidden("삭제 권한이 없습니다."));
+            return Err(Error::forbidden(Code::NotOwner, "삭제 권한이 없습니다."));
         }
         sqlx::query("DELETE FROM news WHERE id = $1")
             .bind(id)

@@ -8,7 +8,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use crate::{
-    error::{Error, OrMessage, Result},
+    error::{Code, Error, OrMessage, Result},
     extract::{AuthUser, Fields, JsonBody},
     metrics::PaymentLabels,
     state::AppState,
@@ -27,14 +27,19 @@ async fn process(
 ) -> Result<Json<Value>> {
     let (Some(id), Some(method)) = (body.present("reservationId"), body.present("paymentMethod"))
     else {
-        return Err(Error::bad_request("Missing required fields"));
+        return Err(Error::bad_request(
+            Code::InvalidInput,
+            "Missing required fields",
+        ));
     };
     let id = id
         .as_str()
         .and_then(tiketi_core::ids::parse_uuid)
-        .ok_or_else(|| Error::bad_request("Invalid reservationId format"))?;
+        .ok_or_else(|| Error::bad_request(Code::InvalidId, "Invalid reservationId format"))?;
     let method = method.as_str().filter(|m| super::method_name(m).is_some());
-    let method = method.ok_or_else(|| Error::bad_request("유효하지 않은 결제 수단입니다."))?;
+    let method = method.ok_or_else(|| {
+        Error::bad_request(Code::InvalidPaymentMethod, "유효하지 않은 결제 수단입니다.")
+    })?;
     crate::ratelimit::check(
         &state,
         "reserve",

@@ -11,7 +11,18 @@ use serde_json::{Value, json};
 use tiketi_core::time::to_wire;
 use uuid::Uuid;
 
-use crate::{error::Error, reservations::db as rdb, state::AppState};
+use crate::{
+    error::{Code, Error},
+    reservations::{
+        self, db as rdb,
+        lifecycle::{self, Change},
+    },
+    state::AppState,
+};
+
+fn not_found() -> Error {
+    Error::rejected(Code::ReservationNotFound, "예약을 찾을 수 없습니다.")
+}
 
 pub const METHODS: &[(&str, &str, &str)] = &[
     ("naver_pay", "네이버페이", "네이버페이로 간편 결제"),
@@ -26,17 +37,6 @@ pub fn method_name(id: &str) -> Option<&'static str> {
         .map(|(_, name, _)| *name)
 }
 
-/// Why a reservation cannot be paid now, if it cannot.
-fn refusal(r: &rdb::LockedReservation) -> Option<&'static str> {
-    match (r.status.as_str(), r.payment_status.as_str()) {
-        (_, "completed") => Some("Payment already completed for this reservation"),
-        ("cancelled", _) => Some("취소된 예약입니다."),
-        ("expired", _) => Some("예약이 만료되었습니다."),
-        _ if r.expired => Some("예약이 만료되었습니다."),
-        _ => None,
-    }
-}
-
 pub async fn pay(
     state: &AppState,
     user_id: Uuid,
@@ -44,10 +44,9 @@ pub async fn pay(
     method: &str,
 ) -> Result<Value, Error> {
     let found = rdb::get_reservation(&state.db, reservation_id, user_id).await?;
-    let r = found.ok_or_else(|| Error::rejected("예약을 찾을 수 없습니다."))?;
-    if let Some(why) = refusal(&r) {
-        return Err(Error::rejected(why));
-    }
+    let r = found.ok_or_else(not_found)?;
+    // refused before the provider is asked: nothing is charged for a dead hold
+    lifecycle::transition(r.current()?, Change::Pay)?;
 
     let (lo, hi) = (
         state.config.payment_delay_min_ms,
@@ -61,30 +60,9 @@ pub async fn pay(
 
     let mut tx = state.db.begin().await?;
     let r = rdb::lock_reservation(&mut *tx, reservation_id, Some(user_id)).await?;
-    let r = r.ok_or_else(|| Error::rejected("예약을 찾을 수 없습니다."))?;
-    if let Some(why) = refusal(&r) {
-        return Err(Error::rejected(why));
-    }
-    let paid_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
-        "UPDATE reservations SET status = 'confirmed', payment_status = 'completed', payment_method = $2
-         WHERE id = $1 RETURNING updated_at",
-    )
-    .bind(reservation_id)
-    .bind(method)
-    .fetch_one(&mut *tx)
-    .await?;
-    let (held, reserved): (i64, i64) = sqlx::query_as(
-        "WITH held AS (SELECT seat_id FROM reservation_items WHERE reservation_id = $1 AND seat_id IS NOT NULL),
-              sold AS (UPDATE seats SET status = 'reserved' WHERE id IN (SELECT seat_id FROM held) AND status = 'locked' RETURNING id)
-         SELECT (SELECT count(*) FROM held), (SELECT count(*) FROM sold)",
-    )
-    .bind(reservation_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    if held != reserved {
-        // a held seat is no longer locked by this hold: never sell it twice
-        return Err(Error::rejected("예약이 만료되었습니다."));
-    }
+    let r = r.ok_or_else(not_found)?;
+    let t = lifecycle::transition(r.current()?, Change::Pay)?;
+    let (_, paid_at) = reservations::apply(&mut tx, state, &r, t, Some(method)).await?;
     let details: Value = sqlx::query_scalar(
         "SELECT json_build_object(
              'event', (SELECT json_build_object('title', e.title, 'venue', e.venue, 'event_date', wire_ts(e.event_date))

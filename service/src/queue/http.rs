@@ -10,7 +10,7 @@ use tiketi_core::wire::{event, room};
 use uuid::Uuid;
 
 use crate::{
-    error::{Error, OrMessage, Result},
+    error::{Code, Error, OrMessage, Result},
     extract::{AuthUser, path_id},
     state::AppState,
 };
@@ -29,7 +29,7 @@ pub fn router() -> Router<AppState> {
 async fn gate_of(state: &AppState, event_id: Uuid) -> Result<super::Gate> {
     super::limit(state, event_id)
         .await?
-        .ok_or_else(|| Error::not_found("이벤트를 찾을 수 없습니다."))
+        .ok_or_else(|| Error::not_found(Code::EventNotFound, "이벤트를 찾을 수 없습니다."))
 }
 
 async fn check(

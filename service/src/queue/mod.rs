@@ -14,7 +14,10 @@ use fred::{
 };
 use uuid::Uuid;
 
-use crate::{error::Error, state::AppState};
+use crate::{
+    error::{Code, Error},
+    state::AppState,
+};
 
 /// How long an admission lasts without renewal.
 pub const ADMISSION_TTL_MS: i64 = 5 * 60 * 1000;
@@ -218,7 +221,7 @@ pub async fn ensure_admitted(state: &AppState, event_id: Uuid, user_id: Uuid) ->
                     kind: "queue_not_admitted",
                 })
                 .inc();
-            Err(Error::forbidden(MSG_WAIT_YOUR_TURN))
+            Err(Error::forbidden(Code::QueueNotAdmitted, MSG_WAIT_YOUR_TURN))
         }
         Err(e) => {
             tracing::warn!(error = %e, "waiting room not enforced: redis unavailable");

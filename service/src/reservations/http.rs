@@ -11,7 +11,7 @@ use sqlx::AssertSqlSafe;
 
 use crate::{
     cache,
-    error::{Error, OrMessage, Result},
+    error::{Code, Error, OrMessage, Result},
     extract::{AuthUser, Fields, JsonBody, path_id},
     metrics::KindLabels,
     realtime,
@@ -37,26 +37,29 @@ async fn book(
 ) -> Result<(StatusCode, Json<Value>)> {
     let event_id = body
         .uuid_of("eventId")
-        .ok_or_else(|| Error::bad_request("Invalid eventId format"))?;
+        .ok_or_else(|| Error::bad_request(Code::InvalidId, "Invalid eventId format"))?;
     let items = body
         .field("items")
         .and_then(Value::as_array)
         .filter(|a| !a.is_empty());
-    let items = items.ok_or_else(|| Error::bad_request("티켓을 선택해주세요."))?;
+    let items =
+        items.ok_or_else(|| Error::bad_request(Code::InvalidInput, "티켓을 선택해주세요."))?;
     // every id is checked before any quantity, as the original validated the id list first
     let ids = items
         .iter()
         .map(|item| item.uuid_of("ticketTypeId"))
         .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| Error::bad_request("Invalid ticketTypeId list"))?;
+        .ok_or_else(|| Error::bad_request(Code::InvalidInput, "Invalid ticketTypeId list"))?;
     let mut parsed = Vec::with_capacity(items.len());
     for (item, id) in items.iter().zip(ids) {
         let quantity = item.int_of("quantity").filter(|q| *q >= 1);
-        let quantity = quantity.ok_or_else(|| Error::rejected("수량은 1개 이상이어야 합니다."))?;
+        let quantity = quantity
+            .ok_or_else(|| Error::rejected(Code::InvalidInput, "수량은 1개 이상이어야 합니다."))?;
         if quantity > MAX_QUANTITY {
-            return Err(Error::rejected(format!(
-                "한 번에 최대 {MAX_QUANTITY}매까지 예매할 수 있습니다."
-            )));
+            return Err(Error::rejected(
+                Code::InvalidInput,
+                format!("한 번에 최대 {MAX_QUANTITY}매까지 예매할 수 있습니다."),
+            ));
         }
         parsed.push((id, quantity as i32));
     }
@@ -150,7 +153,7 @@ async fn one(
              WHERE r.id = $1 AND r.user_id = $2"
         );
         let found: Option<Value> = sqlx::query_scalar(AssertSqlSafe(sql)).bind(id).bind(user.id).fetch_optional(&state.db).await?;
-        let reservation = found.ok_or_else(|| Error::not_found("예매 내역을 찾을 수 없습니다."))?;
+        let reservation = found.ok_or_else(|| Error::not_found(Code::ReservationNotFound, "예매 내역을 찾을 수 없습니다."))?;
         Ok(Json(json!({ "reservation": reservation })))
     }
     .await

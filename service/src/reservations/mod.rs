@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod http;
+pub mod lifecycle;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -11,7 +12,10 @@ use sqlx::PgConnection;
 use tiketi_core::wire::Notice;
 use uuid::Uuid;
 
-use crate::{error::Error, state::AppState};
+use crate::{
+    error::{Code, Error},
+    state::AppState,
+};
 
 pub const MSG_NOT_ON_SALE: &str = "예매 가능한 기간이 아닙니다.";
 
@@ -76,9 +80,10 @@ async fn within_caps(
         Claim::Tickets(n) => tickets + n,
     };
     if after > i64::from(cap) {
-        return Err(Error::rejected(format!(
-            "이 공연은 1인당 최대 {cap}{unit}까지 예매할 수 있습니다."
-        )));
+        return Err(Error::rejected(
+            Code::PerUserLimit,
+            format!("이 공연은 1인당 최대 {cap}{unit}까지 예매할 수 있습니다."),
+        ));
     }
     Ok(())
 }
@@ -100,36 +105,53 @@ pub async fn hold_seats(
 ) -> Result<(SeatHold, Vec<Notice>), Error> {
     let mut tx = state.db.begin().await?;
     match db::event_sale_state(&mut *tx, event_id).await? {
-        None => return Err(Error::rejected("좌석을 찾을 수 없습니다.")),
-        Some(false) => return Err(Error::rejected(MSG_NOT_ON_SALE)),
+        None => {
+            return Err(Error::rejected(
+                Code::SeatNotFound,
+                "좌석을 찾을 수 없습니다.",
+            ));
+        }
+        Some(false) => return Err(Error::rejected(Code::NotOnSale, MSG_NOT_ON_SALE)),
         Some(true) => {}
     }
     let claim = Claim::Seats(seat_ids.len() as i64);
     within_caps(&mut tx, state, user_id, event_id, claim).await?;
-    let seats = db::lock_available_seats(&mut *tx, event_id, seat_ids).await?;
+    let id = Uuid::new_v4();
+    let seats = db::lock_available_seats(&mut *tx, event_id, seat_ids, id).await?;
     if seats.len() != seat_ids.len() {
         drop(tx);
         let found = db::seat_states(&state.db, event_id, seat_ids).await?;
         if found.len() != seat_ids.len() {
-            return Err(Error::rejected("좌석을 찾을 수 없습니다."));
+            return Err(Error::rejected(
+                Code::SeatNotFound,
+                "좌석을 찾을 수 없습니다.",
+            ));
         }
         let taken: Vec<String> = found
             .into_iter()
             .filter(|(_, s)| s != "available")
             .map(|(l, _)| l)
             .collect();
-        return Err(Error::rejected(format!(
-            "이미 예약된 좌석입니다. ({})",
-            taken.join(", ")
-        )));
+        return Err(Error::rejected(
+            Code::SeatTaken,
+            format!("이미 예약된 좌석입니다. ({})", taken.join(", ")),
+        ));
     }
     let total: i64 = seats.iter().map(|s| i64::from(s.price)).sum();
-    let total = i32::try_from(total).map_err(|_| Error::rejected("결제 금액이 너무 큽니다."))?;
+    let total = i32::try_from(total)
+        .map_err(|_| Error::rejected(Code::AmountTooLarge, "결제 금액이 너무 큽니다."))?;
     let number = new_reservation_number();
     let hold_secs = i64::try_from(state.config.hold_seconds).unwrap_or(300);
-    let (id, expires_at) =
-        db::insert_reservation(&mut *tx, user_id, event_id, &number, total, Some(hold_secs))
-            .await?;
+    let (id, expires_at) = db::insert_reservation(
+        &mut *tx,
+        id,
+        user_id,
+        event_id,
+        &number,
+        total,
+        Some(hold_secs),
+    )
+    .await?;
     for s in &seats {
         db::insert_item(&mut *tx, id, None, Some(s.id), 1, s.price).await?;
     }
@@ -181,8 +203,13 @@ pub async fn book_tickets(
 
     let mut tx = state.db.begin().await?;
     match db::event_sale_state(&mut *tx, event_id).await? {
-        None => return Err(Error::not_found("이벤트를 찾을 수 없습니다.")),
-        Some(false) => return Err(Error::rejected(MSG_NOT_ON_SALE)),
+        None => {
+            return Err(Error::not_found(
+                Code::EventNotFound,
+                "이벤트를 찾을 수 없습니다.",
+            ));
+        }
+        Some(false) => return Err(Error::rejected(Code::NotOnSale, MSG_NOT_ON_SALE)),
         Some(true) => {}
     }
     let units = claims.iter().map(|(_, q)| i64::from(*q)).sum();
@@ -194,10 +221,13 @@ pub async fn book_tickets(
             None => {
                 return Err(
                     match db::stock_of(&mut *tx, event_id, *ticket_type_id).await? {
-                        None => Error::rejected("존재하지 않는 티켓입니다."),
-                        Some((name, left)) => Error::rejected(format!(
-                            "{name} 티켓이 부족합니다. (남은 수량: {left})"
-                        )),
+                        None => {
+                            Error::rejected(Code::TicketTypeNotFound, "존재하지 않는 티켓입니다.")
+                        }
+                        Some((name, left)) => Error::rejected(
+                            Code::SoldOut,
+                            format!("{name} 티켓이 부족합니다. (남은 수량: {left})"),
+                        ),
                     },
                 );
             }
@@ -207,9 +237,19 @@ pub async fn book_tickets(
         .iter()
         .map(|(_, q, t)| i64::from(*q) * i64::from(t.price))
         .sum();
-    let total = i32::try_from(total).map_err(|_| Error::rejected("결제 금액이 너무 큽니다."))?;
+    let total = i32::try_from(total)
+        .map_err(|_| Error::rejected(Code::AmountTooLarge, "결제 금액이 너무 큽니다."))?;
     let number = new_reservation_number();
-    let (id, _) = db::insert_reservation(&mut *tx, user_id, event_id, &number, total, None).await?;
+    let (id, _) = db::insert_reservation(
+        &mut *tx,
+        Uuid::new_v4(),
+        user_id,
+        event_id,
+        &number,
+        total,
+        None,
+    )
+    .await?;
     for (ticket_type_id, quantity, t) in &claimed {
         db::insert_item(
             &mut *tx,
@@ -249,18 +289,61 @@ pub async fn cancel(
 ) -> Result<(Option<Uuid>, Vec<Notice>), Error> {
     let mut tx = state.db.begin().await?;
     let Some(r) = db::lock_reservation(&mut *tx, id, Some(user_id)).await? else {
-        return Err(Error::rejected("예매 내역을 찾을 수 없습니다."));
+        return Err(Error::rejected(
+            Code::ReservationNotFound,
+            "예매 내역을 찾을 수 없습니다.",
+        ));
     };
-    if r.status == "cancelled" {
-        return Err(Error::rejected("이미 취소된 예매입니다."));
-    }
-    // An expired hold already gave its seats back; only live reservations restore anything.
-    let notices = if r.status == "expired" {
-        Vec::new()
-    } else {
-        db::release_items(&mut tx, id).await?
-    };
-    db::mark_cancelled(&mut *tx, id).await?;
+    let t = lifecycle::transition(r.current()?, lifecycle::Change::Cancel)?;
+    let (notices, _) = apply(&mut tx, state, &r, t, None).await?;
     tx.commit().await?;
     Ok((r.event_id, notices))
+}
+
+/// Carries out a decided transition of the locked reservation `r`: its seats and stock first (all
+/// or nothing), then its status. Returns what to announce after the commit and `updated_at`.
+pub async fn apply(
+    tx: &mut PgConnection,
+    state: &AppState,
+    r: &db::LockedReservation,
+    t: lifecycle::Transition,
+    method: Option<&str>,
+) -> Result<(Vec<Notice>, DateTime<Utc>), Error> {
+    use lifecycle::Items;
+    let sold_meanwhile = || {
+        Error::PlainWith(
+            axum::http::StatusCode::CONFLICT,
+            Code::InvalidStatusChange,
+            "좌석 또는 티켓이 이미 판매되어 예매를 되살릴 수 없습니다.".into(),
+            serde_json::json!({}),
+        )
+    };
+    let mut renew_hold = None;
+    let notices = match t.items {
+        Items::Keep => Vec::new(),
+        Items::Release => db::release(tx, &[r.id]).await?,
+        Items::Sell | Items::Unsell => {
+            if !db::set_seats_sold(tx, r.id, t.items == Items::Sell).await? {
+                // a seat of this reservation is no longer held by it: never sell it twice
+                return Err(Error::rejected(Code::HoldExpired, "예약이 만료되었습니다."));
+            }
+            Vec::new()
+        }
+        Items::Reclaim { sold } => {
+            renew_hold = (!sold).then(|| i64::try_from(state.config.hold_seconds).unwrap_or(300));
+            db::reclaim(tx, r.id, r.user_id, sold)
+                .await?
+                .ok_or_else(sold_meanwhile)?
+        }
+    };
+    let updated_at = db::set_status(
+        &mut *tx,
+        r.id,
+        t.status.as_str(),
+        t.payment.as_str(),
+        method,
+        renew_hold,
+    )
+    .await?;
+    Ok((notices, updated_at))
 }

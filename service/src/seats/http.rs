@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     cache,
-    error::{Error, OrMessage, Result},
+    error::{Code, Error, OrMessage, Result},
     extract::{AuthUser, Fields, JsonBody, path_id},
     metrics::KindLabels,
     realtime, reservations,
@@ -63,9 +63,9 @@ async fn seat_map(
         .fetch_optional(&state.db)
         .await?;
         let Some((id, title, layout)) = event else {
-            return Err(Error::not_found("Event not found"));
+            return Err(Error::not_found(Code::EventNotFound, "Event not found"));
         };
-        let layout = layout.ok_or_else(|| Error::not_found("This event does not have seat selection"))?;
+        let layout = layout.ok_or_else(|| Error::not_found(Code::SeatNotFound, "This event does not have seat selection"))?;
         let seats: Value = sqlx::query_scalar(
             "SELECT coalesce(json_agg(json_build_object('id', id, 'section', section, 'row_number', row_number,
                     'seat_number', seat_number, 'seat_label', seat_label, 'price', price, 'status', status)
@@ -89,21 +89,23 @@ async fn reserve(
 ) -> Result<(StatusCode, Json<Value>)> {
     let event_id = body
         .uuid_of("eventId")
-        .ok_or_else(|| Error::bad_request("Invalid event ID format"))?;
+        .ok_or_else(|| Error::bad_request(Code::InvalidId, "Invalid event ID format"))?;
     let seat_ids = body
         .field("seatIds")
         .and_then(Value::as_array)
         .filter(|a| !a.is_empty());
-    let seat_ids = seat_ids.ok_or_else(|| Error::bad_request("Please select at least one seat"))?;
+    let seat_ids = seat_ids
+        .ok_or_else(|| Error::bad_request(Code::InvalidInput, "Please select at least one seat"))?;
     if seat_ids.len() > MAX_SEATS_PER_RESERVATION {
-        return Err(Error::bad_request(format!(
-            "최대 {MAX_SEATS_PER_RESERVATION}석까지 선택 가능합니다."
-        )));
+        return Err(Error::bad_request(
+            Code::InvalidInput,
+            format!("최대 {MAX_SEATS_PER_RESERVATION}석까지 선택 가능합니다."),
+        ));
     }
     let mut ids: Vec<Uuid> = Vec::with_capacity(seat_ids.len());
     for v in seat_ids {
         let id = v.as_str().and_then(tiketi_core::ids::parse_uuid);
-        let id = id.ok_or_else(|| Error::bad_request("Invalid seat ID format"))?;
+        let id = id.ok_or_else(|| Error::bad_request(Code::InvalidId, "Invalid seat ID format"))?;
         if !ids.contains(&id) {
             ids.push(id);
         }
@@ -166,7 +168,7 @@ async fn reservation(
         .bind(user.id)
         .fetch_optional(&state.db)
         .await?;
-        let (mut reservation, expired) = row.ok_or_else(|| Error::not_found("예약을 찾을 수 없습니다."))?;
+        let (mut reservation, expired) = row.ok_or_else(|| Error::not_found(Code::ReservationNotFound, "예약을 찾을 수 없습니다."))?;
         if expired && let Some(o) = reservation.as_object_mut() {
             // present only when true, as in the original
             o.insert("isExpired".into(), Value::Bool(true));

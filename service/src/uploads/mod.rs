@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tower_http::services::ServeDir;
 
 use crate::{
-    error::{Error, Result},
+    error::{Code, Error, Result},
     extract::AuthUser,
     state::AppState,
 };
@@ -62,14 +62,19 @@ async fn upload(
 ) -> Result<Json<Value>> {
     user.require_admin()?;
     // a body that is not multipart carries no image (the original's multer left req.file unset)
-    let mut form = form.map_err(|_| Error::bad_request(MSG_IMAGE_REQUIRED))?;
-    let too_big = || Error::bad_request("이미지는 5MB 이하만 업로드할 수 있습니다.");
+    let mut form = form.map_err(|_| Error::bad_request(Code::InvalidImage, MSG_IMAGE_REQUIRED))?;
+    let too_big = || {
+        Error::bad_request(
+            Code::InvalidImage,
+            "이미지는 5MB 이하만 업로드할 수 있습니다.",
+        )
+    };
     let mut image = None;
     while let Some(field) = form.next_field().await.map_err(|e| {
         if e.status().as_u16() == 413 {
             too_big()
         } else {
-            Error::bad_request(e.body_text())
+            Error::bad_request(Code::InvalidInput, e.body_text())
         }
     })? {
         if field.name() == Some("image") {
@@ -77,7 +82,7 @@ async fn upload(
                 if e.status().as_u16() == 413 {
                     too_big()
                 } else {
-                    Error::bad_request(e.body_text())
+                    Error::bad_request(Code::InvalidInput, e.body_text())
                 }
             })?;
             image = Some(bytes);
@@ -86,12 +91,15 @@ async fn upload(
     }
     let bytes = image
         .filter(|b| !b.is_empty())
-        .ok_or_else(|| Error::bad_request(MSG_IMAGE_REQUIRED))?;
+        .ok_or_else(|| Error::bad_request(Code::InvalidImage, MSG_IMAGE_REQUIRED))?;
     if bytes.len() > MAX_IMAGE_BYTES {
         return Err(too_big());
     }
     let ext = sniff(&bytes).ok_or_else(|| {
-        Error::bad_request("이미지 파일(PNG, JPEG, GIF, WebP)만 업로드할 수 있습니다.")
+        Error::bad_request(
+            Code::InvalidImage,
+            "이미지 파일(PNG, JPEG, GIF, WebP)만 업로드할 수 있습니다.",
+        )
     })?;
     let key = format!(
         "files/{}_{}.{ext}",

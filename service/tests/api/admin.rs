@@ -16,8 +16,8 @@ fn kst(offset: Duration) -> String {
         .to_string()
 }
 
-fn error(status: StatusCode, msg: &str) -> (StatusCode, Value) {
-    (status, json!({ "error": msg }))
+fn error(status: StatusCode, code: &str, msg: &str) -> (StatusCode, Value) {
+    (status, json!({ "error": msg, "code": code }))
 }
 
 async fn layout_id(app: &TestApp, name: &str) -> Uuid {
@@ -154,13 +154,21 @@ async fn admin_every_route_requires_an_admin() {
         let body = Some(json!({ "title": "x", "status": "cancelled" }));
         assert_eq!(
             app.send(method.clone(), path, None, body.clone()).await,
-            error(StatusCode::UNAUTHORIZED, "인증이 필요합니다."),
+            error(
+                StatusCode::UNAUTHORIZED,
+                "AUTH_REQUIRED",
+                "인증이 필요합니다."
+            ),
             "anonymous {method} {path}"
         );
         assert_eq!(
             app.send(method.clone(), path, Some(&user.token), body)
                 .await,
-            error(StatusCode::FORBIDDEN, "관리자 권한이 필요합니다."),
+            error(
+                StatusCode::FORBIDDEN,
+                "ADMIN_ONLY",
+                "관리자 권한이 필요합니다."
+            ),
             "user {method} {path}"
         );
     }
@@ -395,7 +403,7 @@ async fn admin_create_event_validation_errors() {
         assert_eq!(
             app.post("/api/admin/events", Some(&admin.token), body.clone())
                 .await,
-            error(StatusCode::BAD_REQUEST, msg),
+            error(StatusCode::BAD_REQUEST, "INVALID_INPUT", msg),
             "{body}"
         );
     }
@@ -479,6 +487,7 @@ async fn admin_update_event_is_partial_and_recomputes_status() {
         .await,
         error(
             StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
             "판매 종료 일시는 판매 시작 일시보다 늦어야 합니다."
         )
     );
@@ -508,7 +517,7 @@ async fn admin_update_event_is_partial_and_recomputes_status() {
         .await,
         (
             StatusCode::NOT_FOUND,
-            json!({ "success": false, "message": msg, "error": msg })
+            json!({ "success": false, "message": msg, "error": msg, "code": "EVENT_NOT_FOUND" })
         )
     );
     assert_eq!(
@@ -520,7 +529,7 @@ async fn admin_update_event_is_partial_and_recomputes_status() {
             Some(json!({ "title": "x" }))
         )
         .await,
-        error(StatusCode::BAD_REQUEST, "Invalid id format")
+        error(StatusCode::BAD_REQUEST, "INVALID_ID", "Invalid id format")
     );
 }
 
@@ -555,7 +564,8 @@ async fn admin_cancel_event_cancels_reservations_and_frees_held_seats() {
 
     assert_eq!(
         reservation_state(&app, held).await,
-        pair("cancelled", "pending")
+        pair("cancelled", "refunded"),
+        "a cancelled unpaid hold reads 취소됨 / 환불 완료 (nothing owed), not 결제 대기"
     );
     assert_eq!(
         reservation_state(&app, paid).await,
@@ -580,7 +590,7 @@ async fn admin_cancel_event_cancels_reservations_and_frees_held_seats() {
     let msg = "이벤트 취소에 실패했습니다.";
     let failed = (
         StatusCode::NOT_FOUND,
-        json!({ "success": false, "message": msg, "error": msg }),
+        json!({ "success": false, "message": msg, "error": msg, "code": "EVENT_NOT_FOUND" }),
     );
     assert_eq!(
         admin_send(&app, &admin, Method::POST, &path, None).await,
@@ -635,7 +645,7 @@ async fn admin_delete_event_even_with_booked_ticket_types() {
     );
     assert_eq!(
         reservation_state(&app, booked).await,
-        pair("cancelled", "pending")
+        pair("cancelled", "refunded")
     );
     let (event_id, item_tt): (Option<Uuid>, Option<Uuid>) = sqlx::query_as(
         "SELECT r.event_id, ri.ticket_type_id FROM reservations r JOIN reservation_items ri ON ri.reservation_id = r.id
@@ -652,7 +662,11 @@ async fn admin_delete_event_even_with_booked_ticket_types() {
     );
     assert_eq!(
         app.get(&format!("/api/events/{event}"), None).await,
-        error(StatusCode::NOT_FOUND, "이벤트를 찾을 수 없습니다."),
+        error(
+            StatusCode::NOT_FOUND,
+            "EVENT_NOT_FOUND",
+            "이벤트를 찾을 수 없습니다."
+        ),
         "detail cache invalidated"
     );
 
@@ -695,11 +709,15 @@ async fn admin_delete_event_even_with_booked_ticket_types() {
             None
         )
         .await,
-        error(StatusCode::NOT_FOUND, "이벤트를 찾을 수 없습니다.")
+        error(
+            StatusCode::NOT_FOUND,
+            "EVENT_NOT_FOUND",
+            "이벤트를 찾을 수 없습니다."
+        )
     );
     assert_eq!(
         admin_send(&app, &admin, Method::DELETE, "/api/admin/events/abc", None).await,
-        error(StatusCode::BAD_REQUEST, "Invalid id format")
+        error(StatusCode::BAD_REQUEST, "INVALID_ID", "Invalid id format")
     );
 }
 
@@ -722,13 +740,18 @@ async fn admin_generate_seats() {
     };
     assert_eq!(
         generate(Uuid::new_v4()).await,
-        error(StatusCode::NOT_FOUND, "이벤트를 찾을 수 없습니다.")
+        error(
+            StatusCode::NOT_FOUND,
+            "EVENT_NOT_FOUND",
+            "이벤트를 찾을 수 없습니다."
+        )
     );
     let no_layout = app.insert_event("", "-1 hour", "+1 day").await;
     assert_eq!(
         generate(no_layout).await,
         error(
             StatusCode::BAD_REQUEST,
+            "CONFLICT",
             "좌석 레이아웃이 설정되지 않았습니다."
         )
     );
@@ -737,7 +760,7 @@ async fn admin_generate_seats() {
         generate(with_seats).await,
         (
             StatusCode::BAD_REQUEST,
-            json!({ "error": "이미 좌석이 생성되어 있습니다.", "existingSeats": 265 })
+            json!({ "error": "이미 좌석이 생성되어 있습니다.", "code": "CONFLICT", "existingSeats": 265 })
         )
     );
     let without_seats = app.insert_event("small_theater", "-1 hour", "+1 day").await;
@@ -777,6 +800,7 @@ async fn admin_delete_seats_refused_while_a_seat_is_booked() {
         admin_send(&app, &admin, Method::DELETE, &path, None).await,
         error(
             StatusCode::BAD_REQUEST,
+            "CONFLICT",
             "예약된 좌석이 있어 삭제할 수 없습니다."
         )
     );
@@ -894,6 +918,7 @@ async fn admin_ticket_types_create_and_update() {
         .await,
         error(
             StatusCode::BAD_REQUEST,
+            "CONFLICT",
             "판매된 티켓 수보다 적은 수량으로 변경할 수 없습니다."
         )
     );
@@ -945,7 +970,11 @@ async fn admin_ticket_types_create_and_update() {
             Some(json!({ "totalQuantity": 1 }))
         )
         .await,
-        error(StatusCode::NOT_FOUND, "티켓을 찾을 수 없습니다.")
+        error(
+            StatusCode::NOT_FOUND,
+            "TICKET_TYPE_NOT_FOUND",
+            "티켓을 찾을 수 없습니다."
+        )
     );
     let ticket = json!({ "name": "S석", "price": 1000, "totalQuantity": 1 });
     assert_eq!(
@@ -955,7 +984,11 @@ async fn admin_ticket_types_create_and_update() {
             ticket.clone()
         )
         .await,
-        error(StatusCode::BAD_REQUEST, "Invalid eventId format")
+        error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ID",
+            "Invalid eventId format"
+        )
     );
     assert_eq!(
         app.post(
@@ -964,7 +997,11 @@ async fn admin_ticket_types_create_and_update() {
             ticket
         )
         .await,
-        error(StatusCode::NOT_FOUND, "이벤트를 찾을 수 없습니다.")
+        error(
+            StatusCode::NOT_FOUND,
+            "EVENT_NOT_FOUND",
+            "이벤트를 찾을 수 없습니다."
+        )
     );
     assert_eq!(
         app.post(
@@ -975,6 +1012,7 @@ async fn admin_ticket_types_create_and_update() {
         .await,
         error(
             StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
             "티켓 이름, 가격, 수량은 필수입니다."
         )
     );
@@ -1064,8 +1102,9 @@ async fn admin_reservations_list_filters_and_pages() {
     let (ids, body) = list("?status=cancelled").await;
     assert_eq!(ids, [r3]);
     assert_eq!(body["pagination"]["total"], 1);
-    // never paid, so nothing to refund (the original marked every user cancel "refunded", §9 #17)
-    assert_eq!(body["reservations"][0]["payment_status"], "pending");
+    // never paid: "refunded" like the original (§9 #17), so the frontend shows 취소됨 / 환불 완료
+    // instead of 취소됨 / 결제 대기, which read as money still owed
+    assert_eq!(body["reservations"][0]["payment_status"], "refunded");
     assert_eq!(list("?status=pending").await.0, [r2, r1]);
     assert_eq!(
         list("?status=").await.0.len(),
@@ -1107,7 +1146,11 @@ async fn admin_reservation_status_patch() {
 
     assert_eq!(
         patch(booked.to_string(), json!({})).await,
-        error(StatusCode::BAD_REQUEST, "변경할 상태를 지정해주세요.")
+        error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+            "변경할 상태를 지정해주세요."
+        )
     );
     assert_eq!(
         patch(
@@ -1115,7 +1158,11 @@ async fn admin_reservation_status_patch() {
             json!({ "status": null, "paymentStatus": null })
         )
         .await,
-        error(StatusCode::BAD_REQUEST, "변경할 상태를 지정해주세요.")
+        error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+            "변경할 상태를 지정해주세요."
+        )
     );
     for bad in [
         json!({ "status": "bogus" }),
@@ -1124,17 +1171,25 @@ async fn admin_reservation_status_patch() {
     ] {
         assert_eq!(
             patch(booked.to_string(), bad.clone()).await,
-            error(StatusCode::BAD_REQUEST, "유효하지 않은 상태 값입니다."),
+            error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_STATUS_CHANGE",
+                "유효하지 않은 상태 값입니다."
+            ),
             "{bad}"
         );
     }
     assert_eq!(
         patch(Uuid::new_v4().to_string(), json!({ "status": "confirmed" })).await,
-        error(StatusCode::NOT_FOUND, "예매를 찾을 수 없습니다.")
+        error(
+            StatusCode::NOT_FOUND,
+            "RESERVATION_NOT_FOUND",
+            "예매를 찾을 수 없습니다."
+        )
     );
     assert_eq!(
         patch("abc".into(), json!({ "status": "confirmed" })).await,
-        error(StatusCode::BAD_REQUEST, "Invalid id format")
+        error(StatusCode::BAD_REQUEST, "INVALID_ID", "Invalid id format")
     );
     assert_eq!(
         reservation_state(&app, booked).await,
@@ -1188,7 +1243,8 @@ async fn admin_reservation_status_patch() {
     assert_eq!(seat_status(&app, seats[0]).await, "available");
     assert_eq!(
         reservation_state(&app, held).await,
-        pair("cancelled", "pending")
+        pair("cancelled", "refunded"),
+        "a cancelled unpaid hold reads 취소됨 / 환불 완료 (nothing owed), not 결제 대기"
     );
 
     assert_eq!(
@@ -1204,5 +1260,90 @@ async fn admin_reservation_status_patch() {
             .await
             .1["available_quantity"],
         10
+    );
+}
+
+/// A seat is freed only by the reservation that holds it. A's hold expires, B buys the seat; an
+/// admin then tries to revive A. Before the lifecycle, the revival succeeded without re-claiming the
+/// seat, and A's cancel then freed B's paid seat for sale again.
+#[tokio::test]
+async fn admin_revival_cannot_take_a_seat_sold_to_someone_else() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let (a, b) = (app.user().await, app.user().await);
+    let (event, seats) = app.seat_event().await;
+    let held_by_a = hold(&app, &a, event, seats[0]).await;
+    sqlx::query("UPDATE reservations SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(held_by_a)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        tiketi_service::jobs::hold_expiry::sweep(&app.state)
+            .await
+            .unwrap(),
+        1
+    );
+    let bought_by_b = hold(&app, &b, event, seats[0]).await;
+    pay(&app, &b, bought_by_b).await;
+
+    for revive in ["confirmed", "pending"] {
+        let (status, body) = admin_send(
+            &app,
+            &admin,
+            Method::PATCH,
+            &format!("/api/admin/reservations/{held_by_a}/status"),
+            Some(json!({ "status": revive })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{revive}: {body}");
+        assert_eq!(body["code"], "INVALID_STATUS_CHANGE");
+    }
+    assert_eq!(
+        reservation_state(&app, held_by_a).await,
+        pair("expired", "failed")
+    );
+    // A cancelling the dead hold touches nothing of B's
+    let (status, body) = app
+        .send(
+            Method::POST,
+            &format!("/api/reservations/{held_by_a}/cancel"),
+            Some(&a.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(seat_status(&app, seats[0]).await, "reserved");
+    assert_eq!(
+        reservation_state(&app, bought_by_b).await,
+        pair("confirmed", "completed")
+    );
+
+    // reviving works when the seat is free again: it is claimed back, held by A
+    let free = hold(&app, &a, event, seats[1]).await;
+    let (status, _) = app
+        .send(
+            Method::POST,
+            &format!("/api/reservations/{free}/cancel"),
+            Some(&a.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seat_status(&app, seats[1]).await, "available");
+    let (status, body) = admin_send(
+        &app,
+        &admin,
+        Method::PATCH,
+        &format!("/api/admin/reservations/{free}/status"),
+        Some(json!({ "status": "confirmed", "paymentStatus": "completed" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(seat_status(&app, seats[1]).await, "reserved");
+    let (status, body) = app.hold(&b.token, event, seats[1]).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::BAD_REQUEST, &json!("SEAT_TAKEN"))
     );
 }

@@ -118,7 +118,8 @@ async fn auth_register_validation_errors_in_express_validator_shape() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(keys(&body), sorted(&["errors", "error"]));
+    assert_eq!(keys(&body), sorted(&["errors", "error", "code"]));
+    assert_eq!(body["code"], "VALIDATION_FAILED");
     assert_eq!(body["error"], "올바른 이메일 주소를 입력해주세요.");
     let errors = body["errors"].as_array().unwrap();
     let paths: Vec<&str> = errors.iter().map(|e| e["path"].as_str().unwrap()).collect();
@@ -147,6 +148,7 @@ async fn auth_register_validation_errors_in_express_validator_shape() {
         json!({
             "errors": [{ "type": "field", "msg": "Invalid value", "path": "password", "location": "body" }],
             "error": "비밀번호는 6자 이상이어야 합니다.",
+            "code": "VALIDATION_FAILED",
         })
     );
 
@@ -162,6 +164,7 @@ async fn auth_register_validation_errors_in_express_validator_shape() {
         json!({
             "errors": [{ "type": "field", "msg": "Invalid value", "path": "name", "location": "body" }],
             "error": "이름을 입력해주세요.",
+            "code": "VALIDATION_FAILED",
         })
     );
     let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE role = 'user'")
@@ -176,7 +179,7 @@ async fn auth_register_duplicate_email_is_400() {
     let app = TestApp::spawn().await;
     let first = json!({ "email": "dup.user@gmail.com", "password": "secret123", "name": "하나" });
     assert_eq!(register(&app, first.clone()).await.0, StatusCode::CREATED);
-    let duplicate = json!({ "error": "이미 존재하는 이메일입니다." });
+    let duplicate = json!({ "error": "이미 존재하는 이메일입니다.", "code": "EMAIL_TAKEN" });
     assert_eq!(
         register(&app, first).await,
         (StatusCode::BAD_REQUEST, duplicate.clone())
@@ -223,7 +226,7 @@ async fn auth_login_wrong_password_or_unknown_email_is_401() {
     let user = app.user().await;
     let refused = (
         StatusCode::UNAUTHORIZED,
-        json!({ "error": BAD_CREDENTIALS }),
+        json!({ "error": BAD_CREDENTIALS, "code": "INVALID_CREDENTIALS" }),
     );
     assert_eq!(login(&app, &user.email, "wrong-password").await, refused);
     assert_eq!(login(&app, &unique_email(), "secret123").await, refused);
@@ -244,6 +247,7 @@ async fn auth_login_validation_errors() {
                 { "type": "field", "msg": "Invalid value", "path": "password", "location": "body" },
             ],
             "error": "올바른 이메일 주소를 입력해주세요.",
+            "code": "VALIDATION_FAILED",
         })
     );
 }
@@ -253,7 +257,7 @@ async fn auth_middleware_requires_a_token() {
     let app = TestApp::spawn().await;
     let required = (
         StatusCode::UNAUTHORIZED,
-        json!({ "error": "인증이 필요합니다." }),
+        json!({ "error": "인증이 필요합니다.", "code": "AUTH_REQUIRED" }),
     );
     assert_eq!(my_reservations(&app, None).await, required);
     assert_eq!(my_reservations(&app, Some("Bearer")).await, required);
@@ -267,7 +271,7 @@ async fn auth_middleware_rejects_invalid_tokens_with_401() {
     // deliberate deviation: the original answered 403, which the frontend ignores (contract §9 #30)
     let invalid = (
         StatusCode::UNAUTHORIZED,
-        json!({ "error": "유효하지 않은 토큰입니다." }),
+        json!({ "error": "유효하지 않은 토큰입니다.", "code": "TOKEN_INVALID" }),
     );
     assert_eq!(my_reservations(&app, Some("Bearer garbage")).await, invalid);
 
@@ -291,7 +295,11 @@ async fn auth_middleware_rejects_invalid_tokens_with_401() {
         .unwrap();
     assert_eq!(
         my_reservations(&app, Some(&format!("Bearer {expired}"))).await,
-        invalid
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({ "error": "유효하지 않은 토큰입니다.", "code": "TOKEN_EXPIRED" }),
+        ),
+        "an expired token: the same 401 and message (the frontend logs out), its own code"
     );
 
     // the scheme is not checked, as in the original
@@ -379,7 +387,7 @@ async fn auth_login_is_rate_limited_per_minute() {
             login(&app, &email, "secret123").await,
             (
                 StatusCode::UNAUTHORIZED,
-                json!({ "error": BAD_CREDENTIALS })
+                json!({ "error": BAD_CREDENTIALS, "code": "INVALID_CREDENTIALS" })
             )
         );
     }
@@ -398,6 +406,6 @@ async fn auth_login_is_rate_limited_per_minute() {
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     assert_eq!(
         resp.json::<Value>().await.unwrap(),
-        json!({ "error": "요청이 너무 많습니다. 잠시 후 다시 시도해주세요." })
+        json!({ "error": "요청이 너무 많습니다. 잠시 후 다시 시도해주세요.", "code": "RATE_LIMITED" })
     );
 }

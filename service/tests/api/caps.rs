@@ -75,7 +75,10 @@ async fn caps_seats_per_user_count_live_and_paid_seats_and_free_on_cancel_and_ex
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(app.reservation_state(held[0]).await.0, "confirmed");
 
-    let refused = (StatusCode::BAD_REQUEST, refusal(SEAT_CAP_MSG));
+    let refused = (
+        StatusCode::BAD_REQUEST,
+        refusal("PER_USER_LIMIT", SEAT_CAP_MSG),
+    );
     assert_eq!(app.hold(&user.token, event, seats[4]).await, refused);
     assert_eq!(
         app.seat_status(seats[4]).await,
@@ -92,7 +95,7 @@ async fn caps_seats_per_user_count_live_and_paid_seats_and_free_on_cancel_and_ex
         .await,
         (
             StatusCode::BAD_REQUEST,
-            json!({ "error": "최대 1석까지 선택 가능합니다." })
+            json!({ "error": "최대 1석까지 선택 가능합니다.", "code": "INVALID_INPUT" })
         )
     );
     // other users, and the same user in another event, are unaffected
@@ -137,7 +140,10 @@ async fn caps_concurrent_holds_of_one_user_stop_exactly_at_the_cap() {
     for (status, body) in results.iter().filter(|(s, _)| *s != StatusCode::CREATED) {
         assert_eq!(
             (*status, body.clone()),
-            (StatusCode::BAD_REQUEST, refusal(SEAT_CAP_MSG))
+            (
+                StatusCode::BAD_REQUEST,
+                refusal("PER_USER_LIMIT", SEAT_CAP_MSG)
+            )
         );
     }
     assert_eq!(seats_of(&app, user.id, event).await, 4);
@@ -177,7 +183,10 @@ async fn caps_tickets_per_user_sum_quantities_and_hold_under_concurrency() {
     let (event, tt) = app.ticket_event(100).await;
     let users = app.users(4).await;
     let item = |q: i64| json!([{ "ticketTypeId": tt, "quantity": q }]);
-    let refused = (StatusCode::BAD_REQUEST, refusal(TICKET_CAP_MSG));
+    let refused = (
+        StatusCode::BAD_REQUEST,
+        refusal("PER_USER_LIMIT", TICKET_CAP_MSG),
+    );
     let stock = || async {
         sqlx::query_scalar::<_, i32>("SELECT available_quantity FROM ticket_types WHERE id = $1")
             .bind(tt)

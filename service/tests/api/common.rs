@@ -364,8 +364,8 @@ impl TestApp {
 }
 
 /// The `{success:false, message, error}` body of a refused request.
-pub fn refusal(message: &str) -> Value {
-    json!({ "success": false, "message": message, "error": message })
+pub fn refusal(code: &str, message: &str) -> Value {
+    json!({ "success": false, "message": message, "error": message, "code": code })
 }
 
 /// The keys of a JSON object, sorted (for exact-shape assertions).

@@ -267,7 +267,7 @@ async fn events_detail_bad_id_is_400_and_unknown_is_404() {
             app.get(&format!("/api/events/{bad}"), None).await,
             (
                 StatusCode::BAD_REQUEST,
-                json!({ "error": "Invalid id format" })
+                json!({ "error": "Invalid id format", "code": "INVALID_ID" })
             ),
             "{bad}"
         );
@@ -277,7 +277,7 @@ async fn events_detail_bad_id_is_400_and_unknown_is_404() {
             .await,
         (
             StatusCode::NOT_FOUND,
-            json!({ "error": "이벤트를 찾을 수 없습니다." })
+            json!({ "error": "이벤트를 찾을 수 없습니다.", "code": "EVENT_NOT_FOUND" })
         )
     );
 }
@@ -345,7 +345,7 @@ async fn tickets_by_event_lists_ticket_types() {
         app.get("/api/tickets/event/nope", None).await,
         (
             StatusCode::BAD_REQUEST,
-            json!({ "error": "Invalid eventId format" })
+            json!({ "error": "Invalid eventId format", "code": "INVALID_ID" })
         )
     );
 }
@@ -368,7 +368,7 @@ async fn tickets_availability_of_a_ticket_type() {
         app.get("/api/tickets/availability/nope", None).await,
         (
             StatusCode::BAD_REQUEST,
-            json!({ "error": "Invalid ticketTypeId format" })
+            json!({ "error": "Invalid ticketTypeId format", "code": "INVALID_ID" })
         )
     );
     assert_eq!(
@@ -379,7 +379,7 @@ async fn tickets_availability_of_a_ticket_type() {
         .await,
         (
             StatusCode::NOT_FOUND,
-            json!({ "error": "티켓 타입을 찾을 수 없습니다." })
+            json!({ "error": "티켓 타입을 찾을 수 없습니다.", "code": "TICKET_TYPE_NOT_FOUND" })
         )
     );
 }

@@ -126,7 +126,7 @@ async fn faults_hold_paid_while_expiring_ends_paid_or_expired_never_both() {
                 assert_eq!(seat_status, "reserved");
             }
             StatusCode::BAD_REQUEST => {
-                assert_eq!(*body, refusal("예약이 만료되었습니다."));
+                assert_eq!(*body, refusal("HOLD_EXPIRED", "예약이 만료되었습니다."));
                 assert_eq!(state, ("expired".into(), "failed".into()));
                 assert_eq!(seat_status, "available");
             }
@@ -157,7 +157,7 @@ async fn faults_db_pool_exhaustion_answers_503_then_recovers() {
         Some("1")
     );
     let body: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(body, refusal(tiketi_service::error::MSG_DB_BUSY));
+    assert_eq!(body, refusal("DB_BUSY", tiketi_service::error::MSG_DB_BUSY));
     assert!(
         elapsed < Duration::from_secs(2),
         "answered after {elapsed:?}, not after the 200 ms acquire timeout"

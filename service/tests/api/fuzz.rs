@@ -495,7 +495,10 @@ async fn fuzz_regression_repeated_query_keys_and_unserved_methods_answer_in_the_
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert!(resp.headers().contains_key(header::ALLOW));
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body, json!({ "error": "Method Not Allowed" }));
+    assert_eq!(
+        body,
+        json!({ "error": "Method Not Allowed", "code": "METHOD_NOT_ALLOWED" })
+    );
 }
 
 /// Found by `fuzz_events_list_query_strings`: a NUL in `status` or `q` reached PostgreSQL (which

@@ -97,3 +97,59 @@ async fn limits_per_ip_stop_a_script_cycling_through_accounts() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+/// Behind an ingress every request arrives from the proxy's address. With the proxy trusted, the
+/// per-IP login limit keys on each browser's forwarded address, so a login storm through one proxy
+/// is not one shared budget; a client that is not a trusted proxy cannot choose its own address.
+#[tokio::test]
+async fn limits_per_ip_use_the_forwarded_client_behind_a_trusted_proxy() {
+    let login = |app: &TestApp, forwarded_for: &str, email: String| {
+        app.req(Method::POST, "/api/auth/login", None)
+            .header("x-forwarded-for", forwarded_for.to_string())
+            .json(&json!({ "email": email, "password": "wrong-password" }))
+            .send()
+    };
+    let behind_proxy = TestApp::spawn_with(|c| {
+        c.login_rate_limit = 2;
+        c.trusted_proxies = tiketi_service::config::TrustedProxies(
+            tiketi_service::client_ip::parse_trusted("127.0.0.0/8").unwrap(),
+        );
+    })
+    .await;
+    crate::common::early_in_rate_window().await;
+    // three browsers, two attempts each, all through the one proxy (127.0.0.1)
+    for client in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+        for attempt in 0..2 {
+            let email = format!("nobody-{client}-{attempt}@example.com");
+            let resp = login(&behind_proxy, client, email).await.unwrap();
+            assert_eq!(
+                resp.status(),
+                StatusCode::UNAUTHORIZED,
+                "{client} #{attempt}"
+            );
+        }
+    }
+    let resp = login(&behind_proxy, "198.51.100.1", "again@example.com".into())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let (_, body) = crate::common::read(resp).await;
+    assert_eq!(body["code"], "RATE_LIMITED");
+
+    // not trusted (the default): the forwarded header is ignored, so rotating it does not help
+    let direct = TestApp::spawn_with(|c| c.login_rate_limit = 2).await;
+    for (i, forged) in ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
+        .iter()
+        .enumerate()
+    {
+        let resp = login(&direct, forged, format!("forged-{i}@example.com"))
+            .await
+            .unwrap();
+        let want = if i < 2 {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(resp.status(), want, "forged {forged}");
+    }
+}

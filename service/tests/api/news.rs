@@ -21,14 +21,14 @@ const NEWS_KEYS: &[&str] = &[
 fn not_found() -> (StatusCode, Value) {
     (
         StatusCode::NOT_FOUND,
-        json!({ "error": "뉴스를 찾을 수 없습니다." }),
+        json!({ "error": "뉴스를 찾을 수 없습니다.", "code": "NEWS_NOT_FOUND" }),
     )
 }
 
 fn invalid_id() -> (StatusCode, Value) {
     (
         StatusCode::BAD_REQUEST,
-        json!({ "error": "Invalid id format" }),
+        json!({ "error": "Invalid id format", "code": "INVALID_ID" }),
     )
 }
 
@@ -109,7 +109,7 @@ async fn news_create_requires_title_content_and_login() {
     let user = app.user().await;
     let missing = (
         StatusCode::BAD_REQUEST,
-        json!({ "error": "제목, 내용, 작성자는 필수입니다." }),
+        json!({ "error": "제목, 내용, 작성자는 필수입니다.", "code": "INVALID_INPUT" }),
     );
     for body in [
         json!({ "content": "본문" }),
@@ -132,7 +132,7 @@ async fn news_create_requires_title_content_and_login() {
         .await,
         (
             StatusCode::UNAUTHORIZED,
-            json!({ "error": "인증이 필요합니다." })
+            json!({ "error": "인증이 필요합니다.", "code": "AUTH_REQUIRED" })
         )
     );
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM news")
@@ -216,7 +216,7 @@ async fn news_update_only_by_the_author() {
 
     let forbidden = (
         StatusCode::FORBIDDEN,
-        json!({ "error": "작성자만 수정할 수 있습니다." }),
+        json!({ "error": "작성자만 수정할 수 있습니다.", "code": "NOT_OWNER" }),
     );
     assert_eq!(put(&app, &other, id, edit.clone()).await, forbidden);
     assert_eq!(
@@ -227,7 +227,7 @@ async fn news_update_only_by_the_author() {
 
     let required = (
         StatusCode::BAD_REQUEST,
-        json!({ "error": "제목과 내용은 필수입니다." }),
+        json!({ "error": "제목과 내용은 필수입니다.", "code": "INVALID_INPUT" }),
     );
     assert_eq!(
         put(&app, &author, id, json!({ "title": "제목만" })).await,
@@ -292,7 +292,7 @@ async fn news_delete_by_the_author_or_an_admin() {
         delete(&app, &other, first_id).await,
         (
             StatusCode::FORBIDDEN,
-            json!({ "error": "삭제 권한이 없습니다." })
+            json!({ "error": "삭제 권한이 없습니다.", "code": "NOT_OWNER" })
         )
     );
     assert_eq!(delete(&app, &author, first_id).await, deleted);

@@ -154,32 +154,32 @@ async fn payments_process_validation_messages() {
     let (event, seats) = app.seat_event().await;
     let user = app.user().await;
     let id = app.hold_ok(&user.token, event, seats[0]).await;
-    let plain = |m: &str| json!({ "error": m });
+    let plain = |code: &str, m: &str| json!({ "error": m, "code": code });
     let cases = [
-        (json!({}), plain("Missing required fields")),
+        (json!({}), plain("INVALID_INPUT", "Missing required fields")),
         (
             json!({ "reservationId": id }),
-            plain("Missing required fields"),
+            plain("INVALID_INPUT", "Missing required fields"),
         ),
         (
             json!({ "paymentMethod": "kakao_pay" }),
-            plain("Missing required fields"),
+            plain("INVALID_INPUT", "Missing required fields"),
         ),
         (
             json!({ "reservationId": null, "paymentMethod": "kakao_pay" }),
-            plain("Missing required fields"),
+            plain("INVALID_INPUT", "Missing required fields"),
         ),
         (
             json!({ "reservationId": "abc", "paymentMethod": "kakao_pay" }),
-            plain("Invalid reservationId format"),
+            plain("INVALID_ID", "Invalid reservationId format"),
         ),
         (
             json!({ "reservationId": id, "paymentMethod": "paypal" }),
-            plain("유효하지 않은 결제 수단입니다."),
+            plain("INVALID_PAYMENT_METHOD", "유효하지 않은 결제 수단입니다."),
         ),
         (
             json!({ "reservationId": id, "paymentMethod": 3 }),
-            plain("유효하지 않은 결제 수단입니다."),
+            plain("INVALID_PAYMENT_METHOD", "유효하지 않은 결제 수단입니다."),
         ),
     ];
     for (request, expected) in cases {
@@ -197,7 +197,10 @@ async fn payments_process_validation_messages() {
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(body, json!({ "error": "인증이 필요합니다." }));
+    assert_eq!(
+        body,
+        json!({ "error": "인증이 필요합니다.", "code": "AUTH_REQUIRED" })
+    );
     assert_eq!(
         app.reservation_state(id).await,
         ("pending".into(), "pending".into())
@@ -213,10 +216,16 @@ async fn payments_process_of_another_users_reservation_is_refused() {
     let id = app.hold_ok(&owner.token, event, seats[0]).await;
     let (status, body) = pay(&app, &stranger.token, id, "naver_pay").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body, refusal("예약을 찾을 수 없습니다."));
+    assert_eq!(
+        body,
+        refusal("RESERVATION_NOT_FOUND", "예약을 찾을 수 없습니다.")
+    );
     let (status, body) = pay(&app, &owner.token, Uuid::new_v4(), "naver_pay").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body, refusal("예약을 찾을 수 없습니다."));
+    assert_eq!(
+        body,
+        refusal("RESERVATION_NOT_FOUND", "예약을 찾을 수 없습니다.")
+    );
     assert_eq!(
         app.reservation_state(id).await,
         ("pending".into(), "pending".into())
@@ -236,7 +245,10 @@ async fn payments_process_twice_is_refused() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         body,
-        refusal("Payment already completed for this reservation")
+        refusal(
+            "ALREADY_PAID",
+            "Payment already completed for this reservation"
+        )
     );
     let method: String =
         sqlx::query_scalar("SELECT payment_method FROM reservations WHERE id = $1")
@@ -269,7 +281,10 @@ async fn payments_concurrent_payments_of_one_hold_succeed_once() {
     assert_eq!(*status, StatusCode::BAD_REQUEST);
     assert_eq!(
         *body,
-        refusal("Payment already completed for this reservation")
+        refusal(
+            "ALREADY_PAID",
+            "Payment already completed for this reservation"
+        )
     );
     assert_eq!(
         app.reservation_state(id).await,
@@ -295,10 +310,10 @@ async fn payments_process_of_a_cancelled_reservation_is_refused() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = pay(&app, &user.token, id, "kakao_pay").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body, refusal("취소된 예약입니다."));
+    assert_eq!(body, refusal("RESERVATION_CANCELLED", "취소된 예약입니다."));
     assert_eq!(
         app.reservation_state(id).await,
-        ("cancelled".into(), "pending".into())
+        ("cancelled".into(), "refunded".into())
     );
     assert_eq!(app.seat_status(seats[0]).await, "available");
 }
@@ -320,7 +335,7 @@ async fn payments_process_of_an_expired_hold_is_refused() {
     // past its time but not swept yet
     let (status, body) = pay(&app, &user.token, id, "kakao_pay").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body, refusal("예약이 만료되었습니다."));
+    assert_eq!(body, refusal("HOLD_EXPIRED", "예약이 만료되었습니다."));
     assert_eq!(app.seat_status(seats[0]).await, "locked");
 
     // and once the sweep has expired it
@@ -333,7 +348,7 @@ async fn payments_process_of_an_expired_hold_is_refused() {
     );
     let (status, body) = pay(&app, &user.token, id, "kakao_pay").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body, refusal("예약이 만료되었습니다."));
+    assert_eq!(body, refusal("HOLD_EXPIRED", "예약이 만료되었습니다."));
     assert_eq!(app.seat_status(seats[0]).await, "available");
 }
 

@@ -27,9 +27,10 @@ async fn platform_malformed_json_is_400() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{raw}");
         assert_eq!(
             keys(&body),
-            sorted(&["success", "message", "error"]),
+            sorted(&["success", "message", "error", "code"]),
             "{raw}"
         );
+        assert_eq!(body["code"], "INVALID_JSON", "{raw}");
         assert_eq!(body["success"], false);
         assert!(!body["message"].as_str().unwrap().is_empty());
         assert_eq!(body["error"], body["message"]);
@@ -51,7 +52,7 @@ async fn platform_body_over_100_kib_is_413() {
         app.post("/api/auth/login", None, fits).await,
         (
             StatusCode::UNAUTHORIZED,
-            json!({ "error": "이메일 또는 비밀번호가 일치하지 않습니다." })
+            json!({ "error": "이메일 또는 비밀번호가 일치하지 않습니다.", "code": "INVALID_CREDENTIALS" })
         )
     );
 }
@@ -63,7 +64,7 @@ async fn platform_unknown_route_is_json_404() {
         app.get("/api/nope", None).await,
         (
             StatusCode::NOT_FOUND,
-            json!({ "error": "Cannot GET /api/nope" })
+            json!({ "error": "Cannot GET /api/nope", "code": "NOT_FOUND" })
         )
     );
     assert_eq!(
@@ -71,7 +72,7 @@ async fn platform_unknown_route_is_json_404() {
             .await,
         (
             StatusCode::NOT_FOUND,
-            json!({ "error": "Cannot POST /nope/deeper" })
+            json!({ "error": "Cannot POST /nope/deeper", "code": "NOT_FOUND" })
         )
     );
 }

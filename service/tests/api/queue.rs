@@ -98,7 +98,7 @@ async fn queue_admin_routes_need_the_admin_role() {
         app.get(&info, Some(&user.token)).await,
         (
             StatusCode::FORBIDDEN,
-            json!({ "error": "관리자 권한이 필요합니다." })
+            json!({ "error": "관리자 권한이 필요합니다.", "code": "ADMIN_ONLY" })
         )
     );
     assert_eq!(
@@ -134,7 +134,7 @@ async fn queue_rejects_bad_ids_and_unknown_events() {
             .await,
         (
             StatusCode::BAD_REQUEST,
-            json!({ "error": "Invalid event ID format" })
+            json!({ "error": "Invalid event ID format", "code": "INVALID_ID" })
         )
     );
     let unknown = uuid::Uuid::new_v4();
@@ -215,7 +215,7 @@ async fn queue_is_enforced_on_holds_and_bookings_while_anyone_waits() {
 
     let refused = (
         StatusCode::FORBIDDEN,
-        json!({ "error": "대기열 순서를 기다려주세요. 입장이 허용된 후 예매할 수 있습니다." }),
+        json!({ "error": "대기열 순서를 기다려주세요. 입장이 허용된 후 예매할 수 있습니다.", "code": "QUEUE_NOT_ADMITTED" }),
     );
     // a script that skips the queue, and a user still waiting, are refused; nothing is held or sold
     for user in [&bot, &waiting] {

@@ -149,37 +149,40 @@ async fn reservations_booking_validation_messages() {
     let (event, tt) = app.ticket_event(5).await;
     let (other_event, other_tt) = app.ticket_event(5).await;
     let user = app.user().await;
-    let plain = |m: &str| json!({ "error": m });
+    let plain = |code: &str, m: &str| json!({ "error": m, "code": code });
     let item = |id: Value, q: Value| json!({ "eventId": event, "items": [{ "ticketTypeId": id, "quantity": q }] });
     let cases = [
-        (json!({}), plain("Invalid eventId format")),
+        (json!({}), plain("INVALID_ID", "Invalid eventId format")),
         (
             json!({ "items": [{ "ticketTypeId": tt, "quantity": 1 }] }),
-            plain("Invalid eventId format"),
+            plain("INVALID_ID", "Invalid eventId format"),
         ),
         (
             json!({ "eventId": "abc", "items": [{ "ticketTypeId": tt, "quantity": 1 }] }),
-            plain("Invalid eventId format"),
+            plain("INVALID_ID", "Invalid eventId format"),
         ),
-        (json!({ "eventId": event }), plain("티켓을 선택해주세요.")),
+        (
+            json!({ "eventId": event }),
+            plain("INVALID_INPUT", "티켓을 선택해주세요."),
+        ),
         (
             json!({ "eventId": event, "items": [] }),
-            plain("티켓을 선택해주세요."),
+            plain("INVALID_INPUT", "티켓을 선택해주세요."),
         ),
         (
             item(json!("not-a-uuid"), json!(1)),
-            plain("Invalid ticketTypeId list"),
+            plain("INVALID_INPUT", "Invalid ticketTypeId list"),
         ),
         (
             json!({ "eventId": event, "items": [{ "quantity": 1 }] }),
-            plain("Invalid ticketTypeId list"),
+            plain("INVALID_INPUT", "Invalid ticketTypeId list"),
         ),
         (
             json!({ "eventId": event, "items": [
                 { "ticketTypeId": tt, "quantity": 1 },
                 { "ticketTypeId": "bad", "quantity": 1 },
             ] }),
-            plain("Invalid ticketTypeId list"),
+            plain("INVALID_INPUT", "Invalid ticketTypeId list"),
         ),
         // every id is checked before any quantity
         (
@@ -187,32 +190,32 @@ async fn reservations_booking_validation_messages() {
                 { "ticketTypeId": tt, "quantity": 0 },
                 { "ticketTypeId": "bad", "quantity": 1 },
             ] }),
-            plain("Invalid ticketTypeId list"),
+            plain("INVALID_INPUT", "Invalid ticketTypeId list"),
         ),
         (
             item(json!(tt), json!(0)),
-            refusal("수량은 1개 이상이어야 합니다."),
+            refusal("INVALID_INPUT", "수량은 1개 이상이어야 합니다."),
         ),
         (
             item(json!(tt), json!(-2)),
-            refusal("수량은 1개 이상이어야 합니다."),
+            refusal("INVALID_INPUT", "수량은 1개 이상이어야 합니다."),
         ),
         (
             json!({ "eventId": event, "items": [{ "ticketTypeId": tt }] }),
-            refusal("수량은 1개 이상이어야 합니다."),
+            refusal("INVALID_INPUT", "수량은 1개 이상이어야 합니다."),
         ),
         (
             item(json!(Uuid::new_v4()), json!(1)),
-            refusal("존재하지 않는 티켓입니다."),
+            refusal("TICKET_TYPE_NOT_FOUND", "존재하지 않는 티켓입니다."),
         ),
         // a ticket type of another event is not sold through this one
         (
             item(json!(other_tt), json!(1)),
-            refusal("존재하지 않는 티켓입니다."),
+            refusal("TICKET_TYPE_NOT_FOUND", "존재하지 않는 티켓입니다."),
         ),
         (
             item(json!(tt), json!(6)),
-            refusal("일반석 티켓이 부족합니다. (남은 수량: 5)"),
+            refusal("SOLD_OUT", "일반석 티켓이 부족합니다. (남은 수량: 5)"),
         ),
     ];
     for (request, expected) in cases {
@@ -230,7 +233,10 @@ async fn reservations_booking_validation_messages() {
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(body, json!({ "error": "인증이 필요합니다." }));
+    assert_eq!(
+        body,
+        json!({ "error": "인증이 필요합니다.", "code": "AUTH_REQUIRED" })
+    );
 
     assert_eq!(stock(&app, tt).await, (5, 5));
     assert_eq!(stock(&app, other_tt).await, (5, 5));
@@ -255,7 +261,10 @@ async fn reservations_booking_is_all_or_nothing() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body, refusal("VIP석 티켓이 부족합니다. (남은 수량: 1)"));
+    assert_eq!(
+        body,
+        refusal("SOLD_OUT", "VIP석 티켓이 부족합니다. (남은 수량: 1)")
+    );
     assert_eq!(
         stock(&app, tt).await,
         (10, 10),
@@ -274,7 +283,7 @@ async fn reservations_booking_is_refused_outside_the_sale_window() {
         let tt = add_ticket_type(&app, event, "일반석", 50000, 10).await;
         let (status, body) = book(&app, &user.token, event, tt, 1).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        assert_eq!(body, refusal("예매 가능한 기간이 아닙니다."));
+        assert_eq!(body, refusal("NOT_ON_SALE", "예매 가능한 기간이 아닙니다."));
         assert_eq!(stock(&app, tt).await, (10, 10));
     }
 }
@@ -374,7 +383,8 @@ async fn reservations_my_and_detail_shapes_for_the_owner_only() {
                  "seatLabel": "VIP-2-4", "section": "VIP" }])
     );
 
-    let not_found = json!({ "error": "예매 내역을 찾을 수 없습니다." });
+    let not_found =
+        json!({ "error": "예매 내역을 찾을 수 없습니다.", "code": "RESERVATION_NOT_FOUND" });
     let (status, body) = app
         .get(
             &format!("/api/reservations/{booked}"),
@@ -393,7 +403,10 @@ async fn reservations_my_and_detail_shapes_for_the_owner_only() {
     assert_eq!(body, not_found);
     let (status, body) = app.get("/api/reservations/xyz", Some(&owner.token)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body, json!({ "error": "Invalid id format" }));
+    assert_eq!(
+        body,
+        json!({ "error": "Invalid id format", "code": "INVALID_ID" })
+    );
     let (status, _) = app.get("/api/reservations/my", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
@@ -410,15 +423,18 @@ async fn reservations_cancel_restores_stock_once() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({ "message": "예매가 취소되었습니다." }));
     assert_eq!(stock(&app, tt).await, (10, 10));
-    // never paid: the payment status is left as it was
+    // never paid: "refunded" (nothing owed), as the original; not 결제 대기
     assert_eq!(
         app.reservation_state(id).await,
-        ("cancelled".into(), "pending".into())
+        ("cancelled".into(), "refunded".into())
     );
 
     let (status, body) = cancel(&app, &user.token, id).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body, refusal("이미 취소된 예매입니다."));
+    assert_eq!(
+        body,
+        refusal("ALREADY_CANCELLED", "이미 취소된 예매입니다.")
+    );
     assert_eq!(
         stock(&app, tt).await,
         (10, 10),
@@ -433,7 +449,7 @@ async fn reservations_cancel_is_owner_only() {
     let (owner, stranger) = (app.user().await, app.user().await);
     let id = book_ok(&app, &owner.token, event, tt, 2).await;
 
-    let not_found = refusal("예매 내역을 찾을 수 없습니다.");
+    let not_found = refusal("RESERVATION_NOT_FOUND", "예매 내역을 찾을 수 없습니다.");
     let (status, body) = cancel(&app, &stranger.token, id).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body, not_found);
@@ -442,7 +458,10 @@ async fn reservations_cancel_is_owner_only() {
     assert_eq!(body, not_found);
     let (status, body) = cancel(&app, &owner.token, "nope").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body, json!({ "error": "Invalid id format" }));
+    assert_eq!(
+        body,
+        json!({ "error": "Invalid id format", "code": "INVALID_ID" })
+    );
     let (status, _) = app
         .send(
             reqwest::Method::POST,
@@ -473,7 +492,7 @@ async fn reservations_cancel_frees_a_held_seat() {
     assert_eq!(app.seat_status(seat).await, "available");
     assert_eq!(
         app.reservation_state(id).await,
-        ("cancelled".into(), "pending".into())
+        ("cancelled".into(), "refunded".into())
     );
     let (status, body) = app.get(&format!("/api/seats/events/{event}"), None).await;
     assert_eq!(status, StatusCode::OK);
@@ -530,7 +549,10 @@ async fn reservations_inventory_race_never_oversells() {
             won += 1;
         } else {
             assert_eq!(*status, StatusCode::BAD_REQUEST, "{body}");
-            assert_eq!(*body, refusal("일반석 티켓이 부족합니다. (남은 수량: 0)"));
+            assert_eq!(
+                *body,
+                refusal("SOLD_OUT", "일반석 티켓이 부족합니다. (남은 수량: 0)")
+            );
         }
     }
     assert_eq!(won, 150);
@@ -562,7 +584,10 @@ async fn reservations_inventory_race_with_quantities_is_all_or_nothing() {
     assert_eq!(won, 3);
     for (status, body) in results.iter().filter(|(s, _)| *s != StatusCode::CREATED) {
         assert_eq!(*status, StatusCode::BAD_REQUEST);
-        assert_eq!(*body, refusal("일반석 티켓이 부족합니다. (남은 수량: 1)"));
+        assert_eq!(
+            *body,
+            refusal("SOLD_OUT", "일반석 티켓이 부족합니다. (남은 수량: 1)")
+        );
     }
     assert_eq!(stock(&app, tt).await, (1, 10));
     assert_eq!(reservation_count(&app, event).await, 3);

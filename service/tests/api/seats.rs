@@ -189,20 +189,26 @@ async fn seats_map_errors() {
     let app = TestApp::spawn().await;
     let (status, body) = app.get("/api/seats/events/not-a-uuid", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body, json!({ "error": "Invalid event ID format" }));
+    assert_eq!(
+        body,
+        json!({ "error": "Invalid event ID format", "code": "INVALID_ID" })
+    );
 
     let (status, body) = app
         .get(&format!("/api/seats/events/{}", Uuid::new_v4()), None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body, json!({ "error": "Event not found" }));
+    assert_eq!(
+        body,
+        json!({ "error": "Event not found", "code": "EVENT_NOT_FOUND" })
+    );
 
     let (event, _) = app.ticket_event(10).await;
     let (status, body) = app.get(&format!("/api/seats/events/{event}"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
         body,
-        json!({ "error": "This event does not have seat selection" })
+        json!({ "error": "This event does not have seat selection", "code": "SEAT_NOT_FOUND" })
     );
 }
 
@@ -283,11 +289,11 @@ async fn seats_reserve_twice_the_same_seat_is_refused() {
 
     let (status, body) = app.hold(&second.token, event, seat).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body, refusal(MSG_TAKEN_VIP_1_1));
+    assert_eq!(body, refusal("SEAT_TAKEN", MSG_TAKEN_VIP_1_1));
     // the holder cannot hold it a second time either
     let (status, body) = app.hold(&first.token, event, seat).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body, refusal(MSG_TAKEN_VIP_1_1));
+    assert_eq!(body, refusal("SEAT_TAKEN", MSG_TAKEN_VIP_1_1));
     assert_eq!(reservation_count(&app, event).await, 1);
 }
 
@@ -297,56 +303,56 @@ async fn seats_reserve_validation_order_and_messages() {
     let (event, ids) = app.seat_event().await;
     let (other_event, other_ids) = app.seat_event().await;
     let user = app.user().await;
-    let plain = |m: &str| json!({ "error": m });
+    let plain = |code: &str, m: &str| json!({ "error": m, "code": code });
     let cases = [
-        (json!({}), plain("Invalid event ID format")),
+        (json!({}), plain("INVALID_ID", "Invalid event ID format")),
         (
             json!({ "eventId": "not-a-uuid", "seatIds": [ids[0]] }),
-            plain("Invalid event ID format"),
+            plain("INVALID_ID", "Invalid event ID format"),
         ),
         (
             json!({ "eventId": 42, "seatIds": [ids[0]] }),
-            plain("Invalid event ID format"),
+            plain("INVALID_ID", "Invalid event ID format"),
         ),
         (
             json!({ "eventId": "nope", "seatIds": [] }),
-            plain("Invalid event ID format"),
+            plain("INVALID_ID", "Invalid event ID format"),
         ),
         (
             json!({ "eventId": event }),
-            plain("Please select at least one seat"),
+            plain("INVALID_INPUT", "Please select at least one seat"),
         ),
         (
             json!({ "eventId": event, "seatIds": [] }),
-            plain("Please select at least one seat"),
+            plain("INVALID_INPUT", "Please select at least one seat"),
         ),
         (
             json!({ "eventId": event, "seatIds": ids[0] }),
-            plain("Please select at least one seat"),
+            plain("INVALID_INPUT", "Please select at least one seat"),
         ),
         (
             json!({ "eventId": event, "seatIds": [ids[0], ids[1]] }),
-            plain("최대 1석까지 선택 가능합니다."),
+            plain("INVALID_INPUT", "최대 1석까지 선택 가능합니다."),
         ),
         (
             json!({ "eventId": event, "seatIds": ["bad", "worse"] }),
-            plain("최대 1석까지 선택 가능합니다."),
+            plain("INVALID_INPUT", "최대 1석까지 선택 가능합니다."),
         ),
         (
             json!({ "eventId": event, "seatIds": ["bad"] }),
-            plain("Invalid seat ID format"),
+            plain("INVALID_ID", "Invalid seat ID format"),
         ),
         (
             json!({ "eventId": event, "seatIds": [7] }),
-            plain("Invalid seat ID format"),
+            plain("INVALID_ID", "Invalid seat ID format"),
         ),
         (
             json!({ "eventId": event, "seatIds": [other_ids[0]] }),
-            refusal("좌석을 찾을 수 없습니다."),
+            refusal("SEAT_NOT_FOUND", "좌석을 찾을 수 없습니다."),
         ),
         (
             json!({ "eventId": event, "seatIds": [Uuid::new_v4()] }),
-            refusal("좌석을 찾을 수 없습니다."),
+            refusal("SEAT_NOT_FOUND", "좌석을 찾을 수 없습니다."),
         ),
     ];
     for (request, expected) in cases {
@@ -365,7 +371,10 @@ async fn seats_reserve_validation_order_and_messages() {
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(body, json!({ "error": "인증이 필요합니다." }));
+    assert_eq!(
+        body,
+        json!({ "error": "인증이 필요합니다.", "code": "AUTH_REQUIRED" })
+    );
 
     assert_eq!(reservation_count(&app, event).await, 0);
     assert_eq!(reservation_count(&app, other_event).await, 0);
@@ -388,7 +397,7 @@ async fn seats_reserve_is_refused_outside_the_sale_window() {
         let seat = app.seat_id(event, "VIP-1-1").await;
         let (status, body) = app.hold(&user.token, event, seat).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        assert_eq!(body, refusal(MSG_NOT_ON_SALE));
+        assert_eq!(body, refusal("NOT_ON_SALE", MSG_NOT_ON_SALE));
         assert_eq!(app.seat_status(seat).await, "available");
         assert_eq!(reservation_count(&app, event).await, 0);
     }
@@ -447,7 +456,7 @@ async fn seats_reservation_is_readable_by_its_owner_only() {
         json!([{ "seatId": seat, "seatLabel": "R-5-3", "section": "R", "rowNumber": 5, "seatNumber": 3, "price": 100000 }])
     );
 
-    let not_found = json!({ "error": "예약을 찾을 수 없습니다." });
+    let not_found = json!({ "error": "예약을 찾을 수 없습니다.", "code": "RESERVATION_NOT_FOUND" });
     let (status, body) = app
         .get(
             &format!("/api/seats/reservation/{id}"),
@@ -468,7 +477,10 @@ async fn seats_reservation_is_readable_by_its_owner_only() {
         .get("/api/seats/reservation/nope", Some(&owner.token))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body, json!({ "error": "Invalid reservation ID format" }));
+    assert_eq!(
+        body,
+        json!({ "error": "Invalid reservation ID format", "code": "INVALID_ID" })
+    );
     let (status, _) = app.get(&format!("/api/seats/reservation/{id}"), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
@@ -513,7 +525,7 @@ async fn seats_reserve_race_has_exactly_one_winner() {
             ));
         } else {
             assert_eq!(*status, StatusCode::BAD_REQUEST, "{body}");
-            assert_eq!(*body, refusal(MSG_TAKEN_VIP_1_1));
+            assert_eq!(*body, refusal("SEAT_TAKEN", MSG_TAKEN_VIP_1_1));
         }
     }
     assert_eq!(winners.len(), 1, "exactly one hold wins");

@@ -46,11 +46,17 @@ async fn uploads_require_an_admin() {
     let form = || image_form("image", PNG.to_vec(), "poster.png", "image/png");
     let (status, body) = upload(&app, None, form()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(body, json!({ "error": "인증이 필요합니다." }));
+    assert_eq!(
+        body,
+        json!({ "error": "인증이 필요합니다.", "code": "AUTH_REQUIRED" })
+    );
     let user = app.user().await;
     let (status, body) = upload(&app, Some(&user.token), form()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(body, json!({ "error": "관리자 권한이 필요합니다." }));
+    assert_eq!(
+        body,
+        json!({ "error": "관리자 권한이 필요합니다.", "code": "ADMIN_ONLY" })
+    );
     let stored = std::fs::read_dir(&app.state.config.upload_dir)
         .map(|d| d.count())
         .unwrap_or(0);
@@ -109,7 +115,7 @@ async fn uploads_content_not_an_image_is_refused() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         body,
-        json!({ "error": "이미지 파일(PNG, JPEG, GIF, WebP)만 업로드할 수 있습니다." })
+        json!({ "error": "이미지 파일(PNG, JPEG, GIF, WebP)만 업로드할 수 있습니다.", "code": "INVALID_IMAGE" })
     );
     let (status, _) = upload(
         &app,
@@ -124,7 +130,7 @@ async fn uploads_content_not_an_image_is_refused() {
 async fn uploads_without_an_image_are_refused() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
-    let expected = json!({ "error": MSG_IMAGE_REQUIRED });
+    let expected = json!({ "error": MSG_IMAGE_REQUIRED, "code": "INVALID_IMAGE" });
 
     let (status, body) = upload(
         &app,
@@ -175,7 +181,7 @@ async fn uploads_over_5_mb_are_refused_with_json() {
         );
         assert_eq!(
             body,
-            json!({ "error": "이미지는 5MB 이하만 업로드할 수 있습니다." }),
+            json!({ "error": "이미지는 5MB 이하만 업로드할 수 있습니다.", "code": "INVALID_IMAGE" }),
             "{size} bytes"
         );
     }
