@@ -60,6 +60,12 @@ impl Keys {
     }
 
     /// Events whose queue may be non-empty (the admission loop's work list; a set of event ids).
+    /// Lottery draws of an event's fair opening: hash user -> drawn queue score, kept after the user
+    /// leaves so that coming back never draws again.
+    pub fn lottery_draws(&self, event_id: Uuid) -> String {
+        self.evt(event_id, "draws")
+    }
+
     pub fn queue_index(&self) -> String {
         format!("{}:queues", self.prefix)
     }

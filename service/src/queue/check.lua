@@ -1,9 +1,12 @@
 -- Waiting-room entry for one user, atomically.
 -- KEYS[1] queue  (ZSET user -> score: arrival ms, or a random instant of the opening window)
 -- KEYS[2] active (ZSET user -> admission expiry ms)
+-- KEYS[3] draws  (HASH user -> the lottery score drawn for the user, kept after leaving)
 -- ARGV[1] user   ARGV[2] now ms   ARGV[3] threshold   ARGV[4] admission ttl ms
 -- ARGV[5] mode: 'fifo' | 'lottery' (queue at ARGV[6], never admit at once) | 'early' (enter nothing)
--- ARGV[6] queue score of a new entry (fifo: arrival ms, raised to stay behind the last in line)
+-- ARGV[6] queue score of a new entry (fifo: arrival ms, raised to stay behind the last in line;
+--         lottery: a fresh draw, used only if the user has none yet)
+-- ARGV[7] lottery: when the draws may be forgotten (ms since the epoch)
 -- Returns {queued (0/1), position (0 if not queued), active users before this call, queue size}
 local queue, active = KEYS[1], KEYS[2]
 local user, now, threshold, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -24,6 +27,12 @@ end
 -- the opening crowd always waits; later, newcomers wait while anyone waits (FIFO), even if a place
 -- just freed, or while the event is full
 if mode == 'lottery' or current >= threshold or redis.call('ZCARD', queue) > 0 then
+  if mode == 'lottery' then
+    -- one draw per user and sale: leaving and checking again gets the same place, not a new chance
+    redis.call('HSETNX', KEYS[3], user, score)
+    score = redis.call('HGET', KEYS[3], user)
+    redis.call('PEXPIREAT', KEYS[3], ARGV[7])
+  end
   if mode == 'fifo' then
     -- strictly behind everyone already waiting: equal scores would order by user id, so a later
     -- arrival in the same millisecond could jump ahead and push earlier ones back

@@ -22,6 +22,9 @@ use crate::{
 /// How long an admission lasts without renewal.
 pub const ADMISSION_TTL_MS: i64 = 5 * 60 * 1000;
 
+/// How long after the opening window a sale's lottery draws are kept.
+const DRAWS_KEPT_MS: i64 = 24 * 3600 * 1000;
+
 static CHECK: LazyLock<Script> = LazyLock::new(|| Script::from_lua(include_str!("check.lua")));
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +110,16 @@ pub async fn check(
         opening::Arrival::Lottery(score) => score.to_string(),
         _ => now.to_string(),
     };
-    let keys = vec![state.keys.queue(event_id), state.keys.active(event_id)];
+    let keys = vec![
+        state.keys.queue(event_id),
+        state.keys.active(event_id),
+        state.keys.lottery_draws(event_id),
+    ];
+    // draws outlive the opening window by a day: long enough for every return during the sale
+    let forget_draws_ms = gate
+        .opens_ms
+        .saturating_add(opening::window_ms(state.config.fair_opening_window_seconds))
+        .saturating_add(DRAWS_KEPT_MS);
     let args = vec![
         user_id.to_string(),
         now.to_string(),
@@ -115,6 +127,7 @@ pub async fn check(
         ADMISSION_TTL_MS.to_string(),
         arrival.mode().to_string(),
         score,
+        forget_draws_ms.to_string(),
     ];
     let r: Vec<i64> = CHECK
         .evalsha_with_reload(state.redis.next(), keys, args)

@@ -289,3 +289,36 @@ async fn fairness_waiting_room_opens_its_lead_time_before_the_sale() {
     assert_eq!(check(&app, event, &early).await["queued"], true);
     assert_eq!(status(&app, event, &early).await["queueSize"], 2);
 }
+
+/// A user's place in the opening lottery is drawn once. Before the fix, leaving and checking again
+/// drew a new random place, so one account could re-draw thousands of times before the opening and
+/// keep the best.
+#[tokio::test]
+async fn fairness_leaving_and_coming_back_never_draws_again() {
+    let app = TestApp::spawn().await;
+    let event = app.insert_event("", "+10 minutes", "+1 day").await;
+    let users = app.users(40).await;
+    for u in &users {
+        check(&app, event, u).await;
+    }
+    let gambler = &users[0];
+    let score_of = |q: Vec<(String, f64)>| {
+        q.into_iter()
+            .find(|(m, _)| *m == gambler.id.to_string())
+            .map(|(_, s)| s)
+    };
+    let first = score_of(stored_queue(&app, event).await).expect("queued in the lottery");
+    let place = check(&app, event, gambler).await["position"].clone();
+    for _ in 0..20 {
+        leave(&app, event, gambler).await;
+        assert_eq!(score_of(stored_queue(&app, event).await), None, "left");
+        let body = check(&app, event, gambler).await;
+        assert_eq!(body["queued"], true);
+        assert_eq!(
+            score_of(stored_queue(&app, event).await),
+            Some(first),
+            "a new draw after leaving"
+        );
+        assert_eq!(body["position"], place, "the place moved");
+    }
+}
