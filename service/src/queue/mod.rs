@@ -204,23 +204,41 @@ pub async fn eta_secs(state: &AppState, event_id: Uuid, opens_ms: i64, position:
 pub const MSG_WAIT_YOUR_TURN: &str =
     "대기열 순서를 기다려주세요. 입장이 허용된 후 예매할 수 있습니다.";
 
-static ADMITTED: LazyLock<Script> = LazyLock::new(|| {
-    // engaged = somebody waits; then only users with a live admission may buy
-    Script::from_lua(
-        "if redis.call('ZCARD', KEYS[1]) == 0 then return 1 end
-         local until_ms = redis.call('ZSCORE', KEYS[2], ARGV[1])
-         if until_ms and tonumber(until_ms) > tonumber(ARGV[2]) then return 1 end
-         return 0",
-    )
-});
+static ADMITTED: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("admitted.lua")));
 
-/// The waiting room, enforced: while anyone waits for `event_id`, only users admitted from it may
-/// hold seats or book tickets (403 otherwise), on every replica. A script that calls the reserve API
-/// directly cannot skip the queue. If Redis is unreachable the check is skipped (logged): the queue
-/// cannot run then either, and PostgreSQL still prevents overselling.
+/// The waiting room, enforced whenever its gate is closed: a user may hold seats or book tickets
+/// only with a live admission, or — when nobody waits and there is room, outside the opening
+/// lottery — by taking a place exactly as a check would. Otherwise 403 `QUEUE_NOT_ADMITTED`, on
+/// every replica: a script calling the reserve API directly cannot skip the queue, even in the
+/// moment the queue is empty but the admitted set is full. Before the sale opens PostgreSQL's sale
+/// window answers instead. If Redis is unreachable the check is skipped (logged): the queue cannot
+/// run then either, and PostgreSQL still prevents overselling.
 pub async fn ensure_admitted(state: &AppState, event_id: Uuid, user_id: Uuid) -> Result<(), Error> {
+    let Some(gate) = limit(state, event_id).await? else {
+        return Ok(()); // no such event: the reservation answers that
+    };
+    let now = now_ms();
+    let arrival = opening::classify(
+        now,
+        gate.opens_ms,
+        state.config.fair_opening_lead_seconds,
+        state.config.fair_opening_window_seconds,
+        &mut rand::rng(),
+    );
+    let mode = if now < gate.opens_ms {
+        "closed" // not on sale yet
+    } else {
+        arrival.mode()
+    };
     let keys = vec![state.keys.queue(event_id), state.keys.active(event_id)];
-    let args = vec![user_id.to_string(), now_ms().to_string()];
+    let args = vec![
+        user_id.to_string(),
+        now.to_string(),
+        gate.threshold.to_string(),
+        ADMISSION_TTL_MS.to_string(),
+        mode.to_string(),
+    ];
     match ADMITTED
         .evalsha_with_reload::<i64, _, _>(state.redis.next(), keys, args)
         .await
