@@ -28,7 +28,14 @@ pub struct Local {
     pub details: moka::sync::Cache<Uuid, Bytes>,
     /// Waiting-room gates (threshold capped by capacity, opening time) per event.
     pub gates: moka::sync::Cache<Uuid, crate::queue::Gate>,
+    /// Each token user's current role from the database (`None`: the user is gone), for
+    /// `ROLE_TTL`: a demoted admin loses admin routes within seconds, not when the 7-day token
+    /// expires, and a request costs no user lookup in the hot minute.
+    pub roles: moka::sync::Cache<Uuid, Option<String>>,
 }
+
+/// How long a user's role is trusted without asking the database again.
+pub const ROLE_TTL: Duration = Duration::from_secs(5);
 
 fn tier<K, V>() -> moka::sync::Cache<K, V>
 where
@@ -47,6 +54,10 @@ impl Default for Local {
             lists: tier(),
             details: tier(),
             gates: tier(),
+            roles: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ROLE_TTL)
+                .build(),
         }
     }
 }

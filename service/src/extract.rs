@@ -188,13 +188,22 @@ where
             TokenError::Expired => Error::unauthorized(Code::TokenExpired, MSG_INVALID_TOKEN),
             TokenError::Invalid => Error::unauthorized(Code::TokenInvalid, MSG_INVALID_TOKEN),
         })?;
-        if !auth::db::user_exists(&state.db, claims.user_id).await? {
+        // the role is the database's, not the token's (cached for seconds, see cache::ROLE_TTL)
+        let role = match state.local.roles.get(&claims.user_id) {
+            Some(role) => role,
+            None => {
+                let role = auth::db::role_of(&state.db, claims.user_id).await?;
+                state.local.roles.insert(claims.user_id, role.clone());
+                role
+            }
+        };
+        let Some(role) = role else {
             return Err(Error::unauthorized(Code::UserNotFound, MSG_USER_GONE));
-        }
+        };
         let user = AuthUser {
             id: claims.user_id,
             email: claims.email,
-            role: claims.role,
+            role,
         };
         parts.extensions.insert(user.clone());
         Ok(user)

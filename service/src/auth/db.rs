@@ -12,10 +12,11 @@ pub struct UserRow {
     pub role: String,
 }
 
-pub async fn user_exists(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)")
+/// The user's current role; `None` when the user no longer exists.
+pub async fn role_of(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
         .bind(id)
-        .fetch_one(db)
+        .fetch_optional(db)
         .await
 }
 

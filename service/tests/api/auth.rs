@@ -409,3 +409,44 @@ async fn auth_login_is_rate_limited_per_minute() {
         json!({ "error": "요청이 너무 많습니다. 잠시 후 다시 시도해주세요.", "code": "RATE_LIMITED" })
     );
 }
+
+/// Admin routes check the role against the database (cached for seconds), not the 7-day token:
+/// a demoted admin loses the console within seconds, a promoted user gains it without a new login.
+#[tokio::test]
+async fn auth_admin_role_comes_from_the_database_not_the_token() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let stats = |token: String| {
+        let app = &app;
+        async move { app.get("/api/admin/dashboard/stats", Some(&token)).await.0 }
+    };
+    assert_eq!(stats(admin.token.clone()).await, StatusCode::OK);
+    sqlx::query("UPDATE users SET role = 'user' WHERE id = $1")
+        .bind(admin.id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let demoted = crate::common::eventually(std::time::Duration::from_secs(15), || {
+        let t = admin.token.clone();
+        async { stats(t).await == StatusCode::FORBIDDEN }
+    })
+    .await;
+    assert!(
+        demoted,
+        "the demoted admin's token still opens admin routes"
+    );
+
+    let user = app.user().await;
+    assert_eq!(stats(user.token.clone()).await, StatusCode::FORBIDDEN);
+    sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1")
+        .bind(user.id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let promoted = crate::common::eventually(std::time::Duration::from_secs(15), || {
+        let t = user.token.clone();
+        async { stats(t).await == StatusCode::OK }
+    })
+    .await;
+    assert!(promoted);
+}
