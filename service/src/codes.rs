@@ -69,6 +69,7 @@ codes! {
     AlreadyCancelled = "ALREADY_CANCELLED", "400", "The reservation is already cancelled.";
     ReservationCancelled = "RESERVATION_CANCELLED", "400", "The reservation was cancelled; it cannot be paid.";
     InvalidStatusChange = "INVALID_STATUS_CHANGE", "400, 409", "The reservation lifecycle does not allow this status change (409: its seats or stock were sold meanwhile).";
+    PaymentFailed = "PAYMENT_FAILED", "502", "The payment provider refused or failed the charge; nothing was captured.";
     Conflict = "CONFLICT", "400", "The change conflicts with sold seats or tickets (e.g. deleting a layout with reserved seats).";
     QueueNotAdmitted = "QUEUE_NOT_ADMITTED", "403", "The waiting room is closed for the caller; check in at `/api/queue/check/:eventId` and wait for your turn.";
     RateLimited = "RATE_LIMITED", "429", "Too many requests; retry after `Retry-After` seconds.";

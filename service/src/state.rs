@@ -21,6 +21,8 @@ pub struct AppState {
     pub started: Instant,
     /// The in-process tier of the response cache.
     pub local: crate::cache::Local,
+    /// The payment provider (the mock; `payments::provider` documents the interface).
+    pub payments: Arc<dyn crate::payments::provider::Provider>,
 }
 
 impl AppState {
@@ -31,6 +33,10 @@ impl AppState {
         jwt: Arc<JwtKeys>,
         config: Config,
     ) -> Self {
+        let payments = Arc::new(crate::payments::provider::MockProvider::new(
+            config.payment_delay_min_ms,
+            config.payment_delay_max_ms,
+        ));
         Self {
             db,
             redis,
@@ -41,6 +47,7 @@ impl AppState {
             io,
             started: Instant::now(),
             local: crate::cache::Local::default(),
+            payments,
         }
     }
 }

@@ -139,6 +139,7 @@ async fn set_status(
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
+        reservations::refund_if_captured(&state, &current, t).await;
         Ok((row, current.event_id, notices))
     }
     .await

@@ -3,10 +3,8 @@
 //! So a hold that expires while its payment is in flight ends either paid or expired, never both.
 
 pub mod http;
+pub mod provider;
 
-use std::time::Duration;
-
-use rand::Rng;
 use serde_json::{Value, json};
 use tiketi_core::time::to_wire;
 use uuid::Uuid;
@@ -48,16 +46,41 @@ pub async fn pay(
     // refused before the provider is asked: nothing is charged for a dead hold
     lifecycle::transition(r.current()?, Change::Pay)?;
 
-    let (lo, hi) = (
-        state.config.payment_delay_min_ms,
-        state
-            .config
-            .payment_delay_max_ms
-            .max(state.config.payment_delay_min_ms),
-    );
-    let delay = rand::rng().random_range(lo..=hi);
-    tokio::time::sleep(Duration::from_millis(delay)).await;
+    // one charge per reservation, whatever retries or concurrent requests do (idempotency key)
+    state
+        .payments
+        .charge(r.id, r.total_amount, method)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, reservation = %r.id, "charge failed");
+            Error::Failure(
+                axum::http::StatusCode::BAD_GATEWAY,
+                Code::PaymentFailed,
+                "결제에 실패했습니다. 잠시 후 다시 시도해주세요.".into(),
+            )
+        })?;
+    match capture(state, user_id, reservation_id, method).await {
+        Ok(paid) => Ok(paid),
+        // a concurrent request with the same key captured this very charge: nothing to give back
+        Err(e) if e.code() == Code::AlreadyPaid => Err(e),
+        Err(e) => {
+            // refused (the hold ended while the provider answered) or failed: never keep money
+            // for a seat the buyer does not get
+            if let Err(refund) = state.payments.refund(reservation_id).await {
+                tracing::error!(error = %refund, reservation = %reservation_id, "REFUND FAILED: charge kept without a seat");
+            }
+            Err(e)
+        }
+    }
+}
 
+/// Confirms a charged reservation under its row lock, if the lifecycle still allows it.
+async fn capture(
+    state: &AppState,
+    user_id: Uuid,
+    reservation_id: Uuid,
+    method: &str,
+) -> Result<Value, Error> {
     let mut tx = state.db.begin().await?;
     let r = rdb::lock_reservation(&mut *tx, reservation_id, Some(user_id)).await?;
     let r = r.ok_or_else(not_found)?;

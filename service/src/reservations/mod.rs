@@ -297,7 +297,22 @@ pub async fn cancel(
     let t = lifecycle::transition(r.current()?, lifecycle::Change::Cancel)?;
     let (notices, _) = apply(&mut tx, state, &r, t, None).await?;
     tx.commit().await?;
+    refund_if_captured(state, &r, t).await;
     Ok((r.event_id, notices))
+}
+
+/// After a committed change that refunds a captured payment, gives the money back at the provider.
+pub async fn refund_if_captured(
+    state: &AppState,
+    r: &db::LockedReservation,
+    t: lifecycle::Transition,
+) {
+    if r.payment_status == lifecycle::Payment::Completed.as_str()
+        && t.payment == lifecycle::Payment::Refunded
+        && let Err(e) = state.payments.refund(r.id).await
+    {
+        tracing::error!(error = %e, reservation = %r.id, "REFUND FAILED after a cancellation");
+    }
 }
 
 /// Carries out a decided transition of the locked reservation `r`: its seats and stock first (all

@@ -291,6 +291,49 @@ async fn payments_concurrent_payments_of_one_hold_succeed_once() {
         ("confirmed".into(), "completed".into())
     );
     assert_eq!(app.seat_status(seats[0]).await, "reserved");
+    // one charge for the reservation (its id is the idempotency key), captured, not refunded
+    let ledger = app.state.payments.ledger().unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert!(!ledger[&id].refunded);
+}
+
+/// A hold that ends while the provider is charging is never paid and its charge is refunded:
+/// every charge ends captured for a live hold or refunded. Before, the mock "charged" and the
+/// refusal kept the money.
+#[tokio::test]
+async fn payments_charge_of_a_hold_that_expired_meanwhile_is_refunded() {
+    let app = TestApp::spawn().await;
+    let (event, seats) = app.seat_event().await;
+    let user = app.user().await;
+    let id = app.hold_ok(&user.token, event, seats[0]).await;
+    // hold the reservation's row: the payment's pre-check still sees a live hold, its capture waits
+    let mut blocker = app.db.begin().await.unwrap();
+    sqlx::query("UPDATE reservations SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(id)
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let release_when_charged = async {
+        let charged = crate::common::eventually(std::time::Duration::from_secs(10), || async {
+            app.state.payments.ledger().unwrap().contains_key(&id)
+        })
+        .await;
+        blocker.commit().await.unwrap();
+        charged
+    };
+    let ((status, body), charged) = tokio::join!(
+        pay(&app, &user.token, id, "naver_pay"),
+        release_when_charged
+    );
+    assert!(charged, "the provider was never asked");
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body, refusal("HOLD_EXPIRED", "예약이 만료되었습니다."));
+    let ledger = app.state.payments.ledger().unwrap();
+    assert!(
+        ledger[&id].refunded,
+        "charged for a seat the buyer did not get"
+    );
+    assert_ne!(app.reservation_state(id).await.1, "completed");
 }
 
 #[tokio::test]
