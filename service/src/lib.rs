@@ -7,6 +7,7 @@ pub mod cache;
 pub mod client_ip;
 pub mod codes;
 pub mod config;
+pub mod effects;
 pub mod error;
 pub mod events;
 pub mod extract;

@@ -14,11 +14,10 @@ use uuid::Uuid;
 
 use super::input::{EventInput, TicketTypeInput, check_window};
 use crate::{
-    cache,
+    effects::{self, Effects},
     error::{Code, Error, OrMessage, Result},
     events::db::{EVENT_COLUMNS, EventRow},
     extract::{AuthUser, Fields, JsonBody, path_id},
-    jobs, realtime,
     reservations::db as rdb,
     seats::{self, http::layouts_json},
     state::AppState,
@@ -45,13 +44,10 @@ async fn layouts(State(state): State<AppState>) -> Result<Json<Value>> {
         .or_message("좌석 레이아웃을 불러오는데 실패했습니다.")
 }
 
-/// After any change to events: drop cached pages and let the status updater re-plan.
-async fn events_changed(state: &AppState, event_id: Option<Uuid>) {
-    cache::invalidate_lists(state).await;
-    if let Some(id) = event_id {
-        cache::invalidate_event(state, id).await;
-    }
-    jobs::event_status::wake();
+/// The effects of any change to an event: its cached pages and the list are stale, and the status
+/// updater re-plans.
+fn event_changed(event_id: Uuid) -> Effects {
+    Effects::none().lists().event(Some(event_id))
 }
 
 async fn insert_ticket_type(
@@ -140,7 +136,7 @@ async fn create(
     }
     .await
     .or_message("이벤트 생성에 실패했습니다.")?;
-    events_changed(&state, Some(event.id)).await;
+    effects::apply(&state, event_changed(event.id)).await;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "message": "이벤트가 생성되었습니다.", "event": event })),
@@ -196,7 +192,7 @@ async fn update(
     }
     .await
     .or_message("이벤트 수정에 실패했습니다.")?;
-    events_changed(&state, Some(id)).await;
+    effects::apply(&state, event_changed(id)).await;
     Ok(Json(
         json!({ "message": "이벤트가 수정되었습니다.", "event": event }),
     ))
@@ -204,14 +200,12 @@ async fn update(
 
 /// Cancels the live reservations of an event through the lifecycle (captured payments refunded)
 /// and releases what they hold; returns how many were cancelled and what to announce.
-async fn cancel_reservations_of(
-    tx: &mut PgConnection,
-    event_id: Uuid,
-) -> Result<(i64, Vec<Notice>)> {
-    use crate::reservations::lifecycle::{self, Change, Current};
+async fn cancel_reservations_of(tx: &mut PgConnection, event_id: Uuid) -> Result<(i64, Effects)> {
+    use crate::reservations::lifecycle::{self, Change, Current, Payment};
     let live = rdb::lock_live_of_event(&mut *tx, event_id).await?;
     let mut changes = Vec::with_capacity(live.len());
     let mut ids = Vec::new();
+    let mut fx = Effects::none();
     for (id, status, payment) in &live {
         let current = Current::parse(status, payment, false).ok_or_else(|| {
             Error::internal(anyhow::anyhow!(
@@ -222,17 +216,21 @@ async fn cancel_reservations_of(
         if t.items == lifecycle::Items::Release {
             ids.push(*id);
         }
+        if current.payment == Payment::Completed && t.payment == Payment::Refunded {
+            fx = fx.refund(*id);
+        }
         changes.push((*id, t.status.as_str(), t.payment.as_str()));
     }
     let notices = rdb::release(tx, &ids).await?;
     rdb::set_statuses(&mut *tx, &changes).await?;
-    Ok((changes.len() as i64, notices))
+    fx.add_notices(notices);
+    Ok((changes.len() as i64, fx))
 }
 
 async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     let msg = "이벤트 취소에 실패했습니다.";
-    let (event, cancelled, notices) = async {
+    let (event, cancelled, fx) = async {
         let mut tx = state.db.begin().await?;
         let event: Option<EventRow> = sqlx::query_as(AssertSqlSafe(format!(
             "UPDATE events SET status = 'cancelled' WHERE id = $1 AND status <> 'cancelled' RETURNING {EVENT_COLUMNS}"
@@ -241,14 +239,13 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result
         .fetch_optional(&mut *tx)
         .await?;
         let event = event.ok_or_else(|| Error::Failure(StatusCode::NOT_FOUND, Code::EventNotFound, msg.into()))?;
-        let (cancelled, notices) = cancel_reservations_of(&mut tx, id).await?;
+        let (cancelled, fx) = cancel_reservations_of(&mut tx, id).await?;
         tx.commit().await?;
-        Ok((event, cancelled, notices))
+        Ok((event, cancelled, fx))
     }
     .await
     .or_message(msg)?;
-    events_changed(&state, Some(id)).await;
-    realtime::publish(&state, notices).await;
+    effects::apply(&state, event_changed(id).merge(fx)).await;
     Ok(Json(json!({
         "message": "이벤트가 취소되었습니다. 모든 예약이 취소되고 결제 완료된 예약은 환불 처리되었습니다.",
         "event": event,
@@ -258,7 +255,7 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result
 
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
-    let cancelled = async {
+    let (cancelled, fx) = async {
         let mut tx = state.db.begin().await?;
         let exists: Option<Uuid> =
             sqlx::query_scalar("SELECT id FROM events WHERE id = $1 FOR UPDATE")
@@ -271,17 +268,17 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result
                 "이벤트를 찾을 수 없습니다.",
             ));
         }
-        let (cancelled, _) = cancel_reservations_of(&mut tx, id).await?;
+        let (cancelled, fx) = cancel_reservations_of(&mut tx, id).await?;
         sqlx::query("DELETE FROM events WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(cancelled)
+        Ok((cancelled, fx))
     }
     .await
     .or_message("이벤트 삭제에 실패했습니다.")?;
-    events_changed(&state, Some(id)).await;
+    effects::apply(&state, event_changed(id).merge(fx)).await;
     Ok(Json(
         json!({ "message": "이벤트가 삭제되었습니다.", "cancelledReservations": cancelled }),
     ))
@@ -324,7 +321,7 @@ async fn generate_seats(
     }
     .await
     .or_message("좌석 생성에 실패했습니다.")?;
-    cache::invalidate_event(&state, id).await;
+    effects::apply(&state, Effects::none().event(Some(id))).await;
     Ok(Json(
         json!({ "message": "좌석이 생성되었습니다.", "seatsCreated": created, "eventTitle": title }),
     ))
@@ -354,7 +351,7 @@ async fn delete_seats(
     }
     .await
     .or_message("좌석 삭제에 실패했습니다.")?;
-    cache::invalidate_event(&state, id).await;
+    effects::apply(&state, Effects::none().event(Some(id))).await;
     Ok(Json(
         json!({ "message": "좌석이 삭제되었습니다.", "seatsDeleted": deleted }),
     ))
@@ -386,7 +383,7 @@ async fn create_ticket(
     }
     .await
     .or_message("티켓 등록에 실패했습니다.")?;
-    events_changed(&state, Some(event_id)).await;
+    effects::apply(&state, event_changed(event_id)).await;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "message": "티켓이 등록되었습니다.", "ticketType": ticket })),
@@ -435,7 +432,6 @@ async fn update_ticket(
     }
     .await
     .or_message("티켓 수정에 실패했습니다.")?;
-    events_changed(&state, Some(event_id)).await;
     let notice = Notice::TicketUpdated {
         event_id,
         ticket_type_id: id,
@@ -448,7 +444,11 @@ async fn update_ticket(
             .and_then(Value::as_i64)
             .unwrap_or(0) as i32,
     };
-    realtime::publish(&state, vec![notice]).await;
+    effects::apply(
+        &state,
+        event_changed(event_id).merge(Effects::notices(vec![notice])),
+    )
+    .await;
     Ok(Json(
         json!({ "message": "티켓이 수정되었습니다.", "ticketType": ticket }),
     ))

@@ -9,11 +9,10 @@ use serde_json::{Value, json};
 use tiketi_core::rules::total_pages;
 
 use crate::{
-    cache,
+    effects,
     error::{Code, Error, OrMessage, Result},
     events::http::paging,
     extract::{Fields, JsonBody, QueryParams, path_id},
-    realtime,
     reservations::{
         self, db as rdb,
         lifecycle::{self, Change, Payment, Status},
@@ -118,7 +117,7 @@ async fn set_status(
         None => None,
         Some(v) => Some(v.as_str().and_then(Payment::parse).ok_or_else(bad)?),
     };
-    let (reservation, event_id, notices) = async {
+    let (reservation, fx) = async {
         let mut tx = state.db.begin().await?;
         let current = rdb::lock_reservation(&mut *tx, id, None).await?;
         let current = current.ok_or_else(|| {
@@ -139,15 +138,11 @@ async fn set_status(
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        reservations::refund_if_captured(&state, &current, t).await;
-        Ok((row, current.event_id, notices))
+        Ok((row, reservations::after(&current, t, notices)))
     }
     .await
     .or_message("예매 상태 변경에 실패했습니다.")?;
-    if let (Some(event_id), false) = (event_id, notices.is_empty()) {
-        cache::invalidate_event(&state, event_id).await;
-    }
-    realtime::publish(&state, notices).await;
+    effects::apply(&state, fx).await;
     Ok(Json(
         json!({ "message": "예매 상태가 변경되었습니다.", "reservation": reservation }),
     ))

@@ -8,7 +8,11 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::{cache, metrics::KindLabels, state::AppState};
+use crate::{
+    effects::{self, Effects},
+    metrics::KindLabels,
+    state::AppState,
+};
 
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 const MIN_SLEEP: Duration = Duration::from_millis(200);
@@ -77,10 +81,10 @@ pub async fn update(state: &AppState) -> sqlx::Result<Option<DateTime<Utc>>> {
             })
             .inc();
         tracing::info!(changed = changed.len(), "event statuses updated");
-        cache::invalidate_lists(state).await;
-        for id in changed {
-            cache::invalidate_event(state, id).await;
-        }
+        let fx = changed
+            .into_iter()
+            .fold(Effects::none().lists(), |fx, id| fx.event(Some(id)));
+        effects::apply(state, fx).await;
     }
     Ok(next)
 }

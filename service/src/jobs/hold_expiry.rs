@@ -3,9 +3,12 @@
 
 use std::time::Duration;
 
-use tiketi_core::wire::Notice;
-
-use crate::{cache, metrics::KindLabels, realtime, reservations::db as rdb, state::AppState};
+use crate::{
+    effects::{self, Effects},
+    metrics::KindLabels,
+    reservations::db as rdb,
+    state::AppState,
+};
 
 const BATCH: i64 = 500;
 
@@ -45,13 +48,7 @@ pub async fn sweep(state: &AppState) -> sqlx::Result<i64> {
                 .inc();
             tracing::info!(expired, released = notices.len(), "expired unpaid holds");
         }
-        let mut events: Vec<uuid::Uuid> = notices.iter().map(Notice::event_id).collect();
-        events.sort();
-        events.dedup();
-        for event_id in events {
-            cache::invalidate_event(state, event_id).await;
-        }
-        realtime::publish(state, notices).await;
+        effects::apply(state, Effects::notices(notices)).await;
         if expired < BATCH {
             return Ok(total);
         }

@@ -10,11 +10,10 @@ use serde_json::{Value, json};
 use sqlx::AssertSqlSafe;
 
 use crate::{
-    cache,
+    effects,
     error::{Code, Error, OrMessage, Result},
     extract::{AuthUser, Fields, JsonBody, path_id},
     metrics::KindLabels,
-    realtime,
     state::AppState,
 };
 
@@ -64,7 +63,7 @@ async fn book(
         parsed.push((id, quantity as i32));
     }
     crate::reservations::may_buy(&state, user.id, ip, event_id).await?;
-    let (booking, notices) = super::book_tickets(&state, user.id, event_id, &parsed)
+    let (booking, fx) = super::book_tickets(&state, user.id, event_id, &parsed)
         .await
         .or_message("예매에 실패했습니다.")?;
     state
@@ -72,8 +71,7 @@ async fn book(
         .reservations_created
         .get_or_create(&KindLabels { kind: "ticket" })
         .inc();
-    cache::invalidate_event(&state, event_id).await;
-    realtime::publish(&state, notices).await;
+    effects::apply(&state, fx.event(Some(event_id))).await;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -166,7 +164,7 @@ async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
-    let (event_id, notices) = super::cancel(&state, user.id, id)
+    let fx = super::cancel(&state, user.id, id)
         .await
         .or_message("예매 취소에 실패했습니다.")?;
     state
@@ -176,9 +174,6 @@ async fn cancel(
             kind: "user_cancel",
         })
         .inc();
-    if let Some(event_id) = event_id {
-        cache::invalidate_event(&state, event_id).await;
-    }
-    realtime::publish(&state, notices).await;
+    effects::apply(&state, fx).await;
     Ok(Json(json!({ "message": "예매가 취소되었습니다." })))
 }

@@ -13,6 +13,7 @@ use tiketi_core::wire::Notice;
 use uuid::Uuid;
 
 use crate::{
+    effects::Effects,
     error::{Code, Error},
     state::AppState,
 };
@@ -102,7 +103,7 @@ pub async fn hold_seats(
     user_id: Uuid,
     event_id: Uuid,
     seat_ids: &[Uuid],
-) -> Result<(SeatHold, Vec<Notice>), Error> {
+) -> Result<(SeatHold, Effects), Error> {
     let mut tx = state.db.begin().await?;
     match db::event_sale_state(&mut *tx, event_id).await? {
         None => {
@@ -174,7 +175,7 @@ pub async fn hold_seats(
             expires_at,
             seats,
         },
-        notices,
+        Effects::notices(notices),
     ))
 }
 
@@ -190,7 +191,7 @@ pub async fn book_tickets(
     user_id: Uuid,
     event_id: Uuid,
     items: &[(Uuid, i32)],
-) -> Result<(TicketBooking, Vec<Notice>), Error> {
+) -> Result<(TicketBooking, Effects), Error> {
     // Claim in id order so two bookings of the same types can never deadlock.
     let mut claims: Vec<(Uuid, i32)> = Vec::new();
     for (id, q) in items {
@@ -277,16 +278,12 @@ pub async fn book_tickets(
             reservation_number: number,
             total_amount: total,
         },
-        notices,
+        Effects::notices(notices),
     ))
 }
 
 /// Cancels the caller's reservation and returns its seats and stock to sale.
-pub async fn cancel(
-    state: &AppState,
-    user_id: Uuid,
-    id: Uuid,
-) -> Result<(Option<Uuid>, Vec<Notice>), Error> {
+pub async fn cancel(state: &AppState, user_id: Uuid, id: Uuid) -> Result<Effects, Error> {
     let mut tx = state.db.begin().await?;
     let Some(r) = db::lock_reservation(&mut *tx, id, Some(user_id)).await? else {
         return Err(Error::rejected(
@@ -297,21 +294,19 @@ pub async fn cancel(
     let t = lifecycle::transition(r.current()?, lifecycle::Change::Cancel)?;
     let (notices, _) = apply(&mut tx, state, &r, t, None).await?;
     tx.commit().await?;
-    refund_if_captured(state, &r, t).await;
-    Ok((r.event_id, notices))
+    Ok(after(&r, t, notices))
 }
 
-/// After a committed change that refunds a captured payment, gives the money back at the provider.
-pub async fn refund_if_captured(
-    state: &AppState,
-    r: &db::LockedReservation,
-    t: lifecycle::Transition,
-) {
+/// The effects of a committed transition of `r`: what it announced, its event's stale pages, and
+/// the refund of a captured payment it turned into `refunded`.
+pub fn after(r: &db::LockedReservation, t: lifecycle::Transition, notices: Vec<Notice>) -> Effects {
+    let fx = Effects::notices(notices).event(r.event_id);
     if r.payment_status == lifecycle::Payment::Completed.as_str()
         && t.payment == lifecycle::Payment::Refunded
-        && let Err(e) = state.payments.refund(r.id).await
     {
-        tracing::error!(error = %e, reservation = %r.id, "REFUND FAILED after a cancellation");
+        fx.refund(r.id)
+    } else {
+        fx
     }
 }
 

@@ -12,11 +12,11 @@ use tiketi_core::time::to_wire;
 use uuid::Uuid;
 
 use crate::{
-    cache,
+    effects,
     error::{Code, Error, OrMessage, Result},
     extract::{AuthUser, Fields, JsonBody, path_id},
     metrics::KindLabels,
-    realtime, reservations,
+    reservations,
     state::AppState,
 };
 
@@ -111,7 +111,7 @@ async fn reserve(
         }
     }
     crate::reservations::may_buy(&state, user.id, ip, event_id).await?;
-    let (hold, notices) = reservations::hold_seats(&state, user.id, event_id, &ids)
+    let (hold, fx) = reservations::hold_seats(&state, user.id, event_id, &ids)
         .await
         .or_message("좌석 예약에 실패했습니다.")?;
     state
@@ -119,8 +119,7 @@ async fn reserve(
         .reservations_created
         .get_or_create(&KindLabels { kind: "seat" })
         .inc();
-    cache::invalidate_event(&state, event_id).await;
-    realtime::publish(&state, notices).await;
+    effects::apply(&state, fx.event(Some(event_id))).await;
     let seats: Vec<Value> = hold
         .seats
         .iter()

@@ -581,6 +581,15 @@ async fn admin_cancel_event_cancels_reservations_and_frees_held_seats() {
         "reserved",
         "sold seat stays"
     );
+    let ledger = app.state.payments.ledger().unwrap();
+    assert!(
+        ledger[&paid].refunded,
+        "the captured payment is refunded at the provider"
+    );
+    assert!(
+        !ledger.contains_key(&held),
+        "an unpaid hold was never charged"
+    );
     assert_eq!(
         app.get(&format!("/api/events/{event}"), None).await.1["event"]["status"],
         "cancelled",

@@ -1,0 +1,116 @@
+//! The one after-commit path. An operation that changes state returns its `Effects` — what to
+//! announce, which cached pages went stale, which captured payments to refund — and the caller
+//! hands them to `apply` once the transaction has committed. Nothing announces, invalidates or
+//! refunds from anywhere else, so no call site can forget a step or run one before the commit.
+
+use tiketi_core::wire::Notice;
+use uuid::Uuid;
+
+use crate::{cache, state::AppState};
+
+#[derive(Debug, Default)]
+#[must_use = "effects do nothing until applied after the commit"]
+pub struct Effects {
+    notices: Vec<Notice>,
+    /// Events whose cached detail and waiting-room gate are stale.
+    events: Vec<Uuid>,
+    /// The event list pages are stale (and the status updater re-plans).
+    lists: bool,
+    /// Reservations whose captured payment is refunded at the provider.
+    refunds: Vec<Uuid>,
+}
+
+impl Effects {
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Announce these; their events' cached pages are stale too (seats and stock changed).
+    pub fn notices(notices: Vec<Notice>) -> Self {
+        let mut fx = Self::default();
+        fx.add_notices(notices);
+        fx
+    }
+
+    pub fn add_notices(&mut self, notices: Vec<Notice>) {
+        self.events.extend(notices.iter().map(Notice::event_id));
+        self.notices.extend(notices);
+    }
+
+    /// An event itself changed (or a reservation of it): its cached pages are stale.
+    pub fn event(mut self, event_id: Option<Uuid>) -> Self {
+        self.events.extend(event_id);
+        self
+    }
+
+    /// The event list changed (an event was created, edited, cancelled, deleted or moved status).
+    pub fn lists(mut self) -> Self {
+        self.lists = true;
+        self
+    }
+
+    pub fn refund(mut self, reservation_id: Uuid) -> Self {
+        self.refunds.push(reservation_id);
+        self
+    }
+
+    pub fn merge(mut self, other: Effects) -> Self {
+        self.notices.extend(other.notices);
+        self.events.extend(other.events);
+        self.lists |= other.lists;
+        self.refunds.extend(other.refunds);
+        self
+    }
+}
+
+/// Carries the effects out, in the order that keeps readers consistent: money first, then caches
+/// (so a client told of a change re-reads fresh pages), then the announcements.
+pub async fn apply(state: &AppState, fx: Effects) {
+    let Effects {
+        notices,
+        mut events,
+        lists,
+        refunds,
+    } = fx;
+    for id in refunds {
+        if let Err(e) = state.payments.refund(id).await {
+            tracing::error!(error = %e, reservation = %id, "REFUND FAILED after a committed change");
+        }
+    }
+    if lists {
+        cache::invalidate_lists(state).await;
+        crate::jobs::event_status::wake();
+    }
+    events.sort_unstable();
+    events.dedup();
+    for id in events {
+        cache::invalidate_event(state, id).await;
+    }
+    crate::realtime::publish(state, notices).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effects_notices_mark_their_events_stale_once() {
+        let (e, s) = (Uuid::new_v4(), Uuid::new_v4());
+        let fx = Effects::notices(vec![
+            Notice::SeatReleased {
+                event_id: e,
+                seat_id: s,
+            },
+            Notice::SeatReleased {
+                event_id: e,
+                seat_id: Uuid::new_v4(),
+            },
+        ])
+        .event(Some(e))
+        .merge(Effects::none().lists().refund(s));
+        assert_eq!(fx.notices.len(), 2);
+        assert!(fx.events.iter().all(|id| *id == e));
+        assert!(fx.lists);
+        assert_eq!(fx.refunds, vec![s]);
+    }
+}
