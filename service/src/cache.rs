@@ -63,10 +63,14 @@ impl Default for Local {
 }
 
 pub async fn get(state: &AppState, key: &str) -> Option<String> {
-    match state.redis.get::<Option<String>, _>(key).await {
+    match state
+        .redis_breaker
+        .run(state.redis.get::<Option<String>, _>(key))
+        .await
+    {
         Ok(v) => v,
         Err(e) => {
-            tracing::debug!(error = %e, "cache read skipped");
+            tracing::debug!(error = ?e, "cache read skipped");
             None
         }
     }
@@ -74,19 +78,27 @@ pub async fn get(state: &AppState, key: &str) -> Option<String> {
 
 pub async fn put(state: &AppState, key: &str, value: &str, ttl_secs: i64) {
     if let Err(e) = state
-        .redis
-        .set::<(), _, _>(key, value, Some(Expiration::EX(ttl_secs)), None, false)
+        .redis_breaker
+        .run(
+            state
+                .redis
+                .set::<(), _, _>(key, value, Some(Expiration::EX(ttl_secs)), None, false),
+        )
         .await
     {
-        tracing::debug!(error = %e, "cache write skipped");
+        tracing::debug!(error = ?e, "cache write skipped");
     }
 }
 
 /// The current generation of the event list cache (0 when unknown or Redis is down).
 pub async fn list_generation(state: &AppState) -> Option<i64> {
     state
-        .redis
-        .get::<Option<i64>, _>(state.keys.events_list_generation())
+        .redis_breaker
+        .run(
+            state
+                .redis
+                .get::<Option<i64>, _>(state.keys.events_list_generation()),
+        )
         .await
         .ok()
         .map(|g| g.unwrap_or(0))
@@ -96,11 +108,15 @@ pub async fn list_generation(state: &AppState) -> Option<i64> {
 pub async fn invalidate_lists(state: &AppState) {
     state.local.lists.invalidate_all();
     if let Err(e) = state
-        .redis
-        .incr::<i64, _>(state.keys.events_list_generation())
+        .redis_breaker
+        .run(
+            state
+                .redis
+                .incr::<i64, _>(state.keys.events_list_generation()),
+        )
         .await
     {
-        tracing::warn!(error = %e, "event list cache not invalidated; it expires within {LIST_TTL_SECS}s");
+        tracing::warn!(error = ?e, "event list cache not invalidated; it expires within {LIST_TTL_SECS}s");
     }
 }
 
@@ -108,10 +124,14 @@ pub async fn invalidate_event(state: &AppState, event_id: Uuid) {
     state.local.details.invalidate(&event_id);
     state.local.gates.invalidate(&event_id);
     if let Err(e) = state
-        .redis
-        .del::<i64, _>(state.keys.event_detail_cache(event_id))
+        .redis_breaker
+        .run(
+            state
+                .redis
+                .del::<i64, _>(state.keys.event_detail_cache(event_id)),
+        )
         .await
     {
-        tracing::warn!(error = %e, "event cache not invalidated; it expires within {DETAIL_TTL_SECS}s");
+        tracing::warn!(error = ?e, "event cache not invalidated; it expires within {DETAIL_TTL_SECS}s");
     }
 }

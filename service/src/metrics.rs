@@ -55,6 +55,8 @@ pub struct Metrics {
     pub job_runs: Family<KindLabels, Counter>,
     pub queue_admitted: Counter,
     pub socket_floods: Family<KindLabels, Counter>,
+    pub redis_breaker_opened: Counter,
+    pub redis_steps_skipped: Counter,
 }
 
 fn http_histogram() -> Histogram {
@@ -85,6 +87,8 @@ impl Metrics {
             job_runs: Family::default(),
             queue_admitted: Counter::default(),
             socket_floods: Family::default(),
+            redis_breaker_opened: Counter::default(),
+            redis_steps_skipped: Counter::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -176,6 +180,16 @@ impl Metrics {
             "tiketi_socket_floods",
             "Sockets disconnected for flooding (kind: events|rooms)",
             m.socket_floods.clone(),
+        );
+        r.register(
+            "tiketi_redis_breaker_opened",
+            "Times Redis became unreachable and optional Redis steps started being skipped",
+            m.redis_breaker_opened.clone(),
+        );
+        r.register(
+            "tiketi_redis_steps_skipped",
+            "Optional Redis steps skipped at once while the Redis breaker was open",
+            m.redis_steps_skipped.clone(),
         );
         Metrics { registry: r, ..m }
     }

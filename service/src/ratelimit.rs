@@ -21,12 +21,14 @@ pub async fn check(
     let window = chrono::Utc::now().timestamp() as u64 / WINDOW_SECS;
     let key = state.keys.rate_limit(action, subject, window);
     let tx = state.redis.next().multi();
-    let counted: Result<(i64, i64), _> = async {
-        let _: () = tx.incr(&key).await?;
-        let _: () = tx.expire(&key, WINDOW_SECS as i64 + 1, None).await?;
-        tx.exec(true).await
-    }
-    .await;
+    let counted: Result<(i64, i64), _> = state
+        .redis_breaker
+        .run(async {
+            let _: () = tx.incr(&key).await?;
+            let _: () = tx.expire(&key, WINDOW_SECS as i64 + 1, None).await?;
+            tx.exec(true).await
+        })
+        .await;
     match counted {
         Ok((n, _)) if n > i64::from(limit) => {
             state
@@ -40,7 +42,9 @@ pub async fn check(
         }
         Ok(_) => Ok(()),
         Err(e) => {
-            tracing::warn!(error = %e, action, "rate limit not checked: redis unavailable");
+            if let Some(e) = e {
+                tracing::warn!(error = %e, action, "rate limit not checked: redis unavailable");
+            }
             Ok(())
         }
     }

@@ -21,6 +21,8 @@ pub struct AppState {
     pub started: Instant,
     /// The in-process tier of the response cache.
     pub local: crate::cache::Local,
+    /// Skips optional Redis steps at once during an outage (`breaker`).
+    pub redis_breaker: Arc<crate::breaker::Breaker>,
     /// The payment provider (the mock; `payments::provider` documents the interface).
     pub payments: Arc<dyn crate::payments::provider::Provider>,
 }
@@ -48,6 +50,7 @@ impl AppState {
             started: Instant::now(),
             local: crate::cache::Local::default(),
             payments,
+            redis_breaker: Arc::default(),
         }
     }
 }

@@ -65,8 +65,8 @@ pub async fn gate(state: &AppState, event_id: Uuid) -> Result<Option<Gate>, Erro
 /// The ready user capacity the operator published, if any.
 pub async fn capacity(state: &AppState) -> Option<i64> {
     state
-        .redis
-        .get::<Option<i64>, _>(state.keys.capacity())
+        .redis_breaker
+        .run(state.redis.get::<Option<i64>, _>(state.keys.capacity()))
         .await
         .ok()
         .flatten()
@@ -129,8 +129,9 @@ pub async fn check(
         score,
         forget_draws_ms.to_string(),
     ];
-    let r: Vec<i64> = CHECK
-        .evalsha_with_reload(state.redis.next(), keys, args)
+    let r: Vec<i64> = state
+        .redis_breaker
+        .observe(CHECK.evalsha_with_reload(state.redis.next(), keys, args))
         .await?;
     match r.as_slice() {
         [q, p, c, s] => {
@@ -153,11 +154,18 @@ pub async fn check(
 /// The user's place without entering.
 pub async fn status(state: &AppState, event_id: Uuid, user_id: Uuid) -> Result<Position, Error> {
     let (q, a) = (state.keys.queue(event_id), state.keys.active(event_id));
-    let rank: Option<i64> = state.redis.zrank(&q, user_id.to_string(), false).await?;
-    let queue_size: i64 = state.redis.zcard(&q).await?;
-    let current_users: i64 = state
-        .redis
-        .zcount(&a, now_ms() as f64, f64::INFINITY)
+    let (rank, queue_size, current_users): (Option<i64>, i64, i64) = state
+        .redis_breaker
+        .observe(async {
+            Ok((
+                state.redis.zrank(&q, user_id.to_string(), false).await?,
+                state.redis.zcard(&q).await?,
+                state
+                    .redis
+                    .zcount(&a, now_ms() as f64, f64::INFINITY)
+                    .await?,
+            ))
+        })
         .await?;
     let position = rank.map_or(0, |r| r + 1);
     if position > 0 {
@@ -239,8 +247,9 @@ pub async fn ensure_admitted(state: &AppState, event_id: Uuid, user_id: Uuid) ->
         ADMISSION_TTL_MS.to_string(),
         mode.to_string(),
     ];
-    match ADMITTED
-        .evalsha_with_reload::<i64, _, _>(state.redis.next(), keys, args)
+    match state
+        .redis_breaker
+        .run(ADMITTED.evalsha_with_reload::<i64, _, _>(state.redis.next(), keys, args))
         .await
     {
         Ok(1) => Ok(()),
@@ -255,7 +264,9 @@ pub async fn ensure_admitted(state: &AppState, event_id: Uuid, user_id: Uuid) ->
             Err(Error::forbidden(Code::QueueNotAdmitted, MSG_WAIT_YOUR_TURN))
         }
         Err(e) => {
-            tracing::warn!(error = %e, "waiting room not enforced: redis unavailable");
+            if let Some(e) = e {
+                tracing::warn!(error = %e, "waiting room not enforced: redis unavailable");
+            }
             Ok(())
         }
     }

@@ -96,7 +96,23 @@ fn resubscribe_on_reconnect(sub: &fred::clients::SubscriberClient) {
 
 /// Announces committed changes to the rooms that show them, on every replica.
 pub async fn publish(state: &AppState, notices: Vec<Notice>) {
+    if notices.is_empty() {
+        return;
+    }
     let now = to_wire(&chrono::Utc::now());
+    // while Redis is unreachable, this replica's own sockets still hear the change at once instead of
+    // every emit waiting out the adapter's timeout
+    let remote = state.redis_breaker.allow();
+    if !remote {
+        state.metrics.redis_steps_skipped.inc();
+    }
+    let rooms = |r: String| {
+        if remote {
+            state.io.to(r)
+        } else {
+            state.io.local().to(r)
+        }
+    };
     for notice in notices {
         let sent = match notice {
             Notice::SeatLocked {
@@ -110,7 +126,7 @@ pub async fn publish(state: &AppState, notices: Vec<Notice>) {
                     status: "locked".into(),
                     timestamp: now.clone(),
                 };
-                let to = state.io.to(room::seats(event_id));
+                let to = rooms(room::seats(event_id));
                 // the frontend listens to `seat-selected`; `seat-locked` is the original's name
                 match to.clone().emit(event::SEAT_LOCKED, &p).await {
                     Ok(()) => to.emit(event::SEAT_SELECTED, &p).await,
@@ -124,9 +140,7 @@ pub async fn publish(state: &AppState, notices: Vec<Notice>) {
                     status: "available".into(),
                     timestamp: now.clone(),
                 };
-                state
-                    .io
-                    .to(room::seats(event_id))
+                rooms(room::seats(event_id))
                     .emit(event::SEAT_RELEASED, &p)
                     .await
             }
@@ -142,9 +156,7 @@ pub async fn publish(state: &AppState, notices: Vec<Notice>) {
                     total_quantity: total,
                     timestamp: now.clone(),
                 };
-                state
-                    .io
-                    .to(room::event(event_id))
+                rooms(room::event(event_id))
                     .emit(event::TICKET_UPDATED, &p)
                     .await
             }
@@ -152,5 +164,9 @@ pub async fn publish(state: &AppState, notices: Vec<Notice>) {
         if let Err(e) = sent {
             tracing::warn!(error = %e, "realtime notice not delivered");
         }
+    }
+    if remote {
+        // a publish that was let through as the half-open probe does not hold the probe slot
+        state.redis_breaker.release_probe();
     }
 }

@@ -268,6 +268,35 @@ async fn faults_redis_outage_degrades_and_recovers() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["token"].is_string());
 
+    // holds go through PostgreSQL, and their Redis steps (two rate limits, the gate, the cache
+    // invalidation, the publish) are skipped together instead of each waiting out its timeout
+    let (event, seats) = app.seat_event().await;
+    let buyer = app.user().await;
+    let skipped = || tiketi_service::metrics::global().redis_steps_skipped.get();
+    let _ = app.hold(&buyer.token, event, seats[0]).await; // may be the probe that re-opens it
+    let before = skipped();
+    let (status, body) = app.hold(&buyer.token, event, seats[1]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(app.seat_status(seats[1]).await, "locked");
+    // four steps (the per-IP limit is off in tests); one of them may be the half-open probe
+    assert!(
+        skipped() >= before + 3,
+        "the hold's redis steps were not skipped: {} -> {}",
+        before,
+        skipped()
+    );
+    assert!(app.state.redis_breaker.is_open());
+    // the waiting room, which needs Redis, says so at once
+    let (status, body) = app
+        .post(
+            &format!("/api/queue/check/{event}"),
+            Some(&buyer.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["code"], "REDIS_UNAVAILABLE");
+
     let _redis = RedisServer::start(port);
     assert!(listening(port).await, "redis-server did not restart");
     let up = eventually(Duration::from_secs(20), || async {
