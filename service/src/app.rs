@@ -18,8 +18,8 @@ use tower_http::{
 };
 
 use crate::{
-    admin, auth, error, events, health, metrics::HttpLabels, news, payments, queue, reservations,
-    seats, state::AppState, uploads,
+    admin, api_docs, auth, error, events, health, metrics::HttpLabels, news, payments, queue,
+    reservations, seats, state::AppState, uploads,
 };
 
 /// JSON bodies larger than this get 413 (the original's express.json limit).
@@ -37,6 +37,7 @@ pub fn router(state: AppState, sio: SocketIoLayer<crate::realtime::Adapter>) -> 
         .merge(uploads::router(&state))
         .merge(admin::router(&state))
         .merge(health::router())
+        .merge(api_docs::router())
         .fallback(not_found)
         .layer(middleware::from_fn(json_rejections))
         .layer(middleware::from_fn(read_body_first))

@@ -1,6 +1,7 @@
 //! TIKETI service: REST API and Socket.IO server, wire-compatible with the TIKETI React frontend.
 
 pub mod admin;
+pub mod api_docs;
 pub mod app;
 pub mod auth;
 pub mod breaker;
