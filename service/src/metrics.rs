@@ -27,6 +27,13 @@ pub struct PaymentLabels {
     pub payment_method: String,
 }
 
+/// Tickets sold: seats when paid (`ticket_type="seat"`), ticket-type units when booked.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SoldLabels {
+    pub event_id: String,
+    pub ticket_type: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthLabels {
     pub r#type: &'static str,
@@ -57,6 +64,10 @@ pub struct Metrics {
     pub socket_floods: Family<KindLabels, Counter>,
     pub redis_breaker_opened: Counter,
     pub redis_steps_skipped: Counter,
+    pub hold_duration: Histogram,
+    pub payment_duration: Histogram,
+    pub tickets_sold: Family<SoldLabels, Counter>,
+    pub sockets_open: Gauge,
 }
 
 fn http_histogram() -> Histogram {
@@ -89,6 +100,10 @@ impl Metrics {
             socket_floods: Family::default(),
             redis_breaker_opened: Counter::default(),
             redis_steps_skipped: Counter::default(),
+            hold_duration: http_histogram(),
+            payment_duration: Histogram::new([0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]),
+            tickets_sold: Family::default(),
+            sockets_open: Gauge::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -190,6 +205,26 @@ impl Metrics {
             "tiketi_redis_steps_skipped",
             "Optional Redis steps skipped at once while the Redis breaker was open",
             m.redis_steps_skipped.clone(),
+        );
+        r.register(
+            "tiketi_hold_duration_seconds",
+            "Seat hold requests that succeeded, end to end",
+            m.hold_duration.clone(),
+        );
+        r.register(
+            "tiketi_payment_duration_seconds",
+            "Payment requests (provider call included), whatever their outcome",
+            m.payment_duration.clone(),
+        );
+        r.register(
+            "tiketi_tickets_sold",
+            "Tickets sold by event and type (seat: paid seats; else booked ticket-type units)",
+            m.tickets_sold.clone(),
+        );
+        r.register(
+            "tiketi_sockets_open",
+            "Socket.IO connections open on this replica",
+            m.sockets_open.clone(),
         );
         Metrics { registry: r, ..m }
     }

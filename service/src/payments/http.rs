@@ -47,9 +47,14 @@ async fn process(
         state.config.reserve_rate_limit,
     )
     .await?;
+    let started = std::time::Instant::now();
     let outcome = super::pay(&state, user.id, id, method)
         .await
         .or_message("결제 처리 중 오류가 발생했습니다.");
+    state
+        .metrics
+        .payment_duration
+        .observe(started.elapsed().as_secs_f64());
     let status = if outcome.is_ok() { "success" } else { "failed" };
     state
         .metrics

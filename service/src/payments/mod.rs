@@ -101,6 +101,17 @@ async fn capture(
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
+    let seats = details["seats"].as_array().map_or(0, Vec::len) as u64;
+    if let Some(event_id) = r.event_id.filter(|_| seats > 0) {
+        state
+            .metrics
+            .tickets_sold
+            .get_or_create(&crate::metrics::SoldLabels {
+                event_id: event_id.to_string(),
+                ticket_type: "seat".into(),
+            })
+            .inc_by(seats);
+    }
 
     Ok(json!({
         "success": true,

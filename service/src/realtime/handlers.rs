@@ -66,6 +66,7 @@ pub async fn authenticate(
         flood::admit(&s);
     });
     s.on_disconnect(on_disconnect);
+    crate::metrics::global().sockets_open.inc();
     Ok(())
 }
 
@@ -233,6 +234,7 @@ async fn on_selection_changed(
 }
 
 async fn on_disconnect(s: Socket, io: Io, State(ctx): State<RealtimeCtx>) {
+    crate::metrics::global().sockets_open.dec();
     let Some(user) = user_of(&s) else { return };
     let rooms: Vec<Uuid> = s
         .extensions

@@ -263,6 +263,16 @@ pub async fn book_tickets(
         .await?;
     }
     tx.commit().await?;
+    for (ticket_type_id, quantity, _) in &claimed {
+        state
+            .metrics
+            .tickets_sold
+            .get_or_create(&crate::metrics::SoldLabels {
+                event_id: event_id.to_string(),
+                ticket_type: ticket_type_id.to_string(),
+            })
+            .inc_by(u64::try_from(*quantity).unwrap_or(0));
+    }
     let notices = claimed
         .iter()
         .map(|(ticket_type_id, _, t)| Notice::TicketUpdated {

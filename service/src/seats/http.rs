@@ -110,6 +110,7 @@ async fn reserve(
             ids.push(id);
         }
     }
+    let started = std::time::Instant::now();
     crate::reservations::may_buy(&state, user.id, ip, event_id).await?;
     let (hold, fx) = reservations::hold_seats(&state, user.id, event_id, &ids)
         .await
@@ -120,6 +121,10 @@ async fn reserve(
         .get_or_create(&KindLabels { kind: "seat" })
         .inc();
     effects::apply(&state, fx.event(Some(event_id))).await;
+    state
+        .metrics
+        .hold_duration
+        .observe(started.elapsed().as_secs_f64());
     let seats: Vec<Value> = hold
         .seats
         .iter()

@@ -256,3 +256,41 @@ async fn platform_connection_survives_a_large_body_answered_without_reading() {
         }
     }
 }
+
+/// What a person running a sale watches is on /metrics, with real values after a sale's traffic.
+#[tokio::test]
+async fn platform_metrics_show_what_a_sale_operator_watches() {
+    let app = TestApp::spawn().await;
+    let (event, seats) = app.seat_event().await;
+    let buyer = app.user().await;
+    let id = app.hold_ok(&buyer.token, event, seats[0]).await;
+    let (status, body) = app
+        .post(
+            "/api/payments/process",
+            Some(&buyer.token),
+            serde_json::json!({ "reservationId": id, "paymentMethod": "naver_pay" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let text = app
+        .req(Method::GET, "/metrics", None)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+    };
+    assert!(value("tiketi_hold_duration_seconds_count") >= 1.0);
+    assert!(value("tiketi_payment_duration_seconds_count") >= 1.0);
+    let sold = format!(r#"tiketi_tickets_sold_total{{event_id="{event}",ticket_type="seat"}}"#);
+    assert_eq!(value(&sold), 1.0);
+    assert!(value("tiketi_sockets_open ") >= 0.0);
+    assert!(value("tiketi_redis_breaker_opened_total") >= 0.0);
+}
