@@ -90,6 +90,17 @@ pub async fn limit(state: &AppState, event_id: Uuid) -> Result<Option<Gate>, Err
     Ok(Some(g))
 }
 
+/// How the waiting room treats someone arriving at `now` (see `opening`).
+fn arrival_at(state: &AppState, gate: Gate, now: i64) -> opening::Arrival {
+    opening::classify(
+        now,
+        gate.opens_ms,
+        state.config.fair_opening_lead_seconds,
+        state.config.fair_opening_window_seconds,
+        &mut rand::rng(),
+    )
+}
+
 /// Enters the user: around the sale's opening into the queue at a random place (`opening`); later
 /// admitted at once while there is room and nobody waits, else queued. An existing place is kept.
 pub async fn check(
@@ -99,13 +110,7 @@ pub async fn check(
     gate: Gate,
 ) -> Result<Position, Error> {
     let now = now_ms();
-    let arrival = opening::classify(
-        now,
-        gate.opens_ms,
-        state.config.fair_opening_lead_seconds,
-        state.config.fair_opening_window_seconds,
-        &mut rand::rng(),
-    );
+    let arrival = arrival_at(state, gate, now);
     let score = match arrival {
         opening::Arrival::Lottery(score) => score.to_string(),
         _ => now.to_string(),
@@ -227,13 +232,7 @@ pub async fn ensure_admitted(state: &AppState, event_id: Uuid, user_id: Uuid) ->
         return Ok(()); // no such event: the reservation answers that
     };
     let now = now_ms();
-    let arrival = opening::classify(
-        now,
-        gate.opens_ms,
-        state.config.fair_opening_lead_seconds,
-        state.config.fair_opening_window_seconds,
-        &mut rand::rng(),
-    );
+    let arrival = arrival_at(state, gate, now);
     let mode = if now < gate.opens_ms {
         "closed" // not on sale yet
     } else {
