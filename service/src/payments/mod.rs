@@ -2,6 +2,7 @@
 //! lock), then one transaction that re-checks the reservation under its row lock and confirms it.
 //! So a hold that expires while its payment is in flight ends either paid or expired, never both.
 
+pub mod db;
 pub mod http;
 pub mod provider;
 
@@ -86,22 +87,12 @@ async fn capture(
     let r = r.ok_or_else(not_found)?;
     let t = lifecycle::transition(r.current()?, Change::Pay)?;
     let (_, paid_at) = reservations::apply(&mut tx, state, &r, t, Some(method)).await?;
-    let details: Value = sqlx::query_scalar(
-        "SELECT json_build_object(
-             'event', (SELECT json_build_object('title', e.title, 'venue', e.venue, 'event_date', wire_ts(e.event_date))
-                       FROM events e WHERE e.id = $2),
-             'seats', coalesce((SELECT json_agg(json_build_object('id', s.id, 'seat_label', s.seat_label, 'section', s.section,
-                                    'row_number', s.row_number, 'seat_number', s.seat_number, 'unit_price', ri.unit_price)
-                                    ORDER BY s.seat_label)
-                                FROM reservation_items ri JOIN seats s ON s.id = ri.seat_id
-                                WHERE ri.reservation_id = $1), '[]'::json))",
-    )
-    .bind(reservation_id)
-    .bind(r.event_id)
-    .fetch_one(&mut *tx)
-    .await?;
+    let details = db::PaidDetails {
+        event: db::event(&mut *tx, r.event_id).await?,
+        seats: db::seats(&mut *tx, reservation_id).await?,
+    };
     tx.commit().await?;
-    let seats = details["seats"].as_array().map_or(0, Vec::len) as u64;
+    let seats = details.seats.len() as u64;
     if let Some(event_id) = r.event_id.filter(|_| seats > 0) {
         state
             .metrics
