@@ -1,5 +1,6 @@
 //! The admin console API: every route sits behind the admin guard (`extract::require_admin`).
 
+pub mod db;
 pub mod events;
 pub mod input;
 pub mod reservations;

@@ -8,6 +8,7 @@ use axum::{
 use serde_json::{Value, json};
 use tiketi_core::rules::total_pages;
 
+use super::db;
 use crate::{
     effects,
     error::{Code, Error, OrMessage, Result},
@@ -29,28 +30,11 @@ pub fn router() -> Router<AppState> {
 
 async fn stats(State(state): State<AppState>) -> Result<Json<Value>> {
     async {
-        // "today" is the calendar day in the configured time zone
-        let stats: Value = sqlx::query_scalar(
-            "SELECT json_build_object(
-                 'totalEvents', (SELECT count(*) FROM events),
-                 'totalReservations', (SELECT count(*) FROM reservations WHERE status IN ('pending', 'confirmed')),
-                 'totalRevenue', (SELECT coalesce(sum(total_amount), 0) FROM reservations WHERE payment_status = 'completed'),
-                 'todayReservations', (SELECT count(*) FROM reservations WHERE status IN ('pending', 'confirmed')
-                                       AND created_at >= date_trunc('day', now() AT TIME ZONE $1) AT TIME ZONE $1))",
-        )
-        .bind(state.config.timezone.name())
-        .fetch_one(&state.db)
-        .await?;
-        let recent: Value = sqlx::query_scalar(
-            "SELECT coalesce(json_agg(json_build_object('id', r.id, 'reservation_number', r.reservation_number,
-                    'total_amount', r.total_amount, 'status', r.status, 'created_at', wire_ts(r.created_at),
-                    'user_name', u.name, 'user_email', u.email, 'event_title', e.title) ORDER BY r.created_at DESC), '[]'::json)
-             FROM (SELECT * FROM reservations ORDER BY created_at DESC LIMIT 10) r
-             JOIN users u ON u.id = r.user_id JOIN events e ON e.id = r.event_id",
-        )
-        .fetch_one(&state.db)
-        .await?;
-        Ok(Json(json!({ "stats": stats, "recentReservations": recent })))
+        let stats = db::stats(&state.db, state.config.timezone.name()).await?;
+        let recent = db::recent(&state.db).await?;
+        Ok(Json(
+            json!({ "stats": stats, "recentReservations": recent }),
+        ))
     }
     .await
     .or_message("통계 정보를 불러오는데 실패했습니다.")
@@ -67,24 +51,7 @@ async fn list(State(state): State<AppState>, QueryParams(q): QueryParams) -> Res
         .map(String::as_str)
         .filter(|s| !s.is_empty());
     async {
-        let rows: Value = sqlx::query_scalar(
-            "SELECT coalesce(json_agg(json_build_object('id', r.id, 'reservation_number', r.reservation_number,
-                    'total_amount', r.total_amount, 'status', r.status, 'payment_status', r.payment_status,
-                    'created_at', wire_ts(r.created_at), 'user_name', u.name, 'user_email', u.email,
-                    'event_title', e.title, 'venue', e.venue, 'event_date', wire_ts(e.event_date)) ORDER BY r.created_at DESC), '[]'::json)
-             FROM (SELECT * FROM reservations WHERE ($1::TEXT IS NULL OR status = $1)
-                   ORDER BY created_at DESC LIMIT $2 OFFSET $3) r
-             JOIN users u ON u.id = r.user_id LEFT JOIN events e ON e.id = r.event_id",
-        )
-        .bind(status)
-        .bind(limit)
-        .bind((page - 1) * limit)
-        .fetch_one(&state.db)
-        .await?;
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations WHERE ($1::TEXT IS NULL OR status = $1)")
-            .bind(status)
-            .fetch_one(&state.db)
-            .await?;
+        let (rows, total) = db::list(&state.db, status, limit, (page - 1) * limit).await?;
         Ok(Json(json!({
             "reservations": rows,
             "pagination": { "page": page, "limit": limit, "total": total, "totalPages": total_pages(total, limit) },
@@ -127,16 +94,7 @@ async fn set_status(
         // them, reviving an ended one claims them again (409 when they were sold meanwhile)
         let t = lifecycle::transition(current.current()?, Change::Admin { status, payment })?;
         let (notices, _) = reservations::apply(&mut tx, &state, &current, t, None).await?;
-        let row: Value = sqlx::query_scalar(
-            "SELECT json_build_object('id', r.id, 'user_id', r.user_id, 'event_id', r.event_id,
-                 'reservation_number', r.reservation_number, 'total_amount', r.total_amount, 'status', r.status,
-                 'payment_method', r.payment_method, 'payment_status', r.payment_status,
-                 'expires_at', wire_ts(r.expires_at), 'created_at', wire_ts(r.created_at), 'updated_at', wire_ts(r.updated_at))
-             FROM reservations r WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let row = db::reservation(&mut *tx, id).await?;
         tx.commit().await?;
         Ok((row, reservations::after(&current, t, notices)))
     }
