@@ -7,10 +7,10 @@ use axum::{
     routing::get,
 };
 use serde_json::{Value, json};
-use sqlx::AssertSqlSafe;
 use tiketi_core::rules::total_pages;
 use uuid::Uuid;
 
+use super::db;
 use crate::{
     error::{Code, Error, OrMessage, Result},
     events::http::paging,
@@ -24,11 +24,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/news/{id}", get(one).put(update).delete(remove))
 }
 
-const NEWS_JSON: &str =
-    "json_build_object('id', n.id, 'title', n.title, 'content', n.content, 'author', n.author,
-    'author_id', n.author_id, 'views', n.views, 'is_pinned', n.is_pinned,
-    'created_at', wire_ts(n.created_at), 'updated_at', wire_ts(n.updated_at))";
-
 const MSG_NOT_FOUND: &str = "뉴스를 찾을 수 없습니다.";
 
 async fn list(State(state): State<AppState>, QueryParams(q): QueryParams) -> Result<Json<Value>> {
@@ -38,12 +33,7 @@ async fn list(State(state): State<AppState>, QueryParams(q): QueryParams) -> Res
         20,
     );
     async {
-        let sql = format!(
-            "SELECT coalesce(json_agg({NEWS_JSON} ORDER BY n.is_pinned DESC, n.created_at DESC), '[]'::json)
-             FROM (SELECT * FROM news ORDER BY is_pinned DESC, created_at DESC LIMIT $1 OFFSET $2) n"
-        );
-        let news: Value = sqlx::query_scalar(AssertSqlSafe(sql)).bind(limit).bind((page - 1) * limit).fetch_one(&state.db).await?;
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM news").fetch_one(&state.db).await?;
+        let (news, total) = db::list(&state.db, limit, (page - 1) * limit).await?;
         Ok(Json(json!({
             "news": news,
             "pagination": { "page": page, "limit": limit, "total": total, "totalPages": total_pages(total, limit) },
@@ -56,13 +46,9 @@ async fn list(State(state): State<AppState>, QueryParams(q): QueryParams) -> Res
 async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     async {
-        let sql =
-            format!("UPDATE news n SET views = views + 1 WHERE id = $1 RETURNING {NEWS_JSON}");
-        let news: Option<Value> = sqlx::query_scalar(AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&state.db)
-            .await?;
-        let news = news.ok_or_else(|| Error::not_found(Code::NewsNotFound, MSG_NOT_FOUND))?;
+        let news = db::view(&state.db, id)
+            .await?
+            .ok_or_else(|| Error::not_found(Code::NewsNotFound, MSG_NOT_FOUND))?;
         Ok(Json(json!({ "news": news })))
     }
     .await
@@ -94,22 +80,12 @@ async fn create(
     async {
         // The author is the caller (the original trusted `author`/`author_id` from the client);
         // only admins may pin.
-        let sql = format!(
-            "INSERT INTO news AS n (title, content, author, author_id, is_pinned)
-             SELECT $1, $2, u.name, u.id, $3 AND u.role = 'admin' FROM users u WHERE u.id = $4
-             RETURNING {NEWS_JSON}"
-        );
         let pinned = body.bool_of("is_pinned").unwrap_or(false);
-        let news: Option<Value> = sqlx::query_scalar(AssertSqlSafe(sql))
-            .bind(&title)
-            .bind(&content)
-            .bind(pinned)
-            .bind(user.id)
-            .fetch_optional(&state.db)
-            .await?;
-        let news = news.ok_or_else(|| {
-            Error::bad_request(Code::AuthorNotFound, "존재하지 않는 작성자입니다.")
-        })?;
+        let news = db::create(&state.db, &title, &content, pinned, user.id)
+            .await?
+            .ok_or_else(|| {
+                Error::bad_request(Code::AuthorNotFound, "존재하지 않는 작성자입니다.")
+            })?;
         Ok((StatusCode::CREATED, Json(json!({ "news": news }))))
     }
     .await
@@ -117,11 +93,9 @@ async fn create(
 }
 
 async fn author_of(state: &AppState, id: Uuid) -> Result<Option<Uuid>> {
-    let row: Option<Option<Uuid>> = sqlx::query_scalar("SELECT author_id FROM news WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&state.db)
-        .await?;
-    row.ok_or_else(|| Error::not_found(Code::NewsNotFound, MSG_NOT_FOUND))
+    db::author_of(&state.db, id)
+        .await?
+        .ok_or_else(|| Error::not_found(Code::NewsNotFound, MSG_NOT_FOUND))
 }
 
 async fn update(
@@ -145,14 +119,15 @@ async fn update(
     }
     async {
         if author_of(&state, id).await? != Some(user.id) {
-            return Err(Error::forbidden(Code::NotOwner, "작성자만 수정할 수 있습니다."));
+            return Err(Error::forbidden(
+                Code::NotOwner,
+                "작성자만 수정할 수 있습니다.",
+            ));
         }
         let pinned = body.bool_of("is_pinned").filter(|_| user.is_admin());
-        let sql = format!(
-            "UPDATE news n SET title = $2, content = $3, is_pinned = coalesce($4, is_pinned) WHERE id = $1 RETURNING {NEWS_JSON}"
-        );
-        let news: Option<Value> = sqlx::query_scalar(AssertSqlSafe(sql)).bind(id).bind(&title).bind(&content).bind(pinned).fetch_optional(&state.db).await?;
-        let news = news.ok_or_else(|| Error::not_found(Code::NewsNotFound, MSG_NOT_FOUND))?;
+        let news = db::update(&state.db, id, &title, &content, pinned)
+            .await?
+            .ok_or_else(|| Error::not_found(Code::NewsNotFound, MSG_NOT_FOUND))?;
         Ok(Json(json!({ "news": news })))
     }
     .await
@@ -169,10 +144,7 @@ async fn remove(
         if author_of(&state, id).await? != Some(user.id) && !user.is_admin() {
             return Err(Error::forbidden(Code::NotOwner, "삭제 권한이 없습니다."));
         }
-        sqlx::query("DELETE FROM news WHERE id = $1")
-            .bind(id)
-            .execute(&state.db)
-            .await?;
+        db::delete(&state.db, id).await?;
         Ok(Json(json!({ "message": "뉴스가 삭제되었습니다." })))
     }
     .await

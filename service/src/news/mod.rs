@@ -1,3 +1,4 @@
 //! News board: public reading, authors edit their own posts, admins pin and delete.
 
+pub mod db;
 pub mod http;
