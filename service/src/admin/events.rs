@@ -39,9 +39,13 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn layouts(State(state): State<AppState>) -> Result<Json<Value>> {
-    async { Ok(Json(layouts_json(&state, "name").await?)) }
-        .await
-        .or_message("좌석 레이아웃을 불러오는데 실패했습니다.")
+    async {
+        Ok(Json(
+            layouts_json(&state, seats::db::LayoutOrder::ByName).await?,
+        ))
+    }
+    .await
+    .or_message("좌석 레이아웃을 불러오는데 실패했습니다.")
 }
 
 /// The effects of any change to an event: its cached pages and the list are stale, and the status

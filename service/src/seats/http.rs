@@ -7,10 +7,10 @@ use axum::{
     routing::{get, post},
 };
 use serde_json::{Value, json};
-use sqlx::AssertSqlSafe;
 use tiketi_core::time::to_wire;
 use uuid::Uuid;
 
+use super::db;
 use crate::{
     effects,
     error::{Code, Error, OrMessage, Result},
@@ -30,21 +30,13 @@ pub fn router() -> Router<AppState> {
 
 pub const MAX_SEATS_PER_RESERVATION: usize = 1;
 
-/// All layouts as `{layouts:[…]}`, ordered by `order_by` (a fixed column list, never user input).
-pub async fn layouts_json(state: &AppState, order_by: &'static str) -> sqlx::Result<Value> {
-    let sql = format!(
-        "SELECT coalesce(json_agg(json_build_object('id', id, 'name', name, 'description', description,
-                'total_seats', total_seats, 'layout_config', layout_config) ORDER BY {order_by}), '[]'::json)
-         FROM seat_layouts"
-    );
-    let layouts: Value = sqlx::query_scalar(AssertSqlSafe(sql))
-        .fetch_one(&state.db)
-        .await?;
-    Ok(json!({ "layouts": layouts }))
+/// All layouts as `{layouts:[…]}`.
+pub async fn layouts_json(state: &AppState, order: db::LayoutOrder) -> sqlx::Result<Value> {
+    Ok(json!({ "layouts": db::layouts(&state.db, order).await? }))
 }
 
 async fn layouts(State(state): State<AppState>) -> Result<Json<Value>> {
-    async { Ok(Json(layouts_json(&state, "total_seats ASC, name").await?)) }
+    async { Ok(Json(layouts_json(&state, db::LayoutOrder::BySize).await?)) }
         .await
         .or_message("좌석 레이아웃을 불러오는데 실패했습니다.")
 }
@@ -55,27 +47,19 @@ async fn seat_map(
 ) -> Result<Json<Value>> {
     let event_id = path_id(&event_id, "Invalid event ID format")?;
     async {
-        let event: Option<(Uuid, String, Option<Value>)> = sqlx::query_as(
-            "SELECT e.id, e.title, l.layout_config FROM events e LEFT JOIN seat_layouts l ON l.id = e.seat_layout_id
-             WHERE e.id = $1",
-        )
-        .bind(event_id)
-        .fetch_optional(&state.db)
-        .await?;
-        let Some((id, title, layout)) = event else {
+        let Some((id, title, layout)) = db::event_layout(&state.db, event_id).await? else {
             return Err(Error::not_found(Code::EventNotFound, "Event not found"));
         };
-        let layout = layout.ok_or_else(|| Error::not_found(Code::SeatNotFound, "This event does not have seat selection"))?;
-        let seats: Value = sqlx::query_scalar(
-            "SELECT coalesce(json_agg(json_build_object('id', id, 'section', section, 'row_number', row_number,
-                    'seat_number', seat_number, 'seat_label', seat_label, 'price', price, 'status', status)
-                    ORDER BY section, row_number, seat_number), '[]'::json)
-             FROM seats WHERE event_id = $1",
-        )
-        .bind(event_id)
-        .fetch_one(&state.db)
-        .await?;
-        Ok(Json(json!({ "event": { "id": id, "title": title }, "layout": layout, "seats": seats })))
+        let layout = layout.ok_or_else(|| {
+            Error::not_found(
+                Code::SeatNotFound,
+                "This event does not have seat selection",
+            )
+        })?;
+        let seats = db::event_seats(&state.db, event_id).await?;
+        Ok(Json(
+            json!({ "event": { "id": id, "title": title }, "layout": layout, "seats": seats }),
+        ))
     }
     .await
     .or_message("Failed to fetch seats")
@@ -152,31 +136,11 @@ async fn reservation(
 ) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid reservation ID format")?;
     async {
-        let row: Option<(Value, bool)> = sqlx::query_as(
-            "SELECT json_build_object(
-                 'id', r.id, 'reservation_number', r.reservation_number, 'total_amount', r.total_amount,
-                 'status', r.status, 'payment_status', r.payment_status, 'payment_method', r.payment_method,
-                 'expires_at', wire_ts(r.expires_at), 'created_at', wire_ts(r.created_at), 'event_id', r.event_id,
-                 'event_title', e.title, 'venue', e.venue, 'event_date', wire_ts(e.event_date),
-                 'seats', coalesce((
-                     SELECT json_agg(json_build_object('seatId', s.id, 'seatLabel', s.seat_label, 'section', s.section,
-                                'rowNumber', s.row_number, 'seatNumber', s.seat_number, 'price', ri.unit_price)
-                            ORDER BY s.seat_label)
-                     FROM reservation_items ri LEFT JOIN seats s ON s.id = ri.seat_id
-                     WHERE ri.reservation_id = r.id), '[]'::json)),
-                 coalesce(r.expires_at < now(), FALSE)
-             FROM reservations r JOIN events e ON e.id = r.event_id
-             WHERE r.id = $1 AND r.user_id = $2",
-        )
-        .bind(id)
-        .bind(user.id)
-        .fetch_optional(&state.db)
-        .await?;
-        let (mut reservation, expired) = row.ok_or_else(|| Error::not_found(Code::ReservationNotFound, "예약을 찾을 수 없습니다."))?;
-        if expired && let Some(o) = reservation.as_object_mut() {
-            // present only when true, as in the original
-            o.insert("isExpired".into(), Value::Bool(true));
-        }
+        let reservation = db::held_reservation(&state.db, id, user.id)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(Code::ReservationNotFound, "예약을 찾을 수 없습니다.")
+            })?;
         Ok(Json(json!({ "reservation": reservation })))
     }
     .await
