@@ -67,6 +67,14 @@ pub struct Config {
     /// How long a request waits for a free DB connection before it gets 503.
     #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2000)]
     pub db_acquire_timeout_ms: u64,
+    /// Password hashes (login, registration) running at once in this process. Each argon2 hash holds
+    /// 19 MiB while it runs: 4 x 19 MiB = 76 MiB of a 512 Mi pod; more slots add memory, not
+    /// throughput, on a pod with 1-2 CPUs.
+    #[arg(long, env = "PASSWORD_HASH_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub password_hash_concurrency: u32,
+    /// How long a login or registration waits for a hashing slot before it gets 503 SERVER_BUSY.
+    #[arg(long, env = "PASSWORD_HASH_WAIT_MS", default_value_t = 1000)]
+    pub password_hash_wait_ms: u64,
     /// Comma-separated allowed CORS origins, or `*`.
     #[arg(long, env = "CORS_ORIGINS", default_value = "*")]
     pub cors_origins: String,

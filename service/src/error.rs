@@ -98,6 +98,14 @@ impl Error {
             retry_after_secs,
         }
     }
+    /// 503 + `Retry-After`: this replica is at its limit for this kind of work (password hashing).
+    pub fn server_busy(retry_after_secs: u32) -> Self {
+        Self::Unavailable {
+            code: Code::ServerBusy,
+            message: MSG_DB_BUSY,
+            retry_after_secs,
+        }
+    }
     /// 503 + `Retry-After`: Redis is unreachable.
     pub fn redis_down() -> Self {
         Self::Unavailable {

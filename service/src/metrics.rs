@@ -55,6 +55,7 @@ pub struct Metrics {
     pub job_runs: Family<KindLabels, Counter>,
     pub queue_admitted: Counter,
     pub socket_floods: Family<KindLabels, Counter>,
+    pub password_hash_refused: Counter,
 }
 
 fn http_histogram() -> Histogram {
@@ -85,6 +86,7 @@ impl Metrics {
             job_runs: Family::default(),
             queue_admitted: Counter::default(),
             socket_floods: Family::default(),
+            password_hash_refused: Counter::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -176,6 +178,11 @@ impl Metrics {
             "tiketi_socket_floods",
             "Sockets disconnected for flooding (kind: events|rooms)",
             m.socket_floods.clone(),
+        );
+        r.register(
+            "tiketi_password_hash_refused",
+            "Logins and registrations refused with 503 because every password-hashing slot stayed busy",
+            m.password_hash_refused.clone(),
         );
         Metrics { registry: r, ..m }
     }

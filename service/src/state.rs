@@ -21,6 +21,8 @@ pub struct AppState {
     pub started: Instant,
     /// The in-process tier of the response cache.
     pub local: crate::cache::Local,
+    /// Bounded password hashing for the request paths.
+    pub hasher: crate::auth::password::Hasher,
 }
 
 impl AppState {
@@ -31,6 +33,10 @@ impl AppState {
         jwt: Arc<JwtKeys>,
         config: Config,
     ) -> Self {
+        let hasher = crate::auth::password::Hasher::new(
+            config.password_hash_concurrency,
+            std::time::Duration::from_millis(config.password_hash_wait_ms),
+        );
         Self {
             db,
             redis,
@@ -41,6 +47,7 @@ impl AppState {
             io,
             started: Instant::now(),
             local: crate::cache::Local::default(),
+            hasher,
         }
     }
 }

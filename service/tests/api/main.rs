@@ -13,6 +13,7 @@ mod flood;
 mod fuzz;
 mod limits;
 mod news;
+mod overload;
 mod payments;
 mod platform;
 mod queue;

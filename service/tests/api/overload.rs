@@ -1,0 +1,81 @@
+//! Back-pressure under overload: bounded password hashing and statement timeouts answer 503 with
+//! `Retry-After` and a stable code instead of exhausting memory or the DB pool.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode, header};
+use serde_json::json;
+
+use crate::common::{TestApp, refusal};
+
+/// Sends `path` with `body` and returns (status, Retry-After, body, elapsed).
+async fn timed_post(
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> (StatusCode, Option<String>, serde_json::Value, Duration) {
+    let started = Instant::now();
+    let resp = app
+        .req(Method::POST, path, token)
+        .json(&body)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("answered within 10 s");
+    let status = resp.status();
+    let retry = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = resp.json().await.unwrap_or_default();
+    (status, retry, body, started.elapsed())
+}
+
+#[tokio::test]
+async fn overload_password_hashing_beyond_its_slots_is_503_server_busy() {
+    let app = TestApp::spawn_with(|c| {
+        c.password_hash_concurrency = 1;
+        c.password_hash_wait_ms = 200;
+    })
+    .await;
+    let user = app.user().await;
+    let refused_before = app.state.metrics.password_hash_refused.get();
+
+    // every slot busy (as under a burst of logins): further hashes wait 200 ms, then 503
+    let held = app.state.hasher.slot().await.expect("the only slot");
+    let login = json!({ "email": user.email, "password": "secret123" });
+    let (status, retry, body, elapsed) =
+        timed_post(&app, "/api/auth/login", None, login.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert_eq!(
+        body,
+        refusal("SERVER_BUSY", tiketi_service::error::MSG_DB_BUSY)
+    );
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "answered after {elapsed:?}"
+    );
+    let register =
+        json!({ "email": "new@example.com", "password": "secret123", "name": "새 사용자" });
+    let (status, _, body, _) = timed_post(&app, "/api/auth/register", None, register.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "SERVER_BUSY");
+    assert!(app.state.metrics.password_hash_refused.get() >= refused_before + 2);
+    let metrics = app.get("/metrics", None).await.1;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("tiketi_password_hash_refused_total"),
+        "counter not exposed"
+    );
+
+    drop(held);
+    let (status, _, body, _) = timed_post(&app, "/api/auth/login", None, login).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body, _) = timed_post(&app, "/api/auth/register", None, register).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
