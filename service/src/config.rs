@@ -75,6 +75,14 @@ pub struct Config {
     /// How long a login or registration waits for a hashing slot before it gets 503 SERVER_BUSY.
     #[arg(long, env = "PASSWORD_HASH_WAIT_MS", default_value_t = 1000)]
     pub password_hash_wait_ms: u64,
+    /// PostgreSQL `statement_timeout` of every pooled connection (0 = none): a statement running
+    /// longer (e.g. stuck behind a row lock) is cancelled and its request gets 503 DB_TIMEOUT.
+    #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS", default_value_t = 5000)]
+    pub db_statement_timeout_ms: u64,
+    /// PostgreSQL `idle_in_transaction_session_timeout` (0 = none): a session left idle inside an
+    /// open transaction is ended by the server, releasing its locks.
+    #[arg(long, env = "DB_IDLE_IN_TX_TIMEOUT_MS", default_value_t = 10000)]
+    pub db_idle_in_tx_timeout_ms: u64,
     /// Comma-separated allowed CORS origins, or `*`.
     #[arg(long, env = "CORS_ORIGINS", default_value = "*")]
     pub cors_origins: String,

@@ -56,6 +56,7 @@ pub struct Metrics {
     pub queue_admitted: Counter,
     pub socket_floods: Family<KindLabels, Counter>,
     pub password_hash_refused: Counter,
+    pub db_statement_timeouts: Counter,
 }
 
 fn http_histogram() -> Histogram {
@@ -87,6 +88,7 @@ impl Metrics {
             queue_admitted: Counter::default(),
             socket_floods: Family::default(),
             password_hash_refused: Counter::default(),
+            db_statement_timeouts: Counter::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -183,6 +185,11 @@ impl Metrics {
             "tiketi_password_hash_refused",
             "Logins and registrations refused with 503 because every password-hashing slot stayed busy",
             m.password_hash_refused.clone(),
+        );
+        r.register(
+            "tiketi_db_statement_timeouts",
+            "Statements cancelled by statement_timeout (answered 503 DB_TIMEOUT)",
+            m.db_statement_timeouts.clone(),
         );
         Metrics { registry: r, ..m }
     }

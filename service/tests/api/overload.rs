@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode, header};
 use serde_json::json;
+use sqlx::Connection;
 
 use crate::common::{TestApp, refusal};
 
@@ -78,4 +79,57 @@ async fn overload_password_hashing_beyond_its_slots_is_503_server_busy() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _, body, _) = timed_post(&app, "/api/auth/register", None, register).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn overload_statement_stuck_on_a_row_lock_is_503_db_timeout_and_frees_its_connection() {
+    let app = TestApp::spawn_with(|c| {
+        c.db_pool_max = 1;
+        c.db_statement_timeout_ms = 300;
+    })
+    .await;
+    let (event, _) = app.seat_event().await;
+    let seat = app.seat_id(event, "VIP-1-1").await;
+    let user = app.user().await;
+    let timeouts_before = app.state.metrics.db_statement_timeouts.get();
+    let shown: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(shown, "300ms");
+
+    // another client holds the seat's row lock in an open transaction (outside the service's pool)
+    let mut other = sqlx::PgConnection::connect(&app.config.database_url)
+        .await
+        .unwrap();
+    let mut tx = sqlx::Connection::begin(&mut other).await.unwrap();
+    sqlx::query("SELECT id FROM seats WHERE id = $1 FOR UPDATE")
+        .bind(seat)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+
+    let hold = json!({ "eventId": event, "seatIds": [seat] });
+    let (status, retry, body, elapsed) =
+        timed_post(&app, "/api/seats/reserve", Some(&user.token), hold.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert_eq!(
+        body,
+        refusal("DB_TIMEOUT", tiketi_service::error::MSG_DB_BUSY)
+    );
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "answered after {elapsed:?}"
+    );
+    assert!(app.state.metrics.db_statement_timeouts.get() > timeouts_before);
+
+    // the pool's only connection came back: other requests work while the lock is still held
+    let (status, body) = app.get(&format!("/api/events/{event}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    tx.rollback().await.unwrap();
+    let (status, _, body, _) =
+        timed_post(&app, "/api/seats/reserve", Some(&user.token), hold).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(app.seat_status(seat).await, "locked");
 }
