@@ -72,19 +72,28 @@ impl Service {
         Ok(())
     }
 
-    /// Serves until `shutdown` resolves.
+    /// Serves until `shutdown` resolves. The per-replica loops (dependency checks) run beside the
+    /// server and end with it.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(
+        let health = self.state.health.clone();
+        let shutdown = async move {
+            shutdown.await;
+            health.start_draining();
+        };
+        let server = axum::serve(
             listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        .with_graceful_shutdown(shutdown);
+        tokio::select! {
+            served = server => served?,
+            () = health::watch(self.state.clone()) => {}
+        }
         Ok(())
     }
 }

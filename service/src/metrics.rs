@@ -33,6 +33,11 @@ pub struct AuthLabels {
     pub status: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DependencyLabels {
+    pub dependency: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -57,6 +62,7 @@ pub struct Metrics {
     pub socket_floods: Family<KindLabels, Counter>,
     pub password_hash_refused: Counter,
     pub db_statement_timeouts: Counter,
+    pub dependency_up: Family<DependencyLabels, Gauge>,
 }
 
 fn http_histogram() -> Histogram {
@@ -89,6 +95,7 @@ impl Metrics {
             socket_floods: Family::default(),
             password_hash_refused: Counter::default(),
             db_statement_timeouts: Counter::default(),
+            dependency_up: Family::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -190,6 +197,11 @@ impl Metrics {
             "tiketi_db_statement_timeouts",
             "Statements cancelled by statement_timeout (answered 503 DB_TIMEOUT)",
             m.db_statement_timeouts.clone(),
+        );
+        r.register(
+            "tiketi_dependency_up",
+            "Last check of a shared dependency from this replica (1 up, 0 down; readiness ignores it)",
+            m.dependency_up.clone(),
         );
         Metrics { registry: r, ..m }
     }

@@ -23,6 +23,8 @@ pub struct AppState {
     pub local: crate::cache::Local,
     /// Bounded password hashing for the request paths.
     pub hasher: crate::auth::password::Hasher,
+    /// Last observed dependency state and the draining flag (readiness).
+    pub health: crate::health::deps::Deps,
 }
 
 impl AppState {
@@ -48,6 +50,7 @@ impl AppState {
             started: Instant::now(),
             local: crate::cache::Local::default(),
             hasher,
+            health: crate::health::deps::Deps::default(),
         }
     }
 }
