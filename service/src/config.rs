@@ -83,6 +83,10 @@ pub struct Config {
     /// open transaction is ended by the server, releasing its locks.
     #[arg(long, env = "DB_IDLE_IN_TX_TIMEOUT_MS", default_value_t = 10000)]
     pub db_idle_in_tx_timeout_ms: u64,
+    /// How long a replica's users stay counted in `room-info` and `traffic_logs` after it stopped
+    /// heartbeating (killed); replicas heartbeat every third of it.
+    #[arg(long, env = "PRESENCE_TTL_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub presence_ttl_seconds: u64,
     /// Comma-separated allowed CORS origins, or `*`.
     #[arg(long, env = "CORS_ORIGINS", default_value = "*")]
     pub cors_origins: String,

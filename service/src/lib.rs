@@ -37,6 +37,7 @@ pub use crate::{config::Config, state::AppState};
 pub struct Service {
     pub state: AppState,
     pub router: Router,
+    realtime: realtime::RealtimeCtx,
 }
 
 impl Service {
@@ -50,11 +51,18 @@ impl Service {
             redis: redis.clone(),
             keys: tiketi_core::keys::Keys::new(config.redis_prefix.clone()),
             room_info: realtime::room_info::RoomInfo::default(),
+            presence: realtime::presence::Local::new(std::time::Duration::from_secs(
+                config.presence_ttl_seconds,
+            )),
         };
-        let (sio_layer, io) = realtime::build(&config, ctx).await?;
+        let (sio_layer, io) = realtime::build(&config, ctx.clone()).await?;
         let state = AppState::new(db, redis, io, jwt, config);
         let router = app::router(state.clone(), sio_layer);
-        Ok(Self { state, router })
+        Ok(Self {
+            state,
+            router,
+            realtime: ctx,
+        })
     }
 
     /// Start-up work: migrations (if asked), the admin account, dev demo data.
@@ -72,8 +80,8 @@ impl Service {
         Ok(())
     }
 
-    /// Serves until `shutdown` resolves. The per-replica loops (dependency checks) run beside the
-    /// server and end with it.
+    /// Serves until `shutdown` resolves. The per-replica loops (dependency checks, presence
+    /// heartbeat) run beside the server and end with it, as they would with a killed process.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -93,6 +101,7 @@ impl Service {
         tokio::select! {
             served = server => served?,
             () = health::watch(self.state.clone()) => {}
+            () = realtime::presence::heartbeat(self.realtime, self.state.io.clone()) => {}
         }
         Ok(())
     }

@@ -349,3 +349,52 @@ async fn realtime_room_info_is_coalesced_during_a_join_storm() {
     let seen = c.count("first", "room-info") + 1;
     assert!(seen < 10, "{seen} room-info packets for 39 joins");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_presence_of_a_dead_replica_lapses_within_its_ttl() {
+    let ttl = std::time::Duration::from_secs(2);
+    let a = TestApp::spawn_with(|c| c.presence_ttl_seconds = ttl.as_secs()).await;
+    let b = a.replica().await;
+    let (event, _) = a.ticket_event(10).await;
+    let (u1, u2, u3) = (a.user().await, a.user().await, a.user().await);
+    let mut c = Clients::start();
+    c.connect("u1a", &a, &u1.token, join("join-event", event))
+        .await;
+    c.expect("u1a", "room-info", |d| d["userCount"] == 1).await;
+    c.connect("u2b", &b, &u2.token, join("join-event", event))
+        .await;
+    c.connect("u3b", &b, &u3.token, join("join-event", event))
+        .await;
+    c.expect("u1a", "room-info", |d| d["userCount"] == 3).await;
+
+    // B dies without a word: its loops stop, and its sockets never leave (like a SIGKILL, whose
+    // clients' TCP connections stay half-open until they time out)
+    drop(b);
+    let died = std::time::Instant::now();
+    let count =
+        || tiketi_service::realtime::presence::count(&a.state.redis, &a.state.keys, event, ttl);
+    assert_eq!(
+        count().await.unwrap(),
+        3,
+        "B's users lapse only after the TTL"
+    );
+    c.expect("u1a", "room-info", |d| d["userCount"] == 1).await;
+    assert!(
+        died.elapsed() < ttl * 3,
+        "B's users were still counted {:?} after it died",
+        died.elapsed()
+    );
+    // the traffic sampler's figure agrees, and B's sockets were never disconnected
+    assert_eq!(count().await.unwrap(), 1);
+    assert_eq!(
+        c.count("u2b", "disconnect") + c.count("u3b", "disconnect"),
+        0
+    );
+
+    // A's own users keep being vouched for
+    c.connect("u2a", &a, &u2.token, join("join-event", event))
+        .await;
+    c.expect("u1a", "room-info", |d| d["userCount"] == 2).await;
+    let still = crate::common::eventually(ttl * 2, || async { count().await.unwrap() != 2 }).await;
+    assert!(!still, "a live replica's users lapsed");
+}
