@@ -87,6 +87,11 @@ pub struct Config {
     /// heartbeating (killed); replicas heartbeat every third of it.
     #[arg(long, env = "PRESENCE_TTL_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub presence_ttl_seconds: u64,
+    /// What to do when Redis's maxmemory-policy can evict keys (anything but noeviction): `refuse`
+    /// to start (default outside dev mode), `warn` (default in dev mode) or `off`. An unreadable
+    /// policy (CONFIG forbidden) only warns.
+    #[arg(long, env = "REDIS_EVICTION_POLICY_CHECK", value_enum)]
+    pub redis_eviction_policy_check: Option<crate::eviction::CheckMode>,
     /// Comma-separated allowed CORS origins, or `*`.
     #[arg(long, env = "CORS_ORIGINS", default_value = "*")]
     pub cors_origins: String,
@@ -218,6 +223,17 @@ impl Config {
                 "JWT_SECRET is required outside dev mode (TIKETI_DEV=1)"
             )),
         }
+    }
+
+    /// `REDIS_EVICTION_POLICY_CHECK`, defaulting to refuse outside dev mode: a Redis that evicts
+    /// loses waiting-room places mid-sale, which a failed rollout is much cheaper than.
+    pub fn eviction_check(&self) -> crate::eviction::CheckMode {
+        use crate::eviction::CheckMode;
+        self.redis_eviction_policy_check.unwrap_or(if self.dev {
+            CheckMode::Warn
+        } else {
+            CheckMode::Refuse
+        })
     }
 
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {

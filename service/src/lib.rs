@@ -9,6 +9,7 @@ pub mod codes;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod eviction;
 pub mod extract;
 pub mod health;
 pub mod jobs;
@@ -57,6 +58,7 @@ impl Service {
         };
         let (sio_layer, io) = realtime::build(&config, ctx.clone()).await?;
         let state = AppState::new(db, redis, io, jwt, config);
+        eviction::check_at_start(&state).await?;
         let router = app::router(state.clone(), sio_layer);
         Ok(Self {
             state,
@@ -81,7 +83,7 @@ impl Service {
     }
 
     /// Serves until `shutdown` resolves. The per-replica loops (dependency checks, presence
-    /// heartbeat) run beside the server and end with it, as they would with a killed process.
+    /// heartbeat, Redis eviction-policy re-checks) run beside the server and end with it, as they would with a killed process.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -102,6 +104,7 @@ impl Service {
             served = server => served?,
             () = health::watch(self.state.clone()) => {}
             () = realtime::presence::heartbeat(self.realtime, self.state.io.clone()) => {}
+            () = eviction::watch(self.state.clone()) => {}
         }
         Ok(())
     }

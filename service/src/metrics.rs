@@ -38,6 +38,11 @@ pub struct DependencyLabels {
     pub dependency: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -63,6 +68,7 @@ pub struct Metrics {
     pub password_hash_refused: Counter,
     pub db_statement_timeouts: Counter,
     pub dependency_up: Family<DependencyLabels, Gauge>,
+    pub redis_maxmemory_policy: Family<PolicyLabels, Gauge>,
 }
 
 fn http_histogram() -> Histogram {
@@ -96,6 +102,7 @@ impl Metrics {
             password_hash_refused: Counter::default(),
             db_statement_timeouts: Counter::default(),
             dependency_up: Family::default(),
+            redis_maxmemory_policy: Family::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -202,6 +209,11 @@ impl Metrics {
             "tiketi_dependency_up",
             "Last check of a shared dependency from this replica (1 up, 0 down; readiness ignores it)",
             m.dependency_up.clone(),
+        );
+        r.register(
+            "tiketi_redis_maxmemory_policy",
+            "Redis maxmemory-policy last read by this replica (1 on the current one; \"unknown\" when CONFIG is forbidden)",
+            m.redis_maxmemory_policy.clone(),
         );
         Metrics { registry: r, ..m }
     }

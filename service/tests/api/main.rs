@@ -7,6 +7,7 @@ mod auth;
 mod caps;
 mod common;
 mod events;
+mod eviction;
 mod fairness;
 mod faults;
 mod flood;
