@@ -114,13 +114,19 @@ async fn check(
     )
 }
 
+/// The metric's label for an observed policy.
+fn label(policy: Option<&str>) -> String {
+    policy.unwrap_or("unknown").to_string()
+}
+
 fn record(health: &crate::health::deps::Deps, policy: Option<&str>) {
     let m = &crate::metrics::global().redis_maxmemory_policy;
-    if let Some(old) = health.redis_policy() {
-        m.get_or_create(&PolicyLabels { policy: old }).set(0);
-    }
-    let now = policy.unwrap_or("unknown").to_string();
-    m.get_or_create(&PolicyLabels { policy: now }).set(1);
+    let old = label(health.redis_policy().as_deref());
+    m.get_or_create(&PolicyLabels { policy: old }).set(0);
+    m.get_or_create(&PolicyLabels {
+        policy: label(policy),
+    })
+    .set(1);
     health.set_redis_policy(policy.map(str::to_string));
 }
 
@@ -162,10 +168,20 @@ pub async fn watch(state: AppState) {
     tick.tick().await;
     let mut last = state.health.redis_policy();
     loop {
-        let reconnected =
-            futures::future::select_all(reconnects.iter_mut().map(|rx| Box::pin(rx.recv())));
+        let reconnected = async {
+            if reconnects.is_empty() {
+                return std::future::pending().await;
+            }
+            let (got, i, _) =
+                futures::future::select_all(reconnects.iter_mut().map(|rx| Box::pin(rx.recv())))
+                    .await;
+            // a closed channel (its client dropped) would answer at once, forever
+            if matches!(got, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                reconnects.swap_remove(i);
+            }
+        };
         tokio::select! {
-            _ = reconnected => {}
+            () = reconnected => {}
             _ = tick.tick() => {}
         }
         let action = check(&state.redis, mode, &state.health, false).await;
