@@ -398,3 +398,29 @@ async fn realtime_presence_of_a_dead_replica_lapses_within_its_ttl() {
     let still = crate::common::eventually(ttl * 2, || async { count().await.unwrap() != 2 }).await;
     assert!(!still, "a live replica's users lapsed");
 }
+
+#[tokio::test]
+async fn realtime_presence_lost_in_redis_is_counted_again_by_the_heartbeat() {
+    use fred::prelude::KeysInterface;
+    let ttl = std::time::Duration::from_secs(2);
+    let a = TestApp::spawn_with(|c| c.presence_ttl_seconds = ttl.as_secs()).await;
+    let (event, _) = a.ticket_event(10).await;
+    let u1 = a.user().await;
+    let mut c = Clients::start();
+    c.connect("u1", &a, &u1.token, join("join-event", event))
+        .await;
+    c.expect("u1", "room-info", |d| d["userCount"] == 1).await;
+
+    // as after a Redis restart without persistence
+    let k = &a.state.keys;
+    let _: i64 = a
+        .state
+        .redis
+        .del(vec![k.presence(event), k.presence_seen(event)])
+        .await
+        .unwrap();
+    let count = || tiketi_service::realtime::presence::count(&a.state.redis, k, event, ttl);
+    assert_eq!(count().await.unwrap(), 0);
+    let back = crate::common::eventually(ttl * 3, || async { count().await.unwrap() == 1 }).await;
+    assert!(back, "the heartbeat did not count the connected user again");
+}
