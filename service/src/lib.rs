@@ -83,7 +83,8 @@ impl Service {
     }
 
     /// Serves until `shutdown` resolves. The per-replica loops (dependency checks, presence
-    /// heartbeat, Redis eviction-policy re-checks) run beside the server and end with it, as they would with a killed process.
+    /// heartbeat, Redis eviction-policy re-checks) run beside the server and end with it, as they
+    /// would with a killed process.
     pub async fn serve(
         self,
         listener: TcpListener,
