@@ -49,17 +49,22 @@ for tool in kubectl helm; do
   command -v "$tool" >/dev/null || { echo "$tool is needed" >&2; exit 1; }
 done
 
-log "chart: lint, server-side dry run of every template, install"
+log "chart: lint, deterministic renders, server-side dry run of every template, install"
 ns=tiketi-system
-helm lint charts/tiketi >/dev/null
+# the chart never generates the JWT secret (renders must be deterministic): one per run
+jwt_secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+helm lint charts/tiketi --set secret.jwtSecret="$jwt_secret" >/dev/null
+helm lint charts/tiketi -f charts/tiketi/values-kind.yaml >/dev/null
+e2e/scripts/chart-render.sh
 kubectl apply --server-side -f charts/tiketi/crds/ >/dev/null
 kubectl wait --for=condition=Established crd/ticketevents.tiketi.io --timeout=60s >/dev/null
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 helm template tiketi charts/tiketi -n "$ns" --set externalDatabase.url="$DATABASE_URL" --set externalRedis.url="$REDIS_URL" \
-  --set grafanaDashboard.enabled=true | kubectl apply --dry-run=server -n "$ns" -f - >/dev/null
+  --set secret.jwtSecret="$jwt_secret" --set grafanaDashboard.enabled=true | kubectl apply --dry-run=server -n "$ns" -f - >/dev/null
 helm template tiketi charts/tiketi -n "$ns" -f charts/tiketi/values-kind.yaml | kubectl apply --dry-run=server -n "$ns" -f - >/dev/null
 helm upgrade --install tiketi charts/tiketi -n "$ns" --wait --timeout 3m \
-  --set externalDatabase.url="$DATABASE_URL" --set externalRedis.url="$REDIS_URL" --set migrations.job.enabled=false >/dev/null
+  --set externalDatabase.url="$DATABASE_URL" --set externalRedis.url="$REDIS_URL" --set secret.jwtSecret="$jwt_secret" \
+  --set migrations.job.enabled=false >/dev/null
 
 log "the operator, with the chart's ServiceAccount (two replicas: one leads)"
 sa=$(kubectl -n "$ns" get serviceaccount -l app.kubernetes.io/component=operator -o jsonpath='{.items[0].metadata.name}')

@@ -91,7 +91,7 @@ start_redis() {
   log "starting Redis on 127.0.0.1:$redis_port"
   redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$dev/redis" --daemonize yes \
     --pidfile "$dev/redis/redis.pid" --logfile "$dev/redis/redis.log" \
-    --appendonly yes --appendfsync everysec --save "" >/dev/null
+    --appendonly yes --appendfsync everysec --save "" --maxmemory-policy noeviction >/dev/null
   for _ in $(seq 1 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && return; sleep 0.1; done
   log "Redis did not start (see $dev/redis/redis.log)"; exit 1
 }

@@ -80,6 +80,12 @@ impl Keys {
         self.evt(event_id, "presence")
     }
 
+    /// When each present user was last vouched for by a live replica: sorted set user id -> expiry
+    /// (ms, Redis clock). Users whose expiry passed belonged to a replica that died.
+    pub fn presence_seen(&self, event_id: Uuid) -> String {
+        self.evt(event_id, "presence-seen")
+    }
+
     /// Ready user capacity of the service (replicas x users per replica), published by the operator.
     pub fn capacity(&self) -> String {
         format!("{}:capacity", self.prefix)
@@ -132,6 +138,10 @@ mod tests {
         );
         assert_eq!(k.queue(e), format!("tiketi:v1:{{evt:{id}}}:queue"));
         assert_eq!(k.active(e), format!("tiketi:v1:{{evt:{id}}}:active"));
+        assert_eq!(
+            k.presence_seen(e),
+            format!("tiketi:v1:{{evt:{id}}}:presence-seen")
+        );
         assert_eq!(
             k.rate_limit("login", "1.2.3.4", 7),
             "tiketi:v1:rl:login:1.2.3.4:7"

@@ -124,6 +124,7 @@ pub const OPERATIONS: &[Op] = &[
     op(Get, "/health/db", "health", "PostgreSQL reachability", Public, 200, &[]),
     op(Get, "/health/redis", "health", "Redis reachability", Public, 200, &[]),
     op(Get, "/health/all", "health", "Every dependency", Public, 200, &[]),
+    op(Get, "/health/ready", "health", "Readiness: this replica can serve (not draining); dependencies reported, not required", Public, 200, &[]),
     op(Get, "/metrics", "health", "Prometheus metrics (OpenMetrics text)", Public, 200, &[]),
 ];
 

@@ -67,6 +67,31 @@ pub struct Config {
     /// How long a request waits for a free DB connection before it gets 503.
     #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2000)]
     pub db_acquire_timeout_ms: u64,
+    /// Password hashes (login, registration) running at once in this process. Each argon2 hash holds
+    /// 19 MiB while it runs: 4 x 19 MiB = 76 MiB of a 512 Mi pod; more slots add memory, not
+    /// throughput, on a pod with 1-2 CPUs.
+    #[arg(long, env = "PASSWORD_HASH_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub password_hash_concurrency: u32,
+    /// How long a login or registration waits for a hashing slot before it gets 503 SERVER_BUSY.
+    #[arg(long, env = "PASSWORD_HASH_WAIT_MS", default_value_t = 1000)]
+    pub password_hash_wait_ms: u64,
+    /// PostgreSQL `statement_timeout` of every pooled connection (0 = none): a statement running
+    /// longer (e.g. stuck behind a row lock) is cancelled and its request gets 503 DB_TIMEOUT.
+    #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS", default_value_t = 5000)]
+    pub db_statement_timeout_ms: u64,
+    /// PostgreSQL `idle_in_transaction_session_timeout` (0 = none): a session left idle inside an
+    /// open transaction is ended by the server, releasing its locks.
+    #[arg(long, env = "DB_IDLE_IN_TX_TIMEOUT_MS", default_value_t = 10000)]
+    pub db_idle_in_tx_timeout_ms: u64,
+    /// How long a replica's users stay counted in `room-info` and `traffic_logs` after it stopped
+    /// heartbeating (killed); replicas heartbeat every third of it.
+    #[arg(long, env = "PRESENCE_TTL_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub presence_ttl_seconds: u64,
+    /// What to do when Redis's maxmemory-policy can evict keys (anything but noeviction): `refuse`
+    /// to start (default outside dev mode), `warn` (default in dev mode) or `off`. An unreadable
+    /// policy (CONFIG forbidden) only warns.
+    #[arg(long, env = "REDIS_EVICTION_POLICY_CHECK", value_enum)]
+    pub redis_eviction_policy_check: Option<crate::eviction::CheckMode>,
     /// Comma-separated allowed CORS origins, or `*`.
     #[arg(long, env = "CORS_ORIGINS", default_value = "*")]
     pub cors_origins: String,
@@ -198,6 +223,17 @@ impl Config {
                 "JWT_SECRET is required outside dev mode (TIKETI_DEV=1)"
             )),
         }
+    }
+
+    /// `REDIS_EVICTION_POLICY_CHECK`, defaulting to refuse outside dev mode: a Redis that evicts
+    /// loses waiting-room places mid-sale, which a failed rollout is much cheaper than.
+    pub fn eviction_check(&self) -> crate::eviction::CheckMode {
+        use crate::eviction::CheckMode;
+        self.redis_eviction_policy_check.unwrap_or(if self.dev {
+            CheckMode::Warn
+        } else {
+            CheckMode::Refuse
+        })
     }
 
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {

@@ -98,6 +98,22 @@ impl Error {
             retry_after_secs,
         }
     }
+    /// 503 + `Retry-After`: a statement ran past `DB_STATEMENT_TIMEOUT_MS` and was cancelled.
+    pub fn db_timeout(retry_after_secs: u32) -> Self {
+        Self::Unavailable {
+            code: Code::DbTimeout,
+            message: MSG_DB_BUSY,
+            retry_after_secs,
+        }
+    }
+    /// 503 + `Retry-After`: this replica is at its limit for this kind of work (password hashing).
+    pub fn server_busy(retry_after_secs: u32) -> Self {
+        Self::Unavailable {
+            code: Code::ServerBusy,
+            message: MSG_DB_BUSY,
+            retry_after_secs,
+        }
+    }
     /// 503 + `Retry-After`: Redis is unreachable.
     pub fn redis_down() -> Self {
         Self::Unavailable {
@@ -144,6 +160,10 @@ impl<T> OrMessage<T> for Result<T> {
     }
 }
 
+/// SQLSTATEs of a statement or session the server ended for running or idling too long:
+/// `query_canceled` (statement_timeout) and `idle_in_transaction_session_timeout`.
+const TIMEOUT_SQLSTATES: &[&str] = &["57014", "25P03"];
+
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         match e {
@@ -152,6 +172,15 @@ impl From<sqlx::Error> for Error {
                 Error::db_busy(1)
             }
             sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Error::db_busy(2),
+            sqlx::Error::Database(db)
+                if db
+                    .code()
+                    .is_some_and(|c| TIMEOUT_SQLSTATES.contains(&c.as_ref())) =>
+            {
+                tracing::warn!(error = %db, "database statement timed out");
+                crate::metrics::global().db_statement_timeouts.inc();
+                Error::db_timeout(1)
+            }
             other => Error::internal(other),
         }
     }

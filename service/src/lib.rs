@@ -12,6 +12,7 @@ pub mod config;
 pub mod effects;
 pub mod error;
 pub mod events;
+pub mod eviction;
 pub mod extract;
 pub mod health;
 pub mod jobs;
@@ -40,6 +41,7 @@ pub use crate::{config::Config, state::AppState};
 pub struct Service {
     pub state: AppState,
     pub router: Router,
+    realtime: realtime::RealtimeCtx,
 }
 
 impl Service {
@@ -53,11 +55,19 @@ impl Service {
             redis: redis.clone(),
             keys: tiketi_core::keys::Keys::new(config.redis_prefix.clone()),
             room_info: realtime::room_info::RoomInfo::default(),
+            presence: realtime::presence::Local::new(std::time::Duration::from_secs(
+                config.presence_ttl_seconds,
+            )),
         };
-        let (sio_layer, io) = realtime::build(&config, ctx).await?;
+        let (sio_layer, io) = realtime::build(&config, ctx.clone()).await?;
         let state = AppState::new(db, redis, io, jwt, config);
+        eviction::check_at_start(&state).await?;
         let router = app::router(state.clone(), sio_layer);
-        Ok(Self { state, router })
+        Ok(Self {
+            state,
+            router,
+            realtime: ctx,
+        })
     }
 
     /// Start-up work: migrations (if asked), the admin account, dev demo data.
@@ -75,19 +85,31 @@ impl Service {
         Ok(())
     }
 
-    /// Serves until `shutdown` resolves.
+    /// Serves until `shutdown` resolves. The per-replica loops (dependency checks, presence
+    /// heartbeat, Redis eviction-policy re-checks) run beside the server and end with it, as they
+    /// would with a killed process.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(
+        let health = self.state.health.clone();
+        let shutdown = async move {
+            shutdown.await;
+            health.start_draining();
+        };
+        let server = axum::serve(
             listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        .with_graceful_shutdown(shutdown);
+        tokio::select! {
+            served = server => served?,
+            () = health::watch(self.state.clone()) => {}
+            () = realtime::presence::heartbeat(self.realtime, self.state.io.clone()) => {}
+            () = eviction::watch(self.state.clone()) => {}
+        }
         Ok(())
     }
 }

@@ -40,6 +40,16 @@ pub struct AuthLabels {
     pub status: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DependencyLabels {
+    pub dependency: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -68,6 +78,10 @@ pub struct Metrics {
     pub payment_duration: Histogram,
     pub tickets_sold: Family<SoldLabels, Counter>,
     pub sockets_open: Gauge,
+    pub password_hash_refused: Counter,
+    pub db_statement_timeouts: Counter,
+    pub dependency_up: Family<DependencyLabels, Gauge>,
+    pub redis_maxmemory_policy: Family<PolicyLabels, Gauge>,
 }
 
 fn http_histogram() -> Histogram {
@@ -104,6 +118,10 @@ impl Metrics {
             payment_duration: Histogram::new([0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]),
             tickets_sold: Family::default(),
             sockets_open: Gauge::default(),
+            password_hash_refused: Counter::default(),
+            db_statement_timeouts: Counter::default(),
+            dependency_up: Family::default(),
+            redis_maxmemory_policy: Family::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -225,6 +243,26 @@ impl Metrics {
             "tiketi_sockets_open",
             "Socket.IO connections open on this replica",
             m.sockets_open.clone(),
+        );
+        r.register(
+            "tiketi_password_hash_refused",
+            "Logins and registrations refused with 503 because every password-hashing slot stayed busy",
+            m.password_hash_refused.clone(),
+        );
+        r.register(
+            "tiketi_db_statement_timeouts",
+            "Statements cancelled by statement_timeout (answered 503 DB_TIMEOUT)",
+            m.db_statement_timeouts.clone(),
+        );
+        r.register(
+            "tiketi_dependency_up",
+            "Last check of a shared dependency from this replica (1 up, 0 down; readiness ignores it)",
+            m.dependency_up.clone(),
+        );
+        r.register(
+            "tiketi_redis_maxmemory_policy",
+            "Redis maxmemory-policy last read by this replica (1 on the current one; \"unknown\" when CONFIG is forbidden)",
+            m.redis_maxmemory_policy.clone(),
         );
         Metrics { registry: r, ..m }
     }

@@ -25,6 +25,10 @@ pub struct AppState {
     pub redis_breaker: Arc<crate::breaker::Breaker>,
     /// The payment provider (the mock; `payments::provider` documents the interface).
     pub payments: Arc<dyn crate::payments::provider::Provider>,
+    /// Bounded password hashing for the request paths.
+    pub hasher: crate::auth::password::Hasher,
+    /// Last observed dependency state and the draining flag (readiness).
+    pub health: crate::health::deps::Deps,
 }
 
 impl AppState {
@@ -39,6 +43,10 @@ impl AppState {
             config.payment_delay_min_ms,
             config.payment_delay_max_ms,
         ));
+        let hasher = crate::auth::password::Hasher::new(
+            config.password_hash_concurrency,
+            std::time::Duration::from_millis(config.password_hash_wait_ms),
+        );
         Self {
             db,
             redis,
@@ -51,6 +59,8 @@ impl AppState {
             local: crate::cache::Local::default(),
             payments,
             redis_breaker: Arc::default(),
+            hasher,
+            health: crate::health::deps::Deps::default(),
         }
     }
 }

@@ -6,7 +6,10 @@ use fred::{
     clients::Pool as RedisPool,
     prelude::{Builder, ClientLike, Config as RedisConfig, ReconnectPolicy},
 };
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use sqlx::{
+    Connection, PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
 
 use crate::config::Config;
 
@@ -14,13 +17,29 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 /// A bounded pool: when every connection is busy a request waits `DB_ACQUIRE_TIMEOUT_MS` and then gets
 /// 503 instead of opening more connections (the original died of "remaining connection slots").
+/// Every connection starts with `statement_timeout` and `idle_in_transaction_session_timeout`, so a
+/// statement stuck behind a lock, or a transaction left open, gives its connection back in bounded
+/// time instead of draining the pool.
 pub fn db_pool(cfg: &Config) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = cfg.database_url.parse()?;
+    let options = options.options(session_timeouts(cfg));
     Ok(PgPoolOptions::new()
         .max_connections(cfg.db_pool_max)
         .min_connections(0)
         .acquire_timeout(Duration::from_millis(cfg.db_acquire_timeout_ms))
         .idle_timeout(Some(Duration::from_secs(300)))
-        .connect_lazy(&cfg.database_url)?)
+        .connect_lazy_with(options))
+}
+
+/// The per-session settings sent in the startup packet (no extra round trip); 0 disables a timeout.
+pub fn session_timeouts(cfg: &Config) -> [(&'static str, String); 2] {
+    [
+        ("statement_timeout", cfg.db_statement_timeout_ms.to_string()),
+        (
+            "idle_in_transaction_session_timeout",
+            cfg.db_idle_in_tx_timeout_ms.to_string(),
+        ),
+    ]
 }
 
 /// A Redis pool that never blocks a request for long: commands time out after 1 s during an outage
@@ -47,7 +66,16 @@ pub async fn redis_pool(cfg: &Config) -> anyhow::Result<RedisPool> {
     Ok(pool)
 }
 
+/// Applies migrations on a connection of its own without the statement timeout: a migration may
+/// rightly run longer, and a replica waiting for another's migration lock must not give up after 5 s.
+/// The connection is closed afterwards so the setting never returns to the pool.
 pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(db).await?;
+    let mut conn = db.acquire().await?.detach();
+    sqlx::query("SET statement_timeout = 0")
+        .execute(&mut conn)
+        .await?;
+    let applied = MIGRATOR.run(&mut conn).await;
+    conn.close().await.ok();
+    applied?;
     Ok(())
 }

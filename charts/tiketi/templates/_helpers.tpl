@@ -132,7 +132,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.service.enabled .Values.migrations.job.enabled (not .Values.devDatabases.enabled) $haveDb -}}true{{- end -}}
 {{- end -}}
 
-{{/* JWT_SECRET, base64: the given value, else the one already in the release's Secret, else 48 random characters. */}}
+{{/* JWT_SECRET, base64: the given value, else the one already in the release's Secret (installs made
+     when the chart still generated one keep it), else empty. Never random: a value made at render time
+     changes with every `helm template` (Argo CD, GitOps pipelines), and replicas started from different
+     renders would hold different secrets. Empty is fine in dev mode (the service's dev secret) and
+     refused by the Secret template otherwise. */}}
 {{- define "tiketi.jwtSecretB64" -}}
 {{- if .Values.secret.jwtSecret -}}
 {{- .Values.secret.jwtSecret | b64enc -}}
@@ -140,15 +144,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- $existing := lookup "v1" "Secret" .Release.Namespace (include "tiketi.fullname" .) -}}
 {{- if and $existing $existing.data (hasKey $existing.data "JWT_SECRET") -}}
 {{- index $existing.data "JWT_SECRET" -}}
-{{- else -}}
-{{- randAlphaNum 48 | b64enc -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
 
-{{/* A checksum of everything the chart's Secret holds, without the random part, so pods roll when it changes. */}}
+{{/* A checksum of everything the chart's Secret holds (the JWT secret included), so pods roll when it
+     changes and never run with two secrets. A secret.existingSecret's contents are not known to the chart:
+     roll the pods yourself when you change it (e.g. bump service.podAnnotations). */}}
 {{- define "tiketi.secretChecksum" -}}
-{{- $in := dict "s" .Values.secret "db" (include "tiketi.databaseUrl" .) "redis" (include "tiketi.redisUrl" .) -}}
+{{- $in := dict "s" .Values.secret "db" (include "tiketi.databaseUrl" .) "redis" (include "tiketi.redisUrl" .) "jwt" (include "tiketi.jwtSecretB64" .) -}}
 {{- toJson $in | sha256sum -}}
 {{- end -}}
 

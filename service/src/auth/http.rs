@@ -79,7 +79,7 @@ async fn register(
             count(&state, "register", "duplicate");
             return Err(Error::bad_request(Code::EmailTaken, "이미 존재하는 이메일입니다."));
         }
-        let hash = password::hash(pw.to_string()).await.map_err(Error::internal)?;
+        let hash = state.hasher.hash(pw.to_string()).await?;
         let new = db::NewUser { email: &email, password_hash: &hash, name: &name, phone, role: "user" };
         let Some(user) = db::insert(&state.db, &new).await? else {
             return Err(Error::bad_request(Code::EmailTaken, "이미 존재하는 이메일입니다."));
@@ -133,9 +133,7 @@ async fn login(
         let stored = user.as_ref().map_or(password::DUMMY_HASH.to_string(), |u| {
             u.password_hash.clone()
         });
-        let ok = password::verify(pw.to_string(), stored.clone())
-            .await
-            .map_err(Error::internal)?;
+        let ok = state.hasher.verify(pw.to_string(), stored.clone()).await?;
         let (Some(user), true) = (user, ok) else {
             count(&state, "login", "failure");
             return Err(Error::unauthorized(
@@ -145,9 +143,7 @@ async fn login(
         };
         if stored.starts_with("$2") {
             // upgrade a migrated bcrypt hash to argon2id now that the password is known
-            let upgraded = password::hash(pw.to_string())
-                .await
-                .map_err(Error::internal)?;
+            let upgraded = state.hasher.hash(pw.to_string()).await?;
             db::set_password_hash(&state.db, user.id, &upgraded).await?;
         }
         let token = state

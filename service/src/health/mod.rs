@@ -1,4 +1,6 @@
-//! `/health*` (contract shapes) and `/metrics`.
+//! `/health*` (contract shapes), `/health/ready` (readiness of this replica) and `/metrics`.
+
+pub mod deps;
 
 use std::time::{Duration, Instant};
 
@@ -21,10 +23,33 @@ pub fn router() -> Router<AppState> {
         .route("/health/db", get(db))
         .route("/health/redis", get(redis))
         .route("/health/all", get(all))
+        .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
 }
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Period of the background dependency checks (they keep `tiketi_dependency_up` current).
+const WATCH_EVERY: Duration = Duration::from_secs(5);
+
+/// Checks PostgreSQL and Redis every few seconds for the metrics and `/health/ready`'s report. Runs
+/// beside the server (see `Service::serve`), so it stops with it.
+pub async fn watch(state: AppState) {
+    let mut tick = tokio::time::interval(WATCH_EVERY);
+    loop {
+        tick.tick().await;
+        let _ = tokio::join!(check_db(&state), check_redis(&state));
+    }
+}
+
+/// 200 while this replica can serve (even with PostgreSQL or Redis down: see `deps`), 503 draining.
+async fn ready(State(state): State<AppState>) -> Response {
+    let status = if state.health.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(state.health.report())).into_response()
+}
 
 async fn health(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
@@ -51,11 +76,15 @@ where
 }
 
 async fn check_db(state: &AppState) -> Result<u128, String> {
-    probe(async { sqlx::query("SELECT 1").execute(&state.db).await.map(|_| ()) }).await
+    let r = probe(async { sqlx::query("SELECT 1").execute(&state.db).await.map(|_| ()) }).await;
+    state.health.saw_db(r.is_ok());
+    r
 }
 
 async fn check_redis(state: &AppState) -> Result<u128, String> {
-    probe(async { state.redis.ping::<String>(None).await.map(|_| ()) }).await
+    let r = probe(async { state.redis.ping::<String>(None).await.map(|_| ()) }).await;
+    state.health.saw_redis(r.is_ok());
+    r
 }
 
 fn single(service: &str, r: Result<u128, String>) -> Response {

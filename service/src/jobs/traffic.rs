@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use fred::prelude::{HashesInterface, SortedSetsInterface};
+use fred::prelude::SortedSetsInterface;
 use uuid::Uuid;
 
 use crate::{metrics::KindLabels, state::AppState};
@@ -56,7 +56,13 @@ pub async fn sample(state: &AppState) -> anyhow::Result<usize> {
         .zcount(state.keys.replicas(), now_ms, f64::INFINITY)
         .await?;
     for (event_id, artist) in &events {
-        let on_page: i64 = state.redis.hlen(state.keys.presence(*event_id)).await?;
+        let on_page = crate::realtime::presence::count(
+            &state.redis,
+            &state.keys,
+            *event_id,
+            Duration::from_secs(state.config.presence_ttl_seconds),
+        )
+        .await?;
         let admitted: i64 = state
             .redis
             .zcount(state.keys.active(*event_id), now_ms, f64::INFINITY)

@@ -38,6 +38,8 @@ pub struct RealtimeCtx {
     pub redis: fred::clients::Pool,
     pub keys: Keys,
     pub room_info: room_info::RoomInfo,
+    /// This replica's sockets per event room, for the presence heartbeat.
+    pub presence: presence::Local,
 }
 
 /// Builds the Socket.IO layer and its handle over a Redis adapter (RESP3 subscriber, Redis >= 7).

@@ -30,6 +30,7 @@ const PUBLIC: &[&str] = &[
     "GET /health/db",
     "GET /health/redis",
     "GET /health/all",
+    "GET /health/ready",
     "GET /metrics",
     "GET /uploads/{*file}",
     "GET /api-docs",

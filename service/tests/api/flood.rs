@@ -70,7 +70,13 @@ async fn flood_an_event_flooder_is_disconnected_and_others_keep_their_broadcasts
         .await;
     }
     let reason = c.expect("flood", "disconnect", |_| true).await;
-    assert_eq!(reason, "io server disconnect");
+    // the server's DISCONNECT packet usually arrives first; on a loaded machine the closing socket
+    // can beat it (seen in a full run beside CI), so the client reports the transport instead. The
+    // flood counter below tells that the server cut it.
+    assert!(
+        reason == "io server disconnect" || reason == "transport close",
+        "{reason}"
+    );
 
     // the room still gets its broadcasts, on the good socket and the flooder's user's other socket
     app.hold_ok(&buyer.token, event, seats[7]).await;

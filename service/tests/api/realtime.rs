@@ -349,3 +349,80 @@ async fn realtime_room_info_is_coalesced_during_a_join_storm() {
     let seen = c.count("first", "room-info") + 1;
     assert!(seen < 10, "{seen} room-info packets for 39 joins");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_presence_of_a_dead_replica_lapses_within_its_ttl() {
+    // a few seconds, so the test is quick; with less, a loaded machine delays live heartbeats past it
+    let ttl = std::time::Duration::from_secs(4);
+    let a = TestApp::spawn_with(|c| c.presence_ttl_seconds = ttl.as_secs()).await;
+    let b = a.replica().await;
+    let (event, _) = a.ticket_event(10).await;
+    let (u1, u2, u3) = (a.user().await, a.user().await, a.user().await);
+    let mut c = Clients::start();
+    c.connect("u1a", &a, &u1.token, join("join-event", event))
+        .await;
+    c.expect("u1a", "room-info", |d| d["userCount"] == 1).await;
+    c.connect("u2b", &b, &u2.token, join("join-event", event))
+        .await;
+    c.connect("u3b", &b, &u3.token, join("join-event", event))
+        .await;
+    c.expect("u1a", "room-info", |d| d["userCount"] == 3).await;
+
+    // B dies without a word: its loops stop, and its sockets never leave (like a SIGKILL, whose
+    // clients' TCP connections stay half-open until they time out)
+    drop(b);
+    let died = std::time::Instant::now();
+    let count =
+        || tiketi_service::realtime::presence::count(&a.state.redis, &a.state.keys, event, ttl);
+    c.expect("u1a", "room-info", |d| d["userCount"] == 1).await;
+    assert!(
+        died.elapsed() < ttl * 3,
+        "B's users were still counted {:?} after it died",
+        died.elapsed()
+    );
+    // the traffic sampler's figure agrees, and B's sockets were never disconnected
+    let agrees = crate::common::eventually(ttl, || async { count().await.unwrap() == 1 }).await;
+    assert!(agrees, "the sampler's count differs from room-info");
+    assert_eq!(
+        c.count("u2b", "disconnect") + c.count("u3b", "disconnect"),
+        0
+    );
+
+    // A's own users keep being vouched for: past their first expiry they are still counted (a
+    // heartbeat delayed by a loaded machine may drop them for a moment; the next counts them again)
+    c.connect("u2a", &a, &u2.token, join("join-event", event))
+        .await;
+    c.expect("u1a", "room-info", |d| d["userCount"] == 2).await;
+    let joined = std::time::Instant::now();
+    let kept = crate::common::eventually(ttl * 3, || async {
+        joined.elapsed() > ttl && count().await.unwrap() == 2
+    })
+    .await;
+    assert!(kept, "a live replica's users were not counted past the TTL");
+}
+
+#[tokio::test]
+async fn realtime_presence_lost_in_redis_is_counted_again_by_the_heartbeat() {
+    use fred::prelude::KeysInterface;
+    let ttl = std::time::Duration::from_secs(2);
+    let a = TestApp::spawn_with(|c| c.presence_ttl_seconds = ttl.as_secs()).await;
+    let (event, _) = a.ticket_event(10).await;
+    let u1 = a.user().await;
+    let mut c = Clients::start();
+    c.connect("u1", &a, &u1.token, join("join-event", event))
+        .await;
+    c.expect("u1", "room-info", |d| d["userCount"] == 1).await;
+
+    // as after a Redis restart without persistence
+    let k = &a.state.keys;
+    let _: i64 = a
+        .state
+        .redis
+        .del(vec![k.presence(event), k.presence_seen(event)])
+        .await
+        .unwrap();
+    let count = || tiketi_service::realtime::presence::count(&a.state.redis, k, event, ttl);
+    assert_eq!(count().await.unwrap(), 0);
+    let back = crate::common::eventually(ttl * 3, || async { count().await.unwrap() == 1 }).await;
+    assert!(back, "the heartbeat did not count the connected user again");
+}
