@@ -1,48 +1,23 @@
 //! Benchmark data, written straight into PostgreSQL: registering 100k users through the API would
 //! benchmark argon2, not the paths we measure. Tokens are minted with the service's secret.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::json;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 pub const DATABASE: &str = "tiketi_bench";
 
 /// Recreates the benchmark database next to `admin_url`'s and returns its URL.
 pub async fn fresh_database(admin_url: &str) -> Result<String> {
-    let mut conn = PgConnection::connect(admin_url)
-        .await
-        .context("connect to PostgreSQL (DATABASE_URL)")?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"
-    )))
-    .execute(&mut conn)
-    .await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {DATABASE}")))
-        .execute(&mut conn)
-        .await?;
-    conn.close().await.ok();
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .context("DATABASE_URL has no database name")?;
-    Ok(format!("{base}/{DATABASE}"))
+    tiketi_testkit::create_database(admin_url, DATABASE, true).await
 }
 
-/// `n` users named after `tag`; returns their ids in order.
+/// `n` users named after `tag` (they never log in); returns their ids in order.
 pub async fn users(db: &PgPool, tag: &str, n: usize) -> Result<Vec<Uuid>> {
-    let ids: Vec<(Uuid,)> = sqlx::query_as(
-        "INSERT INTO users (email, password_hash, name)
-         SELECT $1 || '-' || g || '@bench.invalid', 'not-a-login', 'bench ' || g
-         FROM generate_series(1, $2::int) g
-         ORDER BY g
-         RETURNING id",
-    )
-    .bind(tag)
-    .bind(i32::try_from(n)?)
-    .fetch_all(db)
-    .await?;
-    Ok(ids.into_iter().map(|(id,)| id).collect())
+    let users = tiketi_testkit::insert_users(db, tag, "not-a-login", n).await?;
+    Ok(users.into_iter().map(|(id, _)| id).collect())
 }
 
 /// An event on sale now with `seats` available seats; returns the event and its seat ids.

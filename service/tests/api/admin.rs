@@ -101,11 +101,7 @@ async fn reservation_state(app: &TestApp, id: Uuid) -> (String, String) {
 }
 
 async fn seat_status(app: &TestApp, seat: Uuid) -> String {
-    sqlx::query_scalar("SELECT status FROM seats WHERE id = $1")
-        .bind(seat)
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
+    app.seat_status(seat).await
 }
 
 async fn count(app: &TestApp, sql: &'static str, id: Uuid) -> i64 {

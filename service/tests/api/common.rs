@@ -7,7 +7,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use tiketi_service::{AppState, Config, Service, stores};
 use uuid::Uuid;
 
@@ -21,20 +21,10 @@ pub fn redis_url() -> String {
 
 /// A fresh, migrated database; returns its URL.
 pub async fn fresh_database() -> String {
-    let admin_url = database_url();
-    let name = format!("tiketi_test_{}", Uuid::new_v4().simple());
-    let mut conn = PgConnection::connect(&admin_url)
-        .await
-        .expect("connect to PostgreSQL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
+    let name = tiketi_testkit::test_database_name("");
+    let url = tiketi_testkit::create_database(&database_url(), &name, false)
         .await
         .expect("create test database");
-    conn.close().await.ok();
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .expect("DATABASE_URL has a database name");
-    let url = format!("{base}/{name}");
     let pool = PgPool::connect(&url).await.expect("connect test database");
     stores::migrate(&pool).await.expect("migrations apply");
     pool.close().await;
@@ -211,13 +201,7 @@ impl TestApp {
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        let seats = sqlx::query_scalar(
-            "SELECT id FROM seats WHERE event_id = $1 ORDER BY section, row_number, seat_number",
-        )
-        .bind(event)
-        .fetch_all(&self.db)
-        .await
-        .unwrap();
+        let seats = tiketi_testkit::seats_of(&self.db, event).await.unwrap();
         (event, seats)
     }
 
@@ -282,17 +266,12 @@ impl TestApp {
     /// `n` users created straight in the database with tokens signed by the service's keys (password
     /// hashing per registration would dominate the concurrency tests). They cannot log in.
     pub async fn users(&self, n: usize) -> Vec<User> {
-        let emails: Vec<String> = (0..n)
-            .map(|_| format!("u{}@example.com", Uuid::new_v4().simple()))
-            .collect();
-        let ids: Vec<(Uuid, String)> = sqlx::query_as(
-            "INSERT INTO users (email, password_hash, name)
-             SELECT e, $2, '테스트' FROM unnest($1::TEXT[]) AS e
-             RETURNING id, email",
+        let ids = tiketi_testkit::insert_users(
+            &self.db,
+            "테스트",
+            tiketi_service::auth::password::DUMMY_HASH,
+            n,
         )
-        .bind(&emails)
-        .bind(tiketi_service::auth::password::DUMMY_HASH)
-        .fetch_all(&self.db)
         .await
         .expect("insert users");
         ids.into_iter()
@@ -329,9 +308,7 @@ impl TestApp {
 
     /// A seat's status as stored.
     pub async fn seat_status(&self, seat: Uuid) -> String {
-        sqlx::query_scalar("SELECT status FROM seats WHERE id = $1")
-            .bind(seat)
-            .fetch_one(&self.db)
+        tiketi_testkit::seat_status(&self.db, seat)
             .await
             .expect("seat exists")
     }

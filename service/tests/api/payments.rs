@@ -8,18 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::common::{TestApp, eventually, refusal};
-
-fn keys(v: &Value) -> Vec<&str> {
-    let mut k: Vec<&str> = v
-        .as_object()
-        .expect("an object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    k.sort_unstable();
-    k
-}
+use crate::common::{TestApp, eventually, keys, refusal};
 
 async fn pay(app: &TestApp, token: &str, id: Uuid, method: &str) -> (StatusCode, Value) {
     app.post(

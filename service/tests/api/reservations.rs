@@ -6,21 +6,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::common::{TestApp, refusal};
+use crate::common::{TestApp, keys, refusal};
 
 /// (ticket type, seat, quantity, unit_price, subtotal) of a reservation item.
 type ItemRow = (Option<Uuid>, Option<Uuid>, i32, i32, i32);
-
-fn keys(v: &Value) -> Vec<&str> {
-    let mut k: Vec<&str> = v
-        .as_object()
-        .expect("an object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    k.sort_unstable();
-    k
-}
 
 async fn book(app: &TestApp, token: &str, event: Uuid, tt: Uuid, qty: i64) -> (StatusCode, Value) {
     app.post(

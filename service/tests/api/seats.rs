@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::common::{TestApp, eventually, refusal};
+use crate::common::{TestApp, eventually, keys, refusal};
 
 const MSG_TAKEN_VIP_1_1: &str = "이미 예약된 좌석입니다. (VIP-1-1)";
 const MSG_NOT_ON_SALE: &str = "예매 가능한 기간이 아닙니다.";
@@ -18,16 +18,6 @@ const MSG_NOT_ON_SALE: &str = "예매 가능한 기간이 아닙니다.";
 type ItemRow = (Option<Uuid>, Option<Uuid>, i32, i32, i32);
 
 /// Sorted keys of a JSON object.
-fn keys(v: &Value) -> Vec<&str> {
-    let mut k: Vec<&str> = v
-        .as_object()
-        .expect("an object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    k.sort_unstable();
-    k
-}
 
 /// `TK` + 13 digits (epoch ms) + 5 upper-case base-36 characters.
 fn is_reservation_number(s: &str) -> bool {

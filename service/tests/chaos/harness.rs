@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use fred::prelude::{Builder, ClientLike, Config as RedisConfig, HashesInterface};
 use reqwest::{Method, StatusCode, header};
 use serde_json::Value;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use tiketi_core::keys::Keys;
 use tiketi_service::auth::jwt::JwtKeys;
 use uuid::Uuid;
@@ -167,15 +167,8 @@ pub struct Cluster {
 /// A fresh database named like the API tests' (so `make test` drops it with theirs), migrated by the
 /// real binary's `migrate` command.
 pub async fn fresh_database(logs: &Path) -> anyhow::Result<String> {
-    let admin = database_url();
-    let name = format!("tiketi_test_chaos_{}", Uuid::new_v4().simple());
-    let mut conn = PgConnection::connect(&admin).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await?;
-    conn.close().await.ok();
-    let (base, _) = admin.rsplit_once('/').context("DATABASE_URL has a name")?;
-    let url = format!("{base}/{name}");
+    let name = tiketi_testkit::test_database_name("chaos_");
+    let url = tiketi_testkit::create_database(&database_url(), &name, false).await?;
     let log = File::create(logs.join("migrate.log"))?;
     let status = Command::new(BIN)
         .arg("migrate")
@@ -309,18 +302,9 @@ pub struct User {
 
 /// `n` users inserted directly (no per-user password hashing) with tokens the replicas accept.
 pub async fn users(db: &PgPool, jwt: &JwtKeys, n: usize) -> anyhow::Result<Vec<User>> {
-    let emails: Vec<String> = (0..n)
-        .map(|_| format!("c{}@example.com", Uuid::new_v4().simple()))
-        .collect();
-    let rows: Vec<(Uuid, String)> = sqlx::query_as(
-        "INSERT INTO users (email, password_hash, name)
-         SELECT e, $2, '카오스' FROM unnest($1::TEXT[]) WITH ORDINALITY AS t(e, n) ORDER BY n
-         RETURNING id, email",
-    )
-    .bind(&emails)
-    .bind(tiketi_service::auth::password::DUMMY_HASH)
-    .fetch_all(db)
-    .await?;
+    let rows =
+        tiketi_testkit::insert_users(db, "카오스", tiketi_service::auth::password::DUMMY_HASH, n)
+            .await?;
     rows.into_iter()
         .map(|(id, email)| {
             Ok(User {
@@ -334,17 +318,8 @@ pub async fn users(db: &PgPool, jwt: &JwtKeys, n: usize) -> anyhow::Result<Vec<U
 /// An event on sale now with the small_theater seat map and waiting-room `threshold`; returns the
 /// event and its seats in map order.
 pub async fn seat_event(db: &PgPool, threshold: i32) -> anyhow::Result<(Uuid, Vec<Uuid>)> {
-    let event: Uuid = sqlx::query_scalar(
-        "INSERT INTO events (title, venue, event_date, sale_start_date, sale_end_date, status,
-                             seat_layout_id, artist_name, queue_threshold)
-         VALUES ('카오스 공연', '테스트홀', now() + interval '30 days', now() - interval '1 hour',
-                 now() + interval '1 day', 'on_sale',
-                 (SELECT id FROM seat_layouts WHERE name = 'small_theater'), 'CHAOS', $1)
-         RETURNING id",
-    )
-    .bind(threshold)
-    .fetch_one(db)
-    .await?;
+    let event =
+        tiketi_testkit::insert_sale(db, "카오스 공연", Some("small_theater"), threshold, 1).await?;
     let layout: Uuid =
         sqlx::query_scalar("SELECT id FROM seat_layouts WHERE name = 'small_theater'")
             .fetch_one(db)
@@ -352,13 +327,7 @@ pub async fn seat_event(db: &PgPool, threshold: i32) -> anyhow::Result<(Uuid, Ve
     let mut tx = db.begin().await?;
     tiketi_service::seats::db::insert_layout_seats(&mut tx, event, layout).await?;
     tx.commit().await?;
-    let seats = sqlx::query_scalar(
-        "SELECT id FROM seats WHERE event_id = $1 ORDER BY section, row_number, seat_number",
-    )
-    .bind(event)
-    .fetch_all(db)
-    .await?;
-    Ok((event, seats))
+    Ok((event, tiketi_testkit::seats_of(db, event).await?))
 }
 
 /// Requests sent and answers seen, by status (or transport failure).
