@@ -55,6 +55,9 @@ pub struct Metrics {
     pub job_runs: Family<KindLabels, Counter>,
     pub queue_admitted: Counter,
     pub socket_floods: Family<KindLabels, Counter>,
+    /// Reads of an event's published capacity that were zero, stale or unreadable (kind), answered
+    /// with the last good value or the event's threshold instead.
+    pub queue_capacity_fallbacks: Family<KindLabels, Counter>,
 }
 
 fn http_histogram() -> Histogram {
@@ -85,6 +88,7 @@ impl Metrics {
             job_runs: Family::default(),
             queue_admitted: Counter::default(),
             socket_floods: Family::default(),
+            queue_capacity_fallbacks: Family::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -176,6 +180,11 @@ impl Metrics {
             "tiketi_socket_floods",
             "Sockets disconnected for flooding (kind: events|rooms)",
             m.socket_floods.clone(),
+        );
+        r.register(
+            "tiketi_queue_capacity_fallbacks",
+            "Published capacities not used as they were (kind: zero|stale|unreadable)",
+            m.queue_capacity_fallbacks.clone(),
         );
         Metrics { registry: r, ..m }
     }
