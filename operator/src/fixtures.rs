@@ -240,6 +240,7 @@ impl World {
 pub fn context(
     client: Client,
     stores: Stores,
+    db: Option<sqlx::PgPool>,
     redis: Option<fred::clients::Pool>,
     keys: tiketi_core::keys::Keys,
 ) -> Arc<Context> {
@@ -249,7 +250,7 @@ pub fn context(
             crate::controller::reporter(Some("test".into())),
         ),
         client,
-        db: None,
+        db,
         redis,
         keys,
         metrics: Arc::new(Metrics::default()),
@@ -322,18 +323,19 @@ pub async fn reconcile_scripted(
     world: World,
     script: Vec<Expect>,
 ) -> (crate::Result<kube::runtime::controller::Action>, Vec<Call>) {
-    reconcile_scripted_with(te, world, script, None, tiketi_core::keys::Keys::default()).await
+    reconcile_scripted_with(te, world, script, None, None, Default::default()).await
 }
 
 pub async fn reconcile_scripted_with(
     te: &TicketEvent,
     world: World,
     script: Vec<Expect>,
+    db: Option<sqlx::PgPool>,
     redis: Option<fred::clients::Pool>,
     keys: tiketi_core::keys::Keys,
 ) -> (crate::Result<kube::runtime::controller::Action>, Vec<Call>) {
     let (client, done) = verifier(script);
-    let ctx = context(client, world.stores.clone(), redis, keys);
+    let ctx = context(client, world.stores.clone(), db, redis, keys);
     let result = crate::controller::reconcile(Arc::new(te.clone()), ctx).await;
     drop(world);
     (result, done.await)

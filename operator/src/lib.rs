@@ -9,6 +9,8 @@ pub mod decide;
 mod decide_tests;
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod io_tests;
 pub mod leader;
 pub mod metrics;
 pub mod observe;
