@@ -361,6 +361,25 @@ mod tests {
         assert!(queue_step(10, &rules, after_up, t(0) + Duration::seconds(600)).is_some());
     }
 
+    /// Found by the decide property: above 20000 with the +5 rule still cooling down (300 s) but the
+    /// +2 rule cooled (180 s), the old rule took no step at all while 6000 queued users got +2.
+    #[test]
+    fn steps_fall_back_to_a_smaller_rule_that_has_cooled() {
+        let rules = default_rules();
+        let up = StepMemory {
+            last_up: Some(t(0)),
+            last_down: None,
+        };
+        let later = t(0) + Duration::seconds(200);
+        assert_eq!(queue_step(6_000, &rules, up, later).unwrap().change, 2);
+        assert_eq!(queue_step(25_000, &rules, up, later).unwrap().change, 2);
+        let much_later = t(0) + Duration::seconds(300);
+        assert_eq!(
+            queue_step(25_000, &rules, up, much_later).unwrap().change,
+            5
+        );
+    }
+
     #[test]
     fn clamp_applies_floor_bounds_and_budget() {
         let b = Bounds {

@@ -46,8 +46,9 @@ fn decide(
 
 fn wish_of(out: &Outcome, old: &TicketEventStatus) -> Option<(i32, bool)> {
     let st = out.status.as_ref()?;
-    let planned = !matches!(st.phase.as_deref(), Some("Scheduled" | "Failed"))
-        && !(st.phase.as_deref() == Some("Completed") && old.phase.as_deref() == Some("Completed"));
+    let restored =
+        st.phase.as_deref() == Some("Completed") && old.phase.as_deref() == Some("Completed");
+    let planned = !restored && !matches!(st.phase.as_deref(), Some("Scheduled" | "Failed"));
     let limited = st
         .conditions
         .iter()
