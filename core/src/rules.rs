@@ -237,6 +237,10 @@ pub struct OutflowRecord {
     pub admitted_per_second: f64,
     pub window_secs: f64,
     pub at_ms: i64,
+    /// Service replicas alive while it was measured (heartbeats), so a reader can tell the outflow
+    /// per replica without mistaking replicas added since for ones that produced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i64>,
 }
 
 /// Shortest measurement window an outflow must cover before it estimates anything.
@@ -335,6 +339,7 @@ mod queue_tests {
             admitted_per_second: per_second,
             window_secs,
             at_ms: 0,
+            replicas: None,
         };
         assert_eq!(queue_eta_from_outflow(1, None), None);
         assert_eq!(

@@ -457,9 +457,10 @@ pub struct TicketEventStatus {
 #[serde(rename_all = "camelCase")]
 pub struct DrainStatus {
     pub queue_depth: i64,
-    /// Admissions per second per ready replica, as the service measured them (none yet: unknown).
+    /// Admissions per second per replica, as the service measured them (none yet: unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outflow_per_replica: Option<f64>,
+    /// The replicas that outflow was measured with (the service's count, else Ready now).
     pub ready_replicas: i32,
     pub within_seconds: i64,
     /// Replicas the rule asks for (none while the outflow is unknown).

@@ -349,24 +349,28 @@ fn wish(
                     reason = format!("queue depth {depth}: target {per} per replica -> {tracked}");
                 }
             }
-            let drain = s.queue_scaling.drain_within_seconds.map(|within| {
-                let per_replica = o
-                    .outflow
-                    .ok()
-                    .copied()
-                    .flatten()
-                    .filter(|r| r.window_secs >= tiketi_core::rules::OUTFLOW_MIN_WINDOW_SECS)
-                    .filter(|_| ready > 0)
-                    .map(|r| r.admitted_per_second / f64::from(ready))
-                    .filter(|v| v.is_finite() && *v > 0.0);
-                DrainStatus {
-                    queue_depth: depth,
-                    outflow_per_replica: per_replica.map(|v| (v * 1000.0).round() / 1000.0),
-                    ready_replicas: ready,
-                    within_seconds: within,
-                    replicas: plan::drain_replicas(depth, per_replica, within),
-                }
-            });
+            let drain =
+                s.queue_scaling.drain_within_seconds.map(|within| {
+                    // per replica that produced it: the service's count while measuring, else Ready now
+                    let measured =
+                        o.outflow.ok().copied().flatten().filter(|r| {
+                            r.window_secs >= tiketi_core::rules::OUTFLOW_MIN_WINDOW_SECS
+                        });
+                    let basis = measured
+                        .and_then(|r| r.replicas)
+                        .map_or(ready, |n| n.clamp(0, i64::from(i32::MAX)) as i32);
+                    let per_replica = measured
+                        .filter(|_| basis > 0)
+                        .map(|r| r.admitted_per_second / f64::from(basis))
+                        .filter(|v| v.is_finite() && *v > 0.0);
+                    DrainStatus {
+                        queue_depth: depth,
+                        outflow_per_replica: per_replica.map(|v| (v * 1000.0).round() / 1000.0),
+                        ready_replicas: basis,
+                        within_seconds: within,
+                        replicas: plan::drain_replicas(depth, per_replica, within),
+                    }
+                });
             if let Some(d) = &drain
                 && let (Some(need), Some(per)) = (d.replicas, d.outflow_per_replica)
                 && need > wanted

@@ -254,6 +254,7 @@ fn decide_drain_time_sizes_replicas_from_the_measured_outflow() {
         admitted_per_second: 10.0,
         window_secs: 60.0,
         at_ms: 0,
+        replicas: None,
     }));
     let out = decide(&s, &status("OnSale", 5), &o, now());
     assert_eq!(out.replicas, Some(10), "6000 / (2/s x 300 s)");
@@ -270,6 +271,28 @@ fn decide_drain_time_sizes_replicas_from_the_measured_outflow() {
     let out = decide(&s, &status("OnSale", 5), &o, now());
     assert_eq!(out.replicas, None);
     assert_eq!(out.status.unwrap().drain.unwrap().replicas, None);
+}
+
+/// The drain-time rule divides the outflow by the replicas that produced it: once scaled out (the
+/// measurement still from 5 replicas), it holds instead of reading "less per replica" and running
+/// away to maxReplicas.
+#[test]
+fn decide_drain_time_does_not_run_away_after_scaling_out() {
+    let mut s = spec(Duration::minutes(-5));
+    s.queue_scaling.rules = vec![];
+    s.queue_scaling.drain_within_seconds = Some(300);
+    let mut o = observed(10, 10);
+    o.queue_depth = Read::Ok(6_000);
+    o.outflow = Read::Ok(Some(OutflowRecord {
+        per_second: 12.0,
+        admitted_per_second: 10.0,
+        window_secs: 60.0,
+        at_ms: 0,
+        replicas: Some(5),
+    }));
+    let out = decide(&s, &status("OnSale", 10), &o, now());
+    assert_eq!(out.replicas, None, "stays at 10, not 20");
+    assert_eq!(out.status.unwrap().drain.unwrap().ready_replicas, 5);
 }
 
 /// Warm-up credit: replicas asked for but not Ready yet hold back the next step up.

@@ -501,6 +501,7 @@ proptest! {
                 admitted_per_second: per * f64::from(desired.max(1)),
                 window_secs: 60.0,
                 at_ms: 0,
+                replicas: None,
             }));
             let out = decide::decide(&te.spec, &old, &o, base());
             out.status.unwrap().desired_replicas.unwrap()

@@ -11,7 +11,7 @@ use std::{
 };
 
 use fred::{
-    prelude::{Expiration, KeysInterface, SetsInterface},
+    prelude::{Expiration, KeysInterface, SetsInterface, SortedSetsInterface},
     types::scripts::Script,
 };
 use serde_json::json;
@@ -171,11 +171,20 @@ async fn tick_once(
                 .moves
                 .iter()
                 .fold((0u64, 0u64), |(a, l), (_, x, y)| (a + x, l + y));
+            let replicas: i64 = state
+                .redis
+                .zcount(
+                    state.keys.replicas(),
+                    chrono::Utc::now().timestamp_millis() as f64,
+                    f64::INFINITY,
+                )
+                .await?;
             let record = OutflowRecord {
                 per_second: (admitted_n + left_n) as f64 / window.max(1.0),
                 admitted_per_second: admitted_n as f64 / window.max(1.0),
                 window_secs: window,
                 at_ms: chrono::Utc::now().timestamp_millis(),
+                replicas: (replicas > 0).then_some(replicas),
             };
             let _: () = state
                 .redis
