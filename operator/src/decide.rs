@@ -27,6 +27,9 @@ pub struct Parsed {
 /// Longest `leadTime` and `afterSale.hold` the operator plans with: keeps every instant of the window
 /// representable (an absurd duration would overflow the date arithmetic).
 const MAX_WINDOW_DURATION_SECS: i64 = 366 * 86_400;
+/// Warm-up credit lasts this long after the last scaling decision: pods that are not Ready by then
+/// (no node, image pull failing) no longer hold back the next step.
+const WARM_UP_CREDIT_SECS: i64 = 600;
 /// Start-to-Ready samples kept in status for `leadTime: auto`.
 const STARTUP_SAMPLES: usize = 20;
 
@@ -325,7 +328,15 @@ fn wish(
             let mut wanted = current;
             let mut reason = format!("on sale: queue depth {depth}, holding {current}");
             if let Some(step) = plan::queue_step(depth, &s.queue_scaling.rules, memory, now) {
-                if step.change > 0 && starting > 0 {
+                let last_scaled = old
+                    .last_decision
+                    .as_ref()
+                    .and_then(|d| DateTime::parse_from_rfc3339(&d.at).ok());
+                let credit = starting > 0
+                    && last_scaled.is_some_and(|t| {
+                        (now - t.with_timezone(&Utc)).num_seconds() < WARM_UP_CREDIT_SECS
+                    });
+                if step.change > 0 && credit {
                     // warm-up credit: the replicas still starting will serve soon; another step now
                     // would overshoot (the queue cannot shrink before they are Ready)
                     reason = format!(

@@ -301,6 +301,11 @@ fn decide_warm_up_credit_postpones_a_step_while_replicas_start() {
     let s = spec(Duration::minutes(-5));
     let mut old = status("OnSale", 7);
     old.last_scale_up_at = Some("2026-12-01T10:56:00Z".into()); // 4 minutes ago: cooled
+    old.last_decision = Some(tiketi_crds::Decision {
+        at: "2026-12-01T10:56:00Z".into(),
+        replicas: 7,
+        reason: "queue depth 6000 > 5000: +2 (cooldown 180s)".into(),
+    });
     let mut o = observed(7, 5);
     o.queue_depth = Read::Ok(6_000);
     let out = decide(&s, &old, &o, now());
@@ -318,6 +323,9 @@ fn decide_warm_up_credit_postpones_a_step_while_replicas_start() {
     );
     // once they are Ready the step is taken
     let out = decide(&s, &old, &observed(7, 7).with_depth(6_000), now());
+    assert_eq!(out.replicas, Some(9));
+    // pods that never turn Ready hold it back for at most ten minutes after the last decision
+    let out = decide(&s, &old, &o, now() + Duration::minutes(7));
     assert_eq!(out.replicas, Some(9));
 }
 
