@@ -1009,6 +1009,15 @@ pub fn decide(
             merged.unwrap_or_default()
         ));
     }
+    if let Some(d) = &w.drain
+        && d.replicas.is_none()
+    {
+        summary.push_str("; drain-time rule waits for a measured outflow");
+    }
+    if s.lead_time == LEAD_TIME_AUTO && ph == Phase::Scheduled {
+        let n = old.startup.as_ref().map_or(0, |u| u.samples_seconds.len());
+        summary.push_str(&format!("; leadTime auto from {n} measured start-up(s)"));
+    }
     if budget_limited {
         summary.push_str("; capped by the connection budget");
     }

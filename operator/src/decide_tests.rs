@@ -270,7 +270,13 @@ fn decide_drain_time_sizes_replicas_from_the_measured_outflow() {
     o.outflow = Read::Ok(None);
     let out = decide(&s, &status("OnSale", 5), &o, now());
     assert_eq!(out.replicas, None);
-    assert_eq!(out.status.unwrap().drain.unwrap().replicas, None);
+    let st = out.status.unwrap();
+    assert_eq!(st.drain.unwrap().replicas, None);
+    assert!(
+        st.summary
+            .unwrap()
+            .contains("drain-time rule waits for a measured outflow")
+    );
 }
 
 /// The drain-time rule divides the outflow by the replicas that produced it: once scaled out (the
@@ -356,6 +362,14 @@ fn decide_lead_time_auto_learns_from_pod_start_ups() {
     let out = decide(&s, &st, &o, now());
     let st2 = out.status.unwrap();
     assert_eq!(st2.phase.as_deref(), Some("Scheduled"));
+    assert!(
+        st2.summary
+            .as_deref()
+            .unwrap()
+            .contains("starts 600s before opening; leadTime auto from 2 measured start-up(s)"),
+        "{:?}",
+        st2.summary
+    );
     assert_eq!(
         st2.startup.unwrap().samples_seconds,
         vec![240, 300],

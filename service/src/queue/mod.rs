@@ -278,7 +278,11 @@ pub async fn eta(state: &AppState, event_id: Uuid, gate: Gate, position: i64) ->
     Eta {
         secs: until_open + tiketi_core::rules::queue_eta_secs(position, rate),
         known: false,
-        basis: "admissionRate",
+        basis: if until_open > 0 {
+            "opening"
+        } else {
+            "admissionRate"
+        },
     }
 }
 
