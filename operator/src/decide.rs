@@ -1030,6 +1030,13 @@ pub fn decide(
     if !degraded.is_empty() {
         summary.push_str("; signals unreadable");
     }
+    if ph == Phase::Completed {
+        summary.push_str(&format!(
+            "; forecast {} users, actual peak {}",
+            f.expected_users,
+            peak_users.map_or("unknown".into(), |p| p.to_string())
+        ));
+    }
 
     out.status = Some(TicketEventStatus {
         phase: Some(phase_name.into()),
