@@ -6,14 +6,22 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tiketi_crds::{
-    AutoscalerStatus, Decision, DrainStatus, Forecast, LEAD_TIME_AUTO, Mode, OtherAutoscalers,
-    PastSale, StartupStatus, TicketEventSpec, TicketEventStatus, condition, duration, phase,
+    AutoscalerStatus, Decision, LEAD_TIME_AUTO, Mode, OtherAutoscalers, TicketEventSpec,
+    TicketEventStatus, condition, duration, phase,
 };
 use uuid::Uuid;
 
+mod autoscalers;
+mod wish;
+
+pub use autoscalers::AutoscalerPatch;
+use autoscalers::{cleanup, cooperate, others_max, others_sum};
+pub use wish::forecast_from;
+use wish::{Source, forecast, startup, wish};
+
 use crate::{
     observe::{Autoscaler, Observed, Read},
-    plan::{self, Bounds, Phase, SalePeak, StepMemory, Window},
+    plan::{self, Bounds, Phase, StepMemory, Window},
     status,
 };
 
@@ -27,11 +35,6 @@ pub struct Parsed {
 /// Longest `leadTime` and `afterSale.hold` the operator plans with: keeps every instant of the window
 /// representable (an absurd duration would overflow the date arithmetic).
 const MAX_WINDOW_DURATION_SECS: i64 = 366 * 86_400;
-/// Warm-up credit lasts this long after the last scaling decision: pods that are not Ready by then
-/// (no node, image pull failing) no longer hold back the next step.
-const WARM_UP_CREDIT_SECS: i64 = 600;
-/// Start-to-Ready samples kept in status for `leadTime: auto`.
-const STARTUP_SAMPLES: usize = 20;
 
 /// The spec, validated (the CEL rules again, see `TicketEventSpec::validate`) and parsed; `leadTime:
 /// auto` takes the lead time measured so far from `st`.
@@ -117,25 +120,6 @@ fn note(warning: bool, reason: &'static str, note: String) -> Note {
     }
 }
 
-/// A write to another autoscaler on the target (`otherAutoscalers: Cooperate`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum AutoscalerPatch {
-    /// Set the HPA's minReplicas; `save_original` stores the value to restore later, `restored`
-    /// removes that record.
-    HpaMin {
-        name: String,
-        min: i32,
-        save_original: Option<i32>,
-        restored: bool,
-    },
-    /// Pause the ScaledObject at `replicas` (by this TicketEvent), or lift the pause (`None`).
-    KedaPause {
-        name: String,
-        replicas: Option<i32>,
-        by: String,
-    },
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum Capacity {
     /// Publish this event's admission capacity (users).
@@ -186,388 +170,6 @@ impl Outcome {
     }
 }
 
-/// The status forecast from the artist's past sale peaks.
-pub fn forecast_from(s: &TicketEventSpec, history: &[SalePeak], now: DateTime<Utc>) -> Forecast {
-    let f = plan::forecast(history, now, s.fallback_expected_users);
-    Forecast {
-        expected_users: f.expected_users,
-        replicas: plan::replicas_for(
-            f.expected_users,
-            s.users_per_replica,
-            s.min_replicas,
-            s.max_replicas,
-        ),
-        method: f.method,
-        basis: f
-            .basis
-            .iter()
-            .map(|(sale, w)| PastSale {
-                event_id: sale.event_id.clone(),
-                peak_users: sale.peak_users,
-                at: ts(sale.at),
-                weight: (w * 1000.0).round() / 1000.0,
-            })
-            .collect(),
-    }
-}
-
-/// Where the forecast came from, for the ForecastFallback condition.
-enum Source {
-    /// Frozen since the opening: the condition stays as it was.
-    Frozen,
-    History,
-    NoHistory,
-    /// PostgreSQL could not be read: the last recorded forecast (`true`) or the spec's fallback.
-    Unavailable(String, bool),
-}
-
-/// The forecast for this sale: recomputed until the sale opens, then frozen in status. A failed
-/// history read falls back to the last recorded forecast, then to `fallbackExpectedUsers`.
-fn forecast(
-    s: &TicketEventSpec,
-    old: &TicketEventStatus,
-    o: &Observed,
-    ph: Phase,
-    now: DateTime<Utc>,
-) -> (Forecast, Source) {
-    if matches!(ph, Phase::OnSale | Phase::Draining | Phase::Completed)
-        && let Some(f) = &old.forecast
-    {
-        return (f.clone(), Source::Frozen);
-    }
-    let from = |h: &[SalePeak]| {
-        let f = forecast_from(s, h, now);
-        let src = if f.basis.is_empty() {
-            Source::NoHistory
-        } else {
-            Source::History
-        };
-        (f, src)
-    };
-    match &o.history {
-        Read::Ok(h) => from(h),
-        Read::Skipped => from(&[]),
-        Read::Failed(e) => match &old.forecast {
-            Some(f) => (f.clone(), Source::Unavailable(e.clone(), true)),
-            None => {
-                let mut f = forecast_from(s, &[], now);
-                f.method = "fallback (sale history unavailable)".into();
-                (f, Source::Unavailable(e.clone(), false))
-            }
-        },
-    }
-}
-
-/// This event's wish before the clamp.
-struct Wish {
-    /// `None`: no opinion (before pre-scaling, after restoring).
-    wanted: Option<i32>,
-    floor: i32,
-    reason: String,
-    memory: StepMemory,
-    drain: Option<DrainStatus>,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn wish(
-    s: &TicketEventSpec,
-    old: &TicketEventStatus,
-    p: &Parsed,
-    ph: Phase,
-    f: &Forecast,
-    o: &Observed,
-    ready: i32,
-    starting: i32,
-    now: DateTime<Utc>,
-) -> Wish {
-    let mut memory = StepMemory {
-        last_up: parse_ts(&old.last_scale_up_at),
-        last_down: parse_ts(&old.last_scale_down_at),
-    };
-    let plain = |wanted, floor, reason, memory| Wish {
-        wanted,
-        floor,
-        reason,
-        memory,
-        drain: None,
-    };
-    match ph {
-        Phase::Scheduled => plain(
-            None,
-            0,
-            format!(
-                "scheduled: pre-scaling to {} starts {}s before opening",
-                f.replicas,
-                p.window.lead.num_seconds()
-            ),
-            memory,
-        ),
-        Phase::PreScaling => plain(
-            Some(f.replicas),
-            f.replicas,
-            format!(
-                "pre-scaling for {} expected users ({})",
-                f.expected_users, f.method
-            ),
-            memory,
-        ),
-        Phase::OnSale => {
-            let current = old.desired_replicas.unwrap_or(f.replicas);
-            let depth = match &o.queue_depth {
-                Read::Ok(d) => *d,
-                Read::Failed(e) => {
-                    return plain(
-                        Some(current),
-                        f.replicas,
-                        format!("on sale: queue depth unreadable ({e}), holding {current}"),
-                        memory,
-                    );
-                }
-                Read::Skipped => 0,
-            };
-            let mut wanted = current;
-            let mut reason = format!("on sale: queue depth {depth}, holding {current}");
-            if let Some(step) = plan::queue_step(depth, &s.queue_scaling.rules, memory, now) {
-                let last_scaled = old
-                    .last_decision
-                    .as_ref()
-                    .and_then(|d| DateTime::parse_from_rfc3339(&d.at).ok());
-                let credit = starting > 0
-                    && last_scaled.is_some_and(|t| {
-                        (now - t.with_timezone(&Utc)).num_seconds() < WARM_UP_CREDIT_SECS
-                    });
-                if step.change > 0 && credit {
-                    // warm-up credit: the replicas still starting will serve soon; another step now
-                    // would overshoot (the queue cannot shrink before they are Ready)
-                    reason = format!(
-                        "{}: waits, warm-up credit: {starting} replica(s) still starting count toward {current}",
-                        step.reason
-                    );
-                } else {
-                    wanted = current.saturating_add(step.change);
-                    reason = step.reason;
-                    if step.change > 0 {
-                        memory.last_up = Some(now);
-                    } else {
-                        memory.last_down = Some(now);
-                    }
-                }
-            }
-            if let Some(per) = s.queue_scaling.target_queue_per_replica {
-                let tracked = plan::tracking_replicas(depth, per);
-                if tracked > wanted {
-                    wanted = tracked;
-                    reason = format!("queue depth {depth}: target {per} per replica -> {tracked}");
-                }
-            }
-            let drain =
-                s.queue_scaling.drain_within_seconds.map(|within| {
-                    // per replica that produced it: the service's count while measuring, else Ready now
-                    let measured =
-                        o.outflow.ok().copied().flatten().filter(|r| {
-                            r.window_secs >= tiketi_core::rules::OUTFLOW_MIN_WINDOW_SECS
-                        });
-                    let basis = measured
-                        .and_then(|r| r.replicas)
-                        .map_or(ready, |n| n.clamp(0, i64::from(i32::MAX)) as i32);
-                    let per_replica = measured
-                        .filter(|_| basis > 0)
-                        .map(|r| r.admitted_per_second / f64::from(basis))
-                        .filter(|v| v.is_finite() && *v > 0.0);
-                    DrainStatus {
-                        queue_depth: depth,
-                        outflow_per_replica: per_replica.map(|v| (v * 1000.0).round() / 1000.0),
-                        ready_replicas: basis,
-                        within_seconds: within,
-                        replicas: plan::drain_replicas(depth, per_replica, within),
-                    }
-                });
-            if let Some(d) = &drain
-                && let (Some(need), Some(per)) = (d.replicas, d.outflow_per_replica)
-                && need > wanted
-            {
-                wanted = need;
-                reason = format!(
-                    "drain {depth} queued within {}s at {per:.2}/s per ready replica -> {need}",
-                    d.within_seconds
-                );
-            }
-            // never below the forecast during the sale: the queue only fills once admissions flow
-            Wish {
-                wanted: Some(wanted),
-                floor: f.replicas,
-                reason,
-                memory,
-                drain,
-            }
-        }
-        Phase::Draining => {
-            let hold = old.desired_replicas.unwrap_or(f.replicas);
-            plain(
-                Some(hold),
-                0,
-                format!(
-                    "sale closed: holding {hold} for {}",
-                    s.after_sale.as_ref().map_or("10m", |a| a.hold.as_str())
-                ),
-                memory,
-            )
-        }
-        Phase::Completed => {
-            if old.phase.as_deref() == Some(phase::COMPLETED) {
-                plain(None, 0, "completed".into(), memory)
-            } else {
-                plain(
-                    Some(p.baseline),
-                    0,
-                    format!("sale over: back to {} replicas", p.baseline),
-                    memory,
-                )
-            }
-        }
-    }
-}
-
-/// The largest wish of the other live events on the target.
-fn others_max(o: &Observed) -> Option<i32> {
-    o.siblings.iter().filter_map(|s| s.live_wish).max()
-}
-
-fn others_sum(o: &Observed) -> i32 {
-    o.siblings
-        .iter()
-        .filter_map(|s| s.live_wish)
-        .fold(0i32, |a, w| a.saturating_add(w.max(0)))
-}
-
-/// What to write to another autoscaler on the target, and the status line about it.
-fn cooperate(
-    a: &Autoscaler,
-    key: &str,
-    merged: Option<i32>,
-    window: bool,
-    others_live: bool,
-) -> (Option<AutoscalerPatch>, String) {
-    match (a, merged.filter(|_| window)) {
-        (
-            Autoscaler::Hpa {
-                name,
-                min,
-                max,
-                original_min,
-            },
-            Some(m),
-        ) => {
-            let want = m.min(*max).max(1);
-            let before = original_min.or(*min).unwrap_or(1);
-            let effect = format!("minReplicas {before} -> {want} until the sale ends");
-            let patch = (*min != Some(want)).then(|| AutoscalerPatch::HpaMin {
-                name: name.clone(),
-                min: want,
-                save_original: original_min.is_none().then_some(before),
-                restored: false,
-            });
-            (patch, effect)
-        }
-        (
-            Autoscaler::Hpa {
-                name,
-                original_min: Some(orig),
-                ..
-            },
-            None,
-        ) if !others_live => (
-            Some(AutoscalerPatch::HpaMin {
-                name: name.clone(),
-                min: *orig,
-                save_original: None,
-                restored: true,
-            }),
-            format!("minReplicas restored to {orig}"),
-        ),
-        (
-            Autoscaler::ScaledObject {
-                name,
-                paused_replicas,
-                paused_by,
-            },
-            Some(m),
-        ) => {
-            let patch =
-                (*paused_replicas != Some(m) || paused_by.as_deref() != Some(key)).then(|| {
-                    AutoscalerPatch::KedaPause {
-                        name: name.clone(),
-                        replicas: Some(m),
-                        by: key.into(),
-                    }
-                });
-            (patch, format!("paused at {m} replicas until the sale ends"))
-        }
-        (
-            Autoscaler::ScaledObject {
-                name,
-                paused_by: Some(_),
-                ..
-            },
-            None,
-        ) if !others_live => (
-            Some(AutoscalerPatch::KedaPause {
-                name: name.clone(),
-                replicas: None,
-                by: key.into(),
-            }),
-            "pause lifted".into(),
-        ),
-        (a, _) => (None, format!("{} {} left as it is", a.kind(), a.name())),
-    }
-}
-
-/// Deleting the TicketEvent (finalizer cleanup): give the target back to what the remaining events
-/// want, or to the baseline, hand other autoscalers back, and say so.
-fn cleanup(s: &TicketEventSpec, old: &TicketEventStatus, o: &Observed) -> Outcome {
-    let mut out = Outcome::nothing();
-    out.event_id = s.event_id.parse().ok();
-    out.capacity = out.event_id.map(|_| Capacity::Remove);
-    let applied = matches!(
-        old.phase.as_deref(),
-        Some(phase::PRE_SCALING | phase::READY | phase::ON_SALE | phase::DRAINING)
-    ) && s.mode == Mode::Active;
-    let (Some(t), true) = (o.target, applied) else {
-        return out;
-    };
-    let others = others_max(o);
-    let restore = others.unwrap_or_else(|| baseline(s)).max(0);
-    let why = match others {
-        Some(n) => format!("the remaining sales want {n}"),
-        None => format!("baseline {}", baseline(s)),
-    };
-    if let Some(a) = o.autoscalers.first() {
-        if s.other_autoscalers == OtherAutoscalers::Cooperate {
-            let (patch, effect) = cooperate(a, &o.key, others, others.is_some(), others.is_some());
-            out.autoscaler = patch;
-            out.events.push(note(
-                false,
-                "Restored",
-                format!("TicketEvent deleted: {} {}: {effect}", a.kind(), a.name()),
-            ));
-        }
-        return out;
-    }
-    out.replicas_before = t.replicas;
-    if t.replicas != restore {
-        out.replicas = Some(restore);
-    }
-    out.events.push(note(
-        false,
-        "Restored",
-        format!(
-            "TicketEvent deleted: {} {} -> {restore} replicas ({why})",
-            s.target.name, t.replicas
-        ),
-    ));
-    out
-}
-
 fn invalid(old: &TicketEventStatus, o: &Observed, why: String) -> Outcome {
     let conditions = status::set(
         &old.conditions,
@@ -589,31 +191,6 @@ fn invalid(old: &TicketEventStatus, o: &Observed, why: String) -> Outcome {
         out.events.push(note(true, "InvalidSpec", why));
     }
     out
-}
-
-/// Learns pod start-to-Ready times for `leadTime: auto`.
-fn startup(s: &TicketEventSpec, old: &TicketEventStatus, o: &Observed) -> Option<StartupStatus> {
-    if s.lead_time != LEAD_TIME_AUTO {
-        return old.startup.clone();
-    }
-    let mut st = old.startup.clone().unwrap_or_default();
-    let until = parse_ts(&st.measured_until);
-    let mut fresh: Vec<_> = o
-        .pod_starts
-        .iter()
-        .filter(|p| until.is_none_or(|u| p.ready_at > u))
-        .collect();
-    fresh.sort_by_key(|p| p.ready_at);
-    for p in &fresh {
-        st.samples_seconds.push(p.seconds);
-    }
-    let excess = st.samples_seconds.len().saturating_sub(STARTUP_SAMPLES);
-    st.samples_seconds.drain(..excess);
-    if let Some(last) = fresh.last() {
-        st.measured_until = Some(ts(last.ready_at));
-    }
-    st.lead_time_seconds = Some(plan::auto_lead_secs(&st.samples_seconds));
-    Some(st)
 }
 
 pub fn decide(
