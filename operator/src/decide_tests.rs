@@ -51,6 +51,7 @@ fn sibling(wish: i32) -> Sibling {
     Sibling {
         name: "other".into(),
         live_wish: Some(wish),
+        unsure: false,
     }
 }
 
@@ -80,6 +81,46 @@ fn decide_completing_sale_never_drops_below_a_live_sibling_s_wish() {
         "the live sale's 7, not the baseline 2"
     );
     assert_eq!(out.status.unwrap().phase.as_deref(), Some("Completed"));
+}
+
+/// Found by the e2e: two sales start together; the long one scales to 5 before its status is in
+/// the store, and the short one's first pass (wish 2) must not take the target back down.
+#[test]
+fn decide_never_scales_down_while_a_live_sibling_s_wish_is_unknown() {
+    let s = spec(Duration::minutes(-1));
+    let mut o = observed(5, 5);
+    o.queue_depth = Read::Ok(0);
+    o.siblings = vec![Sibling {
+        name: "long".into(),
+        live_wish: None,
+        unsure: true,
+    }];
+    let mut lower = s.clone();
+    lower.fallback_expected_users = 3000; // 2 replicas
+    let out = decide(&lower, &TicketEventStatus::default(), &o, now());
+    assert_eq!(out.replicas, None, "5 held, not scaled to 2");
+    let summary = out.status.unwrap().summary.unwrap();
+    assert!(
+        summary.contains("not scaling down before sale long reports its wish"),
+        "{summary}"
+    );
+    // scaling up is never held back
+    let out = decide(
+        &s,
+        &TicketEventStatus::default(),
+        &observed(2, 2).with_depth(0),
+        now(),
+    );
+    assert_eq!(out.replicas, Some(5));
+    o.target = Some(Target {
+        replicas: 2,
+        existing: 2,
+        ready: 2,
+    });
+    assert_eq!(
+        decide(&s, &TicketEventStatus::default(), &o, now()).replicas,
+        Some(5)
+    );
 }
 
 /// 11b: PostgreSQL unreachable before the opening: pre-scaling goes on from the last recorded

@@ -69,6 +69,9 @@ pub struct Sibling {
     pub name: String,
     /// Its own wish (status.desiredReplicas) while it is live (pre-scaling to draining) and active.
     pub live_wish: Option<i32>,
+    /// Its window says it is live but no live status was seen yet (its first pass, or the store
+    /// lagging its status write): its wish is unknown, so nobody may scale the target down.
+    pub unsure: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -158,6 +161,20 @@ fn live(te: &TicketEvent) -> Option<i32> {
         .flatten()
 }
 
+/// Whether `te`'s window makes it live now (whatever its status says).
+fn should_be_live(te: &TicketEvent, now: DateTime<Utc>) -> bool {
+    let st = te.status.clone().unwrap_or_default();
+    te.spec.mode == Mode::Active
+        && te.metadata.deletion_timestamp.is_none()
+        && decide::parse(&te.spec, &st).is_ok_and(|p| {
+            use crate::plan::Phase::*;
+            matches!(
+                crate::plan::phase_at(&p.window, now).0,
+                PreScaling | OnSale | Draining
+            )
+        })
+}
+
 fn target_of(d: &Deployment) -> Target {
     let status = d.status.as_ref();
     Target {
@@ -244,9 +261,13 @@ pub async fn observe(ctx: &Context, te: &TicketEvent, deleting: bool) -> Result<
                 && t.name_any() != name
                 && t.spec.target == s.target
         })
-        .map(|t| Sibling {
-            name: t.name_any(),
-            live_wish: live(t),
+        .map(|t| {
+            let live_wish = live(t);
+            Sibling {
+                name: t.name_any(),
+                live_wish,
+                unsure: live_wish.is_none() && should_be_live(t, chrono::Utc::now()),
+            }
         })
         .collect();
     o.autoscalers = ctx

@@ -522,7 +522,7 @@ proptest! {
     ) {
         let te = TicketEvent::new("te", spec);
         let mut o = observed(current, &[], Some(depth));
-        o.siblings = vec![Sibling { name: "other".into(), live_wish: Some(sibling) }];
+        o.siblings = vec![Sibling { name: "other".into(), live_wish: Some(sibling), unsure: false }];
         let now = base() + chrono::Duration::minutes(offset);
         let out = decide::decide(&te.spec, &status, &o, now);
         if out.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed") {
