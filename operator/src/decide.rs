@@ -299,8 +299,15 @@ pub fn decide(
         });
     }
 
-    // our own /scale
-    if let (Some(m), Some(t), true, false, false) = (merged, o.target, active, refused, cooperating)
+    // our own /scale; never down while another live sale's wish is not known yet (it may be what
+    // sized the target: its first pass, or its status not in the store yet)
+    let unsure = o.siblings.iter().find(|x| x.unsure);
+    let held_for = match (merged, o.target, unsure) {
+        (Some(m), Some(t), Some(x)) if m < t.replicas => Some(x.name.clone()),
+        _ => None,
+    };
+    if let (Some(m), Some(t), true, false, false, None) =
+        (merged, o.target, active, refused, cooperating, &held_for)
     {
         out.replicas_before = t.replicas;
         if m != t.replicas {
@@ -594,6 +601,11 @@ pub fn decide(
     if s.lead_time == LEAD_TIME_AUTO && ph == Phase::Scheduled {
         let n = old.startup.as_ref().map_or(0, |u| u.samples_seconds.len());
         summary.push_str(&format!("; leadTime auto from {n} measured start-up(s)"));
+    }
+    if let Some(x) = &held_for {
+        summary.push_str(&format!(
+            "; not scaling down before sale {x} reports its wish"
+        ));
     }
     if budget_limited {
         summary.push_str("; capped by the connection budget");
