@@ -86,9 +86,21 @@ impl Keys {
         self.evt(event_id, "presence-seen")
     }
 
-    /// Ready user capacity of the service (replicas x users per replica), published by the operator.
-    pub fn capacity(&self) -> String {
-        format!("{}:capacity", self.prefix)
+    /// Users the event's waiting room may admit: its share of the target's ready capacity, published
+    /// by the operator as a `rules::CapacityRecord` (JSON with the publication time).
+    pub fn capacity(&self, event_id: Uuid) -> String {
+        self.evt(event_id, "capacity")
+    }
+
+    /// The event's measured waiting-room outflow (a `rules::OutflowRecord`, JSON), published by the
+    /// service's admission loop: position ETAs and the operator's drain-time rule read it.
+    pub fn outflow(&self, event_id: Uuid) -> String {
+        self.evt(event_id, "outflow")
+    }
+
+    /// Users who left the event's queue (counter the admission loop drains into the outflow).
+    pub fn queue_left(&self, event_id: Uuid) -> String {
+        self.evt(event_id, "queue-left")
     }
 
     /// Live service replicas: sorted set instance id -> heartbeat expiry (ms).
@@ -138,6 +150,12 @@ mod tests {
         );
         assert_eq!(k.queue(e), format!("tiketi:v1:{{evt:{id}}}:queue"));
         assert_eq!(k.active(e), format!("tiketi:v1:{{evt:{id}}}:active"));
+        assert_eq!(k.capacity(e), format!("tiketi:v1:{{evt:{id}}}:capacity"));
+        assert_eq!(k.outflow(e), format!("tiketi:v1:{{evt:{id}}}:outflow"));
+        assert_eq!(
+            k.queue_left(e),
+            format!("tiketi:v1:{{evt:{id}}}:queue-left")
+        );
         assert_eq!(
             k.presence_seen(e),
             format!("tiketi:v1:{{evt:{id}}}:presence-seen")

@@ -159,6 +159,108 @@ pub fn effective_threshold(event_threshold: i64, capacity: Option<i64>) -> i64 {
     }
 }
 
+/// The capacity the operator publishes per event (`keys::capacity`): users and when (ms since epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityRecord {
+    pub users: i64,
+    pub at_ms: i64,
+}
+
+/// A published capacity older than this is stale (the operator refreshes it every pass, at least
+/// every few seconds during a sale and every five minutes otherwise).
+pub const CAPACITY_MAX_AGE_MS: i64 = 6 * 60 * 1000;
+/// How long a last good capacity may stand in for a zero, stale or unreadable one.
+pub const LAST_GOOD_CAPACITY_MAX_AGE_MS: i64 = 10 * 60 * 1000;
+
+/// Why the published capacity was not used as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapacityFallback {
+    Zero,
+    Stale,
+    Unreadable,
+}
+
+impl CapacityFallback {
+    pub fn label(self) -> &'static str {
+        match self {
+            CapacityFallback::Zero => "zero",
+            CapacityFallback::Stale => "stale",
+            CapacityFallback::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// What a read of the published capacity gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CapacityRead {
+    /// Nothing published: no operator manages this event, the threshold alone applies.
+    Absent,
+    Published(CapacityRecord),
+    /// Redis or the value could not be read.
+    Unreadable,
+}
+
+/// The capacity in force for admissions, never silently closing the room: a fresh positive record
+/// is used; a zero, stale or unreadable one is replaced by `last_good` while that is younger than
+/// `LAST_GOOD_CAPACITY_MAX_AGE_MS`, else by no cap (the event's threshold). Returns the capacity to
+/// cap with, the new last good value, and the fallback taken (for the metric).
+pub fn capacity_in_force(
+    read: &CapacityRead,
+    last_good: Option<CapacityRecord>,
+    now_ms: i64,
+) -> (
+    Option<i64>,
+    Option<CapacityRecord>,
+    Option<CapacityFallback>,
+) {
+    let fallback = match read {
+        CapacityRead::Absent => return (None, last_good, None),
+        CapacityRead::Published(r) if now_ms - r.at_ms > CAPACITY_MAX_AGE_MS => {
+            CapacityFallback::Stale
+        }
+        CapacityRead::Published(r) if r.users <= 0 => CapacityFallback::Zero,
+        CapacityRead::Published(r) => return (Some(r.users), Some(*r), None),
+        CapacityRead::Unreadable => CapacityFallback::Unreadable,
+    };
+    let good = last_good.filter(|g| now_ms - g.at_ms <= LAST_GOOD_CAPACITY_MAX_AGE_MS);
+    (good.map(|g| g.users), good, Some(fallback))
+}
+
+/// The waiting room's measured outflow per event (`keys::outflow`): users leaving the queue
+/// (admitted or gone) per second over the last `window_secs`, published at `at_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutflowRecord {
+    pub per_second: f64,
+    /// Of which admissions per second (the service's admission throughput).
+    pub admitted_per_second: f64,
+    pub window_secs: f64,
+    pub at_ms: i64,
+    /// Service replicas alive while it was measured (heartbeats), so a reader can tell the outflow
+    /// per replica without mistaking replicas added since for ones that produced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i64>,
+}
+
+/// Shortest measurement window an outflow must cover before it estimates anything.
+pub const OUTFLOW_MIN_WINDOW_SECS: f64 = 10.0;
+
+/// Waiting-room ETA from the measured outflow: `None` ("not known yet") until a window of at least
+/// `OUTFLOW_MIN_WINDOW_SECS` was measured, or while nobody left the queue in it (a full room does
+/// not move: an estimate would be made up).
+pub fn queue_eta_from_outflow(position: i64, outflow: Option<OutflowRecord>) -> Option<i64> {
+    if position <= 0 {
+        return Some(0);
+    }
+    let o = outflow?;
+    if !(o.window_secs >= OUTFLOW_MIN_WINDOW_SECS && o.per_second.is_finite() && o.per_second > 0.0)
+    {
+        return None;
+    }
+    Some((position as f64 / o.per_second).ceil().min(i64::MAX as f64) as i64)
+}
+
 /// Exponentially weighted admission rate: `previous` blended with the latest window's rate.
 pub fn ewma_rate(previous: Option<f64>, admitted: u64, window_secs: f64, alpha: f64) -> f64 {
     let latest = if window_secs > 0.0 {
@@ -190,6 +292,68 @@ mod queue_tests {
         assert_eq!(effective_threshold(1000, None), 1000);
         assert_eq!(effective_threshold(1000, Some(300)), 300);
         assert_eq!(effective_threshold(100, Some(3000)), 100);
+    }
+
+    #[test]
+    fn rules_capacity_zero_or_stale_never_closes_admission() {
+        let now = 1_000_000_000;
+        let rec = |users, age| CapacityRecord {
+            users,
+            at_ms: now - age,
+        };
+        let fresh = rec(3000, 1000);
+        assert_eq!(
+            capacity_in_force(&CapacityRead::Published(fresh), None, now),
+            (Some(3000), Some(fresh), None)
+        );
+        // zero: the last good value stands in
+        assert_eq!(
+            capacity_in_force(&CapacityRead::Published(rec(0, 0)), Some(fresh), now),
+            (Some(3000), Some(fresh), Some(CapacityFallback::Zero))
+        );
+        // stale without a last good value: no cap, the event's threshold applies
+        assert_eq!(
+            capacity_in_force(
+                &CapacityRead::Published(rec(500, CAPACITY_MAX_AGE_MS + 1)),
+                None,
+                now
+            ),
+            (None, None, Some(CapacityFallback::Stale))
+        );
+        // a last good value too old is not used
+        let old = rec(3000, LAST_GOOD_CAPACITY_MAX_AGE_MS + 1);
+        assert_eq!(
+            capacity_in_force(&CapacityRead::Unreadable, Some(old), now),
+            (None, None, Some(CapacityFallback::Unreadable))
+        );
+        assert_eq!(
+            capacity_in_force(&CapacityRead::Absent, None, now),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn rules_eta_from_outflow_is_unknown_while_nothing_moves() {
+        let o = |per_second, window_secs| OutflowRecord {
+            per_second,
+            admitted_per_second: per_second,
+            window_secs,
+            at_ms: 0,
+            replicas: None,
+        };
+        assert_eq!(queue_eta_from_outflow(1, None), None);
+        assert_eq!(
+            queue_eta_from_outflow(1, Some(o(0.0, 120.0))),
+            None,
+            "full room"
+        );
+        assert_eq!(
+            queue_eta_from_outflow(1, Some(o(5.0, 2.0))),
+            None,
+            "too short"
+        );
+        assert_eq!(queue_eta_from_outflow(10, Some(o(0.5, 60.0))), Some(20));
+        assert_eq!(queue_eta_from_outflow(0, None), Some(0));
     }
 
     #[test]

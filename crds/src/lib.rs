@@ -29,6 +29,7 @@ pub mod duration;
     ),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
     printcolumn(name = "Queue", type_ = "integer", json_path = ".status.queueDepth"),
+    printcolumn(name = "Why", type_ = "string", json_path = ".status.summary"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -62,9 +63,11 @@ pub struct TicketEventSpec {
     #[serde(default = "default_users_per_replica")]
     #[x_kube(validation = Rule::new("self > 0").message("usersPerReplica must be positive"))]
     pub users_per_replica: i32,
-    /// How long before `opensAt` scaling starts, so replicas are Ready at the opening (e.g. 30m).
+    /// How long before `opensAt` scaling starts, so replicas are Ready at the opening (e.g. 30m), or
+    /// `auto`: the measured start-to-Ready time of the target's pods (kept in status across sales)
+    /// times a safety factor (30m until something was measured).
     #[serde(default = "default_lead_time")]
-    #[x_kube(validation = Rule::new("self.matches('^([0-9]+h)?([0-9]+m)?([0-9]+s)?$') && self != ''").message("leadTime must be a duration like 30m or 1h30m"))]
+    #[x_kube(validation = Rule::new("self == 'auto' || (self.matches('^([0-9]+h)?([0-9]+m)?([0-9]+s)?$') && self != '')").message("leadTime must be a duration like 30m or 1h30m, or auto"))]
     #[schemars(length(max = 20))]
     pub lead_time: String,
     #[serde(default = "default_min_replicas")]
@@ -89,6 +92,18 @@ pub struct TicketEventSpec {
     /// `Plan` publishes the plan in status without scaling; `Active` scales.
     #[serde(default)]
     pub mode: Mode,
+    /// What to do when an HPA or a KEDA ScaledObject also scales the target: `Report` (default) does
+    /// not scale and says so; `Cooperate` raises the HPA's `minReplicas` (or pauses the ScaledObject at
+    /// the wished replicas) during the sale window and restores it afterwards.
+    #[serde(default)]
+    pub other_autoscalers: OtherAutoscalers,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+pub enum OtherAutoscalers {
+    #[default]
+    Report,
+    Cooperate,
 }
 
 impl TicketEventSpec {
@@ -112,8 +127,10 @@ impl TicketEventSpec {
             "usersPerReplica must be positive",
         )?;
         check(
-            self.lead_time.len() <= 20 && duration::parse_seconds(&self.lead_time).is_some(),
-            "leadTime must be a duration like 30m or 1h30m",
+            self.lead_time == LEAD_TIME_AUTO
+                || (self.lead_time.len() <= 20
+                    && duration::parse_seconds(&self.lead_time).is_some()),
+            "leadTime must be a duration like 30m or 1h30m, or auto",
         )?;
         check(self.min_replicas >= 0, "minReplicas must not be negative")?;
         check(self.max_replicas >= 1, "maxReplicas must be at least 1")?;
@@ -162,6 +179,10 @@ impl QueueScaling {
         check(
             self.target_queue_per_replica.is_none_or(|t| t > 0),
             "targetQueuePerReplica must be positive",
+        )?;
+        check(
+            self.drain_within_seconds.is_none_or(|t| t > 0),
+            "drainWithinSeconds must be positive",
         )?;
         let rules = &self.rules;
         for r in rules {
@@ -225,6 +246,9 @@ fn is_uuid(s: &str) -> bool {
 fn default_users_per_replica() -> i32 {
     1500
 }
+/// `leadTime: auto`: from measured pod start-up times.
+pub const LEAD_TIME_AUTO: &str = "auto";
+
 fn default_lead_time() -> String {
     "30m".into()
 }
@@ -294,6 +318,11 @@ pub struct QueueScaling {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0").message("targetQueuePerReplica must be positive"))]
     pub target_queue_per_replica: Option<i64>,
+    /// Drain-time target: enough replicas to empty the waiting room within this many seconds, from
+    /// the queue depth and the admission outflow per ready replica the service measures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0").message("drainWithinSeconds must be positive"))]
+    pub drain_within_seconds: Option<i64>,
 }
 
 fn default_poll() -> i64 {
@@ -329,6 +358,7 @@ impl Default for QueueScaling {
             poll_seconds: default_poll(),
             rules: default_rules(),
             target_queue_per_replica: None,
+            drain_within_seconds: None,
         }
     }
 }
@@ -400,6 +430,68 @@ pub struct TicketEventStatus {
     pub peak_actual_users: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Replicas asked of the target (this event's wish merged with the other live events').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_replicas: Option<i32>,
+    /// Replicas that exist but are not Ready yet (counted toward scale-up decisions: warm-up credit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_replicas: Option<i32>,
+    /// Users the waiting room of this event may admit (its share of the target's ready capacity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_users: Option<i64>,
+    /// Inputs and result of the drain-time rule, when it is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainStatus>,
+    /// Another autoscaler on the target and what the operator did about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaler: Option<AutoscalerStatus>,
+    /// Measured start-to-Ready times of the target's pods, for `leadTime: auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup: Option<StartupStatus>,
+    /// One line: what the operator does now and why (the `Why` column of `kubectl get te`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainStatus {
+    pub queue_depth: i64,
+    /// Admissions per second per replica, as the service measured them (none yet: unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outflow_per_replica: Option<f64>,
+    /// The replicas that outflow was measured with (the service's count, else Ready now).
+    pub ready_replicas: i32,
+    pub within_seconds: i64,
+    /// Replicas the rule asks for (none while the outflow is unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerStatus {
+    /// `HorizontalPodAutoscaler` or `ScaledObject`.
+    pub kind: String,
+    pub name: String,
+    /// `Report` or `Cooperate` (spec.otherAutoscalers).
+    pub policy: String,
+    /// What was done, e.g. "minReplicas 2 -> 5 until the sale ends".
+    pub effect: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StartupStatus {
+    /// The last measured start-to-Ready times in seconds (newest last, at most 20).
+    #[serde(default)]
+    pub samples_seconds: Vec<i64>,
+    /// The lead time `auto` plans with (seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_time_seconds: Option<i64>,
+    /// Ready time of the newest pod measured (RFC 3339): only pods Ready after it add samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_until: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
@@ -438,6 +530,8 @@ pub mod condition {
     pub const BUDGET_LIMITED: &str = "BudgetLimited";
     pub const FORECAST_FALLBACK: &str = "ForecastFallback";
     pub const TARGET_CONFLICT: &str = "TargetConflict";
+    /// The queue depth or the service's outflow could not be read this pass.
+    pub const SIGNALS_DEGRADED: &str = "SignalsDegraded";
 }
 
 pub mod phase {
@@ -480,6 +574,7 @@ mod tests {
                 reserved: 10,
             }),
             mode: Mode::Active,
+            other_autoscalers: OtherAutoscalers::Report,
         }
     }
 
@@ -523,11 +618,15 @@ mod tests {
             ),
             (
                 Box::new(|s| s.lead_time = "30".into()),
-                "leadTime must be a duration like 30m or 1h30m",
+                "leadTime must be a duration like 30m or 1h30m, or auto",
             ),
             (
                 Box::new(|s| s.lead_time = String::new()),
-                "leadTime must be a duration like 30m or 1h30m",
+                "leadTime must be a duration like 30m or 1h30m, or auto",
+            ),
+            (
+                Box::new(|s| s.queue_scaling.drain_within_seconds = Some(0)),
+                "drainWithinSeconds must be positive",
             ),
             (
                 Box::new(|s| s.min_replicas = -1),

@@ -486,6 +486,205 @@ async fn e2e_queue_depth_scales_out_and_back_then_restores_the_baseline() {
         .ok();
 }
 
+/// Issue 11a end to end: two sales on one Deployment; the short one completes while the long one is
+/// on sale, and the Deployment never drops below the live sale's wish. Then the live sale's queue
+/// grows and the drain-time rule sizes it from the outflow the service publishes; finally deleting
+/// the live TicketEvent mid-sale gives the Deployment back to the baseline (finalizer).
+#[tokio::test]
+#[ignore = "needs a cluster: run e2e/run.sh"]
+async fn e2e_two_sales_on_one_deployment_never_drop_below_the_live_one() {
+    let client = admin().await;
+    let ns = namespace(&client, "two").await;
+    let deployments = deployment(&client, &ns, "svc", 1).await;
+    let (short_event, long_event) = (Uuid::new_v4(), Uuid::new_v4());
+    // short: 3000 fallback users = 2 replicas, on sale 15 s, 3 s hold; long: 7500 = 5 replicas
+    let short = json!({ "fallbackExpectedUsers": 3000, "afterSale": { "hold": "3s", "replicas": 1 },
+                        "queueScaling": { "pollSeconds": 1 } });
+    let long = json!({ "fallbackExpectedUsers": 7500, "afterSale": { "hold": "3s", "replicas": 1 },
+                       "queueScaling": { "pollSeconds": 1, "drainWithinSeconds": 600, "rules": [] } });
+    create_te(
+        &client,
+        &ns,
+        "short",
+        spec(
+            short_event,
+            "E2E TWO",
+            chrono::Duration::seconds(-2),
+            chrono::Duration::seconds(15),
+            short,
+        ),
+    )
+    .await
+    .unwrap();
+    create_te(
+        &client,
+        &ns,
+        "long",
+        spec(
+            long_event,
+            "E2E TWO",
+            chrono::Duration::seconds(-2),
+            chrono::Duration::minutes(10),
+            long,
+        ),
+    )
+    .await
+    .unwrap();
+    // every replica count the Deployment takes, from a watch (no polling gaps)
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<i32>::new()));
+    let recorder = {
+        let (seen, api) = (seen.clone(), deployments.clone());
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let cfg = kube::runtime::watcher::Config::default().fields("metadata.name=svc");
+            let mut stream = kube::runtime::watcher(api, cfg).boxed();
+            while let Some(Ok(ev)) = stream.next().await {
+                if let kube::runtime::watcher::Event::Apply(d)
+                | kube::runtime::watcher::Event::InitApply(d) = ev
+                {
+                    let n = d.spec.and_then(|s| s.replicas).unwrap_or(0);
+                    let mut seen = seen.lock().unwrap();
+                    if seen.last() != Some(&n) {
+                        seen.push(n);
+                    }
+                }
+            }
+        })
+    };
+    until(
+        Duration::from_secs(20),
+        "the long sale's 5 replicas",
+        || async { replicas(&deployments, "svc").await.0 == 5 },
+    )
+    .await;
+    until(
+        Duration::from_secs(60),
+        "the short sale Completed",
+        || async { status(&client, &ns, "short").await["phase"] == "Completed" },
+    )
+    .await;
+    let short_st = status(&client, &ns, "short").await;
+    eprintln!(
+        "short completed: targetReplicas {}, summary {}",
+        short_st["targetReplicas"], short_st["summary"]
+    );
+    assert_eq!(short_st["targetReplicas"], 5, "{short_st}");
+    assert_eq!(replicas(&deployments, "svc").await.0, 5);
+
+    // the live sale's queue grows; the service measured 5 admissions/s (1 per ready replica)
+    let redis = fred::prelude::Builder::from_config(
+        fred::prelude::Config::from_url(&env("REDIS_URL")).unwrap(),
+    )
+    .build()
+    .unwrap();
+    redis.init().await.unwrap();
+    let keys = tiketi_core::keys::Keys::new(
+        std::env::var("REDIS_PREFIX").unwrap_or_else(|_| tiketi_core::keys::DEFAULT_PREFIX.into()),
+    );
+    let outflow = tiketi_core::rules::OutflowRecord {
+        per_second: 5.5,
+        admitted_per_second: 5.0,
+        window_secs: 60.0,
+        at_ms: Utc::now().timestamp_millis(),
+        replicas: Some(5),
+    };
+    let _: () = fred::prelude::KeysInterface::set(
+        &redis,
+        keys.outflow(long_event),
+        serde_json::to_string(&outflow).unwrap(),
+        None,
+        None,
+        false,
+    )
+    .await
+    .unwrap();
+    let waiting: Vec<(f64, String)> = (0..6000).map(|i| (i as f64, format!("user-{i}"))).collect();
+    let _: () = redis
+        .zadd(keys.queue(long_event), None, None, false, false, waiting)
+        .await
+        .unwrap();
+    until(
+        Duration::from_secs(15),
+        "drain-time target: 10 replicas",
+        || async { replicas(&deployments, "svc").await.0 == 10 },
+    )
+    .await;
+    until(Duration::from_secs(15), "all 10 ready", || async {
+        replicas(&deployments, "svc").await.1 == 10
+    })
+    .await;
+    let st = status(&client, &ns, "long").await;
+    eprintln!(
+        "drain-time rule: drain {} | summary {} | lastDecision {}",
+        st["drain"], st["summary"], st["lastDecision"]
+    );
+    assert_eq!(st["drain"]["replicas"], 10, "{st}");
+    assert_eq!(st["drain"]["queueDepth"], 6000, "{st}");
+    let capacity: String = fred::prelude::KeysInterface::get(&redis, keys.capacity(long_event))
+        .await
+        .unwrap();
+    eprintln!("published capacity of the live sale: {capacity}");
+    recorder.abort();
+    let seen = seen.lock().unwrap().clone();
+    eprintln!("replicas the Deployment took: {seen:?}");
+    let from_five = seen.iter().position(|n| *n == 5).expect("reached 5");
+    assert!(
+        seen[from_five..].iter().all(|n| *n >= 5),
+        "dropped below the live sale's wish of 5: {seen:?}"
+    );
+
+    // deleting the live sale mid-sale gives the Deployment back to the baseline
+    Api::<TicketEvent>::namespaced(client.clone(), &ns)
+        .delete("long", &DeleteParams::default())
+        .await
+        .unwrap();
+    until(
+        Duration::from_secs(20),
+        "baseline after deletion",
+        || async { replicas(&deployments, "svc").await.0 == 1 },
+    )
+    .await;
+    until(
+        Duration::from_secs(20),
+        "the TicketEvent is gone",
+        || async {
+            Api::<TicketEvent>::namespaced(client.clone(), &ns)
+                .get_opt("long")
+                .await
+                .unwrap()
+                .is_none()
+        },
+    )
+    .await;
+    let reasons = event_reasons(&client, &ns).await;
+    assert!(reasons.iter().any(|r| r == "Restored"), "{reasons:?}");
+    let events: Vec<String> = Api::<CoreEvent>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default()
+            )
+        })
+        .collect();
+    eprintln!("events:\n{}", events.join("\n"));
+    let _: i64 = fred::prelude::KeysInterface::del(
+        &redis,
+        vec![keys.queue(long_event), keys.outflow(long_event)],
+    )
+    .await
+    .unwrap();
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .ok();
+}
+
 #[tokio::test]
 #[ignore = "needs a cluster: run e2e/run.sh"]
 async fn e2e_operator_service_account_is_sufficient_and_not_broader() {

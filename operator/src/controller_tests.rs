@@ -1,16 +1,23 @@
-//! Reconcile scenarios against the fake API server.
+//! Reconcile scenarios against the ordered API-server verifier: every call, its body, in order, and
+//! nothing else.
 
 use chrono::Duration;
 use kube::runtime::controller::Action;
-use tiketi_crds::{ConnectionBudget, Mode, TicketEventStatus};
+use serde_json::{Value, json};
+use tiketi_crds::{ConnectionBudget, Mode, OtherAutoscalers, TicketEventStatus};
 
 use crate::fixtures::*;
 
-fn status_of(fake: &Fake) -> serde_json::Value {
-    fake.find("PATCH", "/status").expect("status patched").body["status"].clone()
+fn status_body(calls: &[Call]) -> Value {
+    calls
+        .iter()
+        .find(|c| c.path.ends_with("/status"))
+        .expect("status patched")
+        .body["status"]
+        .clone()
 }
 
-fn condition(status: &serde_json::Value, type_: &str) -> (String, String) {
+fn condition(status: &Value, type_: &str) -> (String, String) {
     let c = status["conditions"]
         .as_array()
         .unwrap()
@@ -27,37 +34,78 @@ fn condition(status: &serde_json::Value, type_: &str) -> (String, String) {
 #[tokio::test]
 async fn reconcile_prescales_from_the_fallback_forecast() {
     let te = ticket_event("iu", Duration::minutes(10));
-    let (result, fake) = run(te, World::target(2, 2)).await;
+    let (result, calls) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::scale(5),
+            Expect::status(
+                &te,
+                json!({ "phase": "PreScaling", "desiredReplicas": 5, "targetReplicas": 5,
+                        "forecast": { "expectedUsers": 7500, "replicas": 5 } }),
+            ),
+            Expect::event("Scaled"),
+            Expect::event("Phase"),
+        ],
+    )
+    .await;
     result.unwrap();
-
-    let scale = fake
-        .find("PATCH", "/deployments/svc/scale")
-        .expect("scaled through /scale");
+    let st = status_body(&calls);
     assert_eq!(
-        scale.body["spec"]["replicas"], 5,
-        "7500 fallback users / 1500 per replica"
+        condition(&st, "ForecastFallback"),
+        ("True".into(), "NoHistory".into())
     );
-    let st = status_of(&fake);
-    assert_eq!(st["phase"], "PreScaling");
-    assert_eq!(st["desiredReplicas"], 5);
-    assert_eq!(st["forecast"]["expectedUsers"], 7500);
-    assert_eq!(condition(&st, "ForecastFallback").0, "True");
     assert_eq!(condition(&st, "Ready"), ("False".into(), "Warming".into()));
-    assert!(fake.event_reasons().contains(&"Scaled".to_string()));
+    assert!(
+        st["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("PreScaling: pre-scaling for 7500")
+    );
+}
+
+#[tokio::test]
+async fn reconcile_adds_the_finalizer_before_anything_else() {
+    let mut te = ticket_event("new", Duration::minutes(10));
+    te.metadata.finalizers = None;
+    let mut finalized = te.clone();
+    finalized.metadata.finalizers = Some(vec![crate::controller::FINALIZER.into()]);
+    let (result, _) = reconcile_scripted(
+        &te,
+        World::new(),
+        vec![
+            Expect::get_te(&te),
+            Expect::patch(
+                "/namespaces/default/ticketevents/new",
+                json!([{ "op": "test", "path": "/metadata/finalizers", "value": null },
+                       { "op": "add", "path": "/metadata/finalizers", "value": ["tiketi.io/restore-replicas"] }]),
+                serde_json::to_value(&finalized).unwrap(),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(result.unwrap(), Action::await_change());
 }
 
 #[tokio::test]
 async fn reconcile_plan_mode_publishes_without_scaling() {
     let mut te = ticket_event("plan", Duration::minutes(10));
     te.spec.mode = Mode::Plan;
-    let (result, fake) = run(te, World::target(2, 2)).await;
+    let (result, calls) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::status(&te, json!({ "desiredReplicas": 5, "targetReplicas": 2 })),
+            Expect::event("Phase"),
+        ],
+    )
+    .await;
     result.unwrap();
-    assert!(
-        fake.find("PATCH", "/scale").is_none(),
-        "plan mode must not scale"
-    );
-    let st = status_of(&fake);
-    assert_eq!(st["desiredReplicas"], 5);
+    let st = status_body(&calls);
     assert!(
         st["lastDecision"]["reason"]
             .as_str()
@@ -69,22 +117,26 @@ async fn reconcile_plan_mode_publishes_without_scaling() {
 #[tokio::test]
 async fn reconcile_reports_an_hpa_conflict_and_does_not_fight_it() {
     let te = ticket_event("conflict", Duration::minutes(10));
-    let (result, fake) = run(
-        te,
-        World {
-            deployment: Some(deployment(2, 2)),
-            hpas: vec![hpa_on_svc()],
-            ..Default::default()
-        },
+    let (result, calls) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te).hpa(&hpa_on_svc()),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::status(
+                &te,
+                json!({ "autoscaler": { "kind": "HorizontalPodAutoscaler", "name": "svc-hpa", "policy": "Report" } }),
+            ),
+            Expect::event("TargetConflict"),
+            Expect::event("Phase"),
+        ],
     )
     .await;
     result.unwrap();
-    assert!(fake.find("PATCH", "/scale").is_none());
     assert_eq!(
-        condition(&status_of(&fake), "TargetConflict"),
+        condition(&status_body(&calls), "TargetConflict"),
         ("True".into(), "HPA".into())
     );
-    assert!(fake.event_reasons().contains(&"TargetConflict".to_string()));
 }
 
 #[tokio::test]
@@ -95,28 +147,43 @@ async fn reconcile_caps_replicas_by_the_connection_budget() {
         pool_per_replica: 10,
         reserved: 10,
     });
-    let (result, fake) = run(te, World::target(2, 2)).await;
+    let (result, calls) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::scale(4),
+            Expect::status(&te, json!({ "desiredReplicas": 4 })),
+            Expect::event("Scaled"),
+            Expect::event("BudgetLimited"),
+            Expect::event("Phase"),
+        ],
+    )
+    .await;
     result.unwrap();
     assert_eq!(
-        fake.find("PATCH", "/scale").unwrap().body["spec"]["replicas"],
-        4
-    );
-    assert_eq!(
-        condition(&status_of(&fake), "BudgetLimited"),
+        condition(&status_body(&calls), "BudgetLimited"),
         ("True".into(), "Capped".into())
     );
-    assert!(fake.event_reasons().contains(&"BudgetLimited".to_string()));
 }
 
 #[tokio::test]
 async fn reconcile_waits_for_the_phase_boundary_when_scheduled() {
     let te = ticket_event("later", Duration::days(2));
-    let (action, fake) = run(te, World::target(2, 2)).await;
-    let action = action.unwrap();
-    assert!(fake.find("PATCH", "/scale").is_none());
-    assert_eq!(status_of(&fake)["phase"], "Scheduled");
+    let (action, _) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::status(&te, json!({ "phase": "Scheduled" })),
+            Expect::event("Phase"),
+        ],
+    )
+    .await;
     assert_eq!(
-        action,
+        action.unwrap(),
         Action::requeue(std::time::Duration::from_secs(300)),
         "capped wait, recomputed on wake-up"
     );
@@ -125,71 +192,235 @@ async fn reconcile_waits_for_the_phase_boundary_when_scheduled() {
 #[tokio::test]
 async fn reconcile_takes_the_max_of_events_on_one_deployment() {
     let te = ticket_event("small", Duration::minutes(10));
-    let mut other = ticket_event("big", Duration::minutes(5));
-    other.status = Some(TicketEventStatus {
-        phase: Some("OnSale".into()),
-        desired_replicas: Some(8),
-        ..Default::default()
-    });
-    let world = World {
-        deployment: Some(deployment(2, 2)),
-        ticket_events: vec![te.clone(), other],
-        ..Default::default()
-    };
-    let (result, fake) = run(te, world).await;
+    let other = with_status(ticket_event("big", Duration::minutes(5)), "OnSale", 8);
+    let (result, _) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te).ticket(&other),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::scale(8),
+            Expect::status(&te, json!({ "desiredReplicas": 5, "targetReplicas": 8 })),
+            Expect::event("Scaled"),
+            Expect::event("Phase"),
+        ],
+    )
+    .await;
     result.unwrap();
-    assert_eq!(
-        fake.find("PATCH", "/scale").unwrap().body["spec"]["replicas"],
-        8
-    );
-    assert_eq!(
-        status_of(&fake)["desiredReplicas"],
-        5,
-        "its own wish stays visible"
-    );
 }
 
 #[tokio::test]
 async fn reconcile_marks_warm_when_ready_replicas_reach_the_plan() {
     let te = ticket_event("warm", Duration::minutes(10));
-    let (result, fake) = run(te, World::target(5, 5)).await;
+    let (result, calls) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(5, 5),
+            Expect::status(&te, json!({ "phase": "Ready" })),
+            Expect::event("Phase"),
+        ],
+    )
+    .await;
     result.unwrap();
-    assert!(
-        fake.find("PATCH", "/scale").is_none(),
-        "already at the plan"
+    assert_eq!(
+        condition(&status_body(&calls), "Ready"),
+        ("True".into(), "Warm".into())
     );
-    let st = status_of(&fake);
-    assert_eq!(st["phase"], "Ready");
-    assert_eq!(condition(&st, "Ready"), ("True".into(), "Warm".into()));
 }
 
 #[tokio::test]
 async fn reconcile_restores_the_baseline_after_the_sale() {
-    let mut te = ticket_event("done", Duration::hours(-3));
-    te.status = Some(TicketEventStatus {
-        phase: Some("Draining".into()),
-        desired_replicas: Some(9),
-        ..Default::default()
-    });
-    let (action, fake) = run(te, World::target(9, 9)).await;
-    let action = action.unwrap();
+    let te = with_status(ticket_event("done", Duration::hours(-3)), "Draining", 9);
+    let (action, _) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(9, 9),
+            Expect::scale(2),
+            Expect::status(&te, json!({ "phase": "Completed" })),
+            Expect::event("Scaled"),
+            Expect::event("SaleCompleted"),
+            Expect::event("Phase"),
+        ],
+    )
+    .await;
     assert_eq!(
-        fake.find("PATCH", "/scale").unwrap().body["spec"]["replicas"],
-        2
+        action.unwrap(),
+        Action::requeue(std::time::Duration::from_secs(300))
     );
-    assert_eq!(status_of(&fake)["phase"], "Completed");
-    assert!(fake.event_reasons().contains(&"SaleCompleted".to_string()));
-    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(300)));
+}
+
+/// Defect 11a at the API: the completing sale gives the Deployment back to the live sale's wish.
+#[tokio::test]
+async fn reconcile_completing_sale_keeps_a_live_sibling_s_replicas() {
+    let te = with_status(ticket_event("done", Duration::hours(-3)), "Draining", 9);
+    let live = with_status(ticket_event("live", Duration::minutes(-5)), "OnSale", 7);
+    let (result, _) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te).ticket(&live),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(9, 9),
+            Expect::scale(7),
+            Expect::status(&te, json!({ "phase": "Completed", "targetReplicas": 7 })),
+            Expect::event("Scaled"),
+            Expect::event("SaleCompleted"),
+            Expect::event("Phase"),
+        ],
+    )
+    .await;
+    result.unwrap();
+}
+
+/// Defect 11f at the API: deleting a TicketEvent mid-sale restores the target, then releases it.
+#[tokio::test]
+async fn reconcile_deleting_mid_sale_restores_the_baseline_and_removes_the_finalizer() {
+    let mut te = with_status(ticket_event("gone", Duration::minutes(-5)), "OnSale", 9);
+    te.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    let mut released = te.clone();
+    released.metadata.finalizers = None;
+    let (result, _) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(9, 9),
+            Expect::scale(2),
+            Expect::event("Restored"),
+            Expect::patch(
+                "/namespaces/default/ticketevents/gone",
+                json!([{ "op": "test", "path": "/metadata/finalizers/0", "value": "tiketi.io/restore-replicas" },
+                       { "op": "remove", "path": "/metadata/finalizers/0" }]),
+                serde_json::to_value(&released).unwrap(),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(result.unwrap(), Action::await_change());
+}
+
+/// Defect 11g at the API: with `Cooperate`, the HPA's minReplicas carries the wish during the sale
+/// (its original saved for the restore) and the operator does not write /scale itself.
+#[tokio::test]
+async fn reconcile_cooperates_with_an_hpa_by_raising_its_min_replicas() {
+    let mut te = ticket_event("coop", Duration::minutes(10));
+    te.spec.other_autoscalers = OtherAutoscalers::Cooperate;
+    let (result, calls) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te).hpa(&hpa_on_svc()),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::patch(
+                "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/svc-hpa",
+                json!({ "spec": { "minReplicas": 5 },
+                        "metadata": { "annotations": { "tiketi.io/original-min-replicas": "2" } } }),
+                serde_json::to_value(hpa_on_svc()).unwrap(),
+            ),
+            Expect::status(
+                &te,
+                json!({ "autoscaler": { "policy": "Cooperate", "effect": "minReplicas 2 -> 5 until the sale ends" } }),
+            ),
+            Expect::event("Cooperating"),
+            Expect::event("Phase"),
+        ],
+    )
+    .await;
+    result.unwrap();
+    assert_eq!(
+        condition(&status_body(&calls), "TargetConflict"),
+        ("False".into(), "Cooperating".into())
+    );
+}
+
+#[tokio::test]
+async fn reconcile_cooperates_with_keda_by_pausing_the_scaled_object() {
+    let mut te = ticket_event("keda", Duration::minutes(10));
+    te.spec.other_autoscalers = OtherAutoscalers::Cooperate;
+    let (result, _) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te).scaled_object(&scaled_object_on_svc()),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::patch(
+                "/apis/keda.sh/v1alpha1/namespaces/default/scaledobjects/svc-keda",
+                json!({ "metadata": { "annotations": {
+                    "autoscaling.keda.sh/paused-replicas": "5", "tiketi.io/paused-by": "default/keda" } } }),
+                serde_json::to_value(scaled_object_on_svc()).unwrap(),
+            ),
+            Expect::status(&te, json!({ "autoscaler": { "kind": "ScaledObject", "effect": "paused at 5 replicas until the sale ends" } })),
+            Expect::event("Cooperating"),
+            Expect::event("Phase"),
+        ],
+    )
+    .await;
+    result.unwrap();
+}
+
+#[tokio::test]
+async fn reconcile_reports_a_keda_scaled_object_as_a_conflict() {
+    let te = ticket_event("kedaconflict", Duration::minutes(10));
+    let (result, calls) = reconcile_scripted(
+        &te,
+        World::new()
+            .ticket(&te)
+            .scaled_object(&scaled_object_on_svc()),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::status(
+                &te,
+                json!({ "autoscaler": { "kind": "ScaledObject", "policy": "Report" } }),
+            ),
+            Expect::event("TargetConflict"),
+            Expect::event("Phase"),
+        ],
+    )
+    .await;
+    result.unwrap();
+    assert_eq!(
+        condition(&status_body(&calls), "TargetConflict"),
+        ("True".into(), "ScaledObject".into())
+    );
 }
 
 #[tokio::test]
 async fn reconcile_fails_an_unparseable_spec_clearly() {
     let mut te = ticket_event("bad", Duration::minutes(10));
     te.spec.opens_at = "tomorrow".into();
-    let (action, fake) = run(te, World::target(2, 2)).await;
-    let action = action.unwrap();
-    let st = status_of(&fake);
-    assert_eq!(st["phase"], "Failed");
-    assert_eq!(condition(&st, "Ready").1, "InvalidSpec");
-    assert_eq!(action, Action::await_change());
+    let (action, calls) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::status(&te, json!({ "phase": "Failed" })),
+            Expect::event("InvalidSpec"),
+        ],
+    )
+    .await;
+    assert_eq!(action.unwrap(), Action::await_change());
+    assert_eq!(condition(&status_body(&calls), "Ready").1, "InvalidSpec");
+}
+
+#[tokio::test]
+async fn reconcile_of_a_vanished_ticket_event_makes_no_other_call() {
+    let te = ticket_event("vanished", Duration::minutes(10));
+    let (action, _) = reconcile_scripted(
+        &te,
+        World::new(),
+        vec![Expect::not_found(
+            "GET",
+            "/namespaces/default/ticketevents/vanished",
+        )],
+    )
+    .await;
+    assert_eq!(action.unwrap(), Action::await_change());
+    let _ = TicketEventStatus::default();
 }

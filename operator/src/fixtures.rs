@@ -1,182 +1,266 @@
-//! A fake API server for reconcile tests: answers the calls the reconciler makes from a small in-memory
-//! world and records every request, so tests assert on what was patched (tower-test mock service).
+//! Test fixtures: an ordered API-server verifier (controller-rs's `ApiServerVerifier` idea: each
+//! expected call, with its method, path and the parts of its body that matter, in order, and nothing
+//! else), builders for TicketEvents and their world, and a context whose stores the test fills.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
 use k8s_openapi::api::{apps::v1::Deployment, autoscaling::v2::HorizontalPodAutoscaler};
-use kube::{Client, client::Body, runtime::events::Recorder};
+use kube::{
+    Client,
+    api::DynamicObject,
+    client::Body,
+    runtime::{
+        events::Recorder,
+        reflector::{self, store::Writer},
+        watcher,
+    },
+};
 use serde_json::{Value, json};
-use tiketi_crds::{TicketEvent, TicketEventSpec};
+use tiketi_crds::{TicketEvent, TicketEventSpec, TicketEventStatus};
 
-use crate::{controller::Context, metrics::Metrics};
+use crate::{
+    controller::{Context, FINALIZER, Stores},
+    metrics::Metrics,
+};
 
+/// One expected request and the answer to give.
+#[derive(Debug, Clone)]
+pub struct Expect {
+    pub method: &'static str,
+    /// The request path ends with this (query excluded).
+    pub path: String,
+    /// Query fragments the request must carry.
+    pub query: Vec<&'static str>,
+    /// Parts of the JSON body the request must contain (`None`: not checked).
+    pub body: Option<Value>,
+    pub status: StatusCode,
+    pub reply: Value,
+}
+
+impl Expect {
+    fn new(method: &'static str, path: &str, body: Option<Value>, reply: Value) -> Self {
+        Expect {
+            method,
+            path: path.into(),
+            query: vec![],
+            body,
+            status: StatusCode::OK,
+            reply,
+        }
+    }
+    pub fn get(path: &str, reply: Value) -> Self {
+        Self::new("GET", path, None, reply)
+    }
+    pub fn put(path: &str, body: Value, reply: Value) -> Self {
+        Self::new("PUT", path, Some(body), reply)
+    }
+    pub fn patch(path: &str, body: Value, reply: Value) -> Self {
+        Self::new("PATCH", path, Some(body), reply)
+    }
+    pub fn not_found(method: &'static str, path: &str) -> Self {
+        Expect {
+            status: StatusCode::NOT_FOUND,
+            ..Self::new(
+                method,
+                path,
+                None,
+                json!({ "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404 }),
+            )
+        }
+    }
+    pub fn with_query(mut self, q: &'static str) -> Self {
+        self.query.push(q);
+        self
+    }
+
+    /// GET of the TicketEvent (the pass starts from the stored object).
+    pub fn get_te(te: &TicketEvent) -> Self {
+        let name = te.metadata.name.clone().unwrap_or_default();
+        Self::get(
+            &format!("/namespaces/default/ticketevents/{name}"),
+            serde_json::to_value(te).unwrap(),
+        )
+    }
+    pub fn get_deployment(replicas: i32, ready: i32) -> Self {
+        Self::get(
+            "/apis/apps/v1/namespaces/default/deployments/svc",
+            serde_json::to_value(deployment(replicas, ready)).unwrap(),
+        )
+    }
+    pub fn scale(replicas: i32) -> Self {
+        Self::patch(
+            "/apis/apps/v1/namespaces/default/deployments/svc/scale",
+            json!({ "spec": { "replicas": replicas } }),
+            json!({ "apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": { "name": "svc" }, "spec": { "replicas": replicas } }),
+        )
+    }
+    /// Server-side apply of the status; `status` lists the fields that must be in it.
+    pub fn status(te: &TicketEvent, status: Value) -> Self {
+        let name = te.metadata.name.clone().unwrap_or_default();
+        let mut reply = serde_json::to_value(te).unwrap();
+        reply["status"] = json!({});
+        Self::patch(
+            &format!("/namespaces/default/ticketevents/{name}/status"),
+            json!({ "status": status }),
+            reply,
+        )
+        .with_query("fieldManager=tiketi-operator")
+        .with_query("force=true")
+    }
+    /// A Kubernetes Event with this reason (and the note containing `note`, if given).
+    pub fn event(reason: &str) -> Self {
+        Self::new(
+            "POST",
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+            Some(json!({ "reason": reason })),
+            Value::Null,
+        )
+    }
+}
+
+/// Whether `actual` contains everything in `expected` (objects: those keys, recursively; anything
+/// else: equal).
+pub fn includes(actual: &Value, expected: &Value) -> bool {
+    match (actual, expected) {
+        (Value::Object(a), Value::Object(e)) => e
+            .iter()
+            .all(|(k, v)| a.get(k).is_some_and(|x| includes(x, v))),
+        (a, e) => a == e,
+    }
+}
+
+/// A request the verifier served.
 #[derive(Debug, Clone)]
 pub struct Call {
+    #[allow(dead_code)]
     pub method: String,
     pub path: String,
     pub body: Value,
 }
 
-#[derive(Default, Clone)]
-pub struct World {
-    pub deployment: Option<Deployment>,
-    pub hpas: Vec<HorizontalPodAutoscaler>,
-    pub ticket_events: Vec<TicketEvent>,
-}
-
-impl World {
-    /// Just the target Deployment with `replicas`, `ready` of them ready.
-    pub fn target(replicas: i32, ready: i32) -> Self {
-        World {
-            deployment: Some(deployment(replicas, ready)),
-            ..Default::default()
-        }
-    }
-}
-
-pub struct Fake {
-    pub calls: Arc<Mutex<Vec<Call>>>,
-}
-
-impl Fake {
-    pub fn calls(&self) -> Vec<Call> {
-        self.calls.lock().unwrap().clone()
-    }
-
-    pub fn find(&self, method: &str, path_end: &str) -> Option<Call> {
-        self.calls()
-            .into_iter()
-            .find(|c| c.method == method && c.path.ends_with(path_end))
-    }
-
-    /// Reasons of the Kubernetes Events published.
-    pub fn event_reasons(&self) -> Vec<String> {
-        self.calls()
-            .into_iter()
-            .filter(|c| c.path.contains("/events"))
-            .filter_map(|c| c.body["reason"].as_str().map(String::from))
-            .collect()
-    }
-}
-
-fn list(items: Vec<Value>, kind: &str) -> Value {
-    json!({ "apiVersion": "v1", "kind": kind, "metadata": { "resourceVersion": "1" }, "items": items })
-}
-
-/// A client whose requests are served from `world`.
-pub fn client(world: World) -> (Client, Fake) {
+/// A client whose requests must be exactly `script`, in order. The returned future completes once
+/// every client handle is gone and yields the calls; it panics on a wrong, missing or extra call.
+pub fn verifier(script: Vec<Expect>) -> (Client, impl Future<Output = Vec<Call>>) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let calls = Arc::new(Mutex::new(Vec::new()));
-    let recorded = calls.clone();
-    tokio::spawn(async move {
-        while let Some((req, send)) = handle.next_request().await {
+    let task = tokio::spawn(async move {
+        let mut calls = Vec::new();
+        for (i, want) in script.into_iter().enumerate() {
+            // every client handle dropped before the call: it never came
+            let Some((req, send)) = handle.next_request().await else {
+                panic!("call {i} never came: {} {}", want.method, want.path);
+            };
             let (parts, body) = req.into_parts();
             let bytes = body.collect_bytes().await.unwrap_or_default();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             let (method, path) = (parts.method.to_string(), parts.uri.path().to_string());
-            recorded.lock().unwrap().push(Call {
-                method: method.clone(),
-                path: path.clone(),
-                body: body.clone(),
-            });
-            let (status, reply) = route(&world, &method, &path, &body);
+            let query = parts.uri.query().unwrap_or_default().to_string();
+            assert!(
+                method == want.method && path.ends_with(&want.path),
+                "call {i}: got {method} {path}, expected {} …{}",
+                want.method,
+                want.path
+            );
+            for q in &want.query {
+                assert!(
+                    query.contains(q),
+                    "call {i} {path}: query {query} lacks {q}"
+                );
+            }
+            if let Some(expected) = &want.body {
+                assert!(
+                    includes(&body, expected),
+                    "call {i} {method} {path}: body\n{body:#}\nlacks\n{expected:#}"
+                );
+            }
+            let reply = if want.reply.is_null() {
+                body.clone()
+            } else {
+                want.reply.clone()
+            };
+            calls.push(Call { method, path, body });
             send.send_response(
                 Response::builder()
-                    .status(status)
+                    .status(want.status)
                     .body(Body::from(serde_json::to_vec(&reply).unwrap()))
                     .unwrap(),
             );
         }
+        if let Some((req, _)) = handle.next_request().await {
+            panic!("unexpected call: {} {}", req.method(), req.uri());
+        }
+        calls
     });
-    (Client::new(service, "default"), Fake { calls })
+    let client = Client::new(service, "default");
+    (client, async move { task.await.expect("verifier") })
 }
 
-fn route(world: &World, method: &str, path: &str, body: &Value) -> (StatusCode, Value) {
-    let not_found = (
-        StatusCode::NOT_FOUND,
-        json!({ "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404 }),
-    );
-    match (method, path) {
-        ("GET", p) if p.starts_with("/apis/apps/v1/namespaces/") && p.contains("/deployments/") => {
-            match &world.deployment {
-                Some(d) => (StatusCode::OK, serde_json::to_value(d).unwrap()),
-                None => not_found,
-            }
+/// Stores filled by the test (what the reflectors would hold).
+pub struct World {
+    pub tickets: Writer<TicketEvent>,
+    pub hpas: Writer<HorizontalPodAutoscaler>,
+    pub scaled_objects: Writer<DynamicObject>,
+    pub stores: Stores,
+}
+
+impl World {
+    pub fn new() -> Self {
+        let (tickets_r, tickets) = reflector::store();
+        let (hpas_r, hpas) = reflector::store();
+        let scaled_objects = Writer::new(crate::act::scaled_object_resource());
+        let so_r = scaled_objects.as_reader();
+        World {
+            tickets,
+            hpas,
+            scaled_objects,
+            stores: Stores {
+                tickets: tickets_r,
+                hpas: hpas_r,
+                scaled_objects: so_r,
+            },
         }
-        ("PATCH", p) if p.ends_with("/scale") => {
-            let replicas = body["spec"]["replicas"].clone();
-            (
-                StatusCode::OK,
-                json!({ "apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": { "name": "svc" }, "spec": { "replicas": replicas } }),
-            )
-        }
-        ("GET", p) if p.contains("/horizontalpodautoscalers") => (
-            StatusCode::OK,
-            list(
-                world
-                    .hpas
-                    .iter()
-                    .map(|h| serde_json::to_value(h).unwrap())
-                    .collect(),
-                "HorizontalPodAutoscalerList",
-            ),
-        ),
-        ("GET", p) if p.contains("/ticketevents/") => {
-            let name = p.rsplit('/').next().unwrap_or_default();
-            match world
-                .ticket_events
-                .iter()
-                .find(|t| t.metadata.name.as_deref() == Some(name))
-            {
-                Some(t) => (StatusCode::OK, serde_json::to_value(t).unwrap()),
-                None => not_found,
-            }
-        }
-        ("GET", p) if p.ends_with("/ticketevents") => (
-            StatusCode::OK,
-            list(
-                world
-                    .ticket_events
-                    .iter()
-                    .map(|t| serde_json::to_value(t).unwrap())
-                    .collect(),
-                "TicketEventList",
-            ),
-        ),
-        ("PATCH", p) if p.ends_with("/status") => {
-            // echo a whole object back: the client decodes a TicketEvent
-            let name = p
-                .trim_end_matches("/status")
-                .rsplit('/')
-                .next()
-                .unwrap_or("te");
-            let mut te =
-                serde_json::to_value(ticket_event(name, chrono::Duration::minutes(1))).unwrap();
-            te["status"] = body["status"].clone();
-            (StatusCode::OK, te)
-        }
-        ("POST", p) if p.contains("/events") => (StatusCode::CREATED, body.clone()),
-        _ => not_found,
+    }
+    pub fn ticket(mut self, te: &TicketEvent) -> Self {
+        self.tickets
+            .apply_watcher_event(&watcher::Event::Apply(te.clone()));
+        self
+    }
+    pub fn hpa(mut self, h: &HorizontalPodAutoscaler) -> Self {
+        self.hpas
+            .apply_watcher_event(&watcher::Event::Apply(h.clone()));
+        self
+    }
+    pub fn scaled_object(mut self, so: &DynamicObject) -> Self {
+        self.scaled_objects
+            .apply_watcher_event(&watcher::Event::Apply(so.clone()));
+        self
     }
 }
 
-pub fn context(client: Client) -> Arc<Context> {
+pub fn context(
+    client: Client,
+    stores: Stores,
+    db: Option<sqlx::PgPool>,
+    redis: Option<fred::clients::Pool>,
+    keys: tiketi_core::keys::Keys,
+) -> Arc<Context> {
     Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
             crate::controller::reporter(Some("test".into())),
         ),
         client,
-        db: None,
-        redis: None,
-        keys: tiketi_core::keys::Keys::default(),
+        db,
+        redis,
+        keys,
         metrics: Arc::new(Metrics::default()),
+        stores,
         failures: Default::default(),
     })
 }
 
-/// A TicketEvent named `name` opening `opens_in` from now, for two hours, on Deployment `svc`.
+/// A TicketEvent named `name` opening `opens_in` from now, for two hours, on Deployment `svc`, with
+/// the operator's finalizer already on it.
 pub fn ticket_event(name: &str, opens_in: chrono::Duration) -> TicketEvent {
     let opens = chrono::Utc::now() + opens_in;
     let spec: TicketEventSpec = serde_json::from_value(json!({
@@ -190,6 +274,17 @@ pub fn ticket_event(name: &str, opens_in: chrono::Duration) -> TicketEvent {
     let mut te = TicketEvent::new(name, spec);
     te.metadata.namespace = Some("default".into());
     te.metadata.generation = Some(1);
+    te.metadata.uid = Some(format!("uid-{name}"));
+    te.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    te
+}
+
+pub fn with_status(mut te: TicketEvent, phase: &str, desired: i32) -> TicketEvent {
+    te.status = Some(TicketEventStatus {
+        phase: Some(phase.into()),
+        desired_replicas: Some(desired),
+        ..Default::default()
+    });
     te
 }
 
@@ -212,21 +307,36 @@ pub fn hpa_on_svc() -> HorizontalPodAutoscaler {
     .unwrap()
 }
 
-/// Reconciles `te` once against `world` (which then also holds `te`, as the API server would).
-pub async fn run(
-    te: TicketEvent,
-    mut world: World,
-) -> (crate::Result<kube::runtime::controller::Action>, Fake) {
-    if !world
-        .ticket_events
-        .iter()
-        .any(|t| t.metadata.name == te.metadata.name)
-    {
-        world.ticket_events.push(te.clone());
-    }
-    let (client, fake) = client(world);
-    (
-        crate::controller::reconcile(Arc::new(te), context(client)).await,
-        fake,
-    )
+pub fn scaled_object_on_svc() -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": { "name": "svc-keda", "namespace": "default" },
+        "spec": { "scaleTargetRef": { "name": "svc" }, "minReplicaCount": 1, "maxReplicaCount": 30 }
+    }))
+    .unwrap()
+}
+
+/// Reconciles `te` once with `world`'s stores against exactly `script`; returns the result and the
+/// calls made (every one of them was expected, in order).
+pub async fn reconcile_scripted(
+    te: &TicketEvent,
+    world: World,
+    script: Vec<Expect>,
+) -> (crate::Result<kube::runtime::controller::Action>, Vec<Call>) {
+    reconcile_scripted_with(te, world, script, None, None, Default::default()).await
+}
+
+pub async fn reconcile_scripted_with(
+    te: &TicketEvent,
+    world: World,
+    script: Vec<Expect>,
+    db: Option<sqlx::PgPool>,
+    redis: Option<fred::clients::Pool>,
+    keys: tiketi_core::keys::Keys,
+) -> (crate::Result<kube::runtime::controller::Action>, Vec<Call>) {
+    let (client, done) = verifier(script);
+    let ctx = context(client, world.stores.clone(), db, redis, keys);
+    let result = crate::controller::reconcile(Arc::new(te.clone()), ctx).await;
+    drop(world);
+    (result, done.await)
 }

@@ -1,8 +1,11 @@
 //! Leader election on a `coordination.k8s.io` Lease, so two operator replicas never both scale.
-//! The leader renews every `renew`; a standby takes over once the lease is `duration` old. Updates
-//! use the Lease's resourceVersion, so two candidates cannot both win the same round.
+//! client-go's semantics: the leader renews every `retry`; when no renewal succeeded within
+//! `renew_deadline` (shorter than the lease) it steps down — stops acting — before a standby may take
+//! over. A standby judges expiry by its own clock: the lease is expired once the record it observed
+//! has not changed for `lease` (never by comparing the holder's renewTime with its own clock, which
+//! skew would break). Updates carry the Lease's resourceVersion, so two candidates cannot both win.
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use k8s_openapi::{
     api::coordination::v1::{Lease, LeaseSpec},
@@ -10,12 +13,43 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kube::{Api, Client, api::PostParams};
+use tokio::{sync::Mutex, time::Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How long a lease stays valid without renewal.
+    pub lease: Duration,
+    /// The leader steps down when no renewal succeeded for this long (< `lease`).
+    pub renew_deadline: Duration,
+    /// Pause between two attempts.
+    pub retry: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            lease: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The lease record as last observed, and when (this process's monotonic clock).
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    holder: Option<String>,
+    renew: Option<String>,
+    transitions: Option<i32>,
+    duration: Option<i32>,
+}
 
 pub struct Elector {
     api: Api<Lease>,
     name: String,
     identity: String,
-    duration: Duration,
+    timing: Timing,
+    observed: Mutex<Option<(Seen, Instant)>>,
 }
 
 impl Elector {
@@ -24,13 +58,27 @@ impl Elector {
         namespace: &str,
         name: &str,
         identity: String,
-        duration: Duration,
+        timing: Timing,
     ) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             name: name.into(),
             identity,
-            duration,
+            timing,
+            observed: Mutex::new(None),
+        }
+    }
+
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    fn seen(spec: &LeaseSpec) -> Seen {
+        Seen {
+            holder: spec.holder_identity.clone().filter(|h| !h.is_empty()),
+            renew: spec.renew_time.as_ref().map(|t| t.0.to_string()),
+            transitions: spec.lease_transitions,
+            duration: spec.lease_duration_seconds,
         }
     }
 
@@ -39,7 +87,7 @@ impl Elector {
         let now = MicroTime(Timestamp::now());
         let spec = |transitions: i32, acquired: Option<MicroTime>| LeaseSpec {
             holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(self.duration.as_secs() as i32),
+            lease_duration_seconds: Some(self.timing.lease.as_secs() as i32),
             acquire_time: acquired.or(Some(now.clone())),
             renew_time: Some(now.clone()),
             lease_transitions: Some(transitions),
@@ -54,17 +102,35 @@ impl Elector {
                 spec: Some(spec(0, None)),
             };
             return match self.api.create(&PostParams::default(), &fresh).await {
-                Ok(_) => Ok(true),
+                Ok(created) => {
+                    self.remember(created.spec.as_ref()).await;
+                    Ok(true)
+                }
                 Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
                 Err(e) => Err(e),
             };
         };
         let current = lease.spec.clone().unwrap_or_default();
-        let mine = current.holder_identity.as_deref() == Some(&self.identity);
-        let expired = current.renew_time.as_ref().is_none_or(|t| {
-            let age = Timestamp::now().duration_since(t.0);
-            age.as_secs() >= i64::from(current.lease_duration_seconds.unwrap_or(15))
-        });
+        let seen = Self::seen(&current);
+        let observed_at = {
+            let mut observed = self.observed.lock().await;
+            match observed.as_ref() {
+                Some((s, at)) if *s == seen => *at,
+                _ => {
+                    let at = Instant::now();
+                    *observed = Some((seen.clone(), at));
+                    at
+                }
+            }
+        };
+        let mine = seen.holder.as_deref() == Some(&self.identity);
+        let valid_for = Duration::from_secs(
+            current
+                .lease_duration_seconds
+                .unwrap_or(self.timing.lease.as_secs() as i32)
+                .max(0) as u64,
+        );
+        let expired = seen.holder.is_none() || observed_at + valid_for <= Instant::now();
         if !mine && !expired {
             return Ok(false);
         }
@@ -78,9 +144,143 @@ impl Elector {
             .replace(&self.name, &PostParams::default(), &lease)
             .await
         {
-            Ok(_) => Ok(true),
+            Ok(updated) => {
+                self.remember(updated.spec.as_ref()).await;
+                Ok(true)
+            }
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    async fn remember(&self, spec: Option<&LeaseSpec>) {
+        if let Some(spec) = spec {
+            *self.observed.lock().await = Some((Self::seen(spec), Instant::now()));
+        }
+    }
+}
+
+/// Why a leader stopped leading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepDown {
+    /// Another candidate holds the lease.
+    Lost,
+    /// No renewal succeeded within the renew deadline (errors or calls that hang).
+    DeadlinePassed,
+}
+
+/// Keeps leadership by calling `renew` every `retry`; returns as soon as it is lost or when no
+/// renewal succeeded within `renew_deadline` — a hanging call counts as a failed one.
+pub async fn keep_leading<F, Fut, E>(mut renew: F, timing: Timing) -> StepDown
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, E>>,
+    E: std::fmt::Display,
+{
+    let mut last_ok = Instant::now();
+    loop {
+        tokio::time::sleep(timing.retry).await;
+        let deadline = last_ok + timing.renew_deadline;
+        match tokio::time::timeout_at(deadline, renew()).await {
+            Ok(Ok(true)) => last_ok = Instant::now(),
+            Ok(Ok(false)) => return StepDown::Lost,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "lease renewal failed");
+                if Instant::now() >= deadline {
+                    return StepDown::DeadlinePassed;
+                }
+            }
+            Err(_) => return StepDown::DeadlinePassed,
+        }
+    }
+}
+
+/// Waits until this candidate leads (true) or `shutdown` completes (false).
+pub async fn acquire(elector: &Elector, shutdown: impl Future<Output = ()>) -> bool {
+    tokio::pin!(shutdown);
+    loop {
+        match elector.try_lead().await {
+            Ok(true) => return true,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "lease not reachable"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(elector.timing.retry) => {}
+            _ = &mut shutdown => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{Expect, verifier};
+    use serde_json::json;
+
+    fn lease(holder: &str, renew: &str) -> serde_json::Value {
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": { "name": "op", "namespace": "ns", "resourceVersion": "7" },
+            "spec": { "holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": renew, "leaseTransitions": 1 }
+        })
+    }
+
+    /// The holder's clock runs an hour behind: its renewTime looks ancient to the standby, which
+    /// must still wait a whole lease duration of its own observation before taking over.
+    #[tokio::test(start_paused = true)]
+    async fn leader_standby_judges_expiry_by_its_own_observation() {
+        let skewed = "2026-12-01T10:00:00.000000Z";
+        let (client, done) = verifier(vec![
+            Expect::get("/leases/op", lease("other", skewed)),
+            Expect::get("/leases/op", lease("other", skewed)),
+            Expect::put(
+                "/leases/op",
+                json!({ "spec": { "holderIdentity": "me" } }),
+                lease("me", skewed),
+            ),
+        ]);
+        let e = Elector::new(client, "ns", "op", "me".into(), Timing::default());
+        assert!(
+            !e.try_lead().await.unwrap(),
+            "took over a lease renewed moments ago"
+        );
+        tokio::time::advance(Duration::from_secs(16)).await;
+        assert!(
+            e.try_lead().await.unwrap(),
+            "unchanged for a lease duration: expired"
+        );
+        drop(e);
+        done.await;
+    }
+
+    /// A renewal that hangs (API server unreachable without an error) must not keep a leader acting.
+    #[tokio::test(start_paused = true)]
+    async fn leader_steps_down_when_no_renewal_succeeds_within_the_deadline() {
+        let timing = Timing::default();
+        let started = Instant::now();
+        let renew = || std::future::pending::<Result<bool, String>>();
+        let stepped = tokio::time::timeout(timing.lease, keep_leading(renew, timing)).await;
+        assert_eq!(
+            stepped,
+            Ok(StepDown::DeadlinePassed),
+            "still leading after the lease ran out"
+        );
+        assert!(started.elapsed() <= timing.renew_deadline + timing.retry);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leader_steps_down_after_failures_past_the_deadline_not_a_count() {
+        let timing = Timing::default();
+        let mut calls = 0;
+        let renew = || {
+            calls += 1;
+            let ok = calls <= 2;
+            async move { if ok { Ok(true) } else { Err("unreachable") } }
+        };
+        let started = Instant::now();
+        assert_eq!(keep_leading(renew, timing).await, StepDown::DeadlinePassed);
+        // two good renewals (2 s, 4 s), then failures until 4 s + the deadline
+        assert!(started.elapsed() >= Duration::from_secs(14));
+        assert!(started.elapsed() <= Duration::from_secs(16));
     }
 }

@@ -1,14 +1,23 @@
 //! TIKETI operator: plans, pre-scales and follows ticket sales (`TicketEvent`).
 
+pub mod act;
 pub mod controller;
 #[cfg(test)]
 mod controller_tests;
+pub mod decide;
+#[cfg(test)]
+mod decide_tests;
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod io_tests;
 pub mod leader;
 pub mod metrics;
+pub mod observe;
 pub mod plan;
 pub mod signals;
+#[cfg(test)]
+mod spec_props;
 pub mod status;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -23,6 +32,8 @@ pub enum Error {
     Redis(#[from] fred::error::Error),
     #[error("TicketEvent must be namespaced")]
     NotNamespaced,
+    #[error("finalizer: {0}")]
+    Finalizer(String),
 }
 
 impl Error {
@@ -33,6 +44,7 @@ impl Error {
             Error::Db(_) => "postgres",
             Error::Redis(_) => "redis",
             Error::NotNamespaced => "spec",
+            Error::Finalizer(_) => "finalizer",
         }
     }
 }

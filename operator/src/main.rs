@@ -4,8 +4,8 @@ use axum::{Router, routing::get};
 use clap::Parser;
 use kube::{Client, runtime::events::Recorder};
 use tiketi_operator::{
-    controller::{self, Context},
-    leader::Elector,
+    controller::{self, Deps},
+    leader::{self, Elector, Timing},
     metrics::Metrics,
 };
 use tracing_subscriber::EnvFilter;
@@ -80,15 +80,14 @@ async fn main() -> anyhow::Result<()> {
         None => None,
     };
     let metrics = Arc::new(Metrics::default());
-    let ctx = Arc::new(Context {
+    let deps = Deps {
         recorder: Recorder::new(client.clone(), controller::reporter(Some(identity.clone()))),
         client: client.clone(),
         db,
         redis,
         keys: tiketi_core::keys::Keys::new(cfg.redis_prefix.clone()),
         metrics: metrics.clone(),
-        failures: Default::default(),
-    });
+    };
 
     let web_metrics = metrics.clone();
     let web = Router::new()
@@ -106,47 +105,27 @@ async fn main() -> anyhow::Result<()> {
 
     if !cfg.leader_election {
         metrics.leader.set(1);
-        return controller::run(ctx, shutdown_signal()).await;
+        return controller::run(deps, shutdown_signal()).await;
     }
     let elector = Elector::new(
         client,
         &cfg.namespace,
         &cfg.lease_name,
         identity.clone(),
-        Duration::from_secs(15),
+        Timing::default(),
     );
-    loop {
-        match elector.try_lead().await {
-            Ok(true) => break,
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "lease not reachable"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            _ = shutdown_signal() => return Ok(()),
-        }
+    if !leader::acquire(&elector, shutdown_signal()).await {
+        return Ok(());
     }
     tracing::info!(%identity, "leading");
     metrics.leader.set(1);
-    // keep renewing; losing the lease stops the controller and the process (a standby takes over)
+    // renew until the lease is lost or the renew deadline passes; then stop acting (and exit: a
+    // standby takes over once the lease runs out)
+    let timing = elector.timing();
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        let mut failures = 0;
-        loop {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            match elector.try_lead().await {
-                Ok(true) => failures = 0,
-                Ok(false) => break,
-                Err(e) => {
-                    failures += 1;
-                    tracing::warn!(error = %e, "lease renewal failed");
-                    if failures >= 5 {
-                        break;
-                    }
-                }
-            }
-        }
-        tracing::warn!("leadership lost");
+        let why = leader::keep_leading(|| elector.try_lead(), timing).await;
+        tracing::warn!(?why, "leadership lost: stopping");
         let _ = lost_tx.send(());
     });
     let stop = async move {
@@ -155,7 +134,9 @@ async fn main() -> anyhow::Result<()> {
             _ = lost_rx => {}
         }
     };
-    controller::run(ctx, stop).await
+    let result = controller::run(deps, stop).await;
+    metrics.leader.set(0);
+    result
 }
 
 async fn shutdown_signal() {

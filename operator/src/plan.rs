@@ -141,21 +141,25 @@ fn cooled(last: Option<DateTime<Utc>>, now: DateTime<Utc>, cooldown_secs: i64) -
 }
 
 /// The step the queue rules take at `depth`: the largest matching scale-up (strictly above its
-/// threshold, its cooldown elapsed since the last scale-up), else the largest matching scale-down
-/// (strictly below its threshold, its cooldown elapsed since any scaling). Between the thresholds
-/// nothing happens: that dead band is the hysteresis.
+/// threshold) whose cooldown has elapsed since the last scale-up, else the largest matching
+/// scale-down (strictly below its threshold, its cooldown elapsed since any scaling). Between the
+/// thresholds nothing happens: that dead band is the hysteresis. A deeper queue matches every rule a
+/// shallower one does, so it never takes a smaller step (a larger rule still cooling down falls back
+/// to a smaller one that has cooled, instead of to nothing).
 pub fn queue_step(
     depth: i64,
     rules: &[StepRule],
     memory: StepMemory,
     now: DateTime<Utc>,
 ) -> Option<Step> {
-    let up = rules
+    let matching_up = rules
         .iter()
-        .filter(|r| r.change > 0 && r.above.is_some_and(|a| depth > a))
-        .max_by_key(|r| r.above);
-    if let Some(r) = up {
-        return cooled(memory.last_up, now, r.cooldown_seconds).then(|| Step {
+        .filter(|r| r.change > 0 && r.above.is_some_and(|a| depth > a));
+    if matching_up.clone().next().is_some() {
+        let r = matching_up
+            .filter(|r| cooled(memory.last_up, now, r.cooldown_seconds))
+            .max_by_key(|r| r.above)?;
+        return Some(Step {
             change: r.change,
             reason: format!(
                 "queue depth {depth} > {}: +{} (cooldown {}s)",
@@ -203,6 +207,50 @@ pub fn clamp(wanted: i32, floor: i32, b: Bounds) -> (i32, bool) {
     match b.budget {
         Some(cap) if within > cap => (cap.max(0), true),
         _ => (within, false),
+    }
+}
+
+/// Drain-time target: replicas that empty `depth` queued users within `within_secs` when each ready
+/// replica lets `per_replica_outflow` users a second through. `None` while the outflow is unknown.
+pub fn drain_replicas(
+    depth: i64,
+    per_replica_outflow: Option<f64>,
+    within_secs: i64,
+) -> Option<i32> {
+    let per = per_replica_outflow.filter(|p| p.is_finite() && *p > 0.0)?;
+    let through = per * within_secs.max(1) as f64;
+    Some((depth.max(0) as f64 / through).ceil().min(i32::MAX as f64) as i32)
+}
+
+/// This event's share of the target's ready capacity: the ready replicas split between the live
+/// events on the target in proportion to their wishes, times this event's users per replica.
+pub fn capacity_share(ready: i32, own_wish: i32, all_wishes: i32, users_per_replica: i32) -> i64 {
+    let ready = i64::from(ready.max(0));
+    let per = i64::from(users_per_replica.max(0));
+    if all_wishes <= 0 || own_wish >= all_wishes {
+        return ready.saturating_mul(per);
+    }
+    ready
+        .saturating_mul(i64::from(own_wish.max(0)))
+        .saturating_mul(per)
+        / i64::from(all_wishes)
+}
+
+/// Safety factor on the measured start-to-Ready time for `leadTime: auto`.
+pub const LEAD_SAFETY_FACTOR: f64 = 2.0;
+/// Least lead time `auto` plans with (image pulls and scheduling vary more than the samples show).
+pub const LEAD_AUTO_MIN_SECS: i64 = 120;
+/// Lead time `auto` starts with until a start-up was measured.
+pub const LEAD_AUTO_DEFAULT_SECS: i64 = 1800;
+
+/// `leadTime: auto`: the slowest recent start-to-Ready time times the safety factor, at least
+/// `LEAD_AUTO_MIN_SECS`; the default until something was measured.
+pub fn auto_lead_secs(samples: &[i64]) -> i64 {
+    match samples.iter().copied().filter(|s| *s >= 0).max() {
+        Some(slowest) => {
+            ((slowest as f64 * LEAD_SAFETY_FACTOR).ceil() as i64).max(LEAD_AUTO_MIN_SECS)
+        }
+        None => LEAD_AUTO_DEFAULT_SECS,
     }
 }
 
@@ -313,6 +361,25 @@ mod tests {
         assert!(queue_step(10, &rules, after_up, t(0) + Duration::seconds(600)).is_some());
     }
 
+    /// Found by the decide property: above 20000 with the +5 rule still cooling down (300 s) but the
+    /// +2 rule cooled (180 s), the old rule took no step at all while 6000 queued users got +2.
+    #[test]
+    fn steps_fall_back_to_a_smaller_rule_that_has_cooled() {
+        let rules = default_rules();
+        let up = StepMemory {
+            last_up: Some(t(0)),
+            last_down: None,
+        };
+        let later = t(0) + Duration::seconds(200);
+        assert_eq!(queue_step(6_000, &rules, up, later).unwrap().change, 2);
+        assert_eq!(queue_step(25_000, &rules, up, later).unwrap().change, 2);
+        let much_later = t(0) + Duration::seconds(300);
+        assert_eq!(
+            queue_step(25_000, &rules, up, much_later).unwrap().change,
+            5
+        );
+    }
+
     #[test]
     fn clamp_applies_floor_bounds_and_budget() {
         let b = Bounds {
@@ -324,6 +391,20 @@ mod tests {
         assert_eq!(clamp(1, 3, b), (3, false));
         assert_eq!(clamp(12, 3, b), (8, true));
         assert_eq!(clamp(30, 3, Bounds { budget: None, ..b }), (20, false));
+    }
+
+    #[test]
+    fn drain_capacity_and_lead_time_maths() {
+        assert_eq!(drain_replicas(6000, Some(10.0), 60), Some(10));
+        assert_eq!(drain_replicas(6001, Some(10.0), 60), Some(11));
+        assert_eq!(drain_replicas(6000, None, 60), None);
+        assert_eq!(drain_replicas(6000, Some(0.0), 60), None);
+        assert_eq!(capacity_share(6, 5, 10, 1000), 3000);
+        assert_eq!(capacity_share(6, 8, 8, 1000), 6000);
+        assert_eq!(capacity_share(6, 0, 0, 1000), 6000);
+        assert_eq!(auto_lead_secs(&[]), LEAD_AUTO_DEFAULT_SECS);
+        assert_eq!(auto_lead_secs(&[30, 95, 40]), 190);
+        assert_eq!(auto_lead_secs(&[5]), LEAD_AUTO_MIN_SECS);
     }
 
     fn rules_strategy() -> impl Strategy<Value = Vec<StepRule>> {

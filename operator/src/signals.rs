@@ -5,14 +5,17 @@
 use chrono::{DateTime, Utc};
 use fred::prelude::{Expiration, KeysInterface, SortedSetsInterface};
 use sqlx::PgPool;
+use tiketi_core::rules::{CapacityRecord, OutflowRecord};
 use uuid::Uuid;
 
 use crate::plan::SalePeak;
 
-/// Peak concurrent users of every past sale of `artist` (one per event), excluding `current`.
+/// Peak demand of every past sale of `artist` (one per event), excluding `current`: the users on the
+/// page plus those waiting in the queue, the highest minute (`artist_sale_peaks.peak_demand_users`),
+/// so a sale whose admissions were capped still teaches the next forecast its real demand.
 pub async fn history(db: &PgPool, artist: &str, current: Uuid) -> sqlx::Result<Vec<SalePeak>> {
     let rows: Vec<(Option<Uuid>, i32, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT event_id, peak_concurrent_users, last_minute FROM artist_sale_peaks
+        "SELECT event_id, peak_demand_users, last_minute FROM artist_sale_peaks
          WHERE lower(artist_name) = lower($1) AND event_id IS DISTINCT FROM $2
          ORDER BY last_minute DESC LIMIT 50",
     )
@@ -40,7 +43,7 @@ pub async fn actual_peak(db: &PgPool, event: Uuid) -> sqlx::Result<Option<i64>> 
     Ok(peak.map(i64::from))
 }
 
-pub struct Outcome<'a> {
+pub struct SaleOutcome<'a> {
     pub event: Uuid,
     pub artist: &'a str,
     pub ticket_event: &'a str,
@@ -52,7 +55,7 @@ pub struct Outcome<'a> {
 }
 
 /// Records forecast against actual for a finished sale (idempotent per TicketEvent and event).
-pub async fn record_outcome(db: &PgPool, o: &Outcome<'_>) -> sqlx::Result<()> {
+pub async fn record_outcome(db: &PgPool, o: &SaleOutcome<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO sale_forecasts (event_id, artist_name, ticket_event, forecast_users, forecast_replicas, forecast_method,
                                      actual_peak_users, actual_peak_queue)
@@ -82,20 +85,47 @@ pub async fn queue_depth(
     redis.zcard(keys.queue(event)).await
 }
 
-/// Publishes the ready user capacity; the waiting room never admits beyond it. It expires unless
-/// refreshed, so a stopped operator cannot pin the service to a stale figure.
+/// Publishes the event's admission capacity with its publication time; the waiting room never
+/// admits beyond it while it is fresh (and falls back when it is zero or stale). It expires after
+/// a day unless refreshed, so a removed operator leaves nothing behind for long.
 pub async fn publish_capacity(
     redis: &fred::clients::Pool,
     keys: &tiketi_core::keys::Keys,
+    event: Uuid,
     users: i64,
 ) -> Result<(), fred::error::Error> {
+    let record = CapacityRecord {
+        users,
+        at_ms: Utc::now().timestamp_millis(),
+    };
+    let value = serde_json::to_string(&record).unwrap_or_default();
     redis
         .set(
-            keys.capacity(),
-            users,
-            Some(Expiration::EX(120)),
+            keys.capacity(event),
+            value,
+            Some(Expiration::EX(86_400)),
             None,
             false,
         )
         .await
+}
+
+/// Removes the event's capacity (the sale is over): its waiting room is bounded by its threshold.
+pub async fn remove_capacity(
+    redis: &fred::clients::Pool,
+    keys: &tiketi_core::keys::Keys,
+    event: Uuid,
+) -> Result<(), fred::error::Error> {
+    let _: i64 = redis.del(keys.capacity(event)).await?;
+    Ok(())
+}
+
+/// The waiting room's outflow the service measured (`None` when it published none).
+pub async fn outflow(
+    redis: &fred::clients::Pool,
+    keys: &tiketi_core::keys::Keys,
+    event: Uuid,
+) -> Result<Option<OutflowRecord>, fred::error::Error> {
+    let raw: Option<String> = redis.get(keys.outflow(event)).await?;
+    Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
 }

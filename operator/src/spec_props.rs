@@ -1,39 +1,62 @@
-//! Arbitrary TicketEvent specs through the operator's own path: `parse` (which validates) either
-//! refuses the spec, or the plan (phase, forecast, this event's wish, the clamp) stays within
-//! min/max and the connection budget at every instant and queue depth, never panicking.
+//! Properties of `decide`, called directly: arbitrary TicketEvent specs are refused or planned within
+//! min/max and the connection budget at every instant and queue depth (never panicking); more queued
+//! users never ask for fewer replicas; the target never drops below a live sibling's wish; and a
+//! queue hovering around a threshold takes at most one scale step per cooldown.
 
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use tiketi_crds::{
-    AfterSale, ConnectionBudget, Mode, QueueScaling, StepRule, TargetKind, TargetRef, TicketEvent,
-    TicketEventSpec, TicketEventStatus,
+    AfterSale, ConnectionBudget, Mode, OtherAutoscalers, QueueScaling, StepRule, TargetKind,
+    TargetRef, TicketEvent, TicketEventSpec, TicketEventStatus, condition,
 };
 
-use super::{forecast_from, parse, ts, wish};
-use crate::plan::{self, Bounds, SalePeak};
+use crate::{
+    decide::{self, Outcome, parse, ts},
+    observe::{Observed, Read, Sibling, Target},
+    plan::{self, SalePeak},
+};
 
-/// What reconcile decides for `te` at `now`: `Err` = refused spec, `None` = no opinion,
-/// `Some((replicas, budget_limited))`.
+/// The observation of a pass: the target at `replicas`, all Ready, the queue at `depth`.
+fn observed(replicas: i32, history: &[SalePeak], depth: Option<i64>) -> Observed {
+    Observed {
+        target: Some(Target {
+            replicas,
+            existing: replicas,
+            ready: replicas,
+        }),
+        history: Read::Ok(history.to_vec()),
+        queue_depth: depth.map_or(Read::Skipped, Read::Ok),
+        ..Observed::empty("default/te")
+    }
+}
+
+/// What `decide` wants for `te` at `now`: `Err` = refused spec, `None` = no opinion (scheduled, or
+/// restored), `Some((replicas, budget_limited))`.
 fn decide(
     te: &TicketEvent,
     now: DateTime<Utc>,
     history: &[SalePeak],
     depth: Option<i64>,
 ) -> Result<Option<(i32, bool)>, String> {
-    let s = &te.spec;
-    let p = parse(te)?;
-    let (phase, _) = plan::phase_at(&p.window, now);
-    let forecast = forecast_from(te, history, now);
-    let (wanted, floor, _, _) = wish(te, &p, phase, &forecast, depth, now);
-    let bounds = Bounds {
-        min: s.min_replicas,
-        max: s.max_replicas,
-        budget: s
-            .connection_budget
-            .as_ref()
-            .map(|b| plan::budget_cap(b.max_connections, b.pool_per_replica, b.reserved)),
-    };
-    Ok(wanted.map(|w| plan::clamp(w, floor, bounds)))
+    let old = te.status.clone().unwrap_or_default();
+    parse(&te.spec, &old)?;
+    let out = decide::decide(&te.spec, &old, &observed(2, history, depth), now);
+    Ok(wish_of(&out, &old))
+}
+
+fn wish_of(out: &Outcome, old: &TicketEventStatus) -> Option<(i32, bool)> {
+    let st = out.status.as_ref()?;
+    let restored =
+        st.phase.as_deref() == Some("Completed") && old.phase.as_deref() == Some("Completed");
+    let planned = !restored && !matches!(st.phase.as_deref(), Some("Scheduled" | "Failed"));
+    let limited = st
+        .conditions
+        .iter()
+        .any(|c| c.type_ == condition::BUDGET_LIMITED && c.status == "True");
+    planned
+        .then_some(st.desired_replicas)
+        .flatten()
+        .map(|n| (n, limited))
 }
 
 fn base() -> DateTime<Utc> {
@@ -145,6 +168,7 @@ fn spec() -> impl Strategy<Value = TicketEventSpec> {
                 poll_seconds,
                 rules,
                 target_queue_per_replica,
+                drain_within_seconds: None,
             },
             after_sale: after.map(|(hold, replicas)| AfterSale { hold, replicas }),
             connection_budget: budget.map(|(max_connections, pool_per_replica, reserved)| {
@@ -155,6 +179,7 @@ fn spec() -> impl Strategy<Value = TicketEventSpec> {
                 }
             }),
             mode: Mode::Active,
+            other_autoscalers: OtherAutoscalers::Report,
         },
     )
 }
@@ -240,6 +265,7 @@ fn tame_spec() -> impl Strategy<Value = TicketEventSpec> {
                     poll_seconds: poll,
                     rules,
                     target_queue_per_replica: tqpr,
+                    drain_within_seconds: None,
                 },
                 after_sale: after.map(|(hold, at_max)| AfterSale {
                     hold,
@@ -251,6 +277,7 @@ fn tame_spec() -> impl Strategy<Value = TicketEventSpec> {
                     reserved,
                 }),
                 mode: Mode::Active,
+                other_autoscalers: OtherAutoscalers::Report,
             }
         },
     )
@@ -348,7 +375,7 @@ fn valid() -> TicketEvent {
 fn spec_props_valid_specs_are_planned() {
     // the generator's baseline is accepted, so the property does not only see refusals
     let te = valid();
-    assert!(parse(&te).is_ok());
+    assert!(parse(&te.spec, &Default::default()).is_ok());
     let during = base() + chrono::Duration::minutes(30);
     assert!(matches!(decide(&te, during, &[], Some(0)), Ok(Some(_))));
 }
@@ -360,7 +387,7 @@ fn spec_props_regression_huge_lead_time_is_refused_not_a_panic() {
     let mut te = valid();
     te.spec.lead_time = "99999999999999h".into();
     assert_eq!(
-        parse(&te).err().as_deref(),
+        parse(&te.spec, &Default::default()).err().as_deref(),
         Some("leadTime: longer than 366 days")
     );
     te.spec.lead_time = "30m".into();
@@ -368,7 +395,7 @@ fn spec_props_regression_huge_lead_time_is_refused_not_a_panic() {
         hold: "9999999999999s".into(),
         replicas: None,
     });
-    assert!(parse(&te).is_err());
+    assert!(parse(&te.spec, &Default::default()).is_err());
 }
 
 /// Found by the property: `fallbackExpectedUsers: 9223372036854775807` (CEL: >= 0) overflowed the
@@ -397,4 +424,144 @@ fn spec_props_regression_extreme_numbers_do_not_overflow() {
     }
     assert_eq!(plan::replicas_for(i64::MAX, 1, 0, i32::MAX), i32::MAX);
     assert_eq!(plan::tracking_replicas(i64::MAX, 2), i32::MAX);
+}
+
+/// A sale on now (opened 30 minutes before `base()`), with `rules` and optional target tracking.
+fn on_sale(rules: Vec<StepRule>, tracking: Option<i64>) -> TicketEvent {
+    let mut te = valid();
+    te.spec.opens_at = (base() - chrono::Duration::minutes(30)).to_rfc3339();
+    te.spec.closes_at = (base() + chrono::Duration::hours(2)).to_rfc3339();
+    te.spec.max_replicas = 40;
+    te.spec.queue_scaling.rules = rules;
+    te.spec.queue_scaling.target_queue_per_replica = tracking;
+    te
+}
+
+fn ladder() -> impl Strategy<Value = Vec<StepRule>> {
+    (1i64..30_000, 1i64..30_000, 1i32..6, 0i64..1_000).prop_map(|(low, gap, up, below_gap)| {
+        vec![
+            StepRule {
+                above: Some(low),
+                below: None,
+                change: up,
+                cooldown_seconds: 180,
+            },
+            StepRule {
+                above: Some(low + gap),
+                below: None,
+                change: up + 2,
+                cooldown_seconds: 300,
+            },
+            StepRule {
+                above: None,
+                below: Some((low - below_gap).max(0)),
+                change: -1,
+                cooldown_seconds: 600,
+            },
+        ]
+    })
+}
+
+fn sale_status(
+    desired: i32,
+    up_secs_ago: Option<i64>,
+    down_secs_ago: Option<i64>,
+) -> TicketEventStatus {
+    TicketEventStatus {
+        phase: Some("OnSale".into()),
+        desired_replicas: Some(desired),
+        last_scale_up_at: up_secs_ago.map(|s| ts(base() - chrono::Duration::seconds(s))),
+        last_scale_down_at: down_secs_ago.map(|s| ts(base() - chrono::Duration::seconds(s))),
+        ..Default::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// More queued users never ask for fewer replicas (steps, tracking and drain-time together).
+    #[test]
+    fn prop_decide_is_monotone_in_queue_depth(
+        rules in ladder(),
+        tracking in proptest::option::of(100i64..20_000),
+        drain in proptest::option::of((1i64..3_600, 0.1f64..50.0)),
+        desired in 0i32..40,
+        up in proptest::option::of(0i64..1_000),
+        down in proptest::option::of(0i64..1_000),
+        d1 in 0i64..100_000,
+        d2 in 0i64..100_000,
+    ) {
+        let mut te = on_sale(rules, tracking);
+        te.spec.queue_scaling.drain_within_seconds = drain.map(|(w, _)| w);
+        let old = sale_status(desired, up, down);
+        let wanted = |depth| {
+            let mut o = observed(desired.max(1), &[], Some(depth));
+            o.outflow = Read::Ok(drain.map(|(_, per)| tiketi_core::rules::OutflowRecord {
+                per_second: per * 2.0,
+                admitted_per_second: per * f64::from(desired.max(1)),
+                window_secs: 60.0,
+                at_ms: 0,
+                replicas: None,
+            }));
+            let out = decide::decide(&te.spec, &old, &o, base());
+            out.status.unwrap().desired_replicas.unwrap()
+        };
+        let (lo, hi) = (d1.min(d2), d1.max(d2));
+        prop_assert!(wanted(lo) <= wanted(hi), "{} queued -> {}, {} queued -> {}", lo, wanted(lo), hi, wanted(hi));
+    }
+
+    /// Whatever this event's phase and wish, the target never goes below a live sibling's wish.
+    #[test]
+    fn prop_decide_never_below_a_live_sibling_s_wish(
+        spec in tame_spec(),
+        status in status(),
+        sibling in 0i32..60,
+        current in 0i32..60,
+        offset in -30_000i64..30_000,
+        depth in 0i64..100_000,
+    ) {
+        let te = TicketEvent::new("te", spec);
+        let mut o = observed(current, &[], Some(depth));
+        o.siblings = vec![Sibling { name: "other".into(), live_wish: Some(sibling), unsure: false }];
+        let now = base() + chrono::Duration::minutes(offset);
+        let out = decide::decide(&te.spec, &status, &o, now);
+        if out.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed") {
+            return Ok(());
+        }
+        if wish_of(&out, &status).is_some() {
+            let after = out.replicas.unwrap_or(current);
+            prop_assert!(after >= sibling, "target {} below the sibling's {}", after, sibling);
+        } else {
+            prop_assert!(out.replicas.is_none(), "scaled without an opinion");
+        }
+    }
+
+    /// A queue hovering around a threshold, one pass a second for less than any cooldown, takes at
+    /// most one step up and one down, with each pass's status and scale fed into the next.
+    #[test]
+    fn prop_decide_takes_at_most_one_step_per_cooldown(
+        rules in ladder(),
+        wiggle in proptest::collection::vec(-50i64..50, 1..170),
+        start in 5i32..20,
+    ) {
+        // start at or above the forecast floor (7500 fallback users / 1500 = 5): every scale is a step
+        let threshold = rules[0].above.unwrap();
+        let te = on_sale(rules, None);
+        let mut old = sale_status(start, None, None);
+        let mut replicas = start;
+        let (mut ups, mut downs) = (0, 0);
+        for (i, w) in wiggle.iter().enumerate() {
+            let now = base() + chrono::Duration::seconds(i as i64);
+            let out = decide::decide(&te.spec, &old, &observed(replicas, &[], Some(threshold + w)), now);
+            if let Some(n) = out.replicas {
+                if n > replicas { ups += 1 } else { downs += 1 }
+                replicas = n;
+            }
+            let st = out.status.unwrap();
+            prop_assert!(st.last_scale_up_at == old.last_scale_up_at || st.last_scale_up_at == Some(ts(now)));
+            old = st;
+        }
+        prop_assert!(ups <= 1, "{} scale-ups within one cooldown", ups);
+        prop_assert!(downs <= 1, "{} scale-downs within one cooldown", downs);
+    }
 }

@@ -82,6 +82,9 @@ pub struct Metrics {
     pub db_statement_timeouts: Counter,
     pub dependency_up: Family<DependencyLabels, Gauge>,
     pub redis_maxmemory_policy: Family<PolicyLabels, Gauge>,
+    /// Reads of an event's published capacity that were zero, stale or unreadable (kind), answered
+    /// with the last good value or the event's threshold instead.
+    pub queue_capacity_fallbacks: Family<KindLabels, Counter>,
 }
 
 fn http_histogram() -> Histogram {
@@ -122,6 +125,7 @@ impl Metrics {
             db_statement_timeouts: Counter::default(),
             dependency_up: Family::default(),
             redis_maxmemory_policy: Family::default(),
+            queue_capacity_fallbacks: Family::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -263,6 +267,11 @@ impl Metrics {
             "tiketi_redis_maxmemory_policy",
             "Redis maxmemory-policy last read by this replica (1 on the current one; \"unknown\" when CONFIG is forbidden)",
             m.redis_maxmemory_policy.clone(),
+        );
+        r.register(
+            "tiketi_queue_capacity_fallbacks",
+            "Published capacities not used as they were (kind: zero|stale|unreadable)",
+            m.queue_capacity_fallbacks.clone(),
         );
         Metrics { registry: r, ..m }
     }

@@ -1,5 +1,6 @@
 //! The traffic sampler: once a minute, for every event in its sale window, one `traffic_logs` row with
-//! the users on its page (distinct, across replicas), its queue length and the live replica count.
+//! the users on its page (distinct, across replicas), its queue length, their sum (the demand the
+//! operator forecasts from; the peak sample of the minute) and the live replica count.
 //! This is the history the operator forecasts the next sale of the same artist from.
 //! Every replica heartbeats into a Redis set so the count of replicas needs no Kubernetes access.
 
@@ -69,18 +70,21 @@ pub async fn sample(state: &AppState) -> anyhow::Result<usize> {
             .await?;
         let queued: i64 = state.redis.zcard(state.keys.queue(*event_id)).await?;
         sqlx::query(
-            "INSERT INTO traffic_logs (event_id, artist_name, minute, concurrent_users, queue_users, replicas)
-             VALUES ($1, $2, date_trunc('minute', now()), $3, $4, $5)
+            "INSERT INTO traffic_logs (event_id, artist_name, minute, concurrent_users, queue_users, replicas, demand_users)
+             VALUES ($1, $2, date_trunc('minute', now()), $3, $4, $5, $6)
              ON CONFLICT (event_id, minute) DO UPDATE SET
                  concurrent_users = GREATEST(traffic_logs.concurrent_users, EXCLUDED.concurrent_users),
                  queue_users = GREATEST(traffic_logs.queue_users, EXCLUDED.queue_users),
-                 replicas = GREATEST(traffic_logs.replicas, EXCLUDED.replicas)",
+                 replicas = GREATEST(traffic_logs.replicas, EXCLUDED.replicas),
+                 demand_users = GREATEST(traffic_logs.demand_users, EXCLUDED.demand_users)",
         )
         .bind(event_id)
         .bind(artist)
         .bind(on_page.max(admitted) as i32)
         .bind(queued as i32)
         .bind(replicas.max(1) as i32)
+        // demand: everyone on the page plus everyone waiting (admission caps concurrent_users)
+        .bind(on_page.max(admitted).saturating_add(queued).min(i64::from(i32::MAX)) as i32)
         .execute(&mut *tx)
         .await?;
     }

@@ -5,18 +5,18 @@
 //! (`queue-updated`).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::LazyLock,
     time::{Duration, Instant},
 };
 
 use fred::{
-    prelude::{Expiration, KeysInterface, SetsInterface},
+    prelude::{Expiration, KeysInterface, SetsInterface, SortedSetsInterface},
     types::scripts::Script,
 };
 use serde_json::json;
 use tiketi_core::{
-    rules::{effective_threshold, ewma_rate},
+    rules::{OutflowRecord, effective_threshold},
     time::to_wire,
     wire::{event, room},
 };
@@ -29,7 +29,10 @@ static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(include_str!(
 
 const LEASE_TTL: Duration = Duration::from_secs(3);
 const THRESHOLD_CACHE: Duration = Duration::from_secs(5);
+/// How often the measured outflow is published.
 const RATE_WINDOW: Duration = Duration::from_secs(2);
+/// The outflow is measured over the last this long (or since the lane started, if shorter).
+const OUTFLOW_WINDOW: Duration = Duration::from_secs(120);
 
 pub const MSG_ENTRY_ALLOWED: &str = "입장이 허용되었습니다. 잠시 후 자동으로 이동합니다.";
 
@@ -42,7 +45,9 @@ struct EventLane {
     last_update: Option<Instant>,
     window_admitted: u64,
     window_start: Option<Instant>,
-    rate: Option<f64>,
+    /// Since when this lane measures, and (when, admitted, left the queue) per publication window.
+    measured_since: Option<Instant>,
+    moves: VecDeque<(Instant, u64, u64)>,
 }
 
 pub async fn run(state: AppState) {
@@ -97,7 +102,6 @@ async fn tick_once(
     gates: &mut HashMap<Uuid, (Gate, Instant)>,
 ) -> Result<(), fred::error::Error> {
     let events: Vec<String> = state.redis.smembers(state.keys.queue_index()).await?;
-    let capacity = super::capacity(state).await;
     let now = Instant::now();
     let per_tick = state.config.admission_rate as f64 * tick.as_secs_f64();
     for id in events {
@@ -109,6 +113,7 @@ async fn tick_once(
             let _: i64 = state.redis.srem(state.keys.queue_index(), id).await?;
             continue;
         };
+        let capacity = super::capacity(state, event_id).await;
         let limit = effective_threshold(event_gate.threshold, capacity);
         let lane = lanes.entry(event_id).or_default();
         lane.credit = (lane.credit + per_tick).min(per_tick.max(1.0) * 2.0);
@@ -143,25 +148,50 @@ async fn tick_once(
         }
         state.metrics.queue_admitted.inc_by(admitted.len() as u64);
 
-        // measured admission rate, for the waiters' ETAs
+        // measured outflow (admissions and users leaving the queue), for the waiters' ETAs and the
+        // operator's drain-time rule
+        let since = *lane.measured_since.get_or_insert(now);
         let start = *lane.window_start.get_or_insert(now);
         lane.window_admitted += admitted.len() as u64;
         if now.duration_since(start) >= RATE_WINDOW {
-            let rate = ewma_rate(
-                lane.rate,
-                lane.window_admitted,
-                now.duration_since(start).as_secs_f64(),
-                0.3,
-            );
-            lane.rate = Some(rate);
+            let left: Option<u64> = state.redis.getdel(state.keys.queue_left(event_id)).await?;
+            lane.moves
+                .push_back((now, lane.window_admitted, left.unwrap_or(0)));
+            while lane
+                .moves
+                .front()
+                .is_some_and(|(t, _, _)| now.duration_since(*t) > OUTFLOW_WINDOW)
+            {
+                lane.moves.pop_front();
+            }
             lane.window_admitted = 0;
             lane.window_start = Some(now);
+            let window = now.duration_since(since).min(OUTFLOW_WINDOW).as_secs_f64();
+            let (admitted_n, left_n) = lane
+                .moves
+                .iter()
+                .fold((0u64, 0u64), |(a, l), (_, x, y)| (a + x, l + y));
+            let replicas: i64 = state
+                .redis
+                .zcount(
+                    state.keys.replicas(),
+                    chrono::Utc::now().timestamp_millis() as f64,
+                    f64::INFINITY,
+                )
+                .await?;
+            let record = OutflowRecord {
+                per_second: (admitted_n + left_n) as f64 / window.max(1.0),
+                admitted_per_second: admitted_n as f64 / window.max(1.0),
+                window_secs: window,
+                at_ms: chrono::Utc::now().timestamp_millis(),
+                replicas: (replicas > 0).then_some(replicas),
+            };
             let _: () = state
                 .redis
                 .set(
-                    state.keys.admission_rate(event_id),
-                    format!("{rate:.3}"),
-                    Some(Expiration::EX(60)),
+                    state.keys.outflow(event_id),
+                    serde_json::to_string(&record).unwrap_or_default(),
+                    Some(Expiration::EX(300)),
                     None,
                     false,
                 )

@@ -58,7 +58,9 @@ async fn check(
         let threshold = gate.threshold;
         let p = super::check(&state, event_id, user.id, gate).await?;
         Ok(Json(if p.queued {
-            json!({ "queued": true, "position": p.position, "estimatedWait": super::eta_secs(&state, event_id, gate.opens_ms, p.position).await,
+            let eta = super::eta(&state, event_id, gate, p.position).await;
+            json!({ "queued": true, "position": p.position, "estimatedWait": eta.secs,
+                    "estimatedWaitKnown": eta.known, "estimatedWaitBasis": eta.basis,
                     "threshold": threshold, "currentUsers": p.current_users })
         } else {
             json!({ "queued": false, "currentUsers": p.current_users, "threshold": threshold })
@@ -78,9 +80,11 @@ async fn status(
         let gate = gate_of(&state, event_id).await?;
         let threshold = gate.threshold;
         let p = super::status(&state, event_id, user.id).await?;
+        let eta = super::eta(&state, event_id, gate, p.position).await;
         Ok(Json(json!({
             "queued": p.queued, "position": p.position, "queueSize": p.queue_size,
-            "estimatedWait": super::eta_secs(&state, event_id, gate.opens_ms, p.position).await, "currentUsers": p.current_users, "threshold": threshold,
+            "estimatedWait": eta.secs, "estimatedWaitKnown": eta.known, "estimatedWaitBasis": eta.basis,
+            "currentUsers": p.current_users, "threshold": threshold,
         })))
     }
     .await

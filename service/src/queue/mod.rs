@@ -6,12 +6,16 @@ pub mod admission;
 pub mod http;
 pub mod opening;
 
-use std::sync::LazyLock;
+use std::{
+    collections::HashMap,
+    sync::{LazyLock, Mutex},
+};
 
 use fred::{
     prelude::{KeysInterface, SetsInterface, SortedSetsInterface},
-    types::scripts::Script,
+    types::{Limit, scripts::Script},
 };
+use tiketi_core::rules::{CapacityRead, CapacityRecord, OutflowRecord, capacity_in_force};
 use uuid::Uuid;
 
 use crate::{
@@ -62,14 +66,47 @@ pub async fn gate(state: &AppState, event_id: Uuid) -> Result<Option<Gate>, Erro
     }))
 }
 
-/// The ready user capacity the operator published, if any.
-pub async fn capacity(state: &AppState) -> Option<i64> {
-    state
+/// The last good capacity per capacity key (prefix and event), for when the published one is zero,
+/// stale or unreadable.
+static LAST_GOOD: LazyLock<Mutex<HashMap<String, CapacityRecord>>> =
+    LazyLock::new(Default::default);
+
+/// The admission capacity the operator published for this event, if any. A zero, stale or
+/// unreadable value never closes admission silently: the last good value stands in for a while,
+/// then the event's threshold alone applies; each such read is counted
+/// (`tiketi_queue_capacity_fallbacks{kind}`) and logged.
+pub async fn capacity(state: &AppState, event_id: Uuid) -> Option<i64> {
+    let key = state.keys.capacity(event_id);
+    let read = match state
         .redis_breaker
-        .run(state.redis.get::<Option<i64>, _>(state.keys.capacity()))
+        .run(state.redis.get::<Option<String>, _>(&key))
         .await
-        .ok()
-        .flatten()
+    {
+        Ok(None) => CapacityRead::Absent,
+        Ok(Some(raw)) => serde_json::from_str(&raw)
+            .map(CapacityRead::Published)
+            .unwrap_or(CapacityRead::Unreadable),
+        Err(_) => CapacityRead::Unreadable,
+    };
+    let (cap, fallback) = {
+        let mut last_good = LAST_GOOD.lock().unwrap_or_else(|e| e.into_inner());
+        let (cap, good, fallback) =
+            capacity_in_force(&read, last_good.get(&key).copied(), now_ms());
+        match good {
+            Some(g) => last_good.insert(key, g),
+            None => last_good.remove(&key),
+        };
+        (cap, fallback)
+    };
+    if let Some(f) = fallback {
+        state
+            .metrics
+            .queue_capacity_fallbacks
+            .get_or_create(&crate::metrics::KindLabels { kind: f.label() })
+            .inc();
+        tracing::warn!(%event_id, reason = f.label(), ?cap, "published capacity not usable; falling back");
+    }
+    cap
 }
 
 /// The gate in force: the event's threshold capped by the published capacity, and its opening.
@@ -83,7 +120,10 @@ pub async fn limit(state: &AppState, event_id: Uuid) -> Result<Option<Gate>, Err
         return Ok(None);
     };
     let g = Gate {
-        threshold: tiketi_core::rules::effective_threshold(g.threshold, capacity(state).await),
+        threshold: tiketi_core::rules::effective_threshold(
+            g.threshold,
+            capacity(state, event_id).await,
+        ),
         ..g
     };
     state.local.gates.insert(event_id, g);
@@ -193,25 +233,90 @@ async fn index(state: &AppState, event_id: Uuid) -> Result<(), Error> {
     Ok(())
 }
 
-/// Seconds until `position` is admitted: until the sale opens, then at the measured admission rate
-/// (or the configured one).
-pub async fn eta_secs(state: &AppState, event_id: Uuid, opens_ms: i64, position: i64) -> i64 {
-    let measured: Option<f64> = state
+/// How long a place in the queue will wait, and how the figure was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Eta {
+    pub secs: i64,
+    /// Measured from the queue's real outflow (false: an estimate from holds or the configured rate).
+    pub known: bool,
+    /// `outflow`, `holdExpiry` (nobody left the queue lately and the room is full: when the holds
+    /// in front run out), `admissionRate` (nothing measured yet, room not full), `opening`/`none`.
+    pub basis: &'static str,
+}
+
+/// The event's measured outflow (`None` before the admission loop published one).
+pub async fn outflow(state: &AppState, event_id: Uuid) -> Option<OutflowRecord> {
+    state
         .redis
-        .get::<Option<String>, _>(state.keys.admission_rate(event_id))
+        .get::<Option<String>, _>(state.keys.outflow(event_id))
         .await
         .ok()
         .flatten()
-        .and_then(|s| s.parse().ok());
-    let rate = measured
-        .filter(|r| *r >= 1.0)
-        .unwrap_or(state.config.admission_rate as f64);
-    let until_open = if position > 0 {
-        ((opens_ms - now_ms()).max(0) + 999) / 1000
-    } else {
-        0
-    };
-    until_open + tiketi_core::rules::queue_eta_secs(position, rate)
+        .and_then(|raw| serde_json::from_str(&raw).ok())
+}
+
+/// When `position` gets in: until the sale opens, then from the measured outflow of the last
+/// minutes. Without one (nobody left the queue lately) and a full room, places open no later than
+/// the admissions in front of it expire, so that is the estimate; with room to spare and nothing
+/// measured yet, the configured admission rate.
+pub async fn eta(state: &AppState, event_id: Uuid, gate: Gate, position: i64) -> Eta {
+    if position <= 0 {
+        return Eta {
+            secs: 0,
+            known: true,
+            basis: "none",
+        };
+    }
+    let now = now_ms();
+    let until_open = ((gate.opens_ms - now).max(0) + 999) / 1000;
+    if let Some(secs) =
+        tiketi_core::rules::queue_eta_from_outflow(position, outflow(state, event_id).await)
+    {
+        return Eta {
+            secs: until_open + secs,
+            known: true,
+            basis: if until_open > 0 { "opening" } else { "outflow" },
+        };
+    }
+    let active = state.keys.active(event_id);
+    let live: i64 = state
+        .redis
+        .zcount(&active, now as f64, f64::INFINITY)
+        .await
+        .unwrap_or(0);
+    if live > 0 && live >= gate.threshold {
+        let k = position - 1;
+        let (rounds, nth) = (k / live, k % live);
+        let holds: Vec<(String, f64)> = state
+            .redis
+            .zrangebyscore(
+                &active,
+                now as f64,
+                f64::INFINITY,
+                true,
+                Some(Limit::from((nth, 1))),
+            )
+            .await
+            .unwrap_or_default();
+        if let Some((_, expires_ms)) = holds.first() {
+            let first = ((*expires_ms as i64 - now).max(0) + 999) / 1000;
+            return Eta {
+                secs: until_open.max(first + rounds * (ADMISSION_TTL_MS / 1000)),
+                known: false,
+                basis: "holdExpiry",
+            };
+        }
+    }
+    let rate = f64::from(state.config.admission_rate.max(1));
+    Eta {
+        secs: until_open + tiketi_core::rules::queue_eta_secs(position, rate),
+        known: false,
+        basis: if until_open > 0 {
+            "opening"
+        } else {
+            "admissionRate"
+        },
+    }
 }
 
 pub const MSG_WAIT_YOUR_TURN: &str =
@@ -272,10 +377,14 @@ pub async fn ensure_admitted(state: &AppState, event_id: Uuid, user_id: Uuid) ->
 }
 
 pub async fn leave(state: &AppState, event_id: Uuid, user_id: Uuid) -> Result<(), Error> {
-    let _: i64 = state
+    let left: i64 = state
         .redis
         .zrem(state.keys.queue(event_id), user_id.to_string())
         .await?;
+    if left > 0 {
+        // part of the queue's outflow (the admission loop folds it into the measurement)
+        let _: i64 = state.redis.incr(state.keys.queue_left(event_id)).await?;
+    }
     let _: i64 = state
         .redis
         .zrem(state.keys.active(event_id), user_id.to_string())

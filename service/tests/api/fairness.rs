@@ -120,6 +120,8 @@ async fn fairness_opening_crowd_gets_one_random_order_everywhere_admitted_in_it(
                 "queued",
                 "position",
                 "estimatedWait",
+                "estimatedWaitKnown",
+                "estimatedWaitBasis",
                 "threshold",
                 "currentUsers"
             ])
@@ -265,7 +267,8 @@ async fn fairness_waiting_room_opens_its_lead_time_before_the_sale() {
     );
     assert_eq!(
         status(&app, event, &early).await,
-        json!({ "queued": false, "position": 0, "queueSize": 0, "estimatedWait": 0, "currentUsers": 0, "threshold": 1000 })
+        json!({ "queued": false, "position": 0, "queueSize": 0, "estimatedWait": 0,
+                "estimatedWaitKnown": true, "estimatedWaitBasis": "none", "currentUsers": 0, "threshold": 1000 })
     );
     assert!(admitted(&app, event).await.is_empty());
 
@@ -284,6 +287,7 @@ async fn fairness_waiting_room_opens_its_lead_time_before_the_sale() {
     );
     let wait = body["estimatedWait"].as_i64().unwrap();
     assert!((290..=302).contains(&wait), "{wait}");
+    assert_eq!(body["estimatedWaitBasis"], "opening");
     assert!(admitted(&app, event).await.is_empty());
     // the early user, coming back now, joins the same lottery
     assert_eq!(check(&app, event, &early).await["queued"], true);

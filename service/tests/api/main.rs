@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod capacity;
 mod caps;
 mod common;
 mod events;

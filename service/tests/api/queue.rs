@@ -35,10 +35,13 @@ async fn queue_threshold_admits_then_queues_fifo_and_keeps_places() {
         check(b.token.clone()).await.1,
         json!({ "queued": false, "currentUsers": 1, "threshold": 2 })
     );
+    let (_, queued) = check(c.token.clone()).await;
     assert_eq!(
-        check(c.token.clone()).await.1,
-        json!({ "queued": true, "position": 1, "estimatedWait": 1, "threshold": 2, "currentUsers": 2 })
+        crate::capacity::without_eta(&queued),
+        json!({ "queued": true, "position": 1, "threshold": 2, "currentUsers": 2 })
     );
+    // the room is full and nobody left yet: the place opens when a hold in front of it expires
+    crate::capacity::assert_hold_expiry_eta(&queued);
     assert_eq!(check(d.token.clone()).await.1["position"], 2);
     // a refresh keeps the place; an admitted user stays admitted
     assert_eq!(check(c.token.clone()).await.1["position"], 1);
@@ -52,9 +55,10 @@ async fn queue_threshold_admits_then_queues_fifo_and_keeps_places() {
         let (status, body) = app.get(&path, Some(&d.token)).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
-            body,
-            json!({ "queued": true, "position": 2, "queueSize": 2, "estimatedWait": 1, "currentUsers": 2, "threshold": 2 })
+            crate::capacity::without_eta(&body),
+            json!({ "queued": true, "position": 2, "queueSize": 2, "currentUsers": 2, "threshold": 2 })
         );
+        crate::capacity::assert_hold_expiry_eta(&body);
     }
 
     let (status, body) = app
@@ -161,17 +165,8 @@ async fn queue_threshold_never_exceeds_the_published_capacity() {
     let app = TestApp::spawn().await;
     let (event, _) = app.ticket_event(10).await;
     let (a, b) = (app.user().await, app.user().await);
-    // the operator publishes the ready capacity of the service
-    let _: () = fred::prelude::KeysInterface::set(
-        &app.state.redis,
-        app.state.keys.capacity(),
-        1,
-        None,
-        None,
-        false,
-    )
-    .await
-    .unwrap();
+    // the operator publishes this event's share of the ready capacity
+    crate::capacity::publish(&app, event, 1, 0).await;
     let check = |t: String| {
         let app = &app;
         async move {

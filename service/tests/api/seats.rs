@@ -17,8 +17,6 @@ const MSG_NOT_ON_SALE: &str = "예매 가능한 기간이 아닙니다.";
 /// (seat, ticket type, quantity, unit_price, subtotal) of a reservation item.
 type ItemRow = (Option<Uuid>, Option<Uuid>, i32, i32, i32);
 
-/// Sorted keys of a JSON object.
-
 /// `TK` + 13 digits (epoch ms) + 5 upper-case base-36 characters.
 fn is_reservation_number(s: &str) -> bool {
     let Some(rest) = s.strip_prefix("TK") else {

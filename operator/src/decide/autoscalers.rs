@@ -1,0 +1,166 @@
+//! Other autoscalers on the target (`otherAutoscalers: Cooperate`), the other live sales' wishes, and
+//! what a deleted TicketEvent gives back.
+
+use tiketi_crds::{Mode, OtherAutoscalers, TicketEventSpec, TicketEventStatus, phase};
+
+use super::{Capacity, Outcome, baseline, note};
+use crate::observe::{Autoscaler, Observed};
+
+/// A write to another autoscaler on the target (`otherAutoscalers: Cooperate`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AutoscalerPatch {
+    /// Set the HPA's minReplicas; `save_original` stores the value to restore later, `restored`
+    /// removes that record.
+    HpaMin {
+        name: String,
+        min: i32,
+        save_original: Option<i32>,
+        restored: bool,
+    },
+    /// Pause the ScaledObject at `replicas` (by this TicketEvent), or lift the pause (`None`).
+    KedaPause {
+        name: String,
+        replicas: Option<i32>,
+        by: String,
+    },
+}
+
+/// The largest wish of the other live events on the target.
+pub(super) fn others_max(o: &Observed) -> Option<i32> {
+    o.siblings.iter().filter_map(|s| s.live_wish).max()
+}
+
+pub(super) fn others_sum(o: &Observed) -> i32 {
+    o.siblings
+        .iter()
+        .filter_map(|s| s.live_wish)
+        .fold(0i32, |a, w| a.saturating_add(w.max(0)))
+}
+
+/// What to write to another autoscaler on the target, and the status line about it.
+pub(super) fn cooperate(
+    a: &Autoscaler,
+    key: &str,
+    merged: Option<i32>,
+    window: bool,
+    others_live: bool,
+) -> (Option<AutoscalerPatch>, String) {
+    match (a, merged.filter(|_| window)) {
+        (
+            Autoscaler::Hpa {
+                name,
+                min,
+                max,
+                original_min,
+            },
+            Some(m),
+        ) => {
+            let want = m.min(*max).max(1);
+            let before = original_min.or(*min).unwrap_or(1);
+            let effect = format!("minReplicas {before} -> {want} until the sale ends");
+            let patch = (*min != Some(want)).then(|| AutoscalerPatch::HpaMin {
+                name: name.clone(),
+                min: want,
+                save_original: original_min.is_none().then_some(before),
+                restored: false,
+            });
+            (patch, effect)
+        }
+        (
+            Autoscaler::Hpa {
+                name,
+                original_min: Some(orig),
+                ..
+            },
+            None,
+        ) if !others_live => (
+            Some(AutoscalerPatch::HpaMin {
+                name: name.clone(),
+                min: *orig,
+                save_original: None,
+                restored: true,
+            }),
+            format!("minReplicas restored to {orig}"),
+        ),
+        (
+            Autoscaler::ScaledObject {
+                name,
+                paused_replicas,
+                paused_by,
+            },
+            Some(m),
+        ) => {
+            let patch =
+                (*paused_replicas != Some(m) || paused_by.as_deref() != Some(key)).then(|| {
+                    AutoscalerPatch::KedaPause {
+                        name: name.clone(),
+                        replicas: Some(m),
+                        by: key.into(),
+                    }
+                });
+            (patch, format!("paused at {m} replicas until the sale ends"))
+        }
+        (
+            Autoscaler::ScaledObject {
+                name,
+                paused_by: Some(_),
+                ..
+            },
+            None,
+        ) if !others_live => (
+            Some(AutoscalerPatch::KedaPause {
+                name: name.clone(),
+                replicas: None,
+                by: key.into(),
+            }),
+            "pause lifted".into(),
+        ),
+        (a, _) => (None, format!("{} {} left as it is", a.kind(), a.name())),
+    }
+}
+
+/// Deleting the TicketEvent (finalizer cleanup): give the target back to what the remaining events
+/// want, or to the baseline, hand other autoscalers back, and say so.
+pub(super) fn cleanup(s: &TicketEventSpec, old: &TicketEventStatus, o: &Observed) -> Outcome {
+    let mut out = Outcome::nothing();
+    out.event_id = s.event_id.parse().ok();
+    out.capacity = out.event_id.map(|_| Capacity::Remove);
+    let applied = matches!(
+        old.phase.as_deref(),
+        Some(phase::PRE_SCALING | phase::READY | phase::ON_SALE | phase::DRAINING)
+    ) && s.mode == Mode::Active;
+    let (Some(t), true) = (o.target, applied) else {
+        return out;
+    };
+    let others = others_max(o);
+    let restore = others.unwrap_or_else(|| baseline(s)).max(0);
+    let why = match others {
+        Some(n) => format!("the remaining sales want {n}"),
+        None => format!("baseline {}", baseline(s)),
+    };
+    if let Some(a) = o.autoscalers.first() {
+        if s.other_autoscalers == OtherAutoscalers::Cooperate {
+            let (patch, effect) = cooperate(a, &o.key, others, others.is_some(), others.is_some());
+            out.autoscaler = patch;
+            out.events.push(note(
+                false,
+                "Restored",
+                format!("TicketEvent deleted: {} {}: {effect}", a.kind(), a.name()),
+            ));
+        }
+        return out;
+    }
+    out.replicas_before = t.replicas;
+    if t.replicas != restore {
+        out.replicas = Some(restore);
+    }
+    out.events.push(note(
+        false,
+        "Restored",
+        format!(
+            "TicketEvent deleted: {} {} -> {restore} replicas ({why})",
+            s.target.name, t.replicas
+        ),
+    ));
+    out
+}
