@@ -90,6 +90,20 @@ pub enum Notice {
         available: i32,
         total: i32,
     },
+    /// The waiting room admitted `user_id` (to that user's waiting-room sockets only).
+    QueueEntryAllowed {
+        event_id: Uuid,
+        user_id: Uuid,
+    },
+    /// The waiting room's length changed (to the queue room).
+    QueueUpdated {
+        event_id: Uuid,
+        queue_size: i64,
+    },
+    /// An admin emptied the waiting room (to the queue room).
+    QueueCleared {
+        event_id: Uuid,
+    },
 }
 
 impl Notice {
@@ -98,7 +112,10 @@ impl Notice {
         match self {
             Notice::SeatLocked { event_id, .. }
             | Notice::SeatReleased { event_id, .. }
-            | Notice::TicketUpdated { event_id, .. } => *event_id,
+            | Notice::TicketUpdated { event_id, .. }
+            | Notice::QueueEntryAllowed { event_id, .. }
+            | Notice::QueueUpdated { event_id, .. }
+            | Notice::QueueCleared { event_id } => *event_id,
         }
     }
 }

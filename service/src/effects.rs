@@ -32,6 +32,14 @@ impl Effects {
         fx
     }
 
+    /// Announce these and nothing else (the waiting room's news changes no cached page).
+    pub fn announce(notices: Vec<Notice>) -> Self {
+        Self {
+            notices,
+            ..Self::default()
+        }
+    }
+
     pub fn add_notices(&mut self, notices: Vec<Notice>) {
         self.events.extend(notices.iter().map(Notice::event_id));
         self.notices.extend(notices);

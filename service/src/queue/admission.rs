@@ -14,16 +14,18 @@ use fred::{
     prelude::{Expiration, KeysInterface, SetsInterface, SortedSetsInterface},
     types::scripts::Script,
 };
-use serde_json::json;
 use tiketi_core::{
     rules::{OutflowRecord, effective_threshold},
-    time::to_wire,
-    wire::{event, room},
+    wire::Notice,
 };
 use uuid::Uuid;
 
 use super::{ADMISSION_TTL_MS, Gate};
-use crate::{lease::Lease, state::AppState};
+use crate::{
+    effects::{self, Effects},
+    lease::Lease,
+    state::AppState,
+};
 
 static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(include_str!("admit.lua")));
 
@@ -132,20 +134,12 @@ async fn tick_once(
         let size: i64 = reply.first().and_then(|s| s.parse().ok()).unwrap_or(0);
         let admitted = &reply[1.min(reply.len())..];
         lane.credit -= admitted.len() as f64;
-        for user in admitted {
-            let Ok(user_id) = user.parse::<Uuid>() else {
-                continue;
-            };
-            let msg = json!({ "userId": user_id, "message": MSG_ENTRY_ALLOWED });
-            if let Err(e) = state
-                .io
-                .to(room::user_queue(event_id, user_id))
-                .emit(event::QUEUE_ENTRY_ALLOWED, &msg)
-                .await
-            {
-                tracing::warn!(error = %e, "queue-entry-allowed not delivered");
-            }
-        }
+        let allowed = admitted
+            .iter()
+            .filter_map(|u| u.parse::<Uuid>().ok())
+            .map(|user_id| Notice::QueueEntryAllowed { event_id, user_id })
+            .collect();
+        effects::apply(state, Effects::announce(allowed)).await;
         state.metrics.queue_admitted.inc_by(admitted.len() as u64);
 
         // measured outflow (admissions and users leaving the queue), for the waiters' ETAs and the
@@ -202,15 +196,11 @@ async fn tick_once(
         let interval = Duration::from_millis(state.config.queue_update_ms);
         let changed = lane.last_size != Some(size);
         if changed && lane.last_update.is_none_or(|t| t.elapsed() >= interval) {
-            let msg = json!({ "queueSize": size, "timestamp": to_wire(&chrono::Utc::now()) });
-            if let Err(e) = state
-                .io
-                .to(room::queue(event_id))
-                .emit(event::QUEUE_UPDATED, &msg)
-                .await
-            {
-                tracing::warn!(error = %e, "queue-updated not delivered");
-            }
+            let updated = Notice::QueueUpdated {
+                event_id,
+                queue_size: size,
+            };
+            effects::apply(state, Effects::announce(vec![updated])).await;
             lane.last_size = Some(size);
             lane.last_update = Some(now);
         }

@@ -6,10 +6,11 @@ use axum::{
     routing::{get, post},
 };
 use serde_json::{Value, json};
-use tiketi_core::wire::{event, room};
+use tiketi_core::wire::Notice;
 use uuid::Uuid;
 
 use crate::{
+    effects::{self, Effects},
     error::{Code, Error, OrMessage, Result},
     extract::{AuthUser, path_id},
     state::AppState,
@@ -133,15 +134,8 @@ async fn admin_clear(
     let event_id = path_id(&id, "Invalid event ID format")?;
     async {
         super::clear(&state, event_id).await?;
-        let msg = json!({ "message": "관리자가 대기열을 초기화했습니다." });
-        if let Err(e) = state
-            .io
-            .to(room::queue(event_id))
-            .emit(event::QUEUE_CLEARED, &msg)
-            .await
-        {
-            tracing::warn!(error = %e, "queue-cleared not delivered");
-        }
+        let cleared = Notice::QueueCleared { event_id };
+        effects::apply(&state, Effects::announce(vec![cleared])).await;
         Ok(Json(json!({ "message": "대기열이 초기화되었습니다." })))
     }
     .await

@@ -319,6 +319,9 @@ pub async fn eta(state: &AppState, event_id: Uuid, gate: Gate, position: i64) ->
     }
 }
 
+/// `queue-cleared`'s message.
+pub const MSG_CLEARED: &str = "관리자가 대기열을 초기화했습니다.";
+
 pub const MSG_WAIT_YOUR_TURN: &str =
     "대기열 순서를 기다려주세요. 입장이 허용된 후 예매할 수 있습니다.";
 

@@ -162,6 +162,30 @@ pub async fn publish(state: &AppState, notices: Vec<Notice>) {
                     .emit(event::TICKET_UPDATED, &p)
                     .await
             }
+            Notice::QueueEntryAllowed { event_id, user_id } => {
+                let p = serde_json::json!({
+                    "userId": user_id,
+                    "message": crate::queue::admission::MSG_ENTRY_ALLOWED,
+                });
+                rooms(room::user_queue(event_id, user_id))
+                    .emit(event::QUEUE_ENTRY_ALLOWED, &p)
+                    .await
+            }
+            Notice::QueueUpdated {
+                event_id,
+                queue_size,
+            } => {
+                let p = serde_json::json!({ "queueSize": queue_size, "timestamp": now });
+                rooms(room::queue(event_id))
+                    .emit(event::QUEUE_UPDATED, &p)
+                    .await
+            }
+            Notice::QueueCleared { event_id } => {
+                let p = serde_json::json!({ "message": crate::queue::MSG_CLEARED });
+                rooms(room::queue(event_id))
+                    .emit(event::QUEUE_CLEARED, &p)
+                    .await
+            }
         };
         if let Err(e) = sent {
             tracing::warn!(error = %e, "realtime notice not delivered");

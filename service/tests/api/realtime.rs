@@ -220,6 +220,21 @@ async fn realtime_queue_admits_in_fifo_order_once_each_across_replicas() {
             "u{i} got a second or foreign admission"
         );
     }
+    // an admin emptying the waiting room tells the queue room, whatever replica they are on
+    let admin = a.admin().await;
+    let (status, _) = a
+        .post(
+            &format!("/api/queue/admin/clear/{event}"),
+            Some(&admin.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let cleared = c.expect("u4", "queue-cleared", |_| true).await;
+    assert_eq!(
+        cleared,
+        json!({ "message": "관리자가 대기열을 초기화했습니다." })
+    );
 }
 
 #[tokio::test]
