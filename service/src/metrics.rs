@@ -27,6 +27,12 @@ pub struct PaymentLabels {
     pub payment_method: String,
 }
 
+/// One event's waiting room.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub event_id: String,
+}
+
 /// Tickets sold: seats when paid (`ticket_type="seat"`), ticket-type units when booked.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SoldLabels {
@@ -78,6 +84,10 @@ pub struct Metrics {
     pub payment_duration: Histogram,
     pub tickets_sold: Family<SoldLabels, Counter>,
     pub sockets_open: Gauge,
+    pub queue_waiting: Family<EventLabels, Gauge>,
+    pub queue_admitted_users: Family<EventLabels, Gauge>,
+    pub queue_capacity: Family<EventLabels, Gauge>,
+    pub queue_admission_rate: Family<EventLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub password_hash_refused: Counter,
     pub db_statement_timeouts: Counter,
     pub dependency_up: Family<DependencyLabels, Gauge>,
@@ -121,6 +131,10 @@ impl Metrics {
             payment_duration: Histogram::new([0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]),
             tickets_sold: Family::default(),
             sockets_open: Gauge::default(),
+            queue_waiting: Family::default(),
+            queue_admitted_users: Family::default(),
+            queue_capacity: Family::default(),
+            queue_admission_rate: Family::default(),
             password_hash_refused: Counter::default(),
             db_statement_timeouts: Counter::default(),
             dependency_up: Family::default(),
@@ -247,6 +261,26 @@ impl Metrics {
             "tiketi_sockets_open",
             "Socket.IO connections open on this replica",
             m.sockets_open.clone(),
+        );
+        r.register(
+            "tiketi_queue_waiting",
+            "Users waiting in an event's waiting room (Redis, the same on every replica: use max)",
+            m.queue_waiting.clone(),
+        );
+        r.register(
+            "tiketi_queue_admitted_users",
+            "Users holding a live admission to an event (same on every replica: use max)",
+            m.queue_admitted_users.clone(),
+        );
+        r.register(
+            "tiketi_queue_capacity_in_force",
+            "Admitted users an event's waiting room allows now: its threshold capped by the published capacity",
+            m.queue_capacity.clone(),
+        );
+        r.register(
+            "tiketi_queue_admission_rate",
+            "Measured admissions per second of an event's waiting room (last 2 minutes)",
+            m.queue_admission_rate.clone(),
         );
         r.register(
             "tiketi_password_hash_refused",

@@ -272,6 +272,18 @@ async fn platform_metrics_show_what_a_sale_operator_watches() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // a waiting room with one place, taken, and one user waiting
+    let (sale, _) = app.ticket_event(10).await;
+    app.set_queue_threshold(sale, 1).await;
+    for user in app.users(2).await {
+        let path = format!("/api/queue/check/{sale}");
+        assert_eq!(
+            app.post(&path, Some(&user.token), serde_json::json!({}))
+                .await
+                .0,
+            StatusCode::OK
+        );
+    }
     let text = app
         .req(Method::GET, "/metrics", None)
         .send()
@@ -293,6 +305,10 @@ async fn platform_metrics_show_what_a_sale_operator_watches() {
     assert_eq!(value(&sold), 1.0);
     assert!(value("tiketi_sockets_open ") >= 0.0);
     assert!(value("tiketi_redis_breaker_opened_total") >= 0.0);
+    let of = |name: &str| format!(r#"{name}{{event_id="{sale}"}}"#);
+    assert_eq!(value(&of("tiketi_queue_waiting")), 1.0);
+    assert_eq!(value(&of("tiketi_queue_admitted_users")), 1.0);
+    assert_eq!(value(&of("tiketi_queue_capacity_in_force")), 1.0);
 
     // the chart's Grafana dashboard plots only what the service exposes (the operator's own
     // `tiketi_operator_*` series are its tests' business): a renamed metric leaves an empty panel
