@@ -284,6 +284,24 @@ async fn platform_metrics_show_what_a_sale_operator_watches() {
             StatusCode::OK
         );
     }
+    // the outflow the admission loop measured for it (as it publishes it)
+    let outflow = tiketi_core::rules::OutflowRecord {
+        per_second: 2.5,
+        admitted_per_second: 2.0,
+        window_secs: 60.0,
+        at_ms: chrono::Utc::now().timestamp_millis(),
+        replicas: Some(1),
+    };
+    let _: () = fred::prelude::KeysInterface::set(
+        &app.state.redis,
+        app.state.keys.outflow(sale),
+        serde_json::to_string(&outflow).unwrap(),
+        None,
+        None,
+        false,
+    )
+    .await
+    .unwrap();
     let text = app
         .req(Method::GET, "/metrics", None)
         .send()
@@ -309,6 +327,7 @@ async fn platform_metrics_show_what_a_sale_operator_watches() {
     assert_eq!(value(&of("tiketi_queue_waiting")), 1.0);
     assert_eq!(value(&of("tiketi_queue_admitted_users")), 1.0);
     assert_eq!(value(&of("tiketi_queue_capacity_in_force")), 1.0);
+    assert_eq!(value(&of("tiketi_queue_admission_rate")), 2.0);
 
     // the chart's Grafana dashboard plots only what the service exposes (the operator's own
     // `tiketi_operator_*` series are its tests' business): a renamed metric leaves an empty panel
