@@ -18,7 +18,7 @@ use crate::{
     error::{Code, Error, OrMessage, Result},
     events::db::{EVENT_COLUMNS, EventRow},
     extract::{AuthUser, Fields, JsonBody, path_id},
-    reservations::db as rdb,
+    reservations::items,
     seats::{self, http::layouts_json},
     state::AppState,
 };
@@ -206,7 +206,7 @@ async fn update(
 /// and releases what they hold; returns how many were cancelled and what to announce.
 async fn cancel_reservations_of(tx: &mut PgConnection, event_id: Uuid) -> Result<(i64, Effects)> {
     use crate::reservations::lifecycle::{self, Change, Current, Payment};
-    let live = rdb::lock_live_of_event(&mut *tx, event_id).await?;
+    let live = items::lock_live_of_event(&mut *tx, event_id).await?;
     let mut changes = Vec::with_capacity(live.len());
     let mut ids = Vec::new();
     let mut fx = Effects::none();
@@ -225,8 +225,8 @@ async fn cancel_reservations_of(tx: &mut PgConnection, event_id: Uuid) -> Result
         }
         changes.push((*id, t.status.as_str(), t.payment.as_str()));
     }
-    let notices = rdb::release(tx, &ids).await?;
-    rdb::set_statuses(&mut *tx, &changes).await?;
+    let notices = items::release(tx, &ids).await?;
+    items::set_statuses(&mut *tx, &changes).await?;
     fx.add_notices(notices);
     Ok((changes.len() as i64, fx))
 }

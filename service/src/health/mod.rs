@@ -151,7 +151,7 @@ async fn all(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    crate::queue::refresh_gauges(&state).await;
+    crate::queue::gauges::refresh(&state).await;
     (
         [(
             header::CONTENT_TYPE,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::{
     effects::{self, Effects},
     metrics::KindLabels,
-    reservations::db as rdb,
+    reservations::items,
     state::AppState,
 };
 
@@ -32,9 +32,9 @@ pub async fn sweep(state: &AppState) -> sqlx::Result<i64> {
         if !super::try_lock(&mut tx, super::LOCK_HOLD_EXPIRY).await? {
             return Ok(total);
         }
-        let ids = rdb::expire_holds(&mut *tx, BATCH).await?;
+        let ids = items::expire_holds(&mut *tx, BATCH).await?;
         let expired = ids.len() as i64;
-        let notices = rdb::release(&mut tx, &ids).await?;
+        let notices = items::release(&mut tx, &ids).await?;
         tx.commit().await?;
         if expired > 0 {
             total += expired;

@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod http;
+pub mod items;
 pub mod lifecycle;
 
 use chrono::{DateTime, Utc};
@@ -341,9 +342,9 @@ pub async fn apply(
     let mut renew_hold = None;
     let notices = match t.items {
         Items::Keep => Vec::new(),
-        Items::Release => db::release(tx, &[r.id]).await?,
+        Items::Release => items::release(tx, &[r.id]).await?,
         Items::Sell | Items::Unsell => {
-            if !db::set_seats_sold(tx, r.id, t.items == Items::Sell).await? {
+            if !items::set_seats_sold(tx, r.id, t.items == Items::Sell).await? {
                 // a seat of this reservation is no longer held by it: never sell it twice
                 return Err(Error::rejected(Code::HoldExpired, "예약이 만료되었습니다."));
             }
@@ -351,12 +352,12 @@ pub async fn apply(
         }
         Items::Reclaim { sold } => {
             renew_hold = (!sold).then(|| i64::try_from(state.config.hold_seconds).unwrap_or(300));
-            db::reclaim(tx, r.id, r.user_id, sold)
+            items::reclaim(tx, r.id, r.user_id, sold)
                 .await?
                 .ok_or_else(sold_meanwhile)?
         }
     };
-    let updated_at = db::set_status(
+    let updated_at = items::set_status(
         &mut *tx,
         r.id,
         t.status.as_str(),
