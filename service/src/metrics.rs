@@ -318,6 +318,11 @@ impl Metrics {
             .set(i64::from(pool.options().get_max_connections()));
         self.db_pool_in_use.set(size - idle);
         self.db_pool_idle.set(idle);
+        self.render_registry()
+    }
+
+    /// The OpenMetrics text of the registry as it is.
+    pub fn render_registry(&self) -> String {
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "metrics encoding failed");

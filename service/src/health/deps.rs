@@ -119,6 +119,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn health_dependency_gauge_follows_what_was_seen() {
+        let metrics = crate::metrics::global();
+        let line = |dep: &str| {
+            let text = metrics.render_registry();
+            text.lines()
+                .find(|l| l.starts_with(&format!("tiketi_dependency_up{{dependency=\"{dep}\"}}")))
+                .map(str::to_string)
+        };
+        let deps = Deps::default();
+        deps.saw_redis(false);
+        assert_eq!(
+            line("redis").as_deref(),
+            Some(r#"tiketi_dependency_up{dependency="redis"} 0"#)
+        );
+        deps.saw_redis(true);
+        assert_eq!(
+            line("redis").as_deref(),
+            Some(r#"tiketi_dependency_up{dependency="redis"} 1"#)
+        );
+    }
+
+    #[test]
     fn health_readiness_ignores_shared_dependencies() {
         for db in [Seen::Unknown, Seen::Up, Seen::Down] {
             for redis in [Seen::Unknown, Seen::Up, Seen::Down] {

@@ -75,11 +75,6 @@ async fn readiness_survives_a_redis_outage_and_a_saturated_pool() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["dependencies"]["database"], "error", "{body}");
     drop(held);
-
-    let metrics = app.get("/metrics", None).await.1;
-    let metrics = metrics.as_str().unwrap();
-    assert!(
-        metrics.contains(r#"tiketi_dependency_up{dependency="redis"} 0"#),
-        "{metrics}"
-    );
+    // (`tiketi_dependency_up` is process-wide: the other test apps' checkers in this process set it
+    // too, so its value is checked by a unit test in health/deps.rs, not here)
 }
