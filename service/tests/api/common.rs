@@ -286,6 +286,19 @@ impl TestApp {
 
 /// Shared steps of the seat, reservation, payment and fault tests.
 impl TestApp {
+    /// Waits until `/health/redis` answers the contract's 503 error (after Redis was stopped).
+    pub async fn wait_until_redis_reported_down(&self) {
+        let down = eventually(Duration::from_secs(15), || async {
+            let (status, body) = self.get("/health/redis", None).await;
+            status == StatusCode::SERVICE_UNAVAILABLE
+                && body["status"] == "error"
+                && body["service"] == "redis"
+                && body["message"].is_string()
+        })
+        .await;
+        assert!(down, "/health/redis never reported the outage");
+    }
+
     /// Sets the waiting-room threshold of `event` (before anyone checks in: the gate is cached).
     pub async fn set_queue_threshold(&self, event: Uuid, threshold: i32) {
         sqlx::query("UPDATE events SET queue_threshold = $2 WHERE id = $1")

@@ -5,10 +5,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::{
-    common::{TestApp, eventually},
-    redis_server::RedisServer,
-};
+use crate::{common::TestApp, redis_server::RedisServer};
 
 /// The path of `service.readinessProbe` in the chart's values.yaml (what Kubernetes will probe).
 fn chart_readiness_path() -> String {
@@ -44,15 +41,7 @@ async fn readiness_survives_a_redis_outage_and_a_saturated_pool() {
     assert_eq!(status, StatusCode::OK, "{ready}: {body}");
 
     redis.stop();
-    let down = eventually(Duration::from_secs(15), || async {
-        let (status, body) = app.get("/health/redis", None).await;
-        status == StatusCode::SERVICE_UNAVAILABLE
-            && body["status"] == "error"
-            && body["service"] == "redis"
-            && body["message"].is_string()
-    })
-    .await;
-    assert!(down, "/health/redis never reported the outage");
+    app.wait_until_redis_reported_down().await;
     let (status, body) = app.get("/health/all", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "degraded");
