@@ -172,22 +172,7 @@ where
             return Ok(user.clone());
         }
         let state = AppState::from_ref(state);
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
-        // The original takes the second space-separated part and does not check the scheme.
-        let token = header
-            .split(' ')
-            .nth(1)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| Error::unauthorized(Code::AuthRequired, MSG_AUTH_REQUIRED))?;
-        // 401 for expired and invalid tokens alike: the frontend logs out only on 401 (contract §9 #30).
-        let claims = state.jwt.verify(token).map_err(|e| match e {
-            TokenError::Expired => Error::unauthorized(Code::TokenExpired, MSG_INVALID_TOKEN),
-            TokenError::Invalid => Error::unauthorized(Code::TokenInvalid, MSG_INVALID_TOKEN),
-        })?;
+        let claims = verified_claims(&state, parts)?;
         // the role is the database's, not the token's (cached for seconds, see cache::ROLE_TTL)
         let role = match state.local.roles.get(&claims.user_id) {
             Some(role) => role,
@@ -208,6 +193,59 @@ where
         parts.extensions.insert(user.clone());
         Ok(user)
     }
+}
+
+/// The caller of a buyer's hot path (seat hold, queue check): the user of a valid token, without
+/// the user lookup `AuthUser` makes. At a sale's opening every buyer's first request would miss
+/// the role cache, so that lookup would cost PostgreSQL one query per hold and per join. The hold
+/// proves the user exists in its own statement (its reservation references the user: a deleted
+/// user's hold is 401 `USER_NOT_FOUND`); a queue place of a deleted user buys nothing. A user the
+/// role cache already knows to be gone is refused here, as by `AuthUser`.
+#[derive(Debug, Clone, Copy)]
+pub struct Buyer {
+    pub id: Uuid,
+}
+
+impl<S> FromRequestParts<S> for Buyer
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        if let Some(user) = parts.extensions.get::<AuthUser>() {
+            return Ok(Buyer { id: user.id });
+        }
+        let state = AppState::from_ref(state);
+        let claims = verified_claims(&state, parts)?;
+        if let Some(None) = state.local.roles.get(&claims.user_id) {
+            return Err(Error::unauthorized(Code::UserNotFound, MSG_USER_GONE));
+        }
+        Ok(Buyer {
+            id: claims.user_id,
+        })
+    }
+}
+
+/// The claims of the request's bearer token, checked (signature and expiry).
+fn verified_claims(state: &AppState, parts: &Parts) -> Result<crate::auth::jwt::Claims, Error> {
+    let header = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    // The original takes the second space-separated part and does not check the scheme.
+    let token = header
+        .split(' ')
+        .nth(1)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Error::unauthorized(Code::AuthRequired, MSG_AUTH_REQUIRED))?;
+    // 401 for expired and invalid tokens alike: the frontend logs out only on 401 (contract §9 #30).
+    state.jwt.verify(token).map_err(|e| match e {
+        TokenError::Expired => Error::unauthorized(Code::TokenExpired, MSG_INVALID_TOKEN),
+        TokenError::Invalid => Error::unauthorized(Code::TokenInvalid, MSG_INVALID_TOKEN),
+    })
 }
 
 /// Guards every `/api/admin/*` request (including unknown paths), as the original did.

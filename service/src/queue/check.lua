@@ -2,15 +2,33 @@
 -- KEYS[1] queue  (ZSET user -> score: arrival ms, or a random instant of the opening window)
 -- KEYS[2] active (ZSET user -> admission expiry ms)
 -- KEYS[3] draws  (HASH user -> the lottery score drawn for the user, kept after leaving)
+-- KEYS[4] index  (SET of events with waiters: the admission loop's work list)
+-- KEYS[5] outflow (the admission loop's measured outflow, JSON; read for the ETA)
 -- ARGV[1] user   ARGV[2] now ms   ARGV[3] threshold   ARGV[4] admission ttl ms
 -- ARGV[5] mode: 'fifo' | 'lottery' (queue at ARGV[6], never admit at once) | 'early' (enter nothing)
 -- ARGV[6] queue score of a new entry (fifo: arrival ms, raised to stay behind the last in line;
 --         lottery: a fresh draw, used only if the user has none yet)
 -- ARGV[7] lottery: when the draws may be forgotten (ms since the epoch)
--- Returns {queued (0/1), position (0 if not queued), active users before this call, queue size}
+-- ARGV[8] the event id (the index's member)
+-- Returns {queued (0/1), position (0 if not queued), active users before this call, queue size,
+--          the outflow record or '', the expiry (ms) of the admission whose end opens this place or ''}
+-- A queued place also puts the event on the work list and reads what its ETA is computed from, so
+-- a join is one round trip (see queue::estimate).
 local queue, active = KEYS[1], KEYS[2]
 local user, now, threshold, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local mode, score = ARGV[5], ARGV[6]
+
+-- a queued answer: register the waiter's event with the admission loop and read the ETA's inputs
+local function queued(position, current, size)
+  redis.call('SADD', KEYS[4], ARGV[8])
+  local outflow = redis.call('GET', KEYS[5]) or ''
+  local nth = ''
+  if outflow == '' and current > 0 and current >= threshold then
+    local entry = redis.call('ZRANGE', active, (position - 1) % current, (position - 1) % current, 'WITHSCORES')
+    nth = entry[2] or ''
+  end
+  return {1, position, current, size, outflow, nth}
+end
 
 -- admissions expire per user, not as a whole set
 redis.call('ZREMRANGEBYSCORE', active, '-inf', now)
@@ -18,11 +36,11 @@ redis.call('ZREMRANGEBYSCORE', active, '-inf', now)
 -- a place, once given, is kept (refresh, re-check, another replica): the score is never rewritten
 local rank = redis.call('ZRANK', queue, user)
 if rank then
-  return {1, rank + 1, redis.call('ZCARD', active), redis.call('ZCARD', queue)}
+  return queued(rank + 1, redis.call('ZCARD', active), redis.call('ZCARD', queue))
 end
 local current = redis.call('ZCARD', active)
 if redis.call('ZSCORE', active, user) or mode == 'early' then
-  return {0, 0, current, redis.call('ZCARD', queue)}
+  return {0, 0, current, redis.call('ZCARD', queue), '', ''}
 end
 -- the opening crowd always waits; later, newcomers wait while anyone waits (FIFO), even if a place
 -- just freed, or while the event is full
@@ -40,7 +58,7 @@ if mode == 'lottery' or current >= threshold or redis.call('ZCARD', queue) > 0 t
     score = math.max(tonumber(score), last and tonumber(last) + 0.001 or 0)
   end
   redis.call('ZADD', queue, 'NX', score, user)
-  return {1, redis.call('ZRANK', queue, user) + 1, current, redis.call('ZCARD', queue)}
+  return queued(redis.call('ZRANK', queue, user) + 1, current, redis.call('ZCARD', queue))
 end
 redis.call('ZADD', active, now + ttl, user)
-return {0, 0, current, redis.call('ZCARD', queue)}
+return {0, 0, current, redis.call('ZCARD', queue), '', ''}

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::{
     effects::{self, Effects},
     error::{Code, Error, OrMessage, Result},
-    extract::{AuthUser, path_id},
+    extract::{AuthUser, Buyer, path_id},
     state::AppState,
 };
 
@@ -35,7 +35,7 @@ async fn gate_of(state: &AppState, event_id: Uuid) -> Result<super::Gate> {
 
 async fn check(
     State(state): State<AppState>,
-    user: AuthUser,
+    user: Buyer,
     crate::extract::ClientIp(ip): crate::extract::ClientIp,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
@@ -57,9 +57,8 @@ async fn check(
     async {
         let gate = gate_of(&state, event_id).await?;
         let threshold = gate.threshold;
-        let p = super::check(&state, event_id, user.id, gate).await?;
+        let (p, eta) = super::check(&state, event_id, user.id, gate).await?;
         Ok(Json(if p.queued {
-            let eta = super::eta(&state, event_id, gate, p.position).await;
             json!({ "queued": true, "position": p.position, "estimatedWait": eta.secs,
                     "estimatedWaitKnown": eta.known, "estimatedWaitBasis": eta.basis,
                     "threshold": threshold, "currentUsers": p.current_users })

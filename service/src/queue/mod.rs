@@ -144,12 +144,14 @@ fn arrival_at(state: &AppState, gate: Gate, now: i64) -> opening::Arrival {
 
 /// Enters the user: around the sale's opening into the queue at a random place (`opening`); later
 /// admitted at once while there is room and nobody waits, else queued. An existing place is kept.
+/// One round trip: the script also registers a waiter's event with the admission loop and reads
+/// what the place's ETA is computed from.
 pub async fn check(
     state: &AppState,
     event_id: Uuid,
     user_id: Uuid,
     gate: Gate,
-) -> Result<Position, Error> {
+) -> Result<(Position, Eta), Error> {
     let now = now_ms();
     let arrival = arrival_at(state, gate, now);
     let score = match arrival {
@@ -160,6 +162,8 @@ pub async fn check(
         state.keys.queue(event_id),
         state.keys.active(event_id),
         state.keys.lottery_draws(event_id),
+        state.keys.queue_index(),
+        state.keys.outflow(event_id),
     ];
     // draws outlive the opening window by a day: long enough for every return during the sale
     let forget_draws_ms = gate
@@ -174,27 +178,48 @@ pub async fn check(
         arrival.mode().to_string(),
         score,
         forget_draws_ms.to_string(),
+        event_id.to_string(),
     ];
-    let r: Vec<i64> = state
+    let reply: Vec<fred::types::Value> = state
         .redis_breaker
         .observe(CHECK.evalsha_with_reload(state.redis.next(), keys, args))
         .await?;
-    match r.as_slice() {
-        [q, p, c, s] => {
-            if *q == 1 {
-                index(state, event_id).await?;
-            }
-            Ok(Position {
-                queued: *q == 1,
-                position: *p,
-                current_users: *c,
-                queue_size: *s,
-            })
-        }
-        _ => Err(Error::internal(anyhow::anyhow!(
-            "unexpected queue script reply {r:?}"
-        ))),
-    }
+    let (position, inputs) = parse_check_reply(&reply).ok_or_else(|| {
+        Error::internal(anyhow::anyhow!("unexpected queue script reply {reply:?}"))
+    })?;
+    let eta = estimate(
+        position.position,
+        gate,
+        now,
+        &inputs,
+        state.config.admission_rate,
+    );
+    Ok((position, eta))
+}
+
+/// `check.lua`'s reply: {queued, position, current users, queue size, outflow JSON or '', the
+/// deciding admission's expiry or ''}.
+fn parse_check_reply(reply: &[fred::types::Value]) -> Option<(Position, EtaInputs)> {
+    let [q, p, c, s, outflow, nth] = reply else {
+        return None;
+    };
+    let (queued, position, current_users, queue_size) =
+        (q.as_i64()?, p.as_i64()?, c.as_i64()?, s.as_i64()?);
+    let text = |v: &fred::types::Value| v.as_string().filter(|s| !s.is_empty());
+    let inputs = EtaInputs {
+        outflow: text(outflow).and_then(|raw| serde_json::from_str(&raw).ok()),
+        live: current_users,
+        nth_expiry_ms: text(nth).and_then(|ms| ms.parse::<f64>().ok()).map(|ms| ms as i64),
+    };
+    Some((
+        Position {
+            queued: queued == 1,
+            position,
+            current_users,
+            queue_size,
+        },
+        inputs,
+    ))
 }
 
 /// The user's place without entering.
@@ -256,11 +281,29 @@ pub async fn outflow(state: &AppState, event_id: Uuid) -> Option<OutflowRecord> 
         .and_then(|raw| serde_json::from_str(&raw).ok())
 }
 
+/// What the ETA is computed from, read in the same step as the place itself (`check.lua`) or
+/// separately (`eta`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EtaInputs {
+    /// The admission loop's published outflow, if any.
+    pub outflow: Option<OutflowRecord>,
+    /// Live admissions.
+    pub live: i64,
+    /// When the admission `(position - 1) % live` places from the oldest expires (ms), if any.
+    pub nth_expiry_ms: Option<i64>,
+}
+
 /// When `position` gets in: until the sale opens, then from the measured outflow of the last
 /// minutes. Without one (nobody left the queue lately) and a full room, places open no later than
 /// the admissions in front of it expire, so that is the estimate; with room to spare and nothing
 /// measured yet, the configured admission rate.
-pub async fn eta(state: &AppState, event_id: Uuid, gate: Gate, position: i64) -> Eta {
+pub fn estimate(
+    position: i64,
+    gate: Gate,
+    now: i64,
+    inputs: &EtaInputs,
+    admission_rate: u32,
+) -> Eta {
     if position <= 0 {
         return Eta {
             secs: 0,
@@ -268,39 +311,19 @@ pub async fn eta(state: &AppState, event_id: Uuid, gate: Gate, position: i64) ->
             basis: "none",
         };
     }
-    let now = now_ms();
     let until_open = ((gate.opens_ms - now).max(0) + 999) / 1000;
-    if let Some(secs) =
-        tiketi_core::rules::queue_eta_from_outflow(position, outflow(state, event_id).await)
-    {
+    if let Some(secs) = tiketi_core::rules::queue_eta_from_outflow(position, inputs.outflow) {
         return Eta {
             secs: until_open + secs,
             known: true,
             basis: if until_open > 0 { "opening" } else { "outflow" },
         };
     }
-    let active = state.keys.active(event_id);
-    let live: i64 = state
-        .redis
-        .zcount(&active, now as f64, f64::INFINITY)
-        .await
-        .unwrap_or(0);
+    let live = inputs.live;
     if live > 0 && live >= gate.threshold {
-        let k = position - 1;
-        let (rounds, nth) = (k / live, k % live);
-        let holds: Vec<(String, f64)> = state
-            .redis
-            .zrangebyscore(
-                &active,
-                now as f64,
-                f64::INFINITY,
-                true,
-                Some(Limit::from((nth, 1))),
-            )
-            .await
-            .unwrap_or_default();
-        if let Some((_, expires_ms)) = holds.first() {
-            let first = ((*expires_ms as i64 - now).max(0) + 999) / 1000;
+        if let Some(expires_ms) = inputs.nth_expiry_ms {
+            let rounds = (position - 1) / live;
+            let first = ((expires_ms - now).max(0) + 999) / 1000;
             return Eta {
                 secs: until_open.max(first + rounds * (ADMISSION_TTL_MS / 1000)),
                 known: false,
@@ -308,7 +331,7 @@ pub async fn eta(state: &AppState, event_id: Uuid, gate: Gate, position: i64) ->
             };
         }
     }
-    let rate = f64::from(state.config.admission_rate.max(1));
+    let rate = f64::from(admission_rate.max(1));
     Eta {
         secs: until_open + tiketi_core::rules::queue_eta_secs(position, rate),
         known: false,
@@ -318,6 +341,37 @@ pub async fn eta(state: &AppState, event_id: Uuid, gate: Gate, position: i64) ->
             "admissionRate"
         },
     }
+}
+
+/// `estimate` for a place read without `check` (status, admin): reads its inputs first.
+pub async fn eta(state: &AppState, event_id: Uuid, gate: Gate, position: i64) -> Eta {
+    let now = now_ms();
+    let mut inputs = EtaInputs::default();
+    if position > 0 {
+        inputs.outflow = outflow(state, event_id).await;
+        let active = state.keys.active(event_id);
+        inputs.live = state
+            .redis
+            .zcount(&active, now as f64, f64::INFINITY)
+            .await
+            .unwrap_or(0);
+        if inputs.outflow.is_none() && inputs.live > 0 && inputs.live >= gate.threshold {
+            let nth = (position - 1) % inputs.live;
+            let holds: Vec<(String, f64)> = state
+                .redis
+                .zrangebyscore(
+                    &active,
+                    now as f64,
+                    f64::INFINITY,
+                    true,
+                    Some(Limit::from((nth, 1))),
+                )
+                .await
+                .unwrap_or_default();
+            inputs.nth_expiry_ms = holds.first().map(|(_, ms)| *ms as i64);
+        }
+    }
+    estimate(position, gate, now, &inputs, state.config.admission_rate)
 }
 
 /// `queue-cleared`'s message.
@@ -405,4 +459,90 @@ pub async fn clear(state: &AppState, event_id: Uuid) -> Result<(), Error> {
         ])
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use fred::types::Value;
+
+    use super::*;
+
+    const GATE: Gate = Gate {
+        threshold: 2,
+        opens_ms: 0,
+    };
+
+    #[test]
+    fn estimate_follows_the_outflow_then_the_holds_then_the_rate() {
+        let now = 1_000_000;
+        let outflow = OutflowRecord {
+            per_second: 2.0,
+            admitted_per_second: 2.0,
+            window_secs: 60.0,
+            at_ms: now,
+            replicas: None,
+        };
+        let measured = EtaInputs {
+            outflow: Some(outflow),
+            live: 2,
+            nth_expiry_ms: None,
+        };
+        let eta = estimate(10, GATE, now, &measured, 5);
+        assert_eq!((eta.known, eta.basis), (true, "outflow"));
+
+        // a full room and nothing measured: place 3 waits for the first admission's end, one round later
+        let full = EtaInputs {
+            outflow: None,
+            live: 2,
+            nth_expiry_ms: Some(now + 30_000),
+        };
+        let eta = estimate(3, GATE, now, &full, 5);
+        assert_eq!(
+            (eta.secs, eta.known, eta.basis),
+            (30 + ADMISSION_TTL_MS / 1000, false, "holdExpiry")
+        );
+
+        let room = EtaInputs::default();
+        let eta = estimate(10, GATE, now, &room, 5);
+        assert_eq!((eta.known, eta.basis), (false, "admissionRate"));
+        assert_eq!(estimate(0, GATE, now, &room, 5).basis, "none");
+        // before the opening the wait runs at least until then
+        let later = Gate {
+            opens_ms: now + 60_000,
+            ..GATE
+        };
+        let eta = estimate(1, later, now, &room, 5);
+        assert!(eta.secs >= 60 && eta.basis == "opening", "{eta:?}");
+    }
+
+    #[test]
+    fn check_reply_carries_the_place_and_the_eta_inputs() {
+        let reply = [
+            Value::Integer(1),
+            Value::Integer(7),
+            Value::Integer(2),
+            Value::Integer(9),
+            Value::from(""),
+            Value::from("1234.0"),
+        ];
+        let (p, inputs) = parse_check_reply(&reply).unwrap();
+        assert_eq!(
+            p,
+            Position {
+                queued: true,
+                position: 7,
+                current_users: 2,
+                queue_size: 9
+            }
+        );
+        assert_eq!(
+            inputs,
+            EtaInputs {
+                outflow: None,
+                live: 2,
+                nth_expiry_ms: Some(1234)
+            }
+        );
+        assert!(parse_check_reply(&reply[..4]).is_none(), "the old reply shape is refused");
+    }
 }

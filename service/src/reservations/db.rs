@@ -35,18 +35,17 @@ pub async fn lock_user_event(
     Ok(())
 }
 
-/// (seats, ticket units) `user_id` has in `event_id`: confirmed reservations and pending ones whose
-/// hold has not expired (ticket bookings have no expiry); cancelled and expired ones do not count.
-pub async fn user_event_counts(
+/// Ticket units `user_id` has in `event_id`: confirmed bookings and pending ones whose hold has not
+/// expired (ticket bookings have no expiry); cancelled and expired ones do not count.
+pub async fn user_event_tickets(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
     event_id: Uuid,
-) -> sqlx::Result<(i64, i64)> {
-    sqlx::query_as(
-        "SELECT coalesce(sum(ri.quantity) FILTER (WHERE ri.seat_id IS NOT NULL), 0)::BIGINT,
-                coalesce(sum(ri.quantity) FILTER (WHERE ri.ticket_type_id IS NOT NULL), 0)::BIGINT
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(ri.quantity), 0)::BIGINT
          FROM reservations r JOIN reservation_items ri ON ri.reservation_id = r.id
-         WHERE r.user_id = $1 AND r.event_id = $2
+         WHERE r.user_id = $1 AND r.event_id = $2 AND ri.ticket_type_id IS NOT NULL
            AND (r.status = 'confirmed' OR (r.status = 'pending' AND coalesce(r.expires_at > now(), TRUE)))",
     )
     .bind(user_id)
@@ -62,66 +61,91 @@ pub struct HeldSeat {
     pub price: i32,
 }
 
-#[derive(sqlx::FromRow)]
-struct LockedSeat {
-    id: Uuid,
-    event_id: Uuid,
-    seat_label: String,
-    price: i32,
+/// What `hold_seats` (migration 0008) answered.
+#[derive(Debug)]
+pub enum HoldOutcome {
+    Held {
+        seats: Vec<HeldSeat>,
+        expires_at: DateTime<Utc>,
+    },
+    NoEvent,
+    NotOnSale,
+    OverCap,
+    SeatNotFound,
+    /// The labels of the requested seats someone else holds or bought, in label order.
+    SeatTaken(String),
+    AmountTooLarge,
+    UserGone,
 }
 
-// Both seat lookups below are by primary key alone, with the event compared in Rust: given an
-// `event_id = $2` condition, a generic plan under a fresh event's stale statistics chose to walk
-// every seat of the event through seats_position_key (8 ms per hold on a 21k-seat event, growing
-// with the venue) instead of fetching one row.
+#[derive(sqlx::FromRow)]
+struct HoldRow {
+    outcome: String,
+    held_seat: Option<Uuid>,
+    held_label: Option<String>,
+    held_price: Option<i32>,
+    held_until: Option<DateTime<Utc>>,
+}
 
-/// The hold itself: flips the requested seats from available to locked, all or nothing is decided by
-/// the caller comparing counts. Concurrent holders of one seat serialise on its row; losers match 0
-/// rows. A seat of another event makes the count differ (and the caller's transaction roll back).
-pub async fn lock_available_seats(
+/// The whole seat hold in one statement, one round trip: sale window, per-user cap (`cap` seats,
+/// 0 = none), the seat flips, the reservation and its items (see migration 0008). Run it on the
+/// pool, not inside a transaction: the statement is its own transaction.
+pub async fn hold_seats(
     db: impl PgExecutor<'_>,
+    user_id: Uuid,
     event_id: Uuid,
     seat_ids: &[Uuid],
     reservation_id: Uuid,
-) -> sqlx::Result<Vec<HeldSeat>> {
-    let locked: Vec<LockedSeat> = sqlx::query_as(
-        "UPDATE seats SET status = 'locked', held_by = $2
-         WHERE id = ANY ($1) AND status = 'available'
-         RETURNING id, event_id, seat_label, price",
-    )
-    .bind(seat_ids)
-    .bind(reservation_id)
-    .fetch_all(db)
-    .await?;
-    Ok(locked
-        .into_iter()
-        .filter(|s| s.event_id == event_id)
-        .map(|s| HeldSeat {
-            id: s.id,
-            seat_label: s.seat_label,
-            price: s.price,
-        })
-        .collect())
-}
-
-/// (label, status) of the requested seats that exist in the event, by label.
-pub async fn seat_states(
-    db: impl PgExecutor<'_>,
-    event_id: Uuid,
-    seat_ids: &[Uuid],
-) -> sqlx::Result<Vec<(String, String)>> {
-    let rows: Vec<(Uuid, String, String)> =
-        sqlx::query_as("SELECT event_id, seat_label, status FROM seats WHERE id = ANY ($1)")
+    number: &str,
+    hold_secs: f64,
+    cap: i32,
+) -> sqlx::Result<HoldOutcome> {
+    let rows: Result<Vec<HoldRow>, sqlx::Error> =
+        sqlx::query_as("SELECT * FROM hold_seats($1, $2, $3, $4, $5, $6, $7)")
+            .bind(user_id)
+            .bind(event_id)
             .bind(seat_ids)
+            .bind(reservation_id)
+            .bind(number)
+            .bind(hold_secs)
+            .bind(cap)
             .fetch_all(db)
-            .await?;
-    let mut found: Vec<(String, String)> = rows
-        .into_iter()
-        .filter(|(e, _, _)| *e == event_id)
-        .map(|(_, label, status)| (label, status))
-        .collect();
-    found.sort();
-    Ok(found)
+            .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(sqlx::Error::Database(e)) => {
+            return match (e.code().as_deref(), e.constraint()) {
+                (Some("TKS01"), _) => Ok(HoldOutcome::SeatNotFound),
+                (Some("TKS02"), _) => Ok(HoldOutcome::SeatTaken(e.message().to_owned())),
+                (Some("TKS03"), _) => Ok(HoldOutcome::AmountTooLarge),
+                (Some("23503"), Some("reservations_user_id_fkey")) => Ok(HoldOutcome::UserGone),
+                _ => Err(sqlx::Error::Database(e)),
+            };
+        }
+        Err(e) => return Err(e),
+    };
+    let Some(first) = rows.first() else {
+        return Err(sqlx::Error::RowNotFound);
+    };
+    Ok(match first.outcome.as_str() {
+        "no_event" => HoldOutcome::NoEvent,
+        "not_on_sale" => HoldOutcome::NotOnSale,
+        "over_cap" => HoldOutcome::OverCap,
+        _ => {
+            let expires_at = first.held_until.ok_or(sqlx::Error::RowNotFound)?;
+            let seats = rows
+                .into_iter()
+                .filter_map(|r| {
+                    Some(HeldSeat {
+                        id: r.held_seat?,
+                        seat_label: r.held_label?,
+                        price: r.held_price?,
+                    })
+                })
+                .collect();
+            HoldOutcome::Held { seats, expires_at }
+        }
+    })
 }
 
 /// Inserts a pending reservation; a hold gets `expires_at = now() + hold_secs`.

@@ -51,43 +51,34 @@ pub async fn may_buy(
     crate::queue::ensure_admitted(state, event_id, user_id).await
 }
 
-/// What a new hold or booking adds to the caller's share of one event.
-#[derive(Debug, Clone, Copy)]
-enum Claim {
-    Seats(i64),
-    Tickets(i64),
-}
-
-/// The per-user caps of one event (`MAX_SEATS_PER_USER_PER_EVENT`, `MAX_TICKETS_PER_USER_PER_EVENT`),
-/// checked inside the transaction that creates the reservation, under the (user, event) lock: two
-/// concurrent requests of one user cannot both pass, and the lock ends with the transaction.
-async fn within_caps(
+/// The per-user ticket cap of one event (`MAX_TICKETS_PER_USER_PER_EVENT`), checked inside the
+/// transaction that creates the booking, under the (user, event) lock: two concurrent requests of
+/// one user cannot both pass, and the lock ends with the transaction. (Seat holds check
+/// `MAX_SEATS_PER_USER_PER_EVENT` the same way, under the same lock, inside `db::hold_seats`.)
+async fn within_ticket_cap(
     tx: &mut PgConnection,
     state: &AppState,
     user_id: Uuid,
     event_id: Uuid,
-    claim: Claim,
+    units: i64,
 ) -> Result<(), Error> {
-    let (cap, unit) = match claim {
-        Claim::Seats(_) => (state.config.max_seats_per_user_per_event, "석"),
-        Claim::Tickets(_) => (state.config.max_tickets_per_user_per_event, "매"),
-    };
+    let cap = state.config.max_tickets_per_user_per_event;
     if cap == 0 {
         return Ok(());
     }
     db::lock_user_event(&mut *tx, user_id, event_id).await?;
-    let (seats, tickets) = db::user_event_counts(&mut *tx, user_id, event_id).await?;
-    let after = match claim {
-        Claim::Seats(n) => seats + n,
-        Claim::Tickets(n) => tickets + n,
-    };
-    if after > i64::from(cap) {
-        return Err(Error::rejected(
-            Code::PerUserLimit,
-            format!("이 공연은 1인당 최대 {cap}{unit}까지 예매할 수 있습니다."),
-        ));
+    let tickets = db::user_event_tickets(&mut *tx, user_id, event_id).await?;
+    if tickets + units > i64::from(cap) {
+        return Err(over_cap(cap, "매"));
     }
     Ok(())
+}
+
+fn over_cap(cap: u32, unit: &str) -> Error {
+    Error::rejected(
+        Code::PerUserLimit,
+        format!("이 공연은 1인당 최대 {cap}{unit}까지 예매할 수 있습니다."),
+    )
 }
 
 pub struct SeatHold {
@@ -98,68 +89,60 @@ pub struct SeatHold {
     pub seats: Vec<db::HeldSeat>,
 }
 
-/// Holds `seat_ids` of `event_id` for `user_id` until the hold time passes.
+/// Holds `seat_ids` of `event_id` for `user_id` until the hold time passes: one statement (see
+/// `db::hold_seats`), so a hold costs one round trip and its connection is busy for no longer.
 pub async fn hold_seats(
     state: &AppState,
     user_id: Uuid,
     event_id: Uuid,
     seat_ids: &[Uuid],
 ) -> Result<(SeatHold, Effects), Error> {
-    let mut tx = state.db.begin().await?;
-    match db::event_sale_state(&mut *tx, event_id).await? {
-        None => {
-            return Err(Error::rejected(
-                Code::SeatNotFound,
-                "좌석을 찾을 수 없습니다.",
-            ));
-        }
-        Some(false) => return Err(Error::rejected(Code::NotOnSale, MSG_NOT_ON_SALE)),
-        Some(true) => {}
-    }
-    let claim = Claim::Seats(seat_ids.len() as i64);
-    within_caps(&mut tx, state, user_id, event_id, claim).await?;
     let id = Uuid::new_v4();
-    let seats = db::lock_available_seats(&mut *tx, event_id, seat_ids, id).await?;
-    if seats.len() != seat_ids.len() {
-        drop(tx);
-        let found = db::seat_states(&state.db, event_id, seat_ids).await?;
-        if found.len() != seat_ids.len() {
-            return Err(Error::rejected(
-                Code::SeatNotFound,
-                "좌석을 찾을 수 없습니다.",
-            ));
-        }
-        let taken: Vec<String> = found
-            .into_iter()
-            .filter(|(_, s)| s != "available")
-            .map(|(l, _)| l)
-            .collect();
-        return Err(Error::rejected(
-            Code::SeatTaken,
-            format!("이미 예약된 좌석입니다. ({})", taken.join(", ")),
-        ));
-    }
-    let total: i64 = seats.iter().map(|s| i64::from(s.price)).sum();
-    let total = i32::try_from(total)
-        .map_err(|_| Error::rejected(Code::AmountTooLarge, "결제 금액이 너무 큽니다."))?;
     let number = new_reservation_number();
-    let hold_secs = i64::try_from(state.config.hold_seconds).unwrap_or(300);
-    let (id, expires_at) = db::insert_reservation(
-        &mut *tx,
-        id,
+    let cap = state.config.max_seats_per_user_per_event;
+    let outcome = db::hold_seats(
+        &state.db,
         user_id,
         event_id,
+        seat_ids,
+        id,
         &number,
-        total,
-        Some(hold_secs),
+        state.config.hold_seconds as f64,
+        i32::try_from(cap).unwrap_or(i32::MAX),
     )
     .await?;
-    for s in &seats {
-        db::insert_item(&mut *tx, id, None, Some(s.id), 1, s.price).await?;
-    }
-    tx.commit().await?;
-    let expires_at =
-        expires_at.ok_or_else(|| Error::internal(anyhow::anyhow!("hold without expiry")))?;
+    let (seats, expires_at) = match outcome {
+        db::HoldOutcome::Held { seats, expires_at } => (seats, expires_at),
+        db::HoldOutcome::NoEvent | db::HoldOutcome::SeatNotFound => {
+            return Err(Error::rejected(
+                Code::SeatNotFound,
+                "좌석을 찾을 수 없습니다.",
+            ));
+        }
+        db::HoldOutcome::NotOnSale => {
+            return Err(Error::rejected(Code::NotOnSale, MSG_NOT_ON_SALE));
+        }
+        db::HoldOutcome::OverCap => return Err(over_cap(cap, "석")),
+        db::HoldOutcome::SeatTaken(labels) => {
+            return Err(Error::rejected(
+                Code::SeatTaken,
+                format!("이미 예약된 좌석입니다. ({labels})"),
+            ));
+        }
+        db::HoldOutcome::AmountTooLarge => {
+            return Err(Error::rejected(
+                Code::AmountTooLarge,
+                "결제 금액이 너무 큽니다.",
+            ));
+        }
+        db::HoldOutcome::UserGone => {
+            return Err(Error::unauthorized(
+                Code::UserNotFound,
+                crate::extract::MSG_USER_GONE,
+            ));
+        }
+    };
+    let total = seats.iter().map(|s| s.price).sum();
     let notices = seats
         .iter()
         .map(|s| Notice::SeatLocked {
@@ -215,7 +198,7 @@ pub async fn book_tickets(
         Some(true) => {}
     }
     let units = claims.iter().map(|(_, q)| i64::from(*q)).sum();
-    within_caps(&mut tx, state, user_id, event_id, Claim::Tickets(units)).await?;
+    within_ticket_cap(&mut tx, state, user_id, event_id, units).await?;
     let mut claimed = Vec::with_capacity(claims.len());
     for (ticket_type_id, quantity) in &claims {
         match db::take_stock(&mut *tx, event_id, *ticket_type_id, *quantity).await? {

@@ -14,7 +14,7 @@ use super::db;
 use crate::{
     effects,
     error::{Code, Error, OrMessage, Result},
-    extract::{AuthUser, Fields, JsonBody, path_id},
+    extract::{AuthUser, Buyer, Fields, JsonBody, path_id},
     metrics::KindLabels,
     reservations,
     state::AppState,
@@ -67,7 +67,7 @@ async fn seat_map(
 
 async fn reserve(
     State(state): State<AppState>,
-    user: AuthUser,
+    user: Buyer,
     crate::extract::ClientIp(ip): crate::extract::ClientIp,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>)> {

@@ -286,6 +286,37 @@ async fn seats_reserve_twice_the_same_seat_is_refused() {
 }
 
 #[tokio::test]
+async fn seats_reserve_by_a_deleted_user_is_401_and_leaves_the_seat_free() {
+    // the hold skips the per-request user lookup; the hold's own statement must still refuse a
+    // user who no longer exists, and undo the seat flip it made before finding out
+    let app = TestApp::spawn().await;
+    let (event, _) = app.seat_event().await;
+    let seat = app.seat_id(event, "VIP-1-1").await;
+    let gone = app.user().await;
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(gone.id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let (status, body) = app.hold(&gone.token, event, seat).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(
+        body,
+        json!({ "error": "사용자 정보를 찾을 수 없습니다. 다시 로그인해주세요.", "code": "USER_NOT_FOUND" })
+    );
+    let (held_by, seat_state): (Option<Uuid>, String) =
+        sqlx::query_as("SELECT held_by, status FROM seats WHERE id = $1")
+            .bind(seat)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!((held_by, seat_state.as_str()), (None, "available"));
+    // and the seat is anyone else's to take
+    let other = app.user().await;
+    app.hold_ok(&other.token, event, seat).await;
+}
+
+#[tokio::test]
 async fn seats_reserve_validation_order_and_messages() {
     let app = TestApp::spawn().await;
     let (event, ids) = app.seat_event().await;
