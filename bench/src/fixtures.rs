@@ -7,11 +7,15 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-pub const DATABASE: &str = "tiketi_bench";
+/// The bench's own database, dropped and created again by every run; `TIKETI_BENCH_DATABASE` names
+/// another so two runs (two checkouts) never drop each other's.
+fn database() -> String {
+    std::env::var("TIKETI_BENCH_DATABASE").unwrap_or_else(|_| "tiketi_bench".into())
+}
 
 /// Recreates the benchmark database next to `admin_url`'s and returns its URL.
 pub async fn fresh_database(admin_url: &str) -> Result<String> {
-    tiketi_testkit::create_database(admin_url, DATABASE, true).await
+    tiketi_testkit::create_database(admin_url, &database(), true).await
 }
 
 /// `n` users named after `tag` (they never log in); returns their ids in order.

@@ -186,6 +186,7 @@ async fn drive(args: Args) -> Result<()> {
     let sources = (0..args.sources.max(1))
         .map(|i| IpAddr::from([127, 0, 0, 2 + i]))
         .collect();
+    let out = args.out.clone();
     let mut ctx = Ctx {
         args,
         env,
@@ -193,6 +194,7 @@ async fn drive(args: Args) -> Result<()> {
         sources,
         report: Report {
             machine: report::Machine::here(),
+            previous: report::previous_rows(&out),
             ..Report::default()
         },
     };

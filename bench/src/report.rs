@@ -3,9 +3,9 @@
 use std::{fmt::Write as _, path::Path};
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     pub scenario: String,
     pub figure: String,
@@ -18,6 +18,9 @@ pub struct Row {
     pub met: Option<bool>,
     /// Whether smaller is better (decides how the ratio reads).
     pub lower_is_better: bool,
+    /// The same figure in the previous run (from the results file this run replaces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<f64>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -25,9 +28,13 @@ pub struct Report {
     pub machine: Machine,
     pub rows: Vec<Row>,
     pub notes: Vec<String>,
+    /// Figures of the previous run, by (scenario, figure); those this run does not measure again are
+    /// written back unchanged, so a partial run (`--scenarios holds`) keeps the others' history.
+    #[serde(skip)]
+    pub previous: Vec<Row>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Machine {
     pub cpus: usize,
     pub kernel: String,
@@ -61,6 +68,7 @@ impl Figure {
             target: None,
             met: None,
             lower_is_better: true,
+            previous: None,
         })
     }
     pub fn tiketi(mut self, v: f64) -> Self {
@@ -95,8 +103,26 @@ impl Figure {
     }
 }
 
+/// The rows of an earlier results file (none if it is missing or unreadable).
+pub fn previous_rows(path: &Path) -> Vec<Row> {
+    #[derive(Deserialize)]
+    struct Saved {
+        rows: Vec<Row>,
+    }
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|raw| serde_json::from_str::<Saved>(&raw).ok())
+        .map(|s| s.rows)
+        .unwrap_or_default()
+}
+
 impl Report {
-    pub fn add(&mut self, f: Figure) {
+    pub fn add(&mut self, mut f: Figure) {
+        f.0.previous = self
+            .previous
+            .iter()
+            .find(|p| p.scenario == f.0.scenario && p.figure == f.0.figure)
+            .and_then(|p| p.tiketi);
         println!("{}", line(&f.0));
         self.rows.push(f.0);
     }
@@ -111,15 +137,16 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "| scenario | figure | tiketi | node | tiketi vs node | target | met |\n|---|---|---|---|---|---|---|"
+            "| scenario | figure | tiketi | previous run | node | tiketi vs node | target | met |\n|---|---|---|---|---|---|---|---|"
         );
         for r in &self.rows {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.scenario,
                 r.figure,
                 value(r.tiketi, &r.unit),
+                value(r.previous, &r.unit),
                 value(r.node, &r.unit),
                 ratio(r).unwrap_or_default(),
                 r.target.clone().unwrap_or_default(),
@@ -133,11 +160,22 @@ impl Report {
         out
     }
 
+    /// Writes this run's rows, then the previous run's rows of figures not measured this time.
     pub fn write_json(&self, path: &Path) -> Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::write(path, serde_json::to_string_pretty(self)?)?;
+        let mut saved = serde_json::to_value(self)?;
+        let kept = self.previous.iter().filter(|p| {
+            !self
+                .rows
+                .iter()
+                .any(|r| r.scenario == p.scenario && r.figure == p.figure)
+        });
+        if let Some(rows) = saved["rows"].as_array_mut() {
+            rows.extend(kept.map(|p| serde_json::to_value(p).unwrap_or_default()));
+        }
+        std::fs::write(path, serde_json::to_string_pretty(&saved)?)?;
         Ok(())
     }
 }
@@ -166,10 +204,11 @@ fn ratio(r: &Row) -> Option<String> {
 
 fn line(r: &Row) -> String {
     format!(
-        "  {:<12} {:<48} tiketi {:>14}  node {:>14}  {}",
+        "  {:<12} {:<48} tiketi {:>14}  previous {:>14}  node {:>14}  {}",
         r.scenario,
         r.figure,
         value(r.tiketi, &r.unit),
+        value(r.previous, &r.unit),
         value(r.node, &r.unit),
         match r.met {
             Some(true) => "target met",
@@ -198,5 +237,32 @@ mod tests {
             .target("≥ 15", 15.0);
         assert_eq!(ratio(&f.0).as_deref(), Some("2.00× worse"));
         assert_eq!(f.0.met, Some(false));
+    }
+
+    #[test]
+    fn each_figure_is_shown_beside_its_previous_run_and_history_survives_a_partial_run() {
+        let dir = std::env::temp_dir().join(format!("tiketi-bench-report-{}", std::process::id()));
+        let path = dir.join("results.json");
+        let mut first = Report::default();
+        first.add(Figure::new("holds", "rate", "/s").tiketi(900.0));
+        first.add(Figure::new("queue", "rate", "/s").tiketi(3000.0));
+        first.write_json(&path).unwrap();
+
+        let mut second = Report {
+            previous: previous_rows(&path),
+            ..Report::default()
+        };
+        second.add(Figure::new("holds", "rate", "/s").tiketi(5000.0));
+        assert_eq!(second.rows[0].previous, Some(900.0));
+        assert!(
+            second.table().contains("| 5000 /s | 900 /s |"),
+            "{}",
+            second.table()
+        );
+        second.write_json(&path).unwrap();
+        let kept = previous_rows(&path);
+        let _ = std::fs::remove_dir_all(&dir);
+        let find = |s: &str| kept.iter().find(|r| r.scenario == s).and_then(|r| r.tiketi);
+        assert_eq!((find("holds"), find("queue")), (Some(5000.0), Some(3000.0)));
     }
 }

@@ -222,9 +222,7 @@ where
         if let Some(None) = state.local.roles.get(&claims.user_id) {
             return Err(Error::unauthorized(Code::UserNotFound, MSG_USER_GONE));
         }
-        Ok(Buyer {
-            id: claims.user_id,
-        })
+        Ok(Buyer { id: claims.user_id })
     }
 }
 

@@ -28,8 +28,23 @@ pub fn db_pool(cfg: &Config) -> anyhow::Result<PgPool> {
         .min_connections(0)
         .acquire_timeout(Duration::from_millis(cfg.db_acquire_timeout_ms))
         .idle_timeout(Some(Duration::from_secs(300)))
+        // sqlx pings every connection it hands out by default: one more round trip per statement
+        // on the hot path (a seat hold is one statement). Only a connection that sat idle is pinged,
+        // which is when a database restart or a dropped link would have broken it unseen.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IDLE_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options))
 }
+
+/// A pooled connection idle this long is pinged before use (see `db_pool`).
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// The per-session settings sent in the startup packet (no extra round trip); 0 disables a timeout.
 pub fn session_timeouts(cfg: &Config) -> [(&'static str, String); 2] {

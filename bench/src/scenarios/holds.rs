@@ -139,7 +139,8 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-async fn hold(
+/// One `POST /api/seats/reserve` of one seat: its status (0 if no answer) and how long it took.
+pub async fn hold(
     http: &reqwest::Client,
     url: &str,
     token: &str,

@@ -1,6 +1,7 @@
 //! rest: the hot read path, `GET /api/events` and `GET /api/events/:id`, driven by wrk when it is
 //! installed (C, far cheaper per request than a Rust client sharing the same 2 cores), else by a
-//! keep-alive loop of our own.
+//! keep-alive loop of our own. Then `GET /api/events/:id` again, of a seat event that buyers hold
+//! seats of at the same time: every hold invalidates that page's cache, as in a sale.
 
 use std::{
     process::Stdio,
@@ -76,7 +77,87 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
                 .check("none", m.non_2xx == 0),
         );
     }
+    during_holds(ctx, &stack, secs, conns).await?;
     stack.stop().await;
+    Ok(())
+}
+
+/// Holds per second while the event page is read (a steady sale, not a storm: the storm's own
+/// figures are the holds scenario's).
+const HOLDS_PER_SEC: u64 = 500;
+
+/// `GET /api/events/:id` while `HOLDS_PER_SEC` distinct buyers hold seats of that event.
+async fn during_holds(ctx: &mut Ctx, stack: &Stack, secs: u64, conns: usize) -> Result<()> {
+    let n = usize::try_from(HOLDS_PER_SEC * (secs + 2)).unwrap_or(usize::MAX);
+    let (event, seats) = fixtures::seat_event(&ctx.db, "rest-holds", n, 1_000_000).await?;
+    let users = fixtures::users(&ctx.db, "rest-holder", n).await?;
+    let tokens = fixtures::tokens(&ctx.env.jwt_secret, &users)?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let hold_url = format!("{}/api/seats/reserve", stack.base_url());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let holder = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / HOLDS_PER_SEC));
+            let mut inflight = tokio::task::JoinSet::new();
+            for (token, seat) in tokens.into_iter().zip(seats) {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                tick.tick().await;
+                let (http, url) = (http.clone(), hold_url.clone());
+                inflight.spawn(async move {
+                    super::holds::hold(&http, &url, &token, event, seat).await.0
+                });
+            }
+            let (mut ok, mut other) = (0u64, 0u64);
+            while let Some(status) = inflight.join_next().await {
+                match status {
+                    Ok(201) => ok += 1,
+                    _ => other += 1,
+                }
+            }
+            (ok, other)
+        })
+    };
+    let url = format!("{}/api/events/{event}", stack.base_url());
+    let m = match wrk(&url, secs, conns).await {
+        Ok(m) => m,
+        Err(_) => builtin(&url, secs, conns).await?,
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (held, refused) = holder.await?;
+    let label = "GET /api/events/:id while seats are held";
+    println!(
+        "   {label}: {:.0} req/s, p99 {:.2} ms, {} non-2xx ({}); {held} holds meanwhile ({refused} not 201)",
+        m.rps, m.p99_ms, m.non_2xx, m.tool
+    );
+    ctx.report.add(
+        Figure::new(
+            "rest",
+            &format!("{label} ({HOLDS_PER_SEC}/s), throughput"),
+            "req/s",
+        )
+        .tiketi(m.rps)
+        .higher_is_better()
+        .target("≥ 20,000 req/s", 20_000.0),
+    );
+    ctx.report.add(
+        Figure::new("rest", &format!("{label}, p99"), "ms")
+            .tiketi(m.p99_ms)
+            .target("≤ 20 ms", 20.0),
+    );
+    ctx.report.add(
+        Figure::new(
+            "rest",
+            &format!("{label}, holds not 201 or reads not 2xx"),
+            "",
+        )
+        .tiketi((refused + m.non_2xx) as f64)
+        .check("none", refused == 0 && m.non_2xx == 0),
+    );
     Ok(())
 }
 

@@ -209,7 +209,9 @@ fn parse_check_reply(reply: &[fred::types::Value]) -> Option<(Position, EtaInput
     let inputs = EtaInputs {
         outflow: text(outflow).and_then(|raw| serde_json::from_str(&raw).ok()),
         live: current_users,
-        nth_expiry_ms: text(nth).and_then(|ms| ms.parse::<f64>().ok()).map(|ms| ms as i64),
+        nth_expiry_ms: text(nth)
+            .and_then(|ms| ms.parse::<f64>().ok())
+            .map(|ms| ms as i64),
     };
     Some((
         Position {
@@ -543,6 +545,9 @@ mod tests {
                 nth_expiry_ms: Some(1234)
             }
         );
-        assert!(parse_check_reply(&reply[..4]).is_none(), "the old reply shape is refused");
+        assert!(
+            parse_check_reply(&reply[..4]).is_none(),
+            "the old reply shape is refused"
+        );
     }
 }

@@ -18,6 +18,7 @@ mod news;
 mod overload;
 mod payments;
 mod platform;
+mod pool;
 mod queue;
 mod readiness;
 mod realtime;
