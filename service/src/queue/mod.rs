@@ -322,16 +322,17 @@ pub fn estimate(
         };
     }
     let live = inputs.live;
-    if live > 0 && live >= gate.threshold {
-        if let Some(expires_ms) = inputs.nth_expiry_ms {
-            let rounds = (position - 1) / live;
-            let first = ((expires_ms - now).max(0) + 999) / 1000;
-            return Eta {
-                secs: until_open.max(first + rounds * (ADMISSION_TTL_MS / 1000)),
-                known: false,
-                basis: "holdExpiry",
-            };
-        }
+    if live > 0
+        && live >= gate.threshold
+        && let Some(expires_ms) = inputs.nth_expiry_ms
+    {
+        let rounds = (position - 1) / live;
+        let first = ((expires_ms - now).max(0) + 999) / 1000;
+        return Eta {
+            secs: until_open.max(first + rounds * (ADMISSION_TTL_MS / 1000)),
+            known: false,
+            basis: "holdExpiry",
+        };
     }
     let rate = f64::from(admission_rate.max(1));
     Eta {

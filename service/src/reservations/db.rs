@@ -78,6 +78,19 @@ pub enum HoldOutcome {
     UserGone,
 }
 
+/// One seat hold's arguments.
+pub struct HoldRequest<'a> {
+    pub user_id: Uuid,
+    pub event_id: Uuid,
+    pub seat_ids: &'a [Uuid],
+    /// The new reservation's id and number.
+    pub reservation_id: Uuid,
+    pub number: &'a str,
+    pub hold_secs: f64,
+    /// `MAX_SEATS_PER_USER_PER_EVENT` (0: no cap).
+    pub cap: i32,
+}
+
 #[derive(sqlx::FromRow)]
 struct HoldRow {
     outcome: String,
@@ -90,25 +103,16 @@ struct HoldRow {
 /// The whole seat hold in one statement, one round trip: sale window, per-user cap (`cap` seats,
 /// 0 = none), the seat flips, the reservation and its items (see migration 0008). Run it on the
 /// pool, not inside a transaction: the statement is its own transaction.
-pub async fn hold_seats(
-    db: impl PgExecutor<'_>,
-    user_id: Uuid,
-    event_id: Uuid,
-    seat_ids: &[Uuid],
-    reservation_id: Uuid,
-    number: &str,
-    hold_secs: f64,
-    cap: i32,
-) -> sqlx::Result<HoldOutcome> {
+pub async fn hold_seats(db: impl PgExecutor<'_>, h: &HoldRequest<'_>) -> sqlx::Result<HoldOutcome> {
     let rows: Result<Vec<HoldRow>, sqlx::Error> =
         sqlx::query_as("SELECT * FROM hold_seats($1, $2, $3, $4, $5, $6, $7)")
-            .bind(user_id)
-            .bind(event_id)
-            .bind(seat_ids)
-            .bind(reservation_id)
-            .bind(number)
-            .bind(hold_secs)
-            .bind(cap)
+            .bind(h.user_id)
+            .bind(h.event_id)
+            .bind(h.seat_ids)
+            .bind(h.reservation_id)
+            .bind(h.number)
+            .bind(h.hold_secs)
+            .bind(h.cap)
             .fetch_all(db)
             .await;
     let rows = match rows {

@@ -100,17 +100,16 @@ pub async fn hold_seats(
     let id = Uuid::new_v4();
     let number = new_reservation_number();
     let cap = state.config.max_seats_per_user_per_event;
-    let outcome = db::hold_seats(
-        &state.db,
+    let request = db::HoldRequest {
         user_id,
         event_id,
         seat_ids,
-        id,
-        &number,
-        state.config.hold_seconds as f64,
-        i32::try_from(cap).unwrap_or(i32::MAX),
-    )
-    .await?;
+        reservation_id: id,
+        number: &number,
+        hold_secs: state.config.hold_seconds as f64,
+        cap: i32::try_from(cap).unwrap_or(i32::MAX),
+    };
+    let outcome = db::hold_seats(&state.db, &request).await?;
     let (seats, expires_at) = match outcome {
         db::HoldOutcome::Held { seats, expires_at } => (seats, expires_at),
         db::HoldOutcome::NoEvent | db::HoldOutcome::SeatNotFound => {
