@@ -7,7 +7,6 @@ use axum::{
     routing::{get, post},
 };
 use serde_json::{Value, json};
-use sqlx::AssertSqlSafe;
 
 use crate::{
     effects,
@@ -85,52 +84,13 @@ async fn book(
     ))
 }
 
-const ITEMS_JSON: &str = "coalesce((
-    SELECT json_agg(json_build_object(
-               'ticketTypeName', coalesce(tt.name, s.seat_label), 'quantity', ri.quantity,
-               'unitPrice', ri.unit_price, 'subtotal', ri.subtotal,
-               'seatLabel', s.seat_label, 'section', s.section) ORDER BY ri.created_at, s.seat_label, tt.name)
-    FROM reservation_items ri
-    LEFT JOIN ticket_types tt ON tt.id = ri.ticket_type_id
-    LEFT JOIN seats s ON s.id = ri.seat_id
-    WHERE ri.reservation_id = r.id), '[]'::json)";
-
 async fn mine(State(state): State<AppState>, user: AuthUser) -> Result<Json<Value>> {
     async {
-        let sql = format!(
-            "SELECT coalesce(json_agg(json_build_object(
-                 'id', r.id, 'reservation_number', r.reservation_number, 'total_amount', r.total_amount,
-                 'status', r.status, 'payment_status', r.payment_status, 'created_at', wire_ts(r.created_at),
-                 'event_title', e.title, 'venue', e.venue, 'event_date', wire_ts(e.event_date),
-                 'items', {ITEMS_JSON}) ORDER BY r.created_at DESC), '[]'::json)
-             FROM (SELECT * FROM reservations WHERE user_id = $1 ORDER BY created_at DESC LIMIT 500) r
-             LEFT JOIN events e ON e.id = r.event_id"
-        );
-        let list: Value = sqlx::query_scalar(AssertSqlSafe(sql)).bind(user.id).fetch_one(&state.db).await?;
-        // the list shows only the item name and amounts
-        let list = strip_item_keys(list, &["seatLabel", "section"]);
+        let list = super::views::mine(&state.db, user.id).await?;
         Ok(Json(json!({ "reservations": list })))
     }
     .await
     .or_message("예매 내역을 불러오는데 실패했습니다.")
-}
-
-fn strip_item_keys(mut list: Value, keys: &[&str]) -> Value {
-    for r in list.as_array_mut().into_iter().flatten() {
-        for item in r
-            .get_mut("items")
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(o) = item.as_object_mut() {
-                for k in keys {
-                    o.remove(*k);
-                }
-            }
-        }
-    }
-    list
 }
 
 async fn one(
@@ -140,18 +100,10 @@ async fn one(
 ) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     async {
-        let sql = format!(
-            "SELECT json_build_object(
-                 'id', r.id, 'reservation_number', r.reservation_number, 'total_amount', r.total_amount,
-                 'status', r.status, 'payment_status', r.payment_status, 'payment_method', r.payment_method,
-                 'created_at', wire_ts(r.created_at), 'event_id', r.event_id, 'event_title', e.title,
-                 'venue', e.venue, 'event_date', wire_ts(e.event_date), 'address', e.address,
-                 'items', {ITEMS_JSON})
-             FROM reservations r LEFT JOIN events e ON e.id = r.event_id
-             WHERE r.id = $1 AND r.user_id = $2"
-        );
-        let found: Option<Value> = sqlx::query_scalar(AssertSqlSafe(sql)).bind(id).bind(user.id).fetch_optional(&state.db).await?;
-        let reservation = found.ok_or_else(|| Error::not_found(Code::ReservationNotFound, "예매 내역을 찾을 수 없습니다."))?;
+        let found = super::views::one(&state.db, user.id, id).await?;
+        let reservation = found.ok_or_else(|| {
+            Error::not_found(Code::ReservationNotFound, "예매 내역을 찾을 수 없습니다.")
+        })?;
         Ok(Json(json!({ "reservation": reservation })))
     }
     .await
