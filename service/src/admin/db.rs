@@ -178,27 +178,35 @@ pub async fn insert_event(
     seat_layout_id: Option<Uuid>,
     created_by: Uuid,
 ) -> sqlx::Result<EventRow> {
-    sqlx::query_as(AssertSqlSafe(format!(
+    let q = sqlx::query_as(AssertSqlSafe(format!(
         "INSERT INTO events (title, description, venue, address, event_date, sale_start_date, sale_end_date,
                              poster_image_url, artist_name, seat_layout_id, status, created_by, queue_threshold)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, coalesce($13, 1000))
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $12, $10, $13, coalesce($11, 1000))
          RETURNING {EVENT_COLUMNS}"
-    )))
-    .bind(f.title)
-    .bind(f.description)
-    .bind(f.venue)
-    .bind(f.address)
-    .bind(f.event_date)
-    .bind(f.sale_start)
-    .bind(f.sale_end)
-    .bind(f.poster_image_url)
-    .bind(f.artist_name)
-    .bind(seat_layout_id)
-    .bind(f.status)
-    .bind(created_by)
-    .bind(f.queue_threshold)
-    .fetch_one(db)
-    .await
+    )));
+    bind_fields(q, f)
+        .bind(seat_layout_id)
+        .bind(created_by)
+        .fetch_one(db)
+        .await
+}
+
+type EventQuery<'q> =
+    sqlx::query::QueryAs<'q, sqlx::Postgres, EventRow, sqlx::postgres::PgArguments>;
+
+/// Binds the fields as the next eleven parameters, in `EventFields` order.
+fn bind_fields<'q>(q: EventQuery<'q>, f: &EventFields<'q>) -> EventQuery<'q> {
+    q.bind(f.title)
+        .bind(f.description)
+        .bind(f.venue)
+        .bind(f.address)
+        .bind(f.event_date)
+        .bind(f.sale_start)
+        .bind(f.sale_end)
+        .bind(f.poster_image_url)
+        .bind(f.artist_name)
+        .bind(f.status)
+        .bind(f.queue_threshold)
 }
 
 /// The event's row, locked for the rest of the transaction.
@@ -233,26 +241,13 @@ pub async fn update_event(
     id: Uuid,
     f: &EventFields<'_>,
 ) -> sqlx::Result<EventRow> {
-    sqlx::query_as(AssertSqlSafe(format!(
-        "UPDATE events SET title = $2, description = $3, venue = $4, address = $5, event_date = $6,
-                sale_start_date = $7, sale_end_date = $8, poster_image_url = $9, artist_name = $10, status = $11,
-                queue_threshold = coalesce($12, queue_threshold)
-         WHERE id = $1 RETURNING {EVENT_COLUMNS}"
-    )))
-    .bind(id)
-    .bind(f.title)
-    .bind(f.description)
-    .bind(f.venue)
-    .bind(f.address)
-    .bind(f.event_date)
-    .bind(f.sale_start)
-    .bind(f.sale_end)
-    .bind(f.poster_image_url)
-    .bind(f.artist_name)
-    .bind(f.status)
-    .bind(f.queue_threshold)
-    .fetch_one(db)
-    .await
+    let q = sqlx::query_as(AssertSqlSafe(format!(
+        "UPDATE events SET title = $1, description = $2, venue = $3, address = $4, event_date = $5,
+                sale_start_date = $6, sale_end_date = $7, poster_image_url = $8, artist_name = $9, status = $10,
+                queue_threshold = coalesce($11, queue_threshold)
+         WHERE id = $12 RETURNING {EVENT_COLUMNS}"
+    )));
+    bind_fields(q, f).bind(id).fetch_one(db).await
 }
 
 /// Marks the event cancelled; `None` when it does not exist or already was.
