@@ -13,13 +13,14 @@ use uuid::Uuid;
 
 use super::{
     db::{self, EventFields, TicketType},
-    input::{EventInput, TicketTypeInput, check_window},
+    input::{EventBody, EventInput, TicketTypeBody, TicketTypeInput, check_window},
 };
 use crate::{
+    body::Body,
     effects::{self, Effects},
     error::{Code, Error, OrMessage, Result},
     events::db::EventRow,
-    extract::{AuthUser, Fields, JsonBody, path_id},
+    extract::{AuthUser, path_id},
     reservations::items,
     seats::{self, http::layouts_json},
     state::AppState,
@@ -72,7 +73,7 @@ async fn insert_ticket_type(
 async fn create(
     State(state): State<AppState>,
     admin: AuthUser,
-    JsonBody(body): JsonBody,
+    Body(body): Body<EventBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let input = EventInput::parse(&body, state.config.timezone)?;
     input.require_complete()?;
@@ -87,11 +88,11 @@ async fn create(
     };
     check_window(sale_start, sale_end)?;
     let mut ticket_types = Vec::new();
-    if let Some(list) = body.present("ticketTypes") {
-        for t in list.as_array().ok_or_else(|| {
+    if body.ticket_types.present() {
+        for t in body.ticket_types.get().ok_or_else(|| {
             Error::bad_request(Code::InvalidInput, "ticketTypes는 배열이어야 합니다.")
         })? {
-            let t = TicketTypeInput::parse(t.as_object().ok_or_else(|| {
+            let t = TicketTypeInput::parse(t.get().ok_or_else(|| {
                 Error::bad_request(Code::InvalidInput, "티켓 정보가 올바르지 않습니다.")
             })?)?;
             t.require_complete()?;
@@ -147,7 +148,7 @@ async fn create(
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody,
+    Body(body): Body<EventBody>,
 ) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     let input = EventInput::parse(&body, state.config.timezone)?;
@@ -346,7 +347,7 @@ async fn delete_seats(
 async fn create_ticket(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody,
+    Body(body): Body<TicketTypeBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let event_id = path_id(&id, "Invalid eventId format")?;
     let input = TicketTypeInput::parse(&body)?;
@@ -375,7 +376,7 @@ async fn create_ticket(
 async fn update_ticket(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody,
+    Body(body): Body<TicketTypeBody>,
 ) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     let input = TicketTypeInput::parse(&body)?;

@@ -5,15 +5,17 @@ use axum::{
     extract::{Path, State},
     routing::{get, patch},
 };
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tiketi_core::rules::total_pages;
 
 use super::db;
 use crate::{
+    body::{Body, Field},
     effects,
     error::{Code, Error, OrMessage, Result},
     events::http::paging,
-    extract::{Fields, JsonBody, QueryParams, path_id},
+    extract::{QueryParams, path_id},
     reservations::{
         self, db as rdb,
         lifecycle::{self, Change, Payment, Status},
@@ -61,28 +63,45 @@ async fn list(State(state): State<AppState>, QueryParams(q): QueryParams) -> Res
     .or_message("예매 내역을 불러오는데 실패했습니다.")
 }
 
+/// `PATCH /api/admin/reservations/:id/status`: either or both.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct StatusBody {
+    status: Field<String>,
+    payment_status: Field<String>,
+}
+
 async fn set_status(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody,
+    Body(body): Body<StatusBody>,
 ) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
-    let status = body.present("status");
-    let payment_status = body.present("paymentStatus");
-    if status.is_none() && payment_status.is_none() {
+    let (status, payment_status) = (&body.status, &body.payment_status);
+    if !status.present() && !payment_status.present() {
         return Err(Error::bad_request(
             Code::InvalidInput,
             "변경할 상태를 지정해주세요.",
         ));
     }
     let bad = || Error::bad_request(Code::InvalidStatusChange, "유효하지 않은 상태 값입니다.");
-    let status = match status {
-        None => None,
-        Some(v) => Some(v.as_str().and_then(Status::parse).ok_or_else(bad)?),
+    let status = match status.present() {
+        false => None,
+        true => Some(
+            status
+                .get()
+                .and_then(|s| Status::parse(s))
+                .ok_or_else(bad)?,
+        ),
     };
-    let payment = match payment_status {
-        None => None,
-        Some(v) => Some(v.as_str().and_then(Payment::parse).ok_or_else(bad)?),
+    let payment = match payment_status.present() {
+        false => None,
+        true => Some(
+            payment_status
+                .get()
+                .and_then(|s| Payment::parse(s))
+                .ok_or_else(bad)?,
+        ),
     };
     let (reservation, fx) = async {
         let mut tx = state.db.begin().await?;

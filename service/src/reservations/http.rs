@@ -6,12 +6,15 @@ use axum::{
     http::StatusCode,
     routing::{get, post},
 };
+use serde::Deserialize;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use crate::{
+    body::{Body, Field},
     effects,
     error::{Code, Error, OrMessage, Result},
-    extract::{AuthUser, Fields, JsonBody, path_id},
+    extract::{AuthUser, path_id},
     metrics::KindLabels,
     state::AppState,
 };
@@ -27,30 +30,44 @@ pub fn router() -> Router<AppState> {
 /// Largest quantity of one ticket type in one booking (protects totals from overflow).
 const MAX_QUANTITY: i64 = 100;
 
+/// `POST /api/reservations`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct BookBody {
+    event_id: Field<Uuid>,
+    items: Field<Vec<Field<BookItem>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct BookItem {
+    ticket_type_id: Field<Uuid>,
+    quantity: Field<i64>,
+}
+crate::nested_body!(BookItem);
+
 async fn book(
     State(state): State<AppState>,
     user: AuthUser,
     crate::extract::ClientIp(ip): crate::extract::ClientIp,
-    JsonBody(body): JsonBody,
+    Body(body): Body<BookBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    let event_id = body
-        .uuid_of("eventId")
+    let event_id = *body
+        .event_id
+        .get()
         .ok_or_else(|| Error::bad_request(Code::InvalidId, "Invalid eventId format"))?;
-    let items = body
-        .field("items")
-        .and_then(Value::as_array)
-        .filter(|a| !a.is_empty());
+    let items = body.items.get().filter(|a| !a.is_empty());
     let items =
         items.ok_or_else(|| Error::bad_request(Code::InvalidInput, "티켓을 선택해주세요."))?;
     // every id is checked before any quantity, as the original validated the id list first
     let ids = items
         .iter()
-        .map(|item| item.uuid_of("ticketTypeId"))
+        .map(|item| item.get()?.ticket_type_id.get().copied())
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| Error::bad_request(Code::InvalidInput, "Invalid ticketTypeId list"))?;
     let mut parsed = Vec::with_capacity(items.len());
-    for (item, id) in items.iter().zip(ids) {
-        let quantity = item.int_of("quantity").filter(|q| *q >= 1);
+    for (item, id) in items.iter().filter_map(Field::get).zip(ids) {
+        let quantity = item.quantity.get().copied().filter(|q| *q >= 1);
         let quantity = quantity
             .ok_or_else(|| Error::rejected(Code::InvalidInput, "수량은 1개 이상이어야 합니다."))?;
         if quantity > MAX_QUANTITY {
