@@ -14,11 +14,12 @@ use uuid::Uuid;
 use super::{
     db::{self, EventFields, TicketType},
     input::{EventBody, EventInput, TicketTypeBody, TicketTypeInput, check_window},
+    refusal::Refusal,
 };
 use crate::{
     body::Body,
     effects::{self, Effects},
-    error::{Code, Error, OrMessage, Result},
+    error::{Error, OrMessage, Result},
     events::db::EventRow,
     extract::{AuthUser, path_id},
     reservations::items,
@@ -89,12 +90,12 @@ async fn create(
     check_window(sale_start, sale_end)?;
     let mut ticket_types = Vec::new();
     if body.ticket_types.present() {
-        for t in body.ticket_types.get().ok_or_else(|| {
-            Error::bad_request(Code::InvalidInput, "ticketTypes는 배열이어야 합니다.")
-        })? {
-            let t = TicketTypeInput::parse(t.get().ok_or_else(|| {
-                Error::bad_request(Code::InvalidInput, "티켓 정보가 올바르지 않습니다.")
-            })?)?;
+        let list = body.ticket_types.get();
+        for t in list.ok_or(Refusal::Invalid("ticketTypes는 배열이어야 합니다."))? {
+            let t = t.get();
+            let t = TicketTypeInput::parse(
+                t.ok_or(Refusal::Invalid("티켓 정보가 올바르지 않습니다."))?,
+            )?;
             t.require_complete()?;
             ticket_types.push(t);
         }
@@ -123,7 +124,7 @@ async fn create(
                 sqlx::Error::Database(d)
                     if d.constraint() == Some("events_seat_layout_id_fkey") =>
                 {
-                    Error::bad_request(Code::InvalidInput, "존재하지 않는 좌석 레이아웃입니다.")
+                    Error::from(Refusal::UnknownLayout)
                 }
                 _ => e.into(),
             })?;
@@ -155,11 +156,7 @@ async fn update(
     let event = async {
         let mut tx = state.db.begin().await?;
         let Some(current) = db::lock_event(&mut *tx, id).await? else {
-            return Err(Error::Failure(
-                StatusCode::NOT_FOUND,
-                Code::EventNotFound,
-                "이벤트를 찾을 수 없습니다.".into(),
-            ));
+            return Err(Error::from(Refusal::NoEventToEdit));
         };
         // Fields left out keep their value (the original overwrote them with NULL).
         let sale_start = input.sale_start.unwrap_or(current.sale_start_date);
@@ -241,9 +238,7 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result
     let (event, cancelled, fx) = async {
         let mut tx = state.db.begin().await?;
         let event = db::mark_cancelled(&mut *tx, id).await?;
-        let event: EventRow = event.ok_or_else(|| {
-            Error::Failure(StatusCode::NOT_FOUND, Code::EventNotFound, msg.into())
-        })?;
+        let event: EventRow = event.ok_or(Refusal::NotCancellable)?;
         let (cancelled, fx) = cancel_reservations_of(&mut tx, id).await?;
         tx.commit().await?;
         Ok((event, cancelled, fx))
@@ -263,10 +258,7 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result
     let (cancelled, fx) = async {
         let mut tx = state.db.begin().await?;
         if !db::lock_event_id(&mut *tx, id).await? {
-            return Err(Error::not_found(
-                Code::EventNotFound,
-                "이벤트를 찾을 수 없습니다.",
-            ));
+            return Err(Error::from(Refusal::EventNotFound));
         }
         let (cancelled, fx) = cancel_reservations_of(&mut tx, id).await?;
         db::delete_event(&mut *tx, id).await?;
@@ -290,18 +282,11 @@ async fn generate_seats(
         let mut tx = state.db.begin().await?;
         let (title, layout) = db::lock_seat_setup(&mut *tx, id)
             .await?
-            .ok_or_else(|| Error::not_found(Code::EventNotFound, "이벤트를 찾을 수 없습니다."))?;
-        let layout = layout.ok_or_else(|| {
-            Error::bad_request(Code::Conflict, "좌석 레이아웃이 설정되지 않았습니다.")
-        })?;
+            .ok_or(Refusal::EventNotFound)?;
+        let layout = layout.ok_or(Refusal::NoSeatLayout)?;
         let existing = db::seat_count(&mut *tx, id).await?;
         if existing > 0 {
-            return Err(Error::PlainWith(
-                StatusCode::BAD_REQUEST,
-                Code::Conflict,
-                "이미 좌석이 생성되어 있습니다.".into(),
-                json!({ "existingSeats": existing }),
-            ));
+            return Err(Error::from(Refusal::SeatsExist(existing)));
         }
         let created = seats::db::insert_layout_seats(&mut tx, id, layout)
             .await?
@@ -327,10 +312,7 @@ async fn delete_seats(
         // an unknown event has no seats: 0 deleted, as the original answered
         db::lock_event_id(&mut *tx, id).await?;
         if db::seats_in_use(&mut *tx, id).await? {
-            return Err(Error::bad_request(
-                Code::Conflict,
-                "예약된 좌석이 있어 삭제할 수 없습니다.",
-            ));
+            return Err(Error::from(Refusal::SeatsBooked));
         }
         let deleted = db::delete_seats(&mut *tx, id).await?;
         tx.commit().await?;
@@ -355,10 +337,7 @@ async fn create_ticket(
     let ticket = async {
         let mut tx = state.db.begin().await?;
         if !db::event_exists(&mut *tx, event_id).await? {
-            return Err(Error::not_found(
-                Code::EventNotFound,
-                "이벤트를 찾을 수 없습니다.",
-            ));
+            return Err(Error::from(Refusal::EventNotFound));
         }
         let t = insert_ticket_type(&mut tx, event_id, &input).await?;
         tx.commit().await?;
@@ -383,16 +362,11 @@ async fn update_ticket(
     let (ticket, event_id) = async {
         let mut tx = state.db.begin().await?;
         let current = db::lock_ticket_stock(&mut *tx, id).await?;
-        let (event_id, total, available) = current.ok_or_else(|| {
-            Error::not_found(Code::TicketTypeNotFound, "티켓을 찾을 수 없습니다.")
-        })?;
+        let (event_id, total, available) = current.ok_or(Refusal::TicketTypeNotFound)?;
         let new_total = input.total_quantity.unwrap_or(total);
         let new_available = i64::from(new_total) - i64::from(total - available);
         if new_available < 0 {
-            return Err(Error::bad_request(
-                Code::Conflict,
-                "판매된 티켓 수보다 적은 수량으로 변경할 수 없습니다.",
-            ));
+            return Err(Error::from(Refusal::BelowSold));
         }
         let description = input.description.as_ref().map(Option::as_deref);
         let t = db::update_ticket_type(

@@ -4,10 +4,8 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::{
-    body::Field,
-    error::{Code, Error},
-};
+use super::refusal::Refusal;
+use crate::body::Field;
 
 /// An instant from the admin form: RFC 3339 with an offset, or a naive wall-clock time in `tz`.
 pub fn parse_instant(s: &str, tz: chrono_tz::Tz) -> Option<DateTime<Utc>> {
@@ -73,12 +71,16 @@ pub struct TicketTypeBody {
 }
 crate::nested_body!(TicketTypeBody);
 
-fn bad(msg: &str) -> Error {
-    Error::bad_request(Code::InvalidInput, msg)
+fn bad(msg: &'static str) -> Refusal {
+    Refusal::Invalid(msg)
 }
 
 /// Absent: `None`; otherwise a non-blank string of at most `max` characters, trimmed.
-fn required_text(f: &Field<String>, max: usize, msg: &str) -> Result<Option<String>, Error> {
+fn required_text(
+    f: &Field<String>,
+    max: usize,
+    msg: &'static str,
+) -> Result<Option<String>, Refusal> {
     if f.absent() {
         return Ok(None);
     }
@@ -93,8 +95,8 @@ fn required_text(f: &Field<String>, max: usize, msg: &str) -> Result<Option<Stri
 fn optional_text(
     f: &Field<String>,
     max: usize,
-    msg: &str,
-) -> Result<Option<Option<String>>, Error> {
+    msg: &'static str,
+) -> Result<Option<Option<String>>, Refusal> {
     if f.absent() {
         return Ok(None);
     }
@@ -111,8 +113,8 @@ fn optional_text(
 fn instant(
     f: &Field<String>,
     tz: chrono_tz::Tz,
-    msg: &str,
-) -> Result<Option<DateTime<Utc>>, Error> {
+    msg: &'static str,
+) -> Result<Option<DateTime<Utc>>, Refusal> {
     if f.absent() {
         return Ok(None);
     }
@@ -123,7 +125,7 @@ fn instant(
 }
 
 impl EventInput {
-    pub fn parse(body: &EventBody, tz: chrono_tz::Tz) -> Result<Self, Error> {
+    pub fn parse(body: &EventBody, tz: chrono_tz::Tz) -> Result<Self, Refusal> {
         let layout = &body.seat_layout_id;
         let seat_layout_id = match layout.get() {
             _ if !layout.present() => None,
@@ -177,7 +179,7 @@ impl EventInput {
     }
 
     /// Every field a new event needs.
-    pub fn require_complete(&self) -> Result<(), Error> {
+    pub fn require_complete(&self) -> Result<(), Refusal> {
         if self.title.is_none() {
             return Err(bad("제목을 입력해주세요. (255자 이하)"));
         }
@@ -191,7 +193,7 @@ impl EventInput {
     }
 }
 
-pub fn check_window(sale_start: DateTime<Utc>, sale_end: DateTime<Utc>) -> Result<(), Error> {
+pub fn check_window(sale_start: DateTime<Utc>, sale_end: DateTime<Utc>) -> Result<(), Refusal> {
     if sale_start >= sale_end {
         return Err(bad("판매 종료 일시는 판매 시작 일시보다 늦어야 합니다."));
     }
@@ -208,8 +210,8 @@ pub struct TicketTypeInput {
 }
 
 impl TicketTypeInput {
-    pub fn parse(v: &TicketTypeBody) -> Result<Self, Error> {
-        let int = |f: &Field<i64>, msg: &str| -> Result<Option<i32>, Error> {
+    pub fn parse(v: &TicketTypeBody) -> Result<Self, Refusal> {
+        let int = |f: &Field<i64>, msg: &'static str| -> Result<Option<i32>, Refusal> {
             if !f.present() {
                 return Ok(None);
             }
@@ -227,7 +229,7 @@ impl TicketTypeInput {
         })
     }
 
-    pub fn require_complete(&self) -> Result<(), Error> {
+    pub fn require_complete(&self) -> Result<(), Refusal> {
         if self.name.is_none() || self.price.is_none() || self.total_quantity.is_none() {
             return Err(bad("티켓 이름, 가격, 수량은 필수입니다."));
         }
