@@ -1,4 +1,5 @@
-//! Every refusal of the admin event and ticket-type operations, answered once, here, in the
+//! Every refusal of the admin operations (events, ticket types, reservation status changes; the
+//! lifecycle's own refusals come from `reservations::lifecycle`), answered once, here, in the
 //! contract's shape for it. The original's shapes differ by endpoint (a missing event is
 //! `{error}` on delete but `{success:false, message}` on edit); the variants keep them apart.
 
@@ -36,6 +37,14 @@ pub enum Refusal {
     /// The new total is below what is sold.
     #[error("판매된 티켓 수보다 적은 수량으로 변경할 수 없습니다.")]
     BelowSold,
+    /// A status change names neither `status` nor `paymentStatus`.
+    #[error("변경할 상태를 지정해주세요.")]
+    NoStatusGiven,
+    /// A status change names a status the lifecycle does not know.
+    #[error("유효하지 않은 상태 값입니다.")]
+    UnknownStatus,
+    #[error("예매를 찾을 수 없습니다.")]
+    ReservationNotFound,
 }
 
 impl From<Refusal> for Error {
@@ -59,6 +68,9 @@ impl From<Refusal> for Error {
                 json!({ "existingSeats": n }),
             ),
             Refusal::TicketTypeNotFound => Error::not_found(Code::TicketTypeNotFound, msg),
+            Refusal::NoStatusGiven => Error::bad_request(Code::InvalidInput, msg),
+            Refusal::UnknownStatus => Error::bad_request(Code::InvalidStatusChange, msg),
+            Refusal::ReservationNotFound => Error::not_found(Code::ReservationNotFound, msg),
         }
     }
 }
