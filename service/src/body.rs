@@ -5,6 +5,10 @@
 //! anything but an object), then each field is read leniently, as the frontend sends them
 //! (numbers as strings from the admin form). A field of the wrong type is not a serde rejection:
 //! the handler's validation sees it and answers the endpoint's own message and code.
+//!
+//! Body types also derive `utoipa::ToSchema` for `/api-docs` (`api_docs::BODIES`): each field
+//! says the JSON type it documents (`#[schema(value_type = …)]`) and is `#[serde(default)]` per
+//! field (a container-level default would make utoipa print every default).
 
 use axum::extract::{FromRequest, Request};
 use serde::{Deserialize, Deserializer, de::DeserializeOwned};

@@ -42,31 +42,63 @@ pub struct EventInput {
 }
 
 /// `POST /api/admin/events` and `PUT /api/admin/events/:id` as sent (`ticketTypes` only on create).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct EventBody {
+    #[serde(default)]
+    #[schema(value_type = String)]
     pub title: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
     pub description: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
     pub venue: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
     pub address: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
     pub event_date: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
     pub sale_start_date: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
     pub sale_end_date: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
     pub poster_image_url: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
     pub artist_name: Field<String>,
     /// A UUID, or null/`""` for none.
+    #[serde(default)]
+    #[schema(value_type = String)]
     pub seat_layout_id: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = i64)]
     pub queue_threshold: Field<i64>,
+    #[serde(default)]
+    #[schema(value_type = Vec<TicketTypeBody>)]
     pub ticket_types: Field<Vec<Field<TicketTypeBody>>>,
 }
 
 /// A ticket type of the admin form as sent; `price`/`totalQuantity` may be strings.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct TicketTypeBody {
+    #[serde(default)]
+    #[schema(value_type = String)]
     pub name: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = i64)]
     pub price: Field<i64>,
+    #[serde(default)]
+    #[schema(value_type = i64)]
     pub total_quantity: Field<i64>,
+    #[serde(default)]
+    #[schema(value_type = String)]
     pub description: Field<String>,
 }
 crate::nested_body!(TicketTypeBody);

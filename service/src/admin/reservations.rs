@@ -64,10 +64,14 @@ async fn list(State(state): State<AppState>, QueryParams(q): QueryParams) -> Res
 }
 
 /// `PATCH /api/admin/reservations/:id/status`: either or both.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct StatusBody {
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusBody {
+    #[serde(default)]
+    #[schema(value_type = String)]
     status: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
     payment_status: Field<String>,
 }
 

@@ -37,12 +37,19 @@ fn count(state: &AppState, kind: &'static str, status: &'static str) {
 }
 
 /// `POST /api/auth/register` (`email`, `password`) and `/login` (only those two).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct AccountBody {
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct AccountBody {
+    #[serde(default)]
+    #[schema(value_type = String)]
     email: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
     password: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
     name: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
     phone: Field<String>,
 }
 

@@ -64,11 +64,16 @@ fn title_ok(t: &str) -> bool {
 
 /// `POST /api/news` and `PUT /api/news/:id` (`author`/`author_id` are ignored: the author is the
 /// caller).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct NewsBody {
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct NewsBody {
+    #[serde(default)]
+    #[schema(value_type = String)]
     title: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
     content: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = bool)]
     is_pinned: Field<bool>,
 }
 

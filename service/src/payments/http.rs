@@ -24,10 +24,14 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `POST /api/payments/process`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct ProcessBody {
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessBody {
+    #[serde(default)]
+    #[schema(value_type = String, format = "uuid")]
     reservation_id: Field<Uuid>,
+    #[serde(default)]
+    #[schema(value_type = String)]
     payment_method: Field<String>,
 }
 

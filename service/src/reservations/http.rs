@@ -31,17 +31,25 @@ pub fn router() -> Router<AppState> {
 const MAX_QUANTITY: i64 = 100;
 
 /// `POST /api/reservations`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct BookBody {
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BookBody {
+    #[serde(default)]
+    #[schema(value_type = String, format = "uuid")]
     event_id: Field<Uuid>,
+    #[serde(default)]
+    #[schema(value_type = Vec<BookItem>)]
     items: Field<Vec<Field<BookItem>>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct BookItem {
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BookItem {
+    #[serde(default)]
+    #[schema(value_type = String, format = "uuid")]
     ticket_type_id: Field<Uuid>,
+    #[serde(default)]
+    #[schema(value_type = i64)]
     quantity: Field<i64>,
 }
 crate::nested_body!(BookItem);
