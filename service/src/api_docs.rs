@@ -365,6 +365,24 @@ mod tests {
         assert_eq!(codes.as_array().map(Vec::len), Some(Code::ALL.len()));
     }
 
+    /// The `T` of every `Body<T>` extractor in the sources below `dir`.
+    fn extracted_body_types(dir: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(extracted_body_types(path.to_str().unwrap()));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let names = text.split("Body(body): Body<").skip(1);
+                let names = names.filter_map(|rest| rest.split_once('>').map(|(name, _)| name));
+                let idents = names.filter(|n| n.chars().all(|c| c.is_alphanumeric() || c == '_'));
+                out.extend(idents.map(str::to_string));
+            }
+        }
+        out
+    }
+
     /// Each typed body is on a documented operation and its schema (and the schemas it refers
     /// to) are in the components.
     #[test]
@@ -388,6 +406,16 @@ mod tests {
             assert!(
                 doc["components"]["schemas"][name].is_object(),
                 "{name} unresolved"
+            );
+        }
+        // every body type a handler extracts is listed in `bodies`
+        let listed: Vec<String> = bodies().into_iter().map(|b| b.name).collect();
+        let taken = extracted_body_types(concat!(env!("CARGO_MANIFEST_DIR"), "/src"));
+        assert!(taken.len() >= listed.len(), "{taken:?}");
+        for taken in taken {
+            assert!(
+                listed.contains(&taken),
+                "Body<{taken}> is not in api_docs::bodies"
             );
         }
         let event = &doc["components"]["schemas"]["EventBody"]["properties"];
