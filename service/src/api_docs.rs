@@ -1,19 +1,24 @@
 //! `/api-docs`: the OpenAPI 3 document of the REST API, built with utoipa from the operation table
 //! below and the error codes of `codes.rs` (each operation lists the codes it can answer, under
-//! the status it answers them with). `/api-docs/ui` renders it (Scalar; the browser loads its
+//! the status it answers them with) and the typed request bodies of [`bodies`] (schemas derived
+//! from the handlers' body types). `/api-docs/ui` renders it (Scalar; the browser loads its
 //! script from a CDN). A test reads every route declaration of the sources and fails when a routed
 //! method and path is missing here, or documented but not routed.
 
 use std::collections::BTreeMap;
 
 use axum::{Json, Router, routing::get};
-use utoipa::openapi::{
-    ComponentsBuilder, HttpMethod, InfoBuilder, OpenApi, OpenApiBuilder, PathItem, PathsBuilder,
-    Required, ResponseBuilder,
-    content::ContentBuilder,
-    path::{OperationBuilder, ParameterBuilder, ParameterIn},
-    schema::{ObjectBuilder, Ref, SchemaType, Type},
-    security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
+use utoipa::{
+    ToSchema,
+    openapi::{
+        ComponentsBuilder, HttpMethod, InfoBuilder, OpenApi, OpenApiBuilder, PathItem,
+        PathsBuilder, RefOr, Required, ResponseBuilder,
+        content::ContentBuilder,
+        path::{OperationBuilder, ParameterBuilder, ParameterIn},
+        request_body::RequestBodyBuilder,
+        schema::{ObjectBuilder, Ref, Schema, SchemaType, Type},
+        security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
+    },
 };
 use utoipa_scalar::{Scalar, Servable};
 
@@ -128,6 +133,50 @@ pub const OPERATIONS: &[Op] = &[
     op(Get, "/metrics", "health", "Prometheus metrics (OpenMetrics text)", Public, 200, &[]),
 ];
 
+/// The typed request body of one operation: its schema's name and the schemas it needs.
+pub struct BodyDoc {
+    pub method: HttpMethod,
+    pub path: &'static str,
+    pub name: String,
+    schemas: Vec<(String, RefOr<Schema>)>,
+}
+
+fn body<T: ToSchema>(method: HttpMethod, path: &'static str) -> BodyDoc {
+    let name = T::name().into_owned();
+    let mut schemas = vec![(name.clone(), T::schema())];
+    T::schemas(&mut schemas);
+    BodyDoc {
+        method,
+        path,
+        name,
+        schemas,
+    }
+}
+
+/// Every operation that reads a typed body (`body::Body<T>`).
+pub fn bodies() -> Vec<BodyDoc> {
+    use crate::{
+        admin::{input::EventBody, input::TicketTypeBody, reservations::StatusBody},
+        auth::http::AccountBody,
+        news::http::NewsBody,
+        payments::http::ProcessBody,
+        reservations::http::BookBody,
+    };
+    vec![
+        body::<AccountBody>(Post, "/api/auth/register"),
+        body::<AccountBody>(Post, "/api/auth/login"),
+        body::<BookBody>(Post, "/api/reservations"),
+        body::<ProcessBody>(Post, "/api/payments/process"),
+        body::<NewsBody>(Post, "/api/news"),
+        body::<NewsBody>(Put, "/api/news/{id}"),
+        body::<StatusBody>(Patch, "/api/admin/reservations/{id}/status"),
+        body::<EventBody>(Post, "/api/admin/events"),
+        body::<EventBody>(Put, "/api/admin/events/{id}"),
+        body::<TicketTypeBody>(Post, "/api/admin/events/{id}/tickets"),
+        body::<TicketTypeBody>(Put, "/api/admin/tickets/{id}"),
+    ]
+}
+
 /// The refusals every operation of an access class can answer.
 fn implied(access: Access) -> Vec<(u16, Code)> {
     let mut out = Vec::new();
@@ -171,7 +220,7 @@ fn error_schema() -> ObjectBuilder {
         .property("success", ObjectBuilder::new().schema_type(Type::Boolean))
 }
 
-fn operation(op: &Op) -> utoipa::openapi::path::Operation {
+fn operation(op: &Op, body: Option<&BodyDoc>) -> utoipa::openapi::path::Operation {
     let mut b = OperationBuilder::new()
         .summary(Some(op.summary))
         .tag(op.tag)
@@ -218,6 +267,16 @@ fn operation(op: &Op) -> utoipa::openapi::path::Operation {
                 .build(),
         );
     }
+    if let Some(body) = body {
+        let content = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(&body.name)))
+            .build();
+        b = b.request_body(Some(
+            RequestBodyBuilder::new()
+                .content("application/json", content)
+                .build(),
+        ));
+    }
     if op.access != Public {
         b = b.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
     }
@@ -226,9 +285,20 @@ fn operation(op: &Op) -> utoipa::openapi::path::Operation {
 
 /// The whole document.
 pub fn document() -> OpenApi {
+    let bodies = bodies();
     let mut paths = PathsBuilder::new();
     for op in OPERATIONS {
-        paths = paths.path(op.path, PathItem::new(op.method.clone(), operation(op)));
+        let body = bodies
+            .iter()
+            .find(|b| b.method == op.method && b.path == op.path);
+        paths = paths.path(
+            op.path,
+            PathItem::new(op.method.clone(), operation(op, body)),
+        );
+    }
+    let mut components = ComponentsBuilder::new().schema("Error", error_schema());
+    for (name, schema) in bodies.into_iter().flat_map(|b| b.schemas) {
+        components = components.schema(name, schema);
     }
     OpenApiBuilder::new()
         .info(
@@ -243,8 +313,7 @@ pub fn document() -> OpenApi {
         )
         .paths(paths.build())
         .components(Some(
-            ComponentsBuilder::new()
-                .schema("Error", error_schema())
+            components
                 .security_scheme(
                     "bearer",
                     SecurityScheme::Http(
@@ -294,5 +363,66 @@ mod tests {
         }
         let codes = &doc["components"]["schemas"]["Error"]["properties"]["code"]["enum"];
         assert_eq!(codes.as_array().map(Vec::len), Some(Code::ALL.len()));
+    }
+
+    /// The `T` of every `Body<T>` extractor in the sources below `dir`.
+    fn extracted_body_types(dir: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(extracted_body_types(path.to_str().unwrap()));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let names = text.split("Body(body): Body<").skip(1);
+                let names = names.filter_map(|rest| rest.split_once('>').map(|(name, _)| name));
+                let idents = names.filter(|n| n.chars().all(|c| c.is_alphanumeric() || c == '_'));
+                out.extend(idents.map(str::to_string));
+            }
+        }
+        out
+    }
+
+    /// Each typed body is on a documented operation and its schema (and the schemas it refers
+    /// to) are in the components.
+    #[test]
+    fn api_docs_typed_bodies_are_documented_with_their_schemas() {
+        let doc = serde_json::to_value(document()).unwrap();
+        for b in bodies() {
+            let m = serde_json::to_value(&b.method).unwrap();
+            let m = m.as_str().unwrap().to_lowercase();
+            let body = &doc["paths"][b.path][&m]["requestBody"];
+            let r = body["content"]["application/json"]["schema"]["$ref"].as_str();
+            assert_eq!(
+                r,
+                Some(format!("#/components/schemas/{}", b.name).as_str()),
+                "{m} {}",
+                b.path
+            );
+        }
+        let text = doc.to_string();
+        for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = &r[..r.find('"').unwrap()];
+            assert!(
+                doc["components"]["schemas"][name].is_object(),
+                "{name} unresolved"
+            );
+        }
+        // every body type a handler extracts is listed in `bodies`
+        let listed: Vec<String> = bodies().into_iter().map(|b| b.name).collect();
+        let taken = extracted_body_types(concat!(env!("CARGO_MANIFEST_DIR"), "/src"));
+        assert!(taken.len() >= listed.len(), "{taken:?}");
+        for taken in taken {
+            assert!(
+                listed.contains(&taken),
+                "Body<{taken}> is not in api_docs::bodies"
+            );
+        }
+        let event = &doc["components"]["schemas"]["EventBody"]["properties"];
+        assert_eq!(
+            event["ticketTypes"]["items"]["$ref"],
+            "#/components/schemas/TicketTypeBody"
+        );
+        assert_eq!(event["seatLayoutId"]["type"], "string");
     }
 }

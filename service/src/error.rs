@@ -57,6 +57,10 @@ pub enum Error {
         message: &'static str,
         retry_after_secs: u32,
     },
+    /// 503 with `Retry-After`: the database or Redis failed under the request. Counted and logged
+    /// when answered (`IntoResponse`), so the `From` conversions that build it stay pure.
+    #[error("{0}")]
+    Outage(Outage),
     /// 429 with `Retry-After`: a rate limit refused the request.
     #[error("rate limited")]
     TooManyRequests { retry_after_secs: u32 },
@@ -127,6 +131,7 @@ impl Error {
         match self {
             Error::Plain(_, c, _) | Error::PlainWith(_, c, _, _) | Error::Failure(_, c, _) => *c,
             Error::Unavailable { code, .. } => *code,
+            Error::Outage(o) => o.code(),
             Error::Validation(_) => Code::ValidationFailed,
             Error::TooManyRequests { .. } => Code::RateLimited,
             Error::Internal { .. } => Code::Internal,
@@ -164,22 +169,67 @@ impl<T> OrMessage<T> for Result<T> {
 /// `query_canceled` (statement_timeout) and `idle_in_transaction_session_timeout`.
 const TIMEOUT_SQLSTATES: &[&str] = &["57014", "25P03"];
 
+/// A dependency failure a client should retry; what is counted and logged of it happens once, in
+/// [`Outage::record`] when the error is answered.
+#[derive(Debug, thiserror::Error)]
+pub enum Outage {
+    /// No pooled connection came free within `DB_ACQUIRE_TIMEOUT_MS`.
+    #[error("database pool timed out")]
+    DbPoolTimedOut,
+    /// The pool is closed or the connection failed.
+    #[error("database unreachable")]
+    DbUnreachable,
+    /// The server cancelled a statement (`statement_timeout`) or ended an idle transaction.
+    #[error("database statement timed out: {0}")]
+    DbStatementTimeout(String),
+    #[error("redis unavailable: {0}")]
+    Redis(String),
+}
+
+impl Outage {
+    /// The 503 it is answered with.
+    fn unavailable(&self) -> Error {
+        match self {
+            Outage::DbPoolTimedOut => Error::db_busy(1),
+            Outage::DbUnreachable => Error::db_busy(2),
+            Outage::DbStatementTimeout(_) => Error::db_timeout(1),
+            Outage::Redis(_) => Error::redis_down(),
+        }
+    }
+
+    fn code(&self) -> Code {
+        self.unavailable().code()
+    }
+
+    /// The metrics and log lines of an answered outage (`tiketi_db_pool_timeouts`,
+    /// `tiketi_db_statement_timeouts` count answers, as their help texts say).
+    fn record(&self) {
+        let metrics = crate::metrics::global();
+        match self {
+            Outage::DbPoolTimedOut => {
+                metrics.db_pool_timeouts.inc();
+            }
+            Outage::DbUnreachable => {}
+            Outage::DbStatementTimeout(e) => {
+                tracing::warn!(error = %e, "database statement timed out");
+                metrics.db_statement_timeouts.inc();
+            }
+            Outage::Redis(e) => tracing::warn!(error = %e, "redis unavailable"),
+        }
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut => {
-                crate::metrics::global().db_pool_timeouts.inc();
-                Error::db_busy(1)
-            }
-            sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Error::db_busy(2),
+            sqlx::Error::PoolTimedOut => Error::Outage(Outage::DbPoolTimedOut),
+            sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Error::Outage(Outage::DbUnreachable),
             sqlx::Error::Database(db)
                 if db
                     .code()
                     .is_some_and(|c| TIMEOUT_SQLSTATES.contains(&c.as_ref())) =>
             {
-                tracing::warn!(error = %db, "database statement timed out");
-                crate::metrics::global().db_statement_timeouts.inc();
-                Error::db_timeout(1)
+                Error::Outage(Outage::DbStatementTimeout(db.to_string()))
             }
             other => Error::internal(other),
         }
@@ -188,8 +238,7 @@ impl From<sqlx::Error> for Error {
 
 impl From<fred::error::Error> for Error {
     fn from(e: fred::error::Error) -> Self {
-        tracing::warn!(error = %e, "redis unavailable");
-        Error::redis_down()
+        Error::Outage(Outage::Redis(e.to_string()))
     }
 }
 
@@ -242,6 +291,10 @@ impl IntoResponse for Error {
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 r
             }
+            Error::Outage(outage) => {
+                outage.record();
+                outage.unavailable().into_response()
+            }
             Error::TooManyRequests { retry_after_secs } => {
                 let msg = "요청이 너무 많습니다. 잠시 후 다시 시도해주세요.";
                 let mut r = (
@@ -271,4 +324,23 @@ pub fn failure(status: StatusCode, code: Code, msg: &str) -> Response {
         Json(json!({ "success": false, "message": msg, "error": msg, "code": code.as_str() })),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Converting is pure; the metric counts the answer (a handler may convert and recover).
+    #[test]
+    fn error_outage_is_counted_when_answered_not_when_converted() {
+        let counter = &crate::metrics::global().db_pool_timeouts;
+        let before = counter.get();
+        let e = Error::from(sqlx::Error::PoolTimedOut);
+        assert_eq!(e.code(), Code::DbBusy);
+        assert_eq!(counter.get(), before);
+        let r = e.into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(counter.get(), before + 1);
+    }
 }

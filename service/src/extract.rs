@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{self, jwt::TokenError},
+    body::FromJson,
     error::{Code, Error},
     state::AppState,
 };
@@ -100,23 +101,10 @@ pub trait Fields {
     }
     /// An integer given as a JSON integer or as a string of digits.
     fn int_of(&self, name: &str) -> Option<i64> {
-        match self.field(name)? {
-            Value::Number(n) => n.as_i64().or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
-                    .map(|f| f as i64)
-            }),
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        }
+        self.field(name).and_then(i64::from_json)
     }
     fn bool_of(&self, name: &str) -> Option<bool> {
-        match self.field(name)? {
-            Value::Bool(b) => Some(*b),
-            Value::String(s) if s == "true" => Some(true),
-            Value::String(s) if s == "false" => Some(false),
-            _ => None,
-        }
+        self.field(name).and_then(bool::from_json)
     }
 }
 

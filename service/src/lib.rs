@@ -4,6 +4,7 @@ pub mod admin;
 pub mod api_docs;
 pub mod app;
 pub mod auth;
+pub mod body;
 pub mod breaker;
 pub mod cache;
 pub mod client_ip;

@@ -1,10 +1,12 @@
-//! SQL of the admin console's dashboard and reservation lists; rows serialize to the contract's
-//! field names.
+//! SQL of the admin console: dashboard, reservation lists, and the event and ticket-type editor;
+//! rows serialize to the contract's field names.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgExecutor;
+use sqlx::{AssertSqlSafe, PgExecutor};
 use uuid::Uuid;
+
+use crate::events::db::{EVENT_COLUMNS, EventRow};
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
@@ -128,6 +130,241 @@ pub async fn reservation(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Rese
          FROM reservations WHERE id = $1",
     )
     .bind(id)
+    .fetch_one(db)
+    .await
+}
+
+// ---- events and ticket types (the admin event editor) ----
+
+/// A ticket type as the admin answers show it (`ticketType`).
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct TicketType {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub name: String,
+    pub price: i32,
+    pub total_quantity: i32,
+    pub available_quantity: i32,
+    pub description: Option<String>,
+    #[serde(with = "tiketi_core::time::wire")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "tiketi_core::time::wire")]
+    pub updated_at: DateTime<Utc>,
+}
+
+const TICKET_COLUMNS: &str = "id, event_id, name, price, total_quantity, available_quantity, description, \
+     created_at, updated_at";
+
+/// The columns of an event as written; `None` of an optional column is NULL.
+pub struct EventFields<'a> {
+    pub title: &'a str,
+    pub description: Option<&'a str>,
+    pub venue: &'a str,
+    pub address: Option<&'a str>,
+    pub event_date: DateTime<Utc>,
+    pub sale_start: DateTime<Utc>,
+    pub sale_end: DateTime<Utc>,
+    pub poster_image_url: Option<&'a str>,
+    pub artist_name: Option<&'a str>,
+    pub status: &'a str,
+    /// `None` keeps the current threshold (the default 1000 for a new event).
+    pub queue_threshold: Option<i32>,
+}
+
+/// Inserts an event created by `created_by`.
+pub async fn insert_event(
+    db: impl PgExecutor<'_>,
+    f: &EventFields<'_>,
+    seat_layout_id: Option<Uuid>,
+    created_by: Uuid,
+) -> sqlx::Result<EventRow> {
+    let q = sqlx::query_as(AssertSqlSafe(format!(
+        "INSERT INTO events (title, description, venue, address, event_date, sale_start_date, sale_end_date,
+                             poster_image_url, artist_name, seat_layout_id, status, created_by, queue_threshold)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $12, $10, $13, coalesce($11, 1000))
+         RETURNING {EVENT_COLUMNS}"
+    )));
+    bind_fields(q, f)
+        .bind(seat_layout_id)
+        .bind(created_by)
+        .fetch_one(db)
+        .await
+}
+
+type EventQuery<'q> =
+    sqlx::query::QueryAs<'q, sqlx::Postgres, EventRow, sqlx::postgres::PgArguments>;
+
+/// Binds the fields as the next eleven parameters, in `EventFields` order.
+fn bind_fields<'q>(q: EventQuery<'q>, f: &EventFields<'q>) -> EventQuery<'q> {
+    q.bind(f.title)
+        .bind(f.description)
+        .bind(f.venue)
+        .bind(f.address)
+        .bind(f.event_date)
+        .bind(f.sale_start)
+        .bind(f.sale_end)
+        .bind(f.poster_image_url)
+        .bind(f.artist_name)
+        .bind(f.status)
+        .bind(f.queue_threshold)
+}
+
+/// The event's row, locked for the rest of the transaction.
+pub async fn lock_event(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<EventRow>> {
+    sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Whether the event exists, locking it if so.
+pub async fn lock_event_id(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
+    let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM events WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    Ok(found.is_some())
+}
+
+pub async fn event_exists(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE id = $1)")
+        .bind(id)
+        .fetch_one(db)
+        .await
+}
+
+/// Rewrites every editable column of the event.
+pub async fn update_event(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    f: &EventFields<'_>,
+) -> sqlx::Result<EventRow> {
+    let q = sqlx::query_as(AssertSqlSafe(format!(
+        "UPDATE events SET title = $1, description = $2, venue = $3, address = $4, event_date = $5,
+                sale_start_date = $6, sale_end_date = $7, poster_image_url = $8, artist_name = $9, status = $10,
+                queue_threshold = coalesce($11, queue_threshold)
+         WHERE id = $12 RETURNING {EVENT_COLUMNS}"
+    )));
+    bind_fields(q, f).bind(id).fetch_one(db).await
+}
+
+/// Marks the event cancelled; `None` when it does not exist or already was.
+pub async fn mark_cancelled(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<EventRow>> {
+    sqlx::query_as(AssertSqlSafe(format!(
+        "UPDATE events SET status = 'cancelled' WHERE id = $1 AND status <> 'cancelled' RETURNING {EVENT_COLUMNS}"
+    )))
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Deletes the event (its seats and ticket types cascade; reservations keep a NULL event).
+pub async fn delete_event(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM events WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The event's title and seat layout, locked; `None` when it does not exist.
+pub async fn lock_seat_setup(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> sqlx::Result<Option<(String, Option<Uuid>)>> {
+    sqlx::query_as("SELECT title, seat_layout_id FROM events WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn seat_count(db: impl PgExecutor<'_>, event_id: Uuid) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM seats WHERE event_id = $1")
+        .bind(event_id)
+        .fetch_one(db)
+        .await
+}
+
+/// Whether a live (pending or confirmed) reservation of the event holds a seat.
+pub async fn seats_in_use(db: impl PgExecutor<'_>, event_id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM reservations r JOIN reservation_items ri ON ri.reservation_id = r.id
+                        WHERE r.event_id = $1 AND r.status IN ('pending', 'confirmed') AND ri.seat_id IS NOT NULL)",
+    )
+    .bind(event_id)
+    .fetch_one(db)
+    .await
+}
+
+/// Deletes every seat of the event; returns how many.
+pub async fn delete_seats(db: impl PgExecutor<'_>, event_id: Uuid) -> sqlx::Result<u64> {
+    let done = sqlx::query("DELETE FROM seats WHERE event_id = $1")
+        .bind(event_id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+pub async fn insert_ticket_type(
+    db: impl PgExecutor<'_>,
+    event_id: Uuid,
+    name: &str,
+    price: i32,
+    total_quantity: i32,
+    description: Option<&str>,
+) -> sqlx::Result<TicketType> {
+    sqlx::query_as(AssertSqlSafe(format!(
+        "INSERT INTO ticket_types (event_id, name, price, total_quantity, available_quantity, description)
+         VALUES ($1, $2, $3, $4, $4, $5)
+         RETURNING {TICKET_COLUMNS}"
+    )))
+    .bind(event_id)
+    .bind(name)
+    .bind(price)
+    .bind(total_quantity)
+    .bind(description)
+    .fetch_one(db)
+    .await
+}
+
+/// A ticket type's event, total and available stock, locked; `None` when it does not exist.
+pub async fn lock_ticket_stock(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> sqlx::Result<Option<(Uuid, i32, i32)>> {
+    sqlx::query_as(
+        "SELECT event_id, total_quantity, available_quantity FROM ticket_types WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Edits a ticket type: `None` of name/price keeps them; `description` `None` keeps it,
+/// `Some(None)` clears it.
+pub async fn update_ticket_type(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    name: Option<&str>,
+    price: Option<i32>,
+    (total, available): (i32, i32),
+    description: Option<Option<&str>>,
+) -> sqlx::Result<TicketType> {
+    sqlx::query_as(AssertSqlSafe(format!(
+        "UPDATE ticket_types SET name = coalesce($2, name), price = coalesce($3, price), total_quantity = $4,
+                available_quantity = $5, description = CASE WHEN $6 THEN $7 ELSE description END
+         WHERE id = $1
+         RETURNING {TICKET_COLUMNS}"
+    )))
+    .bind(id)
+    .bind(name)
+    .bind(price)
+    .bind(total)
+    .bind(available)
+    .bind(description.is_some())
+    .bind(description.flatten())
     .fetch_one(db)
     .await
 }

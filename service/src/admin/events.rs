@@ -7,17 +7,21 @@ use axum::{
     routing::{delete, get, post, put},
 };
 use serde_json::{Value, json};
-use sqlx::AssertSqlSafe;
 use sqlx::PgConnection;
 use tiketi_core::{rules::sale_status, wire::Notice};
 use uuid::Uuid;
 
-use super::input::{EventInput, TicketTypeInput, check_window};
+use super::{
+    db::{self, EventFields, TicketType},
+    input::{EventBody, EventInput, TicketTypeBody, TicketTypeInput, check_window},
+    refusal::Refusal,
+};
 use crate::{
+    body::Body,
     effects::{self, Effects},
-    error::{Code, Error, OrMessage, Result},
-    events::db::{EVENT_COLUMNS, EventRow},
-    extract::{AuthUser, Fields, JsonBody, path_id},
+    error::{Error, OrMessage, Result},
+    events::db::EventRow,
+    extract::{AuthUser, path_id},
     reservations::items,
     seats::{self, http::layouts_json},
     state::AppState,
@@ -54,81 +58,76 @@ fn event_changed(event_id: Uuid) -> Effects {
     Effects::none().lists().event(Some(event_id))
 }
 
+/// Inserts a ticket type that passed `require_complete`.
 async fn insert_ticket_type(
     tx: &mut PgConnection,
     event_id: Uuid,
     t: &TicketTypeInput,
-) -> Result<Value> {
-    let row: Value = sqlx::query_scalar(
-        "INSERT INTO ticket_types AS t (event_id, name, price, total_quantity, available_quantity, description)
-         VALUES ($1, $2, $3, $4, $4, $5)
-         RETURNING json_build_object('id', t.id, 'event_id', t.event_id, 'name', t.name, 'price', t.price,
-             'total_quantity', t.total_quantity, 'available_quantity', t.available_quantity, 'description', t.description,
-             'created_at', wire_ts(t.created_at), 'updated_at', wire_ts(t.updated_at))",
-    )
-    .bind(event_id)
-    .bind(&t.name)
-    .bind(t.price)
-    .bind(t.total_quantity)
-    .bind(t.description.clone().flatten())
-    .fetch_one(&mut *tx)
-    .await?;
-    Ok(row)
+) -> Result<TicketType> {
+    let (Some(name), Some(price), Some(total)) = (&t.name, t.price, t.total_quantity) else {
+        unreachable!("checked by require_complete")
+    };
+    let description = t.description.as_ref().and_then(Option::as_deref);
+    Ok(db::insert_ticket_type(tx, event_id, name, price, total, description).await?)
 }
 
 async fn create(
     State(state): State<AppState>,
     admin: AuthUser,
-    JsonBody(body): JsonBody,
+    Body(body): Body<EventBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let input = EventInput::parse(&body, state.config.timezone)?;
     input.require_complete()?;
-    let (Some(sale_start), Some(sale_end)) = (input.sale_start, input.sale_end) else {
-        unreachable!("checked")
+    let (Some(title), Some(venue), Some(event_date), Some(sale_start), Some(sale_end)) = (
+        &input.title,
+        &input.venue,
+        input.event_date,
+        input.sale_start,
+        input.sale_end,
+    ) else {
+        unreachable!("checked by require_complete")
     };
     check_window(sale_start, sale_end)?;
     let mut ticket_types = Vec::new();
-    if let Some(list) = body.present("ticketTypes") {
-        for t in list.as_array().ok_or_else(|| {
-            Error::bad_request(Code::InvalidInput, "ticketTypes는 배열이어야 합니다.")
-        })? {
-            let t = TicketTypeInput::parse(t.as_object().ok_or_else(|| {
-                Error::bad_request(Code::InvalidInput, "티켓 정보가 올바르지 않습니다.")
-            })?)?;
+    if body.ticket_types.present() {
+        let list = body.ticket_types.get();
+        for t in list.ok_or(Refusal::Invalid("ticketTypes는 배열이어야 합니다."))? {
+            let t = t.get();
+            let t = TicketTypeInput::parse(
+                t.ok_or(Refusal::Invalid("티켓 정보가 올바르지 않습니다."))?,
+            )?;
             t.require_complete()?;
             ticket_types.push(t);
         }
     }
     let event = async {
         let mut tx = state.db.begin().await?;
-        let status = sale_status(chrono::Utc::now(), sale_start, sale_end);
-        let event: EventRow = sqlx::query_as(AssertSqlSafe(format!(
-            "INSERT INTO events (title, description, venue, address, event_date, sale_start_date, sale_end_date,
-                                 poster_image_url, artist_name, seat_layout_id, status, created_by, queue_threshold)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, coalesce($13, 1000))
-             RETURNING {EVENT_COLUMNS}"
-        )))
-        .bind(&input.title)
-        .bind(input.description.clone().flatten())
-        .bind(&input.venue)
-        .bind(input.address.clone().flatten())
-        .bind(input.event_date)
-        .bind(sale_start)
-        .bind(sale_end)
-        .bind(input.poster_image_url.clone().flatten())
-        .bind(input.artist_name.clone().flatten())
-        .bind(input.seat_layout_id)
-        .bind(status)
-        .bind(admin.id)
-        .bind(input.queue_threshold)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.constraint() == Some("events_seat_layout_id_fkey") => {
-                Error::bad_request(Code::InvalidInput, "존재하지 않는 좌석 레이아웃입니다.")
-            }
-            _ => e.into(),
-        })?;
+        fn given(v: &Option<Option<String>>) -> Option<&str> {
+            v.as_ref().and_then(Option::as_deref)
+        }
+        let fields = EventFields {
+            title,
+            description: given(&input.description),
+            venue,
+            address: given(&input.address),
+            event_date,
+            sale_start,
+            sale_end,
+            poster_image_url: given(&input.poster_image_url),
+            artist_name: given(&input.artist_name),
+            status: sale_status(chrono::Utc::now(), sale_start, sale_end),
+            queue_threshold: input.queue_threshold,
+        };
+        let event = db::insert_event(&mut *tx, &fields, input.seat_layout_id, admin.id)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(d)
+                    if d.constraint() == Some("events_seat_layout_id_fkey") =>
+                {
+                    Error::from(Refusal::UnknownLayout)
+                }
+                _ => e.into(),
+            })?;
         if let Some(layout) = input.seat_layout_id {
             seats::db::insert_layout_seats(&mut tx, event.id, layout).await?;
         }
@@ -150,16 +149,14 @@ async fn create(
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody,
+    Body(body): Body<EventBody>,
 ) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     let input = EventInput::parse(&body, state.config.timezone)?;
     let event = async {
         let mut tx = state.db.begin().await?;
-        let current: Option<EventRow> =
-            sqlx::query_as(AssertSqlSafe(format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 FOR UPDATE"))).bind(id).fetch_optional(&mut *tx).await?;
-        let Some(current) = current else {
-            return Err(Error::Failure(StatusCode::NOT_FOUND, Code::EventNotFound, "이벤트를 찾을 수 없습니다.".into()));
+        let Some(current) = db::lock_event(&mut *tx, id).await? else {
+            return Err(Error::from(Refusal::NoEventToEdit));
         };
         // Fields left out keep their value (the original overwrote them with NULL).
         let sale_start = input.sale_start.unwrap_or(current.sale_start_date);
@@ -170,27 +167,31 @@ async fn update(
         } else {
             sale_status(chrono::Utc::now(), sale_start, sale_end).to_string()
         };
-        let pick = |new: &Option<Option<String>>, old: &Option<String>| new.clone().unwrap_or_else(|| old.clone());
-        let event: EventRow = sqlx::query_as(AssertSqlSafe(format!(
-            "UPDATE events SET title = $2, description = $3, venue = $4, address = $5, event_date = $6,
-                    sale_start_date = $7, sale_end_date = $8, poster_image_url = $9, artist_name = $10, status = $11,
-                    queue_threshold = coalesce($12, queue_threshold)
-             WHERE id = $1 RETURNING {EVENT_COLUMNS}"
-        )))
-        .bind(id)
-        .bind(input.title.clone().unwrap_or(current.title.clone()))
-        .bind(pick(&input.description, &current.description))
-        .bind(input.venue.clone().unwrap_or(current.venue.clone()))
-        .bind(pick(&input.address, &current.address))
-        .bind(input.event_date.unwrap_or(current.event_date))
-        .bind(sale_start)
-        .bind(sale_end)
-        .bind(pick(&input.poster_image_url, &current.poster_image_url))
-        .bind(pick(&input.artist_name, &current.artist_name))
-        .bind(status)
-        .bind(input.queue_threshold)
-        .fetch_one(&mut *tx)
-        .await?;
+        let pick = |new: &'_ Option<Option<String>>, old: &'_ Option<String>| -> Option<String> {
+            new.clone().unwrap_or_else(|| old.clone())
+        };
+        let (description, address) = (
+            pick(&input.description, &current.description),
+            pick(&input.address, &current.address),
+        );
+        let (poster, artist) = (
+            pick(&input.poster_image_url, &current.poster_image_url),
+            pick(&input.artist_name, &current.artist_name),
+        );
+        let fields = EventFields {
+            title: input.title.as_deref().unwrap_or(&current.title),
+            description: description.as_deref(),
+            venue: input.venue.as_deref().unwrap_or(&current.venue),
+            address: address.as_deref(),
+            event_date: input.event_date.unwrap_or(current.event_date),
+            sale_start,
+            sale_end,
+            poster_image_url: poster.as_deref(),
+            artist_name: artist.as_deref(),
+            status: &status,
+            queue_threshold: input.queue_threshold,
+        };
+        let event = db::update_event(&mut *tx, id, &fields).await?;
         tx.commit().await?;
         Ok(event)
     }
@@ -236,13 +237,8 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result
     let msg = "이벤트 취소에 실패했습니다.";
     let (event, cancelled, fx) = async {
         let mut tx = state.db.begin().await?;
-        let event: Option<EventRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "UPDATE events SET status = 'cancelled' WHERE id = $1 AND status <> 'cancelled' RETURNING {EVENT_COLUMNS}"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let event = event.ok_or_else(|| Error::Failure(StatusCode::NOT_FOUND, Code::EventNotFound, msg.into()))?;
+        let event = db::mark_cancelled(&mut *tx, id).await?;
+        let event: EventRow = event.ok_or(Refusal::NotCancellable)?;
         let (cancelled, fx) = cancel_reservations_of(&mut tx, id).await?;
         tx.commit().await?;
         Ok((event, cancelled, fx))
@@ -261,22 +257,11 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result
     let id = path_id(&id, "Invalid id format")?;
     let (cancelled, fx) = async {
         let mut tx = state.db.begin().await?;
-        let exists: Option<Uuid> =
-            sqlx::query_scalar("SELECT id FROM events WHERE id = $1 FOR UPDATE")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if exists.is_none() {
-            return Err(Error::not_found(
-                Code::EventNotFound,
-                "이벤트를 찾을 수 없습니다.",
-            ));
+        if !db::lock_event_id(&mut *tx, id).await? {
+            return Err(Error::from(Refusal::EventNotFound));
         }
         let (cancelled, fx) = cancel_reservations_of(&mut tx, id).await?;
-        sqlx::query("DELETE FROM events WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        db::delete_event(&mut *tx, id).await?;
         tx.commit().await?;
         Ok((cancelled, fx))
     }
@@ -295,27 +280,13 @@ async fn generate_seats(
     let id = path_id(&id, "Invalid id format")?;
     let (created, title) = async {
         let mut tx = state.db.begin().await?;
-        let event: Option<(String, Option<Uuid>)> =
-            sqlx::query_as("SELECT title, seat_layout_id FROM events WHERE id = $1 FOR UPDATE")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (title, layout) = event
-            .ok_or_else(|| Error::not_found(Code::EventNotFound, "이벤트를 찾을 수 없습니다."))?;
-        let layout = layout.ok_or_else(|| {
-            Error::bad_request(Code::Conflict, "좌석 레이아웃이 설정되지 않았습니다.")
-        })?;
-        let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM seats WHERE event_id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let (title, layout) = db::lock_seat_setup(&mut *tx, id)
+            .await?
+            .ok_or(Refusal::EventNotFound)?;
+        let layout = layout.ok_or(Refusal::NoSeatLayout)?;
+        let existing = db::seat_count(&mut *tx, id).await?;
         if existing > 0 {
-            return Err(Error::PlainWith(
-                StatusCode::BAD_REQUEST,
-                Code::Conflict,
-                "이미 좌석이 생성되어 있습니다.".into(),
-                json!({ "existingSeats": existing }),
-            ));
+            return Err(Error::from(Refusal::SeatsExist(existing)));
         }
         let created = seats::db::insert_layout_seats(&mut tx, id, layout)
             .await?
@@ -338,20 +309,14 @@ async fn delete_seats(
     let id = path_id(&id, "Invalid id format")?;
     let deleted = async {
         let mut tx = state.db.begin().await?;
-        sqlx::query("SELECT 1 FROM events WHERE id = $1 FOR UPDATE").bind(id).execute(&mut *tx).await?;
-        let in_use: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM reservations r JOIN reservation_items ri ON ri.reservation_id = r.id
-                            WHERE r.event_id = $1 AND r.status IN ('pending', 'confirmed') AND ri.seat_id IS NOT NULL)",
-        )
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if in_use {
-            return Err(Error::bad_request(Code::Conflict, "예약된 좌석이 있어 삭제할 수 없습니다."));
+        // an unknown event has no seats: 0 deleted, as the original answered
+        db::lock_event_id(&mut *tx, id).await?;
+        if db::seats_in_use(&mut *tx, id).await? {
+            return Err(Error::from(Refusal::SeatsBooked));
         }
-        let done = sqlx::query("DELETE FROM seats WHERE event_id = $1").bind(id).execute(&mut *tx).await?;
+        let deleted = db::delete_seats(&mut *tx, id).await?;
         tx.commit().await?;
-        Ok(done.rows_affected())
+        Ok(deleted)
     }
     .await
     .or_message("좌석 삭제에 실패했습니다.")?;
@@ -364,22 +329,15 @@ async fn delete_seats(
 async fn create_ticket(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody,
+    Body(body): Body<TicketTypeBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let event_id = path_id(&id, "Invalid eventId format")?;
     let input = TicketTypeInput::parse(&body)?;
     input.require_complete()?;
     let ticket = async {
         let mut tx = state.db.begin().await?;
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE id = $1)")
-            .bind(event_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        if !exists {
-            return Err(Error::not_found(
-                Code::EventNotFound,
-                "이벤트를 찾을 수 없습니다.",
-            ));
+        if !db::event_exists(&mut *tx, event_id).await? {
+            return Err(Error::from(Refusal::EventNotFound));
         }
         let t = insert_ticket_type(&mut tx, event_id, &input).await?;
         tx.commit().await?;
@@ -397,39 +355,28 @@ async fn create_ticket(
 async fn update_ticket(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody,
+    Body(body): Body<TicketTypeBody>,
 ) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     let input = TicketTypeInput::parse(&body)?;
     let (ticket, event_id) = async {
         let mut tx = state.db.begin().await?;
-        let current: Option<(Uuid, i32, i32)> =
-            sqlx::query_as("SELECT event_id, total_quantity, available_quantity FROM ticket_types WHERE id = $1 FOR UPDATE")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (event_id, total, available) = current.ok_or_else(|| Error::not_found(Code::TicketTypeNotFound, "티켓을 찾을 수 없습니다."))?;
+        let current = db::lock_ticket_stock(&mut *tx, id).await?;
+        let (event_id, total, available) = current.ok_or(Refusal::TicketTypeNotFound)?;
         let new_total = input.total_quantity.unwrap_or(total);
         let new_available = i64::from(new_total) - i64::from(total - available);
         if new_available < 0 {
-            return Err(Error::bad_request(Code::Conflict, "판매된 티켓 수보다 적은 수량으로 변경할 수 없습니다."));
+            return Err(Error::from(Refusal::BelowSold));
         }
-        let t: Value = sqlx::query_scalar(
-            "UPDATE ticket_types t SET name = coalesce($2, name), price = coalesce($3, price), total_quantity = $4,
-                    available_quantity = $5, description = CASE WHEN $6 THEN $7 ELSE description END
-             WHERE id = $1
-             RETURNING json_build_object('id', t.id, 'event_id', t.event_id, 'name', t.name, 'price', t.price,
-                 'total_quantity', t.total_quantity, 'available_quantity', t.available_quantity,
-                 'description', t.description, 'created_at', wire_ts(t.created_at), 'updated_at', wire_ts(t.updated_at))",
+        let description = input.description.as_ref().map(Option::as_deref);
+        let t = db::update_ticket_type(
+            &mut *tx,
+            id,
+            input.name.as_deref(),
+            input.price,
+            (new_total, new_available as i32),
+            description,
         )
-        .bind(id)
-        .bind(&input.name)
-        .bind(input.price)
-        .bind(new_total)
-        .bind(new_available as i32)
-        .bind(input.description.is_some())
-        .bind(input.description.clone().flatten())
-        .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok((t, event_id))
@@ -439,14 +386,8 @@ async fn update_ticket(
     let notice = Notice::TicketUpdated {
         event_id,
         ticket_type_id: id,
-        available: ticket
-            .field("available_quantity")
-            .and_then(Value::as_i64)
-            .unwrap_or(0) as i32,
-        total: ticket
-            .field("total_quantity")
-            .and_then(Value::as_i64)
-            .unwrap_or(0) as i32,
+        available: ticket.available_quantity,
+        total: ticket.total_quantity,
     };
     effects::apply(
         &state,

@@ -5,15 +5,17 @@ use axum::{
     extract::{Path, State},
     routing::{get, patch},
 };
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tiketi_core::rules::total_pages;
 
-use super::db;
+use super::{db, refusal::Refusal};
 use crate::{
+    body::{Body, Field},
     effects,
-    error::{Code, Error, OrMessage, Result},
+    error::{OrMessage, Result},
     events::http::paging,
-    extract::{Fields, JsonBody, QueryParams, path_id},
+    extract::{QueryParams, path_id},
     reservations::{
         self, db as rdb,
         lifecycle::{self, Change, Payment, Status},
@@ -61,35 +63,41 @@ async fn list(State(state): State<AppState>, QueryParams(q): QueryParams) -> Res
     .or_message("예매 내역을 불러오는데 실패했습니다.")
 }
 
+/// `PATCH /api/admin/reservations/:id/status`: either or both.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusBody {
+    #[serde(default)]
+    #[schema(value_type = String)]
+    status: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
+    payment_status: Field<String>,
+}
+
 async fn set_status(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody,
+    Body(body): Body<StatusBody>,
 ) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
-    let status = body.present("status");
-    let payment_status = body.present("paymentStatus");
-    if status.is_none() && payment_status.is_none() {
-        return Err(Error::bad_request(
-            Code::InvalidInput,
-            "변경할 상태를 지정해주세요.",
-        ));
+    let (status, payment_status) = (&body.status, &body.payment_status);
+    if !status.present() && !payment_status.present() {
+        return Err(Refusal::NoStatusGiven.into());
     }
-    let bad = || Error::bad_request(Code::InvalidStatusChange, "유효하지 않은 상태 값입니다.");
-    let status = match status {
-        None => None,
-        Some(v) => Some(v.as_str().and_then(Status::parse).ok_or_else(bad)?),
-    };
-    let payment = match payment_status {
-        None => None,
-        Some(v) => Some(v.as_str().and_then(Payment::parse).ok_or_else(bad)?),
-    };
+    // each one given must be a status the lifecycle knows
+    let status = (status.present())
+        .then(|| status.get().and_then(|s| Status::parse(s)))
+        .map(|s| s.ok_or(Refusal::UnknownStatus))
+        .transpose()?;
+    let payment = (payment_status.present())
+        .then(|| payment_status.get().and_then(|s| Payment::parse(s)))
+        .map(|p| p.ok_or(Refusal::UnknownStatus))
+        .transpose()?;
     let (reservation, fx) = async {
         let mut tx = state.db.begin().await?;
         let current = rdb::lock_reservation(&mut *tx, id, None).await?;
-        let current = current.ok_or_else(|| {
-            Error::not_found(Code::ReservationNotFound, "예매를 찾을 수 없습니다.")
-        })?;
+        let current = current.ok_or(Refusal::ReservationNotFound)?;
         // the lifecycle moves seats and stock with the status: ending a live reservation releases
         // them, reviving an ended one claims them again (409 when they were sold meanwhile)
         let t = lifecycle::transition(current.current()?, Change::Admin { status, payment })?;

@@ -1,13 +1,15 @@
 //! `POST /api/auth/register` and `POST /api/auth/login`.
 
 use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tiketi_core::email;
 
 use super::{db, password};
 use crate::{
+    body::{Body, Field},
     error::{Code, Error, FieldError, OrMessage, Result},
-    extract::{ClientIp, Fields, JsonBody},
+    extract::ClientIp,
     metrics::AuthLabels,
     ratelimit,
     state::AppState,
@@ -34,10 +36,27 @@ fn count(state: &AppState, kind: &'static str, status: &'static str) {
         .inc();
 }
 
+/// `POST /api/auth/register` (`email`, `password`) and `/login` (only those two).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct AccountBody {
+    #[serde(default)]
+    #[schema(value_type = String)]
+    email: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
+    password: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
+    name: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
+    phone: Field<String>,
+}
+
 async fn register(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    JsonBody(body): JsonBody,
+    Body(body): Body<AccountBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
     ratelimit::check(
         &state,
@@ -47,26 +66,23 @@ async fn register(
     )
     .await?;
     let mut errors = Vec::new();
-    let raw_email = body.str_of("email").filter(|e| email::is_email(e));
+    let raw_email = body.email.get().filter(|e| email::is_email(e));
     if raw_email.is_none() {
-        errors.push(FieldError::body("email", body.field("email").cloned()));
+        errors.push(FieldError::body("email", body.email.raw().cloned()));
     }
-    let pw = body.str_of("password").filter(|p| p.chars().count() >= 6);
+    let pw = body.password.get().filter(|p| p.chars().count() >= 6);
     if pw.is_none() {
         errors.push(FieldError::body("password", None));
     }
-    let name = body.text("name").filter(|n| n.chars().count() <= 100);
+    let name = body.name.text().filter(|n| n.chars().count() <= 100);
     if name.is_none() {
-        errors.push(FieldError::body("name", body.field("name").cloned()));
+        errors.push(FieldError::body("name", body.name.raw().cloned()));
     }
-    let phone = body
-        .str_of("phone")
-        .map(str::trim)
-        .filter(|p| !p.is_empty());
-    if phone.is_some_and(|p| p.chars().count() > 20)
-        || body.present("phone").is_some_and(|p| !p.is_string())
+    let phone = body.phone.text();
+    if phone.as_ref().is_some_and(|p| p.chars().count() > 20)
+        || (body.phone.present() && body.phone.get().is_none())
     {
-        errors.push(FieldError::body("phone", body.field("phone").cloned()));
+        errors.push(FieldError::body("phone", body.phone.raw().cloned()));
     }
     let (Some(raw_email), Some(pw), Some(name), true) = (raw_email, pw, name, errors.is_empty())
     else {
@@ -80,7 +96,7 @@ async fn register(
             return Err(Error::bad_request(Code::EmailTaken, "이미 존재하는 이메일입니다."));
         }
         let hash = state.hasher.hash(pw.to_string()).await?;
-        let new = db::NewUser { email: &email, password_hash: &hash, name: &name, phone, role: "user" };
+        let new = db::NewUser { email: &email, password_hash: &hash, name: &name, phone: phone.as_deref(), role: "user" };
         let Some(user) = db::insert(&state.db, &new).await? else {
             return Err(Error::bad_request(Code::EmailTaken, "이미 존재하는 이메일입니다."));
         };
@@ -98,14 +114,14 @@ async fn register(
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    JsonBody(body): JsonBody,
+    Body(body): Body<AccountBody>,
 ) -> Result<Json<Value>> {
     let mut errors = Vec::new();
-    let raw_email = body.str_of("email").filter(|e| email::is_email(e));
+    let raw_email = body.email.get().filter(|e| email::is_email(e));
     if raw_email.is_none() {
-        errors.push(FieldError::body("email", body.field("email").cloned()));
+        errors.push(FieldError::body("email", body.email.raw().cloned()));
     }
-    let pw = body.str_of("password").filter(|p| !p.is_empty());
+    let pw = body.password.get().filter(|p| !p.is_empty());
     if pw.is_none() {
         errors.push(FieldError::body("password", None));
     }

@@ -6,15 +6,17 @@ use axum::{
     http::StatusCode,
     routing::get,
 };
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tiketi_core::rules::total_pages;
 use uuid::Uuid;
 
 use super::db;
 use crate::{
+    body::{Body, Field},
     error::{Code, Error, OrMessage, Result},
     events::http::paging,
-    extract::{AuthUser, Fields, JsonBody, QueryParams, path_id},
+    extract::{AuthUser, QueryParams, path_id},
     state::AppState,
 };
 
@@ -60,12 +62,27 @@ fn title_ok(t: &str) -> bool {
     t.chars().count() <= 255
 }
 
+/// `POST /api/news` and `PUT /api/news/:id` (`author`/`author_id` are ignored: the author is the
+/// caller).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct NewsBody {
+    #[serde(default)]
+    #[schema(value_type = String)]
+    title: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
+    content: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = bool)]
+    is_pinned: Field<bool>,
+}
+
 async fn create(
     State(state): State<AppState>,
     user: AuthUser,
-    JsonBody(body): JsonBody,
+    Body(body): Body<NewsBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    let (Some(title), Some(content)) = (body.text("title"), body.text("content")) else {
+    let (Some(title), Some(content)) = (body.title.text(), body.content.text()) else {
         return Err(Error::bad_request(
             Code::InvalidInput,
             "제목, 내용, 작성자는 필수입니다.",
@@ -80,7 +97,7 @@ async fn create(
     async {
         // The author is the caller (the original trusted `author`/`author_id` from the client);
         // only admins may pin.
-        let pinned = body.bool_of("is_pinned").unwrap_or(false);
+        let pinned = body.is_pinned.get().copied().unwrap_or(false);
         let news = db::create(&state.db, &title, &content, pinned, user.id)
             .await?
             .ok_or_else(|| {
@@ -102,10 +119,10 @@ async fn update(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody,
+    Body(body): Body<NewsBody>,
 ) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
-    let (Some(title), Some(content)) = (body.text("title"), body.text("content")) else {
+    let (Some(title), Some(content)) = (body.title.text(), body.content.text()) else {
         return Err(Error::bad_request(
             Code::InvalidInput,
             "제목과 내용은 필수입니다.",
@@ -124,7 +141,7 @@ async fn update(
                 "작성자만 수정할 수 있습니다.",
             ));
         }
-        let pinned = body.bool_of("is_pinned").filter(|_| user.is_admin());
+        let pinned = body.is_pinned.get().copied().filter(|_| user.is_admin());
         let news = db::update(&state.db, id, &title, &content, pinned)
             .await?
             .ok_or_else(|| Error::not_found(Code::NewsNotFound, MSG_NOT_FOUND))?;

@@ -5,11 +5,14 @@ use axum::{
     extract::State,
     routing::{get, post},
 };
+use serde::Deserialize;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use crate::{
+    body::{Body, Field},
     error::{Code, Error, OrMessage, Result},
-    extract::{AuthUser, Fields, JsonBody},
+    extract::AuthUser,
     metrics::PaymentLabels,
     state::AppState,
 };
@@ -20,23 +23,35 @@ pub fn router() -> Router<AppState> {
         .route("/api/payments/methods", get(methods))
 }
 
+/// `POST /api/payments/process`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessBody {
+    #[serde(default)]
+    #[schema(value_type = String, format = "uuid")]
+    reservation_id: Field<Uuid>,
+    #[serde(default)]
+    #[schema(value_type = String)]
+    payment_method: Field<String>,
+}
+
 async fn process(
     State(state): State<AppState>,
     user: AuthUser,
-    JsonBody(body): JsonBody,
+    Body(body): Body<ProcessBody>,
 ) -> Result<Json<Value>> {
-    let (Some(id), Some(method)) = (body.present("reservationId"), body.present("paymentMethod"))
-    else {
+    if !body.reservation_id.present() || !body.payment_method.present() {
         return Err(Error::bad_request(
             Code::InvalidInput,
             "Missing required fields",
         ));
-    };
-    let id = id
-        .as_str()
-        .and_then(tiketi_core::ids::parse_uuid)
+    }
+    let id = *body
+        .reservation_id
+        .get()
         .ok_or_else(|| Error::bad_request(Code::InvalidId, "Invalid reservationId format"))?;
-    let method = method.as_str().filter(|m| super::method_name(m).is_some());
+    let method = body.payment_method.get().map(String::as_str);
+    let method = method.filter(|m| super::method_name(m).is_some());
     let method = method.ok_or_else(|| {
         Error::bad_request(Code::InvalidPaymentMethod, "유효하지 않은 결제 수단입니다.")
     })?;

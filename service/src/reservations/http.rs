@@ -6,13 +6,15 @@ use axum::{
     http::StatusCode,
     routing::{get, post},
 };
+use serde::Deserialize;
 use serde_json::{Value, json};
-use sqlx::AssertSqlSafe;
+use uuid::Uuid;
 
 use crate::{
+    body::{Body, Field},
     effects,
     error::{Code, Error, OrMessage, Result},
-    extract::{AuthUser, Fields, JsonBody, path_id},
+    extract::{AuthUser, path_id},
     metrics::KindLabels,
     state::AppState,
 };
@@ -28,30 +30,52 @@ pub fn router() -> Router<AppState> {
 /// Largest quantity of one ticket type in one booking (protects totals from overflow).
 const MAX_QUANTITY: i64 = 100;
 
+/// `POST /api/reservations`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BookBody {
+    #[serde(default)]
+    #[schema(value_type = String, format = "uuid")]
+    event_id: Field<Uuid>,
+    #[serde(default)]
+    #[schema(value_type = Vec<BookItem>)]
+    items: Field<Vec<Field<BookItem>>>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BookItem {
+    #[serde(default)]
+    #[schema(value_type = String, format = "uuid")]
+    ticket_type_id: Field<Uuid>,
+    #[serde(default)]
+    #[schema(value_type = i64)]
+    quantity: Field<i64>,
+}
+crate::nested_body!(BookItem);
+
 async fn book(
     State(state): State<AppState>,
     user: AuthUser,
     crate::extract::ClientIp(ip): crate::extract::ClientIp,
-    JsonBody(body): JsonBody,
+    Body(body): Body<BookBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    let event_id = body
-        .uuid_of("eventId")
+    let event_id = *body
+        .event_id
+        .get()
         .ok_or_else(|| Error::bad_request(Code::InvalidId, "Invalid eventId format"))?;
-    let items = body
-        .field("items")
-        .and_then(Value::as_array)
-        .filter(|a| !a.is_empty());
+    let items = body.items.get().filter(|a| !a.is_empty());
     let items =
         items.ok_or_else(|| Error::bad_request(Code::InvalidInput, "티켓을 선택해주세요."))?;
     // every id is checked before any quantity, as the original validated the id list first
     let ids = items
         .iter()
-        .map(|item| item.uuid_of("ticketTypeId"))
+        .map(|item| item.get()?.ticket_type_id.get().copied())
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| Error::bad_request(Code::InvalidInput, "Invalid ticketTypeId list"))?;
     let mut parsed = Vec::with_capacity(items.len());
-    for (item, id) in items.iter().zip(ids) {
-        let quantity = item.int_of("quantity").filter(|q| *q >= 1);
+    for (item, id) in items.iter().filter_map(Field::get).zip(ids) {
+        let quantity = item.quantity.get().copied().filter(|q| *q >= 1);
         let quantity = quantity
             .ok_or_else(|| Error::rejected(Code::InvalidInput, "수량은 1개 이상이어야 합니다."))?;
         if quantity > MAX_QUANTITY {
@@ -85,52 +109,13 @@ async fn book(
     ))
 }
 
-const ITEMS_JSON: &str = "coalesce((
-    SELECT json_agg(json_build_object(
-               'ticketTypeName', coalesce(tt.name, s.seat_label), 'quantity', ri.quantity,
-               'unitPrice', ri.unit_price, 'subtotal', ri.subtotal,
-               'seatLabel', s.seat_label, 'section', s.section) ORDER BY ri.created_at, s.seat_label, tt.name)
-    FROM reservation_items ri
-    LEFT JOIN ticket_types tt ON tt.id = ri.ticket_type_id
-    LEFT JOIN seats s ON s.id = ri.seat_id
-    WHERE ri.reservation_id = r.id), '[]'::json)";
-
 async fn mine(State(state): State<AppState>, user: AuthUser) -> Result<Json<Value>> {
     async {
-        let sql = format!(
-            "SELECT coalesce(json_agg(json_build_object(
-                 'id', r.id, 'reservation_number', r.reservation_number, 'total_amount', r.total_amount,
-                 'status', r.status, 'payment_status', r.payment_status, 'created_at', wire_ts(r.created_at),
-                 'event_title', e.title, 'venue', e.venue, 'event_date', wire_ts(e.event_date),
-                 'items', {ITEMS_JSON}) ORDER BY r.created_at DESC), '[]'::json)
-             FROM (SELECT * FROM reservations WHERE user_id = $1 ORDER BY created_at DESC LIMIT 500) r
-             LEFT JOIN events e ON e.id = r.event_id"
-        );
-        let list: Value = sqlx::query_scalar(AssertSqlSafe(sql)).bind(user.id).fetch_one(&state.db).await?;
-        // the list shows only the item name and amounts
-        let list = strip_item_keys(list, &["seatLabel", "section"]);
+        let list = super::views::mine(&state.db, user.id).await?;
         Ok(Json(json!({ "reservations": list })))
     }
     .await
     .or_message("예매 내역을 불러오는데 실패했습니다.")
-}
-
-fn strip_item_keys(mut list: Value, keys: &[&str]) -> Value {
-    for r in list.as_array_mut().into_iter().flatten() {
-        for item in r
-            .get_mut("items")
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(o) = item.as_object_mut() {
-                for k in keys {
-                    o.remove(*k);
-                }
-            }
-        }
-    }
-    list
 }
 
 async fn one(
@@ -140,18 +125,10 @@ async fn one(
 ) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     async {
-        let sql = format!(
-            "SELECT json_build_object(
-                 'id', r.id, 'reservation_number', r.reservation_number, 'total_amount', r.total_amount,
-                 'status', r.status, 'payment_status', r.payment_status, 'payment_method', r.payment_method,
-                 'created_at', wire_ts(r.created_at), 'event_id', r.event_id, 'event_title', e.title,
-                 'venue', e.venue, 'event_date', wire_ts(e.event_date), 'address', e.address,
-                 'items', {ITEMS_JSON})
-             FROM reservations r LEFT JOIN events e ON e.id = r.event_id
-             WHERE r.id = $1 AND r.user_id = $2"
-        );
-        let found: Option<Value> = sqlx::query_scalar(AssertSqlSafe(sql)).bind(id).bind(user.id).fetch_optional(&state.db).await?;
-        let reservation = found.ok_or_else(|| Error::not_found(Code::ReservationNotFound, "예매 내역을 찾을 수 없습니다."))?;
+        let found = super::views::one(&state.db, user.id, id).await?;
+        let reservation = found.ok_or_else(|| {
+            Error::not_found(Code::ReservationNotFound, "예매 내역을 찾을 수 없습니다.")
+        })?;
         Ok(Json(json!({ "reservation": reservation })))
     }
     .await

@@ -6,6 +6,7 @@ pub mod db;
 pub mod http;
 pub mod items;
 pub mod lifecycle;
+pub mod views;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;

@@ -55,55 +55,6 @@ async fn admin_send(
     app.send(method, path, Some(&admin.token), body).await
 }
 
-/// Books `quantity` tickets of `tt`; returns the reservation id.
-async fn book(app: &TestApp, user: &User, event: Uuid, tt: Uuid, quantity: i32) -> Uuid {
-    let (status, body) = app
-        .post(
-            "/api/reservations",
-            Some(&user.token),
-            json!({ "eventId": event, "items": [{ "ticketTypeId": tt, "quantity": quantity }] }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["reservation"]["id"].as_str().unwrap().parse().unwrap()
-}
-
-/// Holds one seat; returns the reservation id.
-async fn hold(app: &TestApp, user: &User, event: Uuid, seat: Uuid) -> Uuid {
-    let (status, body) = app
-        .post(
-            "/api/seats/reserve",
-            Some(&user.token),
-            json!({ "eventId": event, "seatIds": [seat] }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["reservation"]["id"].as_str().unwrap().parse().unwrap()
-}
-
-async fn pay(app: &TestApp, user: &User, reservation: Uuid) {
-    let (status, body) = app
-        .post(
-            "/api/payments/process",
-            Some(&user.token),
-            json!({ "reservationId": reservation, "paymentMethod": "naver_pay" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
-async fn reservation_state(app: &TestApp, id: Uuid) -> (String, String) {
-    sqlx::query_as("SELECT status, payment_status FROM reservations WHERE id = $1")
-        .bind(id)
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
-}
-
-async fn seat_status(app: &TestApp, seat: Uuid) -> String {
-    app.seat_status(seat).await
-}
-
 async fn count(app: &TestApp, sql: &'static str, id: Uuid) -> i64 {
     sqlx::query_scalar(sql)
         .bind(id)
@@ -192,8 +143,8 @@ async fn admin_dashboard_stats_and_recent_reservations() {
     let (event, tt) = app.ticket_event(50).await;
     app.insert_event("", "+1 day", "+2 days").await;
 
-    let r1 = book(&app, &u1, event, tt, 2).await;
-    let r2 = book(&app, &u2, event, tt, 1).await;
+    let r1 = app.book_ok(&u1.token, event, tt, 2).await;
+    let r2 = app.book_ok(&u2.token, event, tt, 1).await;
     let (status, _) = admin_send(
         &app,
         &admin,
@@ -203,7 +154,7 @@ async fn admin_dashboard_stats_and_recent_reservations() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let r3 = book(&app, &u1, event, tt, 1).await;
+    let r3 = app.book_ok(&u1.token, event, tt, 1).await;
     let (status, _) = app
         .post(
             &format!("/api/reservations/{r3}/cancel"),
@@ -535,9 +486,9 @@ async fn admin_cancel_event_cancels_reservations_and_frees_held_seats() {
     let admin = app.admin().await;
     let (holder, payer) = (app.user().await, app.user().await);
     let (event, seats) = app.seat_event().await;
-    let held = hold(&app, &holder, event, seats[0]).await;
-    let paid = hold(&app, &payer, event, seats[1]).await;
-    pay(&app, &payer, paid).await;
+    let held = app.hold_ok(&holder.token, event, seats[0]).await;
+    let paid = app.hold_ok(&payer.token, event, seats[1]).await;
+    app.pay_ok(&payer.token, paid).await;
     assert_eq!(
         app.get(&format!("/api/events/{event}"), None).await.1["event"]["status"],
         "on_sale"
@@ -559,21 +510,21 @@ async fn admin_cancel_event_cancels_reservations_and_frees_held_seats() {
     assert_eq!(keys(&body["event"]), sorted(crate::common::EVENT_KEYS));
 
     assert_eq!(
-        reservation_state(&app, held).await,
+        app.reservation_state(held).await,
         pair("cancelled", "refunded"),
         "a cancelled unpaid hold reads 취소됨 / 환불 완료 (nothing owed), not 결제 대기"
     );
     assert_eq!(
-        reservation_state(&app, paid).await,
+        app.reservation_state(paid).await,
         pair("cancelled", "refunded")
     );
     assert_eq!(
-        seat_status(&app, seats[0]).await,
+        app.seat_status(seats[0]).await,
         "available",
         "held seat freed"
     );
     assert_eq!(
-        seat_status(&app, seats[1]).await,
+        app.seat_status(seats[1]).await,
         "reserved",
         "sold seat stays"
     );
@@ -621,10 +572,10 @@ async fn admin_delete_event_even_with_booked_ticket_types() {
     let admin = app.admin().await;
     let user = app.user().await;
     let (event, tt) = app.ticket_event(10).await;
-    let booked = book(&app, &user, event, tt, 2).await;
+    let booked = app.book_ok(&user.token, event, tt, 2).await;
     let (seat_event, seats) = app.seat_event().await;
-    let paid = hold(&app, &user, seat_event, seats[0]).await;
-    pay(&app, &user, paid).await;
+    let paid = app.hold_ok(&user.token, seat_event, seats[0]).await;
+    app.pay_ok(&user.token, paid).await;
     assert_eq!(
         app.get(&format!("/api/events/{event}"), None).await.0,
         StatusCode::OK
@@ -649,7 +600,7 @@ async fn admin_delete_event_even_with_booked_ticket_types() {
         deleted(1)
     );
     assert_eq!(
-        reservation_state(&app, booked).await,
+        app.reservation_state(booked).await,
         pair("cancelled", "refunded")
     );
     let (event_id, item_tt): (Option<Uuid>, Option<Uuid>) = sqlx::query_as(
@@ -687,7 +638,7 @@ async fn admin_delete_event_even_with_booked_ticket_types() {
         deleted(1)
     );
     assert_eq!(
-        reservation_state(&app, paid).await,
+        app.reservation_state(paid).await,
         pair("cancelled", "refunded")
     );
     assert_eq!(
@@ -798,7 +749,7 @@ async fn admin_delete_seats_refused_while_a_seat_is_booked() {
     let admin = app.admin().await;
     let user = app.user().await;
     let (event, seats) = app.seat_event().await;
-    let held = hold(&app, &user, event, seats[0]).await;
+    let held = app.hold_ok(&user.token, event, seats[0]).await;
     let path = format!("/api/admin/events/{event}/seats");
 
     assert_eq!(
@@ -910,7 +861,7 @@ async fn admin_ticket_types_create_and_update() {
     assert!(is_wire_time(&t["created_at"]));
     let tt: Uuid = t["id"].as_str().unwrap().parse().unwrap();
 
-    book(&app, &user, event, tt, 4).await;
+    app.book_ok(&user.token, event, tt, 4).await;
     let path = format!("/api/admin/tickets/{tt}");
     assert_eq!(
         admin_send(
@@ -1029,9 +980,9 @@ async fn admin_reservations_list_filters_and_pages() {
     let admin = app.admin().await;
     let (u1, u2) = (app.user().await, app.user().await);
     let (event, tt) = app.ticket_event(50).await;
-    let r1 = book(&app, &u1, event, tt, 1).await;
-    let r2 = book(&app, &u2, event, tt, 2).await;
-    let r3 = book(&app, &u1, event, tt, 3).await;
+    let r1 = app.book_ok(&u1.token, event, tt, 1).await;
+    let r2 = app.book_ok(&u2.token, event, tt, 2).await;
+    let r3 = app.book_ok(&u1.token, event, tt, 3).await;
     let (status, _) = app
         .post(
             &format!("/api/reservations/{r3}/cancel"),
@@ -1132,9 +1083,9 @@ async fn admin_reservation_status_patch() {
     let admin = app.admin().await;
     let user = app.user().await;
     let (seat_event, seats) = app.seat_event().await;
-    let held = hold(&app, &user, seat_event, seats[0]).await;
+    let held = app.hold_ok(&user.token, seat_event, seats[0]).await;
     let (event, tt) = app.ticket_event(10).await;
-    let booked = book(&app, &user, event, tt, 3).await;
+    let booked = app.book_ok(&user.token, event, tt, 3).await;
     let patch = |id: String, body: Value| {
         let (app, admin) = (&app, &admin);
         async move {
@@ -1197,7 +1148,7 @@ async fn admin_reservation_status_patch() {
         error(StatusCode::BAD_REQUEST, "INVALID_ID", "Invalid id format")
     );
     assert_eq!(
-        reservation_state(&app, booked).await,
+        app.reservation_state(booked).await,
         pair("pending", "pending")
     );
 
@@ -1245,9 +1196,9 @@ async fn admin_reservation_status_patch() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["reservation"]["status"], "cancelled");
     assert!(is_wire_time(&body["reservation"]["expires_at"]));
-    assert_eq!(seat_status(&app, seats[0]).await, "available");
+    assert_eq!(app.seat_status(seats[0]).await, "available");
     assert_eq!(
-        reservation_state(&app, held).await,
+        app.reservation_state(held).await,
         pair("cancelled", "refunded"),
         "a cancelled unpaid hold reads 취소됨 / 환불 완료 (nothing owed), not 결제 대기"
     );
@@ -1277,7 +1228,7 @@ async fn admin_revival_cannot_take_a_seat_sold_to_someone_else() {
     let admin = app.admin().await;
     let (a, b) = (app.user().await, app.user().await);
     let (event, seats) = app.seat_event().await;
-    let held_by_a = hold(&app, &a, event, seats[0]).await;
+    let held_by_a = app.hold_ok(&a.token, event, seats[0]).await;
     sqlx::query("UPDATE reservations SET expires_at = now() - interval '1 second' WHERE id = $1")
         .bind(held_by_a)
         .execute(&app.db)
@@ -1289,8 +1240,8 @@ async fn admin_revival_cannot_take_a_seat_sold_to_someone_else() {
             .unwrap(),
         1
     );
-    let bought_by_b = hold(&app, &b, event, seats[0]).await;
-    pay(&app, &b, bought_by_b).await;
+    let bought_by_b = app.hold_ok(&b.token, event, seats[0]).await;
+    app.pay_ok(&b.token, bought_by_b).await;
 
     for revive in ["confirmed", "pending"] {
         let (status, body) = admin_send(
@@ -1305,7 +1256,7 @@ async fn admin_revival_cannot_take_a_seat_sold_to_someone_else() {
         assert_eq!(body["code"], "INVALID_STATUS_CHANGE");
     }
     assert_eq!(
-        reservation_state(&app, held_by_a).await,
+        app.reservation_state(held_by_a).await,
         pair("expired", "failed")
     );
     // A cancelling the dead hold touches nothing of B's
@@ -1318,14 +1269,14 @@ async fn admin_revival_cannot_take_a_seat_sold_to_someone_else() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(seat_status(&app, seats[0]).await, "reserved");
+    assert_eq!(app.seat_status(seats[0]).await, "reserved");
     assert_eq!(
-        reservation_state(&app, bought_by_b).await,
+        app.reservation_state(bought_by_b).await,
         pair("confirmed", "completed")
     );
 
     // reviving works when the seat is free again: it is claimed back, held by A
-    let free = hold(&app, &a, event, seats[1]).await;
+    let free = app.hold_ok(&a.token, event, seats[1]).await;
     let (status, _) = app
         .send(
             Method::POST,
@@ -1335,7 +1286,7 @@ async fn admin_revival_cannot_take_a_seat_sold_to_someone_else() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(seat_status(&app, seats[1]).await, "available");
+    assert_eq!(app.seat_status(seats[1]).await, "available");
     let (status, body) = admin_send(
         &app,
         &admin,
@@ -1345,7 +1296,7 @@ async fn admin_revival_cannot_take_a_seat_sold_to_someone_else() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(seat_status(&app, seats[1]).await, "reserved");
+    assert_eq!(app.seat_status(seats[1]).await, "reserved");
     let (status, body) = app.hold(&b.token, event, seats[1]).await;
     assert_eq!(
         (status, &body["code"]),

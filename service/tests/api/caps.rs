@@ -3,7 +3,7 @@
 
 use futures::future::join_all;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::common::{TestApp, refusal};
@@ -18,26 +18,6 @@ async fn capped() -> TestApp {
         c.max_tickets_per_user_per_event = 8;
     })
     .await
-}
-
-async fn book(app: &TestApp, token: &str, event: Uuid, items: Value) -> (StatusCode, Value) {
-    app.post(
-        "/api/reservations",
-        Some(token),
-        json!({ "eventId": event, "items": items }),
-    )
-    .await
-}
-
-async fn cancel(app: &TestApp, token: &str, id: Uuid) {
-    let (status, body) = app
-        .post(
-            &format!("/api/reservations/{id}/cancel"),
-            Some(token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 /// Live seat holds and confirmed seats of `user` in `event`, as stored.
@@ -103,7 +83,7 @@ async fn caps_seats_per_user_count_live_and_paid_seats_and_free_on_cancel_and_ex
     app.hold_ok(&user.token, other_event, other_seats[0]).await;
 
     // a cancelled hold frees its place
-    cancel(&app, &user.token, held[1]).await;
+    assert_eq!(app.cancel(&user.token, held[1]).await.0, StatusCode::OK);
     app.hold_ok(&user.token, event, seats[5]).await;
     assert_eq!(app.hold(&user.token, event, seats[6]).await, refused);
 
@@ -116,7 +96,7 @@ async fn caps_seats_per_user_count_live_and_paid_seats_and_free_on_cancel_and_ex
     app.hold_ok(&user.token, event, seats[6]).await;
     assert_eq!(app.hold(&user.token, event, seats[7]).await, refused);
     // a cancelled paid seat is refunded and frees its place as well
-    cancel(&app, &user.token, held[0]).await;
+    assert_eq!(app.cancel(&user.token, held[0]).await.0, StatusCode::OK);
     app.hold_ok(&user.token, event, seats[7]).await;
 }
 
@@ -195,40 +175,49 @@ async fn caps_tickets_per_user_sum_quantities_and_hold_under_concurrency() {
             .unwrap()
     };
 
-    let (status, first) = book(&app, &users[0].token, event, item(5)).await;
+    let (status, first) = app.book_items(&users[0].token, event, item(5)).await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
-    assert_eq!(book(&app, &users[0].token, event, item(4)).await, refused);
+    assert_eq!(
+        app.book_items(&users[0].token, event, item(4)).await,
+        refused
+    );
     assert_eq!(stock().await, 95, "a refused booking takes no stock");
     assert_eq!(
-        book(&app, &users[0].token, event, item(3)).await.0,
+        app.book_items(&users[0].token, event, item(3)).await.0,
         StatusCode::CREATED
     );
-    assert_eq!(book(&app, &users[0].token, event, item(1)).await, refused);
+    assert_eq!(
+        app.book_items(&users[0].token, event, item(1)).await,
+        refused
+    );
     // cancelling frees the quota
     let first: Uuid = first["reservation"]["id"]
         .as_str()
         .unwrap()
         .parse()
         .unwrap();
-    cancel(&app, &users[0].token, first).await;
+    assert_eq!(app.cancel(&users[0].token, first).await.0, StatusCode::OK);
     assert_eq!(
-        book(&app, &users[0].token, event, item(5)).await.0,
+        app.book_items(&users[0].token, event, item(5)).await.0,
         StatusCode::CREATED
     );
 
     // one request over the cap, also split over items of the request
-    assert_eq!(book(&app, &users[1].token, event, item(9)).await, refused);
+    assert_eq!(
+        app.book_items(&users[1].token, event, item(9)).await,
+        refused
+    );
     let split =
         json!([{ "ticketTypeId": tt, "quantity": 5 }, { "ticketTypeId": tt, "quantity": 4 }]);
-    assert_eq!(book(&app, &users[1].token, event, split).await, refused);
+    assert_eq!(app.book_items(&users[1].token, event, split).await, refused);
     assert_eq!(
-        book(&app, &users[1].token, event, item(8)).await.0,
+        app.book_items(&users[1].token, event, item(8)).await.0,
         StatusCode::CREATED
     );
 
     // ten concurrent single-ticket bookings of one user: exactly eight pass
     let before = stock().await;
-    let results = join_all((0..10).map(|_| book(&app, &users[2].token, event, item(1)))).await;
+    let results = join_all((0..10).map(|_| app.book_items(&users[2].token, event, item(1)))).await;
     let won = results
         .iter()
         .filter(|(s, _)| *s == StatusCode::CREATED)
@@ -242,7 +231,7 @@ async fn caps_tickets_per_user_sum_quantities_and_hold_under_concurrency() {
     assert_eq!(stock().await, before - 8);
     // someone else still books
     assert_eq!(
-        book(&app, &users[3].token, event, item(2)).await.0,
+        app.book_items(&users[3].token, event, item(2)).await.0,
         StatusCode::CREATED
     );
 }

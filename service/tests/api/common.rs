@@ -351,6 +351,51 @@ impl TestApp {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["reservation"]["id"].as_str().unwrap().parse().unwrap()
     }
+
+    /// POST /api/reservations of `items` (`[{ticketTypeId, quantity}]`).
+    pub async fn book_items(&self, token: &str, event: Uuid, items: Value) -> (StatusCode, Value) {
+        self.post(
+            "/api/reservations",
+            Some(token),
+            json!({ "eventId": event, "items": items }),
+        )
+        .await
+    }
+
+    /// POST /api/reservations of `qty` tickets of one type.
+    pub async fn book(&self, token: &str, event: Uuid, tt: Uuid, qty: i64) -> (StatusCode, Value) {
+        let items = json!([{ "ticketTypeId": tt, "quantity": qty }]);
+        self.book_items(token, event, items).await
+    }
+
+    /// Books `qty` tickets of one type and returns the reservation id (asserting 201).
+    pub async fn book_ok(&self, token: &str, event: Uuid, tt: Uuid, qty: i64) -> Uuid {
+        let (status, body) = self.book(token, event, tt, qty).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["reservation"]["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// POST /api/payments/process of a reservation.
+    pub async fn pay(&self, token: &str, reservation: Uuid, method: &str) -> (StatusCode, Value) {
+        self.post(
+            "/api/payments/process",
+            Some(token),
+            json!({ "reservationId": reservation, "paymentMethod": method }),
+        )
+        .await
+    }
+
+    /// Pays a reservation with naver_pay (asserting 200).
+    pub async fn pay_ok(&self, token: &str, reservation: Uuid) {
+        let (status, body) = self.pay(token, reservation, "naver_pay").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// POST /api/reservations/:id/cancel (no body); `id` may be malformed on purpose.
+    pub async fn cancel(&self, token: &str, id: impl std::fmt::Display) -> (StatusCode, Value) {
+        let path = format!("/api/reservations/{id}/cancel");
+        self.send(Method::POST, &path, Some(token), None).await
+    }
 }
 
 /// The `{success:false, message, error}` body of a refused request.

@@ -1,18 +1,17 @@
 //! Failure modes: holds running out (alone and while being paid), an exhausted database pool and a
 //! Redis outage.
 
-use std::{
-    net::TcpStream,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode, header};
 use serde_json::json;
 use tiketi_service::jobs::hold_expiry::sweep;
 use uuid::Uuid;
 
-use crate::common::{TestApp, eventually, refusal};
+use crate::{
+    common::{TestApp, eventually, refusal},
+    redis_server::RedisServer,
+};
 
 /// Runs sweeps until the reservation is expired (or the time is up).
 async fn swept_until_expired(app: &TestApp, id: Uuid) -> bool {
@@ -188,51 +187,11 @@ async fn faults_db_pool_exhaustion_answers_503_then_recovers() {
     assert_eq!(body["event"]["id"], event.to_string());
 }
 
-/// A private redis-server, killed when dropped.
-struct RedisServer(Child);
-
-impl RedisServer {
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        RedisServer(child)
-    }
-
-    fn stop(mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
-async fn listening(port: u16) -> bool {
-    eventually(Duration::from_secs(10), || async move {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_redis_outage_degrades_and_recovers() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let redis = RedisServer::start(port);
-    assert!(listening(port).await, "redis-server did not start");
-    let app = TestApp::spawn_with(|c| c.redis_url = format!("redis://127.0.0.1:{port}")).await;
+    let redis = RedisServer::start(&[]).await;
+    let port = redis.port;
+    let app = TestApp::spawn_with(|c| c.redis_url = redis.url()).await;
     let event = app.insert_event("", "-1 hour", "+1 day").await;
     let (status, _) = app.get("/health/redis", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -289,8 +248,7 @@ async fn faults_redis_outage_degrades_and_recovers() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["code"], "REDIS_UNAVAILABLE");
 
-    let _redis = RedisServer::start(port);
-    assert!(listening(port).await, "redis-server did not restart");
+    let _redis = RedisServer::start_on(port, &[]).await;
     let up = eventually(Duration::from_secs(20), || async {
         app.get("/health/redis", None).await.0 == StatusCode::OK
     })
@@ -300,14 +258,9 @@ async fn faults_redis_outage_degrades_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_redis_restart_fans_out_again_between_replicas() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let redis = RedisServer::start(port);
-    assert!(listening(port).await, "redis-server did not start");
-    let a = TestApp::spawn_with(|c| c.redis_url = format!("redis://127.0.0.1:{port}")).await;
+    let redis = RedisServer::start(&[]).await;
+    let port = redis.port;
+    let a = TestApp::spawn_with(|c| c.redis_url = redis.url()).await;
     let b = a.replica().await;
     let (event, seats) = a.seat_event().await;
     let (viewer, buyer) = (a.user().await, a.user().await);
@@ -332,8 +285,7 @@ async fn faults_redis_restart_fans_out_again_between_replicas() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["success"], false);
 
-    let _redis = RedisServer::start(port);
-    assert!(listening(port).await, "redis-server did not restart");
+    let _redis = RedisServer::start_on(port, &[]).await;
     // holds through replica A reach the client on replica B again once both have reconnected
     let mut delivered = false;
     for seat in seats.iter().take(40) {

@@ -5,19 +5,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::common::{TestApp, eventually, keys, refusal};
-
-async fn pay(app: &TestApp, token: &str, id: Uuid, method: &str) -> (StatusCode, Value) {
-    app.post(
-        "/api/payments/process",
-        Some(token),
-        json!({ "reservationId": id, "paymentMethod": method }),
-    )
-    .await
-}
 
 #[tokio::test]
 async fn payments_methods_are_listed() {
@@ -45,7 +36,7 @@ async fn payments_process_confirms_the_hold_and_sells_the_seat() {
     let id: Uuid = held["reservation"]["id"].as_str().unwrap().parse().unwrap();
 
     let before = Utc::now();
-    let (status, body) = pay(&app, &user.token, id, "kakao_pay").await;
+    let (status, body) = app.pay(&user.token, id, "kakao_pay").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         keys(&body),
@@ -124,7 +115,7 @@ async fn payments_every_method_has_its_korean_name() {
     .enumerate()
     {
         let id = app.hold_ok(&user.token, event, seats[i]).await;
-        let (status, body) = pay(&app, &user.token, id, method).await;
+        let (status, body) = app.pay(&user.token, id, method).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["payment"]["paymentMethod"], name);
         let stored: String =
@@ -203,13 +194,13 @@ async fn payments_process_of_another_users_reservation_is_refused() {
     let (event, seats) = app.seat_event().await;
     let (owner, stranger) = (app.user().await, app.user().await);
     let id = app.hold_ok(&owner.token, event, seats[0]).await;
-    let (status, body) = pay(&app, &stranger.token, id, "naver_pay").await;
+    let (status, body) = app.pay(&stranger.token, id, "naver_pay").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         body,
         refusal("RESERVATION_NOT_FOUND", "예약을 찾을 수 없습니다.")
     );
-    let (status, body) = pay(&app, &owner.token, Uuid::new_v4(), "naver_pay").await;
+    let (status, body) = app.pay(&owner.token, Uuid::new_v4(), "naver_pay").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         body,
@@ -228,9 +219,9 @@ async fn payments_process_twice_is_refused() {
     let (event, seats) = app.seat_event().await;
     let user = app.user().await;
     let id = app.hold_ok(&user.token, event, seats[0]).await;
-    let (status, body) = pay(&app, &user.token, id, "naver_pay").await;
+    let (status, body) = app.pay(&user.token, id, "naver_pay").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = pay(&app, &user.token, id, "kakao_pay").await;
+    let (status, body) = app.pay(&user.token, id, "kakao_pay").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         body,
@@ -260,8 +251,8 @@ async fn payments_concurrent_payments_of_one_hold_succeed_once() {
     let user = app.user().await;
     let id = app.hold_ok(&user.token, event, seats[0]).await;
     let (a, b) = tokio::join!(
-        pay(&app, &user.token, id, "naver_pay"),
-        pay(&app, &user.token, id, "kakao_pay"),
+        app.pay(&user.token, id, "naver_pay"),
+        app.pay(&user.token, id, "kakao_pay"),
     );
     let results = [a, b];
     let ok = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
@@ -310,10 +301,8 @@ async fn payments_charge_of_a_hold_that_expired_meanwhile_is_refunded() {
         blocker.commit().await.unwrap();
         charged
     };
-    let ((status, body), charged) = tokio::join!(
-        pay(&app, &user.token, id, "naver_pay"),
-        release_when_charged
-    );
+    let ((status, body), charged) =
+        tokio::join!(app.pay(&user.token, id, "naver_pay"), release_when_charged);
     assert!(charged, "the provider was never asked");
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body, refusal("HOLD_EXPIRED", "예약이 만료되었습니다."));
@@ -340,7 +329,7 @@ async fn payments_process_of_a_cancelled_reservation_is_refused() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = pay(&app, &user.token, id, "kakao_pay").await;
+    let (status, body) = app.pay(&user.token, id, "kakao_pay").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body, refusal("RESERVATION_CANCELLED", "취소된 예약입니다."));
     assert_eq!(
@@ -365,7 +354,7 @@ async fn payments_process_of_an_expired_hold_is_refused() {
     assert!(past, "the hold never ran out");
 
     // past its time but not swept yet
-    let (status, body) = pay(&app, &user.token, id, "kakao_pay").await;
+    let (status, body) = app.pay(&user.token, id, "kakao_pay").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body, refusal("HOLD_EXPIRED", "예약이 만료되었습니다."));
     assert_eq!(app.seat_status(seats[0]).await, "locked");
@@ -378,7 +367,7 @@ async fn payments_process_of_an_expired_hold_is_refused() {
         app.reservation_state(id).await,
         ("expired".into(), "failed".into())
     );
-    let (status, body) = pay(&app, &user.token, id, "kakao_pay").await;
+    let (status, body) = app.pay(&user.token, id, "kakao_pay").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body, refusal("HOLD_EXPIRED", "예약이 만료되었습니다."));
     assert_eq!(app.seat_status(seats[0]).await, "available");
@@ -402,7 +391,7 @@ async fn payments_process_of_a_ticket_booking_has_no_seats() {
         .unwrap()
         .parse()
         .unwrap();
-    let (status, body) = pay(&app, &user.token, id, "bank_transfer").await;
+    let (status, body) = app.pay(&user.token, id, "bank_transfer").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["payment"]["totalAmount"], 100000);
     assert_eq!(body["payment"]["paymentMethod"], "계좌이체");

@@ -11,21 +11,6 @@ use crate::common::{TestApp, keys, refusal};
 /// (ticket type, seat, quantity, unit_price, subtotal) of a reservation item.
 type ItemRow = (Option<Uuid>, Option<Uuid>, i32, i32, i32);
 
-async fn book(app: &TestApp, token: &str, event: Uuid, tt: Uuid, qty: i64) -> (StatusCode, Value) {
-    app.post(
-        "/api/reservations",
-        Some(token),
-        json!({ "eventId": event, "items": [{ "ticketTypeId": tt, "quantity": qty }] }),
-    )
-    .await
-}
-
-async fn book_ok(app: &TestApp, token: &str, event: Uuid, tt: Uuid, qty: i64) -> Uuid {
-    let (status, body) = book(app, token, event, tt, qty).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["reservation"]["id"].as_str().unwrap().parse().unwrap()
-}
-
 /// (available, total) of a ticket type.
 async fn stock(app: &TestApp, tt: Uuid) -> (i32, i32) {
     sqlx::query_as("SELECT available_quantity, total_quantity FROM ticket_types WHERE id = $1")
@@ -54,16 +39,6 @@ async fn reservation_count(app: &TestApp, event: Uuid) -> i64 {
         .fetch_one(&app.db)
         .await
         .unwrap()
-}
-
-async fn cancel(app: &TestApp, token: &str, id: impl std::fmt::Display) -> (StatusCode, Value) {
-    app.send(
-        reqwest::Method::POST,
-        &format!("/api/reservations/{id}/cancel"),
-        Some(token),
-        None,
-    )
-    .await
 }
 
 #[tokio::test]
@@ -270,7 +245,7 @@ async fn reservations_booking_is_refused_outside_the_sale_window() {
     for (start, end) in [("+1 day", "+2 days"), ("-2 days", "-1 day")] {
         let event = app.insert_event("", start, end).await;
         let tt = add_ticket_type(&app, event, "일반석", 50000, 10).await;
-        let (status, body) = book(&app, &user.token, event, tt, 1).await;
+        let (status, body) = app.book(&user.token, event, tt, 1).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(body, refusal("NOT_ON_SALE", "예매 가능한 기간이 아닙니다."));
         assert_eq!(stock(&app, tt).await, (10, 10));
@@ -284,7 +259,7 @@ async fn reservations_my_and_detail_shapes_for_the_owner_only() {
     let (seat_event, _) = app.seat_event().await;
     let seat = app.seat_id(seat_event, "VIP-2-4").await;
     let (owner, stranger) = (app.user().await, app.user().await);
-    let booked = book_ok(&app, &owner.token, ticket_event, tt, 2).await;
+    let booked = app.book_ok(&owner.token, ticket_event, tt, 2).await;
     let held = app.hold_ok(&owner.token, seat_event, seat).await;
 
     let (status, body) = app.get("/api/reservations/my", Some(&owner.token)).await;
@@ -405,10 +380,10 @@ async fn reservations_cancel_restores_stock_once() {
     let app = TestApp::spawn().await;
     let (event, tt) = app.ticket_event(10).await;
     let user = app.user().await;
-    let id = book_ok(&app, &user.token, event, tt, 3).await;
+    let id = app.book_ok(&user.token, event, tt, 3).await;
     assert_eq!(stock(&app, tt).await, (7, 10));
 
-    let (status, body) = cancel(&app, &user.token, id).await;
+    let (status, body) = app.cancel(&user.token, id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({ "message": "예매가 취소되었습니다." }));
     assert_eq!(stock(&app, tt).await, (10, 10));
@@ -418,7 +393,7 @@ async fn reservations_cancel_restores_stock_once() {
         ("cancelled".into(), "refunded".into())
     );
 
-    let (status, body) = cancel(&app, &user.token, id).await;
+    let (status, body) = app.cancel(&user.token, id).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         body,
@@ -436,16 +411,16 @@ async fn reservations_cancel_is_owner_only() {
     let app = TestApp::spawn().await;
     let (event, tt) = app.ticket_event(10).await;
     let (owner, stranger) = (app.user().await, app.user().await);
-    let id = book_ok(&app, &owner.token, event, tt, 2).await;
+    let id = app.book_ok(&owner.token, event, tt, 2).await;
 
     let not_found = refusal("RESERVATION_NOT_FOUND", "예매 내역을 찾을 수 없습니다.");
-    let (status, body) = cancel(&app, &stranger.token, id).await;
+    let (status, body) = app.cancel(&stranger.token, id).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body, not_found);
-    let (status, body) = cancel(&app, &owner.token, Uuid::new_v4()).await;
+    let (status, body) = app.cancel(&owner.token, Uuid::new_v4()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body, not_found);
-    let (status, body) = cancel(&app, &owner.token, "nope").await;
+    let (status, body) = app.cancel(&owner.token, "nope").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         body,
@@ -476,7 +451,7 @@ async fn reservations_cancel_frees_a_held_seat() {
     let (first, second) = (app.user().await, app.user().await);
     let id = app.hold_ok(&first.token, event, seat).await;
 
-    let (status, body) = cancel(&app, &first.token, id).await;
+    let (status, body) = app.cancel(&first.token, id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(app.seat_status(seat).await, "available");
     assert_eq!(
@@ -515,7 +490,7 @@ async fn reservations_cancel_of_a_paid_seat_refunds_and_frees_it() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(app.seat_status(seat).await, "reserved");
 
-    let (status, body) = cancel(&app, &user.token, id).await;
+    let (status, body) = app.cancel(&user.token, id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         app.reservation_state(id).await,
@@ -530,7 +505,7 @@ async fn reservations_inventory_race_never_oversells() {
     let app = TestApp::spawn_with(|c| c.db_acquire_timeout_ms = 30_000).await;
     let (event, tt) = app.ticket_event(150).await;
     let users = app.users(200).await;
-    let results = join_all(users.iter().map(|u| book(&app, &u.token, event, tt, 1))).await;
+    let results = join_all(users.iter().map(|u| app.book(&u.token, event, tt, 1))).await;
 
     let mut won = 0;
     for (status, body) in &results {
@@ -565,7 +540,7 @@ async fn reservations_inventory_race_with_quantities_is_all_or_nothing() {
     let app = TestApp::spawn().await;
     let (event, tt) = app.ticket_event(10).await;
     let users = app.users(12).await;
-    let results = join_all(users.iter().map(|u| book(&app, &u.token, event, tt, 3))).await;
+    let results = join_all(users.iter().map(|u| app.book(&u.token, event, tt, 3))).await;
     let won = results
         .iter()
         .filter(|(s, _)| *s == StatusCode::CREATED)

@@ -1,0 +1,162 @@
+//! The caller's reservations as `GET /api/reservations/my` and `/:id` show them: read-only SQL and
+//! rows that serialize to the contract's field names. Apart from `db.rs`, which holds the hold and
+//! booking writes.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+/// A line of a reservation: a ticket-type quantity or one seat.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Item {
+    /// The ticket type's name, or the seat's label for a seat.
+    pub ticket_type_name: Option<String>,
+    pub quantity: i32,
+    pub unit_price: i32,
+    pub subtotal: i32,
+    /// Only the detail view shows where the seat is (both null for ticket items).
+    #[serde(flatten)]
+    pub seat: Option<SeatOfItem>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatOfItem {
+    pub seat_label: Option<String>,
+    pub section: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ItemRow {
+    reservation_id: Uuid,
+    ticket_type_name: Option<String>,
+    quantity: i32,
+    unit_price: i32,
+    subtotal: i32,
+    seat_label: Option<String>,
+    section: Option<String>,
+}
+
+/// A reservation of the caller's list; event fields are null once the event is deleted.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct Listed {
+    pub id: Uuid,
+    pub reservation_number: String,
+    pub total_amount: i32,
+    pub status: String,
+    pub payment_status: String,
+    #[serde(with = "tiketi_core::time::wire")]
+    pub created_at: DateTime<Utc>,
+    pub event_title: Option<String>,
+    pub venue: Option<String>,
+    #[serde(with = "tiketi_core::time::wire_opt")]
+    pub event_date: Option<DateTime<Utc>>,
+    #[sqlx(skip)]
+    pub items: Vec<Item>,
+}
+
+/// One reservation of the caller, with where its event takes place.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct Detail {
+    pub id: Uuid,
+    pub reservation_number: String,
+    pub total_amount: i32,
+    pub status: String,
+    pub payment_status: String,
+    pub payment_method: Option<String>,
+    #[serde(with = "tiketi_core::time::wire")]
+    pub created_at: DateTime<Utc>,
+    pub event_id: Option<Uuid>,
+    pub event_title: Option<String>,
+    pub venue: Option<String>,
+    #[serde(with = "tiketi_core::time::wire_opt")]
+    pub event_date: Option<DateTime<Utc>>,
+    pub address: Option<String>,
+    #[sqlx(skip)]
+    pub items: Vec<Item>,
+}
+
+/// The items of the reservations, in each one's order (oldest line first, then by seat and name).
+async fn items_of(
+    db: impl PgExecutor<'_>,
+    ids: &[Uuid],
+    with_seat: bool,
+) -> sqlx::Result<Vec<(Uuid, Item)>> {
+    let rows: Vec<ItemRow> = sqlx::query_as(
+        "SELECT ri.reservation_id, coalesce(tt.name, s.seat_label) AS ticket_type_name, ri.quantity,
+                ri.unit_price, ri.subtotal, s.seat_label, s.section
+         FROM reservation_items ri
+         LEFT JOIN ticket_types tt ON tt.id = ri.ticket_type_id
+         LEFT JOIN seats s ON s.id = ri.seat_id
+         WHERE ri.reservation_id = ANY ($1)
+         ORDER BY ri.reservation_id, ri.created_at, s.seat_label, tt.name",
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let seat = with_seat.then_some(SeatOfItem {
+                seat_label: r.seat_label,
+                section: r.section,
+            });
+            let item = Item {
+                ticket_type_name: r.ticket_type_name,
+                quantity: r.quantity,
+                unit_price: r.unit_price,
+                subtotal: r.subtotal,
+                seat,
+            };
+            (r.reservation_id, item)
+        })
+        .collect())
+}
+
+/// The user's 500 newest reservations, newest first, with their items.
+pub async fn mine(db: &sqlx::PgPool, user: Uuid) -> sqlx::Result<Vec<Listed>> {
+    let mut list: Vec<Listed> = sqlx::query_as(
+        "SELECT r.id, r.reservation_number, r.total_amount, r.status, r.payment_status, r.created_at,
+                e.title AS event_title, e.venue, e.event_date
+         FROM (SELECT * FROM reservations WHERE user_id = $1 ORDER BY created_at DESC LIMIT 500) r
+         LEFT JOIN events e ON e.id = r.event_id
+         ORDER BY r.created_at DESC",
+    )
+    .bind(user)
+    .fetch_all(db)
+    .await?;
+    let ids: Vec<Uuid> = list.iter().map(|r| r.id).collect();
+    let mut items = std::collections::HashMap::<Uuid, Vec<Item>>::new();
+    for (id, item) in items_of(db, &ids, false).await? {
+        items.entry(id).or_default().push(item);
+    }
+    for r in &mut list {
+        r.items = items.remove(&r.id).unwrap_or_default();
+    }
+    Ok(list)
+}
+
+/// The reservation if it is the user's.
+pub async fn one(db: &sqlx::PgPool, user: Uuid, id: Uuid) -> sqlx::Result<Option<Detail>> {
+    let found: Option<Detail> = sqlx::query_as(
+        "SELECT r.id, r.reservation_number, r.total_amount, r.status, r.payment_status, r.payment_method,
+                r.created_at, r.event_id, e.title AS event_title, e.venue, e.event_date, e.address
+         FROM reservations r LEFT JOIN events e ON e.id = r.event_id
+         WHERE r.id = $1 AND r.user_id = $2",
+    )
+    .bind(id)
+    .bind(user)
+    .fetch_optional(db)
+    .await?;
+    let Some(mut detail) = found else {
+        return Ok(None);
+    };
+    detail.items = items_of(db, &[id], true)
+        .await?
+        .into_iter()
+        .map(|(_, item)| item)
+        .collect();
+    Ok(Some(detail))
+}
