@@ -172,3 +172,47 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the state field
     Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
+
+/// CPU seconds used so far by every process whose command name is `comm` (e.g. all `postgres`
+/// backends), as far as they are still alive.
+pub fn cpu_seconds_of(comm: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
+        })
+        .filter_map(|pid| cpu_seconds(pid).ok())
+        .sum()
+}
+
+/// CPU used by the service, PostgreSQL, Redis and this load generator between two readings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSplit {
+    pub service: f64,
+    pub postgres: f64,
+    pub redis: f64,
+    pub client: f64,
+}
+
+impl CpuSplit {
+    pub fn now(service_pids: &[u32]) -> Self {
+        Self {
+            service: service_pids.iter().filter_map(|p| cpu_seconds(*p).ok()).sum(),
+            postgres: cpu_seconds_of("postgres"),
+            redis: cpu_seconds_of("redis-server"),
+            client: cpu_seconds(std::process::id()).unwrap_or(0.0),
+        }
+    }
+
+    pub fn since(self, before: Self) -> Self {
+        Self {
+            service: self.service - before.service,
+            postgres: self.postgres - before.postgres,
+            redis: self.redis - before.redis,
+            client: self.client - before.client,
+        }
+    }
+}

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::{
     Ctx, fixtures,
     report::Figure,
-    servers::{Kind, Stack},
+    servers::{CpuSplit, Kind, Stack},
     stats::Latencies,
     wait,
 };
@@ -33,6 +33,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     // storm on distinct seats
     let mut order: Vec<usize> = (0..h).collect();
     order.shuffle(&mut rand::rng());
+    let cpu_before = CpuSplit::now(&stack.pids());
     let started = Instant::now();
     let results: Vec<(u16, Duration)> = stream::iter(order)
         .map(|i| hold(&http, &url, &tokens[i], event, seats[i]))
@@ -40,6 +41,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         .collect()
         .await;
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = CpuSplit::now(&stack.pids()).since(cpu_before);
     let mut lat = Latencies::default();
     let mut ok = 0usize;
     let mut errors = std::collections::BTreeMap::<u16, usize>::new();
@@ -78,6 +80,25 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         .higher_is_better()
         .target("≥ 5,000/s", 5000.0),
     );
+    // where a hold's CPU goes: on 2 shared cores the rate is at most 2 s / (the sum) per second
+    let per_hold = |secs: f64| secs * 1e6 / ok.max(1) as f64;
+    println!(
+        "   CPU per hold: service {:.0} µs, PostgreSQL {:.0} µs, Redis {:.0} µs, load generator {:.0} µs",
+        per_hold(cpu.service),
+        per_hold(cpu.postgres),
+        per_hold(cpu.redis),
+        per_hold(cpu.client)
+    );
+    for (who, secs) in [
+        ("service", cpu.service),
+        ("PostgreSQL", cpu.postgres),
+        ("Redis", cpu.redis),
+        ("load generator", cpu.client),
+    ] {
+        ctx.report.add(
+            Figure::new("holds", &format!("CPU per hold: {who}"), "µs").tiketi(per_hold(secs)),
+        );
+    }
     ctx.report
         .add(Figure::new("holds", "hold latency p50", "ms").tiketi(s_lat.p50_ms));
     ctx.report
