@@ -48,6 +48,11 @@ impl<H: EngineIoHandler> EngineIo<H> {
     ) -> Arc<Socket<H::Data>> {
         let engine = self.clone();
         let close_fn = Box::new(move |sid, reason| engine.close_session(sid, reason));
+        let req = if crate::off("detach") {
+            req
+        } else {
+            detach_head(req)
+        };
 
         let socket = Socket::new(
             protocol,
@@ -194,4 +199,25 @@ mod tests {
         assert_eq!(socket.protocol, ProtocolVersion::V4);
         assert!(socket.is_http());
     }
+}
+
+/// An owned copy of a request head, for keeping it for the socket's whole life.
+///
+/// hyper parses the URI and the header values zero-copy, as slices of the connection's read
+/// buffer (8 KiB or more). A kept [`Parts`] would pin that whole buffer for as long as the session
+/// lives; the copy costs only the bytes of the head. hyper's `OnUpgrade` handle is dropped: the
+/// upgrade has been taken from the request by then.
+fn detach_head(mut req: Parts) -> Parts {
+    req.uri = http::Uri::try_from(req.uri.to_string()).unwrap_or_default();
+    let mut headers = http::HeaderMap::with_capacity(req.headers.len());
+    for (name, value) in &req.headers {
+        let Ok(mut copy) = http::HeaderValue::from_bytes(value.as_bytes()) else {
+            continue;
+        };
+        copy.set_sensitive(value.is_sensitive());
+        headers.append(name.clone(), copy);
+    }
+    req.headers = headers;
+    req.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    req
 }

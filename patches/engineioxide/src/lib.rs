@@ -21,6 +21,23 @@ pub mod sid {
     pub use engineioxide_core::Sid;
 }
 
+/// MEASUREMENT ONLY (not for upstream): `TIKETI_EIO_OFF=detach,merge,wbuf` turns a patch off, so
+/// one build measures each change.
+pub(crate) fn off(name: &str) -> bool {
+    static OFF: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OFF.get_or_init(|| std::env::var("TIKETI_EIO_OFF").unwrap_or_default())
+        .split(',')
+        .any(|n| n == name)
+}
+
+/// MEASUREMENT ONLY (not for upstream): `TIKETI_EIO_ON=yield` turns an experiment on.
+pub(crate) fn on(name: &str) -> bool {
+    static ON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ON.get_or_init(|| std::env::var("TIKETI_EIO_ON").unwrap_or_default())
+        .split(',')
+        .any(|n| n == name)
+}
+
 mod body;
 mod engine;
 mod errors;

@@ -307,10 +307,19 @@ where
     ///
     /// Keep a handle to the job so that it can be aborted when the socket is closed
     pub(crate) fn spawn_heartbeat(self: Arc<Self>, interval: Duration, timeout: Duration) {
+        tokio::spawn(self.heartbeat(interval, timeout));
+    }
+
+    /// The heartbeat job as a future, for a transport that runs it in its own task: it ends when the
+    /// socket is closed (closing it itself on a heartbeat timeout).
+    pub(crate) fn heartbeat(
+        self: Arc<Self>,
+        interval: Duration,
+        timeout: Duration,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let cancellation_token = self.cancellation_token.clone();
 
-        tokio::spawn(
-            cancellation_token
+        cancellation_token
                 .run_until_cancelled_owned(async move {
                     if let Err(_e) = self.heartbeat_job(interval, timeout).await {
                         self.close(DisconnectReason::HeartbeatTimeout);
@@ -318,11 +327,10 @@ where
                         tracing::debug!(id = ?self.id, "heartbeat error: {_e}");
                     }
                 })
-                .inspect(|_v| {
+                .map(|_v| {
                     #[cfg(feature = "tracing")]
                     tracing::debug!(aborted = _v.is_none(), "heartbeat job completed");
-                }),
-        );
+                })
     }
 
     /// Heartbeat is sent every `interval` milliseconds by the client and the server `is` expected to respond within `timeout` milliseconds.

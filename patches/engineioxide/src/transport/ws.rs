@@ -119,18 +119,25 @@ where
 {
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(engine.config.ws_read_buffer_size)
+        // frames go straight into `WriteBuf`, which batches them until the writer flushes and then
+        // frees what a large batch grew (tungstenite's own out buffer keeps its capacity forever)
+        .write_buffer_size(if crate::off("wbuf") { 128 * 1024 } else { 0 })
         .max_message_size(Some(engine.config.ws_max_message_size))
         .max_frame_size(Some(engine.config.ws_max_frame_size));
 
+    let conn = WriteBuf::new(conn);
     let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
-    let (socket, ws) = if let Some(sid) = sid {
+    let (socket, ws, heartbeat) = if let Some(sid) = sid {
+        // the session keeps the head of the request that opened it; this one would otherwise live
+        // (with hyper's read buffer it points into) as long as this future
+        drop(req_data);
         match engine.get_socket(sid) {
             None => return Err(Error::UnknownSessionID(sid)),
             Some(socket) if socket.is_ws() => return Err(Error::MultipleWebsocketRequests),
             Some(socket) => {
                 let mut ws = ws_init().await;
 
-                let upgrade_fut = upgrade_handshake::<H, S>(&socket, &mut ws);
+                let upgrade_fut = upgrade_handshake::<H, WriteBuf<S>>(&socket, &mut ws);
                 match tokio::time::timeout(engine.config.upgrade_timeout, upgrade_fut)
                     .with_cancellation_token(&socket.cancellation_token)
                     .await
@@ -148,7 +155,8 @@ where
                         return Err(Error::Upgrade);
                     }
                 }
-                (socket, ws)
+                // the polling session's heartbeat task keeps running
+                (socket, ws, false)
             }
         }
     } else {
@@ -159,18 +167,49 @@ where
 
         let mut ws = ws_init().await;
         init_handshake(socket.id, &mut ws, &engine.config).await?;
-        socket
-            .clone()
-            .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
-        (socket, ws)
+        (socket, ws, true)
     };
     let (tx, rx) = ws.split();
 
-    // Pipe between websocket and internal socket channel.
-    tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
+    // The reader, the writer and (for a session opened on this websocket) the heartbeat run as one
+    // task, not three: a task costs its cell (header, scheduler, the future) per socket. Each ends
+    // when the session is closed; the writer first flushes what is queued and closes the stream.
+    if crate::off("merge") {
+        if heartbeat {
+            let config = &engine.config;
+            socket
+                .clone()
+                .spawn_heartbeat(config.ping_interval, config.ping_timeout);
+        }
+        tokio::spawn(forward_to_socket::<H, WriteBuf<S>>(socket.clone(), tx));
+        read_until_closed(&engine, rx, &socket).await;
+        return Ok(());
+    }
+    let writer = forward_to_socket::<H, WriteBuf<S>>(socket.clone(), tx);
+    let heartbeat = async {
+        if heartbeat {
+            let config = &engine.config;
+            socket
+                .clone()
+                .heartbeat(config.ping_interval, config.ping_timeout)
+                .await;
+        }
+    };
+    let reader = read_until_closed(&engine, rx, &socket);
+    tokio::join!(reader, writer, heartbeat);
+    Ok(())
+}
 
+/// Reads the websocket until it or the session is closed, and closes the session if it was not.
+async fn read_until_closed<H: EngineIoHandler, S>(
+    engine: &Arc<EngineIo<H>>,
+    rx: SplitStream<WebSocketStream<S>>,
+    socket: &Arc<Socket<H::Data>>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     // pipe between internal socket channel and websocket
-    match forward_to_handler(&engine, rx, &socket)
+    match forward_to_handler(engine, rx, socket)
         .with_cancellation_token(&socket.cancellation_token)
         .await
     {
@@ -192,7 +231,6 @@ where
             tracing::debug!(sid = %socket.id, "socket is closing");
         }
     }
-    Ok(())
 }
 
 /// Forwards all packets received from a websocket to a EngineIo [`Socket`]
@@ -321,6 +359,16 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
                                 map_fn!(item);
                             }
                         }
+                        if crate::on("yield") {
+                            // let a broadcast that is still queueing to other sockets reach this
+                            // one again before the write
+                            tokio::task::yield_now().await;
+                            while let Ok(packets) = buffered_rx.try_recv() {
+                                for item in packets {
+                                    map_fn!(item);
+                                }
+                            }
+                        }
                     }
                     None => break
                 }
@@ -358,7 +406,11 @@ async fn init_handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let packet = Packet::Open(make_open_packet(TransportType::Websocket, sid, config));
+    let packet = Packet::Open(Box::new(make_open_packet(
+        TransportType::Websocket,
+        sid,
+        config,
+    )));
     let packet: String = packet.into();
     ws.send(Message::Text(packet.into())).await?;
     Ok(())
@@ -542,5 +594,93 @@ mod tests {
             .await
             .expect("the writer should stop")
             .unwrap();
+    }
+}
+
+/// Batches the websocket's writes until a flush, then writes them with as few syscalls as the
+/// socket accepts, and gives back the memory of a large batch once it is written.
+///
+/// tungstenite's own out buffer (its `write_buffer_size`) batches too, but never shrinks: one burst
+/// left every socket holding the largest batch it ever wrote, for its whole life.
+struct WriteBuf<S> {
+    io: S,
+    buf: Vec<u8>,
+    written: usize,
+}
+
+impl<S> WriteBuf<S> {
+    /// A flushed buffer keeps at most this much capacity.
+    const KEEP: usize = 512;
+
+    fn new(io: S) -> Self {
+        Self {
+            io,
+            buf: Vec::new(),
+            written: 0,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteBuf<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> WriteBuf<S> {
+    fn poll_write_out(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::{Poll, ready};
+        while self.written < self.buf.len() {
+            let n = ready!(std::pin::Pin::new(&mut self.io).poll_write(cx, &self.buf[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        self.written = 0;
+        if self.buf.capacity() > Self::KEEP {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteBuf<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        // a writer that never flushes still writes out past 64 KiB
+        if self.buf.len() >= 64 * 1024 {
+            std::task::ready!(self.poll_write_out(cx))?;
+        }
+        self.buf.extend_from_slice(data);
+        std::task::Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_write_out(cx))?;
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_write_out(cx))?;
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
