@@ -78,9 +78,7 @@ pub fn router(state: AppState, sio: SocketIoLayer<crate::realtime::Adapter>) -> 
 /// per socket; nothing on the socket reads them. Only hyper's upgrade handle is passed on. (The
 /// patched engineioxide copies the URI and headers it keeps; it cannot know axum's types.)
 async fn detach_socket_request(mut req: Request) -> Request {
-    if req.uri().path().starts_with("/socket.io")
-        && !std::env::var("TIKETI_MEM_OFF").is_ok_and(|v| v.contains("origuri"))
-    {
+    if req.uri().path().starts_with("/socket.io") {
         let mut kept = axum::http::Extensions::new();
         if let Some(upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() {
             kept.insert(upgrade);
