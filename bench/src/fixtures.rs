@@ -7,12 +7,11 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// The benchmark database's default name (`--database`).
 pub const DATABASE: &str = "tiketi_bench";
 
 /// Recreates the benchmark database next to `admin_url`'s and returns its URL.
-pub async fn fresh_database(admin_url: &str, name: &str) -> Result<String> {
-    tiketi_testkit::create_database(admin_url, name, true).await
+pub async fn fresh_database(admin_url: &str) -> Result<String> {
+    tiketi_testkit::create_database(admin_url, DATABASE, true).await
 }
 
 /// `n` users named after `tag` (they never log in); returns their ids in order.

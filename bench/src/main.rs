@@ -116,10 +116,6 @@ pub struct Args {
     /// A PostgreSQL URL the benchmark may create its database next to (`make bench` sets it).
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
-    /// Name of the benchmark's own database (recreated each run); distinct names let two benches
-    /// share one PostgreSQL.
-    #[arg(long, default_value = fixtures::DATABASE)]
-    pub database: String,
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:56379")]
     pub redis_url: String,
     /// Extra settings for the TIKETI replicas, e.g. `--service-env DB_POOL_MAX=20` (repeatable).
@@ -164,7 +160,7 @@ fn main() -> Result<()> {
 
 async fn drive(args: Args) -> Result<()> {
     let run = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
-    let database_url = fixtures::fresh_database(&args.database_url, &args.database).await?;
+    let database_url = fixtures::fresh_database(&args.database_url).await?;
     let env = Env {
         service_bin: args.service_bin.clone(),
         node_dir: args.node_dir.clone(),
