@@ -48,6 +48,7 @@ pub fn router(state: AppState, sio: SocketIoLayer<crate::realtime::Adapter>) -> 
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
     api.with_state(state.clone())
         .layer(sio)
+        .layer(middleware::map_request(detach_socket_request))
         .layer(cors(&state.config.cors_origins))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -69,6 +70,22 @@ pub fn router(state: AppState, sio: SocketIoLayer<crate::realtime::Adapter>) -> 
             )
         }))
         .layer(TraceLayer::new_for_http())
+}
+
+/// A Socket.IO request's extensions are kept by socketioxide for the socket's whole life. axum's
+/// (`OriginalUri`, a clone sharing hyper's connection read buffer, which the head is parsed into
+/// zero-copy; the route's `UrlParams`; `MatchedPath`) pinned that 16 KiB buffer and added ~0.6 KiB
+/// per socket; nothing on the socket reads them. Only hyper's upgrade handle is passed on. (The
+/// patched engineioxide copies the URI and headers it keeps; it cannot know axum's types.)
+async fn detach_socket_request(mut req: Request) -> Request {
+    if req.uri().path().starts_with("/socket.io") {
+        let mut kept = axum::http::Extensions::new();
+        if let Some(upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() {
+            kept.insert(upgrade);
+        }
+        *req.extensions_mut() = kept;
+    }
+    req
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> Response {

@@ -68,7 +68,9 @@ pub async fn build(
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(60))
         .max_payload(100_000)
-        .ws_read_buffer_size(1024)
+        // tungstenite allocates and zero-fills this per socket; client packets are ~100 bytes, and a
+        // larger frame grows it as needed
+        .ws_read_buffer_size(256)
         .with_state(ctx)
         .with_state(flood::Limits::from_config(config))
         .with_adapter::<Adapter>(adapter)
@@ -115,8 +117,13 @@ pub async fn publish(state: &AppState, notices: Vec<Notice>) {
             state.io.local().to(r)
         }
     };
+    // Every emit is started before any is awaited: their adapter publishes go out together (one Redis
+    // round trip, in order on the adapter's one connection), and the local broadcasts then run back
+    // to back, so each socket's writer finds a hold's `seat-locked` and `seat-selected` (and the
+    // other notices) queued together and sends them in one write.
+    let mut sends: Vec<futures::future::BoxFuture<'_, _>> = Vec::with_capacity(notices.len());
     for notice in notices {
-        let sent = match notice {
+        let send: futures::future::BoxFuture<'_, _> = match notice {
             Notice::SeatLocked {
                 event_id,
                 seat_id,
@@ -130,10 +137,13 @@ pub async fn publish(state: &AppState, notices: Vec<Notice>) {
                 };
                 let to = rooms(room::seats(event_id));
                 // the frontend listens to `seat-selected`; `seat-locked` is the original's name
-                match to.clone().emit(event::SEAT_LOCKED, &p).await {
-                    Ok(()) => to.emit(event::SEAT_SELECTED, &p).await,
-                    Err(e) => Err(e),
-                }
+                Box::pin(async move {
+                    let (locked, selected) = futures::join!(
+                        to.clone().emit(event::SEAT_LOCKED, &p),
+                        to.emit(event::SEAT_SELECTED, &p)
+                    );
+                    locked.and(selected)
+                })
             }
             Notice::SeatReleased { event_id, seat_id } => {
                 state.metrics.seats_released.inc();
@@ -142,9 +152,8 @@ pub async fn publish(state: &AppState, notices: Vec<Notice>) {
                     status: "available".into(),
                     timestamp: now.clone(),
                 };
-                rooms(room::seats(event_id))
-                    .emit(event::SEAT_RELEASED, &p)
-                    .await
+                let to = rooms(room::seats(event_id));
+                Box::pin(async move { to.emit(event::SEAT_RELEASED, &p).await })
             }
             Notice::TicketUpdated {
                 event_id,
@@ -158,35 +167,34 @@ pub async fn publish(state: &AppState, notices: Vec<Notice>) {
                     total_quantity: total,
                     timestamp: now.clone(),
                 };
-                rooms(room::event(event_id))
-                    .emit(event::TICKET_UPDATED, &p)
-                    .await
+                let to = rooms(room::event(event_id));
+                Box::pin(async move { to.emit(event::TICKET_UPDATED, &p).await })
             }
             Notice::QueueEntryAllowed { event_id, user_id } => {
                 let p = serde_json::json!({
                     "userId": user_id,
                     "message": crate::queue::admission::MSG_ENTRY_ALLOWED,
                 });
-                rooms(room::user_queue(event_id, user_id))
-                    .emit(event::QUEUE_ENTRY_ALLOWED, &p)
-                    .await
+                let to = rooms(room::user_queue(event_id, user_id));
+                Box::pin(async move { to.emit(event::QUEUE_ENTRY_ALLOWED, &p).await })
             }
             Notice::QueueUpdated {
                 event_id,
                 queue_size,
             } => {
                 let p = serde_json::json!({ "queueSize": queue_size, "timestamp": now });
-                rooms(room::queue(event_id))
-                    .emit(event::QUEUE_UPDATED, &p)
-                    .await
+                let to = rooms(room::queue(event_id));
+                Box::pin(async move { to.emit(event::QUEUE_UPDATED, &p).await })
             }
             Notice::QueueCleared { event_id } => {
                 let p = serde_json::json!({ "message": crate::queue::MSG_CLEARED });
-                rooms(room::queue(event_id))
-                    .emit(event::QUEUE_CLEARED, &p)
-                    .await
+                let to = rooms(room::queue(event_id));
+                Box::pin(async move { to.emit(event::QUEUE_CLEARED, &p).await })
             }
         };
+        sends.push(send);
+    }
+    for sent in futures::future::join_all(sends).await {
         if let Err(e) = sent {
             tracing::warn!(error = %e, "realtime notice not delivered");
         }

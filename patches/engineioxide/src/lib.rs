@@ -1,0 +1,44 @@
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc = include_str!("../README.md")]
+
+pub use engineioxide_core::{ProtocolVersion, Str, TransportType};
+pub use socket::{DisconnectReason, Socket};
+
+#[doc(hidden)]
+#[cfg(feature = "__test_harness")]
+pub use engineioxide_core::{OpenPacket, Packet, PacketParseError};
+
+pub mod config;
+pub mod handler;
+pub mod layer;
+pub mod service;
+pub mod socket;
+
+/// Socket id type and generator
+pub mod sid {
+    #[deprecated(since = "0.16.2", note = "Use engineioxide::socket::Sid instead")]
+    pub use engineioxide_core::Sid;
+}
+
+/// MEASUREMENT ONLY (not for upstream): `TIKETI_EIO_OFF=detach,merge,wbuf` turns a patch off, so
+/// one build measures each change.
+pub(crate) fn off(name: &str) -> bool {
+    static OFF: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OFF.get_or_init(|| std::env::var("TIKETI_EIO_OFF").unwrap_or_default())
+        .split(',')
+        .any(|n| n == name)
+}
+
+/// MEASUREMENT ONLY (not for upstream): `TIKETI_EIO_ON=yield` turns an experiment on.
+pub(crate) fn on(name: &str) -> bool {
+    static ON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ON.get_or_init(|| std::env::var("TIKETI_EIO_ON").unwrap_or_default())
+        .split(',')
+        .any(|n| n == name)
+}
+
+mod body;
+mod engine;
+mod errors;
+mod transport;
