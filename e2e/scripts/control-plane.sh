@@ -626,8 +626,8 @@ print_env() {
   # shellcheck disable=SC2016 # $PATH is meant to be expanded by the shell that evals this
   printf 'export PATH=%q:"$PATH"\n' "$stack_bin"
   if [ -f "$run/node/kubelet.yaml" ]; then
-    printf 'export TIKETI_K8S_NODE_NAME=%q TIKETI_K8S_NODE_IP=%q TIKETI_K8S_NODE_POD_GATEWAY=%q\n' \
-      "$node_name" "$node_ip" "$node_pod_gateway"
+    printf 'export TIKETI_K8S_NODE_NAME=%q TIKETI_K8S_NODE_IP=%q TIKETI_K8S_NODE_POD_GATEWAY=%q E2E_KUBELET_ROOT=%q\n' \
+      "$node_name" "$node_ip" "$node_pod_gateway" "$node_root"
   fi
 }
 
