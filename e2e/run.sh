@@ -31,7 +31,10 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   if [ "${E2E_CLUSTER:-local}" = local ] && [ "${E2E_KEEP:-0}" != 1 ]; then
     e2e/scripts/control-plane.sh stop >/dev/null 2>&1 || true
-    [ "$real_node" = 1 ] && e2e/scripts/images.sh stop >/dev/null 2>&1
+    if [ "$real_node" = 1 ]; then
+      e2e/scripts/nginx.sh stop >/dev/null 2>&1
+      e2e/scripts/images.sh stop >/dev/null 2>&1
+    fi
   fi
   return 0
 }
@@ -66,6 +69,11 @@ real_node_install() {
     }
   log "real node: chart installed, pods Ready in $((SECONDS - t0)) s"
   kubectl -n "$ns" get pods -o wide >&2
+  local svc nginx_env
+  svc=$(kubectl -n "$ns" get service -l app.kubernetes.io/component=service \
+    -o jsonpath='{.items[?(@.spec.type=="ClusterIP")].metadata.name}')
+  nginx_env=$(e2e/scripts/nginx.sh start "$ns" "$svc")
+  while IFS='=' read -r key value; do export "$key=$value"; done <<<"$nginx_env"
 }
 
 log "PostgreSQL and Redis"
