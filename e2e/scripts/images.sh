@@ -23,6 +23,8 @@ docker_root=${TIKETI_DOCKER_ROOT:-/var/lib/tiketi-docker}
 docker_exec=${TIKETI_DOCKER_EXEC_ROOT:-/run/tiketi-docker}
 own_socket=$docker_exec/docker.sock
 target_dir=${CARGO_TARGET_DIR:-$repo_root/target}
+# TIKETI_IMAGES_PROFILE=debug: images of the debug binaries (quicker to get while iterating on the harness).
+profile=${TIKETI_IMAGES_PROFILE:-release}
 version=$(awk -F'"' '/^appVersion:/ { print $2 }' "$repo_root/charts/tiketi/Chart.yaml")
 
 log() { printf '[images +%ss] %s\n' "$SECONDS" "$*" >&2; }
@@ -80,7 +82,7 @@ cmd_stop() {
 # stage_rootfs DIR BINARY: the image's files. Libraries are the binary's own (ldd), so the image matches the host
 # build; the binary links only glibc, libm and libgcc_s (rustls + ring: no OpenSSL).
 stage_rootfs() {
-  local dir=$1 binary=$2 src=$target_dir/release/$2 lib
+  local dir=$1 binary=$2 src=$target_dir/$profile/$2 lib
   rm -rf "$dir"
   mkdir -p "$dir/rootfs/usr/local/bin" "$dir/rootfs/etc/ssl/certs" "$dir/rootfs/home/nonroot" "$dir/rootfs/tmp"
   cp "$src" "$dir/rootfs/usr/local/bin/$binary"
@@ -106,7 +108,7 @@ stage_rootfs() {
 
 # build_image NAME: prints NAME's reference; the tarball is $cache/NAME-TAG.tar.
 build_image() {
-  local name=$1 src=$target_dir/release/$1 hash tag ref ctx
+  local name=$1 src=$target_dir/$profile/$1 hash tag ref ctx
   [ -x "$src" ] || die "$src is missing"
   hash=$( (sha256sum "$src" "$repo_root/Dockerfile.local" | sha256sum) | cut -c1-12)
   tag=$version-local-$hash
@@ -119,7 +121,8 @@ build_image() {
     [ "$name" = tiketi-service ] && args+=(--build-arg UPLOAD_DIR=/data/uploads)
     log "docker build $ref"
     # The classic builder: this machine has no BuildKit (buildx) and needs none for COPY-only images.
-    DOCKER_BUILDKIT=0 docker build -q "${args[@]}" -t "$ref" "$ctx" >/dev/null
+    DOCKER_BUILDKIT=0 docker build -q "${args[@]}" -t "$ref" "$ctx" >"$cache/build-$name.log" 2>&1 ||
+      { cat "$cache/build-$name.log" >&2; die "docker build $ref failed"; }
     rm -rf "$ctx"
   fi
   if [ ! -s "$cache/$name-$tag.tar" ]; then
@@ -137,8 +140,12 @@ cmd_build() {
   mkdir -p "$cache"
   command -v docker >/dev/null || apt_install docker.io
   local t0=$SECONDS
-  log "cargo build --release (tiketi-service, tiketi-operator)"
-  (cd "$repo_root" && cargo build -q --release -p tiketi-service -p tiketi-operator)
+  if [ "${TIKETI_IMAGES_SKIP_CARGO:-0}" != 1 ]; then
+    log "cargo build --profile $profile (tiketi-service, tiketi-operator)"
+    local p=$profile
+    [ "$p" = debug ] && p=dev
+    (cd "$repo_root" && cargo build -q --profile "$p" -p tiketi-service -p tiketi-operator)
+  fi
   ensure_docker
   local service operator
   service=$(build_image tiketi-service)
