@@ -79,7 +79,7 @@ real_node_install() {
 log "PostgreSQL and Redis"
 eval "$(scripts/deps.sh start)"
 e2e_db=tiketi_e2e
-psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $e2e_db" -c "CREATE DATABASE $e2e_db" >/dev/null
+psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)" -c "CREATE DATABASE $e2e_db" >/dev/null
 DATABASE_URL=${DATABASE_URL%/*}/$e2e_db
 export DATABASE_URL REDIS_URL
 REDIS_PREFIX="e2e:$(date +%s)"
