@@ -16,6 +16,7 @@
 #   e2e/scripts/control-plane.sh build-node | node-start | node-stop
 #   e2e/scripts/control-plane.sh node-import TAR...              import image tarballs into the node's containerd
 #   e2e/scripts/control-plane.sh forward NAME PORT HOST:PORT     expose a loopback service at the node IP to pods
+#   e2e/scripts/control-plane.sh forward-stop|forward-start NAME cut it (every connection) / bring it back
 #
 # Use it as:  eval "$(e2e/scripts/control-plane.sh start)"
 # Progress goes to stderr; only the export lines go to stdout.
@@ -736,6 +737,8 @@ main() {
     node-stop) cmd_node_stop ;;
     node-import) node_import "$@" ;;
     forward) node_forward "$@" ;;
+    forward-stop) node_forward_stop "$@" ;;
+    forward-start) node_forward_start "$@" ;;
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
@@ -743,7 +746,7 @@ main() {
     reset) cmd_reset ;;
     kubectl) kc "$@" ;;
     *)
-      sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+      sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
       exit 2
       ;;
   esac

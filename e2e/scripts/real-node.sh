@@ -257,10 +257,22 @@ node_ready() {
 }
 
 # forward NAME PORT TARGET: a socat from the node address (reachable from pods) to TARGET (e.g. 127.0.0.1:55432).
+# Its arguments are kept, so `forward-stop NAME` / `forward-start NAME` can make an outage and end it (e2e tests of
+# PostgreSQL and Redis blips as the pods see them: stopping the forwarder's process group cuts every connection).
 node_forward() {
   local name=$1 port=$2 target=$3
+  mkdir -p "$run/node"
+  printf '%s %s\n' "$port" "$target" >"$run/node/fwd-$name.args"
   launch "fwd-$name" /usr/bin/socat "-" \
     "TCP-LISTEN:$port,bind=$node_ip,reuseaddr,fork" "TCP:$target"
+}
+
+node_forward_stop() { stop_one "fwd-$1" /usr/bin/socat; }
+
+node_forward_start() {
+  local port target
+  read -r port target <"$run/node/fwd-$1.args" || die "no forwarder named $1"
+  node_forward "$1" "$port" "$target"
 }
 
 cmd_node_start() {

@@ -167,6 +167,7 @@ async fn real_pods_run_ready_on_the_real_node_as_the_chart_defines_them() {
     if !real_node("real_pods_run_ready_on_the_real_node_as_the_chart_defines_them") {
         return;
     }
+    let _one = SERVICE_DEPLOYMENT.lock().await;
     let client = admin().await;
     let ns = release_ns();
     let node_name = env("TIKETI_K8S_NODE_NAME");
@@ -300,7 +301,7 @@ async fn delete_te(client: &Client, ns: &str, name: &str) {
         .ok();
 }
 
-/// One test at a time may resize the chart's service Deployment (they share it).
+/// One test at a time may resize the chart's service Deployment or cut its dependencies (they share them).
 static SERVICE_DEPLOYMENT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test]
@@ -603,6 +604,8 @@ async fn real_pods_memory_limit_oom_kills_a_pod_and_the_service_goes_on() {
     if !real_node("real_pods_memory_limit_oom_kills_a_pod_and_the_service_goes_on") {
         return;
     }
+    // Its pod needs PostgreSQL and Redis too (the outage test cuts them).
+    let _one = SERVICE_DEPLOYMENT.lock().await;
     let client = admin().await;
     let ns = release_ns();
     let (deployments, name) = service_deployment(&client).await;
@@ -747,7 +750,10 @@ async fn real_pods_operator_pod_token_has_its_rbac_and_no_more() {
     let operators = pods(&client, &ns, "operator").await;
     // The token the kubelet projected into the operator pod (its real, pod-bound ServiceAccount token), read from
     // the node's volume directory; used over the path pods use: the kubernetes Service, through kube-proxy.
-    let pod = &operators[0];
+    let pod = operators
+        .iter()
+        .find(|p| is_ready(p))
+        .expect("a Ready operator pod");
     let uid = pod.metadata.uid.clone().unwrap();
     let dir = format!(
         "{}/kubelet/pods/{uid}/volumes/kubernetes.io~projected",
@@ -794,18 +800,25 @@ async fn real_pods_operator_pod_token_has_its_rbac_and_no_more() {
             .await
             .map(|_| ())
     ));
-    let lease = Api::<Lease>::namespaced(sa, &ns)
-        .get("tiketi-operator")
-        .await
-        .expect("the operator reads its Lease");
-    let holder = lease
-        .spec
-        .and_then(|s| s.holder_identity)
-        .unwrap_or_default();
-    assert!(
-        operators.iter().any(|p| p.name_any() == holder),
-        "an operator pod leads: holder {holder:?}"
-    );
+    // After a rollout the old leader's lease runs out first: a current pod must take over within its duration.
+    let leases = Api::<Lease>::namespaced(sa, &ns);
+    let holder = until(
+        Duration::from_secs(60),
+        "an operator pod of this release to hold the lease",
+        || async {
+            let lease = leases
+                .get("tiketi-operator")
+                .await
+                .expect("the operator reads its Lease");
+            let holder = lease.spec?.holder_identity?;
+            pods(&client, &ns, "operator")
+                .await
+                .iter()
+                .any(|p| p.name_any() == holder && is_ready(p))
+                .then_some(holder)
+        },
+    )
+    .await;
     eprintln!(
         "operator pod {} token: RBAC as granted; leader {holder}",
         pod.name_any()
@@ -978,4 +991,110 @@ async fn real_pods_behind_nginx_websocket_polling_affinity_and_forwarded_client_
         "X-Forwarded-For: 127.0.0.7 got {} x 429 of 40 logins at once, 127.0.0.8 answered {quiet}",
         statuses.iter().filter(|s| **s == 429).count()
     );
+}
+
+/// `control-plane.sh ARGS` (the harness that owns the forwarders the pods reach PostgreSQL and Redis through).
+fn control_plane(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/control-plane.sh");
+    let out = std::process::Command::new(script)
+        .args(args)
+        .output()
+        .expect("run control-plane.sh");
+    assert!(
+        out.status.success(),
+        "control-plane.sh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The dependency checks of one pod (GET /health/all on its own address).
+async fn dependency_status(http: &reqwest::Client, pod: &Pod, dependency: &str) -> Option<String> {
+    let all: Value = http
+        .get(format!("http://{}:3001/health/all", pod_ip(pod)))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    all["checks"][dependency]["status"]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: run e2e/run.sh"]
+async fn real_pods_postgres_and_redis_outages_never_take_every_pod_out_of_the_service() {
+    if !real_node("real_pods_postgres_and_redis_outages_never_take_every_pod_out_of_the_service") {
+        return;
+    }
+    let _one = SERVICE_DEPLOYMENT.lock().await;
+    let client = admin().await;
+    let ready = settle(&client, 2).await;
+    let names: Vec<String> = ready.iter().map(ResourceExt::name_any).collect();
+    let base = service_url(&client).await;
+    let http = reqwest::Client::new();
+    for (dependency, forwarder) in [("redis", "redis"), ("database", "postgres")] {
+        // The outage as the pods see it: every connection to it cut, new ones refused.
+        control_plane(&["forward-stop", forwarder]);
+        let t0 = tokio::time::Instant::now();
+        let mut seen_down = Vec::new();
+        // Until every pod reports it down (each checks on its own), and for 10 s more: the pods stay Ready and in
+        // the Service, and the Service answers readiness.
+        while seen_down.len() < ready.len() || t0.elapsed() < Duration::from_secs(10) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "{dependency}: pods reporting it down: {seen_down:?}"
+            );
+            for pod in &ready {
+                if !seen_down.contains(&pod.name_any())
+                    && dependency_status(&http, pod, dependency)
+                        .await
+                        .is_some_and(|s| s != "ok")
+                {
+                    seen_down.push(pod.name_any());
+                }
+            }
+            let now: Vec<String> = pods(&client, &release_ns(), "service")
+                .await
+                .iter()
+                .filter(|p| is_ready(p))
+                .map(ResourceExt::name_any)
+                .collect();
+            assert_eq!(now, names, "{dependency} down: the pods stay Ready");
+            let status = http
+                .get(format!("{base}/health/ready"))
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(
+                status, 200,
+                "{dependency} down: readiness through the Service"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        eprintln!(
+            "{dependency} outage: both pods reported it down, stayed Ready and in the Service for {:?}",
+            t0.elapsed()
+        );
+        control_plane(&["forward-start", forwarder]);
+        for pod in &ready {
+            until(
+                Duration::from_secs(60),
+                &format!("{} to see {dependency} again", pod.name_any()),
+                || async {
+                    (dependency_status(&http, pod, dependency).await.as_deref() == Some("ok"))
+                        .then_some(())
+                },
+            )
+            .await;
+        }
+        eprintln!(
+            "{dependency} back: both pods report it ok after {:?}",
+            t0.elapsed()
+        );
+    }
 }
