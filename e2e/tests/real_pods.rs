@@ -1200,3 +1200,102 @@ async fn real_pods_rolling_restart_mid_sale_answers_every_request_and_restores_e
     }
     eprintln!("rolling restart: 3 sessions restored on the new pods");
 }
+
+#[tokio::test]
+#[ignore = "needs a cluster: run e2e/run.sh"]
+async fn real_pods_queue_depth_scales_real_pods_out_and_back() {
+    use fred::prelude::{ClientLike, KeysInterface, SortedSetsInterface};
+    if !real_node("real_pods_queue_depth_scales_real_pods_out_and_back") {
+        return;
+    }
+    let _one = SERVICE_DEPLOYMENT.lock().await;
+    let client = admin().await;
+    let ns = release_ns();
+    let (deployments, name) = service_deployment(&client).await;
+    settle(&client, 2).await;
+    let event = Uuid::new_v4();
+    let te = format!("queue-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let now = Utc::now();
+    create_te(
+        &client,
+        &ns,
+        &te,
+        json!({
+            "eventId": event,
+            "artist": format!("E2E real queue {}", Uuid::new_v4().simple()),
+            "opensAt": (now - chrono::Duration::seconds(5)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "closesAt": (now + chrono::Duration::minutes(10)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "target": { "kind": "Deployment", "name": name },
+            "usersPerReplica": 1500,
+            "minReplicas": 2,
+            "maxReplicas": 4,
+            "fallbackExpectedUsers": 1500,
+            "queueScaling": { "pollSeconds": 1, "rules": [
+                { "above": 5000, "change": 2, "cooldownSeconds": 4 },
+                { "below": 1000, "change": -1, "cooldownSeconds": 4 } ] },
+        }),
+    )
+    .await;
+    let redis = fred::prelude::Builder::from_config(
+        fred::prelude::Config::from_url(&env("REDIS_URL")).unwrap(),
+    )
+    .build()
+    .unwrap();
+    redis.init().await.unwrap();
+    let keys = tiketi_core::keys::Keys::new(
+        std::env::var("REDIS_PREFIX").unwrap_or_else(|_| tiketi_core::keys::DEFAULT_PREFIX.into()),
+    );
+    let queue = keys.queue(event);
+    let users: Vec<(f64, String)> = (0..6000).map(|i| (i as f64, format!("user-{i}"))).collect();
+    let _: () = redis
+        .zadd(&queue, None, None, false, false, users)
+        .await
+        .unwrap();
+    let t0 = tokio::time::Instant::now();
+    until(
+        Duration::from_secs(30),
+        "+2 replicas for 6000 queued users",
+        || async {
+            let d = deployments.get(&name).await.ok()?;
+            (d.spec?.replicas? == 4).then_some(())
+        },
+    )
+    .await;
+    let decided = t0.elapsed();
+    settle(&client, 4).await;
+    eprintln!(
+        "6000 queued users: operator scaled 2 -> 4 after {decided:?}; 4 real pods Ready after {:?}",
+        t0.elapsed()
+    );
+    let status = serde_json::to_value(
+        Api::<TicketEvent>::namespaced(client.clone(), &ns)
+            .get(&te)
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default(),
+    )
+    .unwrap();
+    eprintln!(
+        "decision while the queue was full: {}",
+        status["lastDecision"]
+    );
+    // The queue drains: one replica less per cooldown, down to minReplicas.
+    let _: i64 = redis.del(&queue).await.unwrap();
+    until(
+        Duration::from_secs(60),
+        "scale-in to minReplicas",
+        || async {
+            let d = deployments.get(&name).await.ok()?;
+            (d.spec?.replicas? == 2).then_some(())
+        },
+    )
+    .await;
+    settle(&client, 2).await;
+    eprintln!(
+        "queue drained: back to 2 real pods after {:?}",
+        t0.elapsed()
+    );
+    delete_te(&client, &ns, &te).await;
+    scale(&deployments, &name, 2).await;
+}
