@@ -74,6 +74,18 @@ real_node_install() {
     }
   log "real node: chart installed, pods Ready in $((SECONDS - t0)) s"
   kubectl -n "$ns" get pods -o wide >&2
+  # After an upgrade (a kept cluster's release) the old leader's Lease must run out before a new operator pod
+  # leads: the tests need a leading operator, as users do before they create TicketEvents.
+  local deadline=$((SECONDS + 90)) holder
+  while :; do
+    holder=$(kubectl -n "$ns" get lease tiketi-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)
+    if [ -n "$holder" ] && [ "$(kubectl -n "$ns" get pod "$holder" -o jsonpath='{.metadata.labels.app\.kubernetes\.io/component}:{.metadata.deletionTimestamp}' 2>/dev/null)" = operator: ]; then
+      break
+    fi
+    [ "$SECONDS" -lt "$deadline" ] || { log "no operator pod took the lease (holder: ${holder:-none})"; exit 1; }
+    sleep 1
+  done
+  log "real node: operator pod $holder leads"
   local svc nginx_env
   svc=$(kubectl -n "$ns" get service -l app.kubernetes.io/component=service \
     -o jsonpath='{.items[?(@.spec.type=="ClusterIP")].metadata.name}')
