@@ -74,24 +74,32 @@ real_node_install() {
     }
   log "real node: chart installed, pods Ready in $((SECONDS - t0)) s"
   kubectl -n "$ns" get pods -o wide >&2
-  # After an upgrade (a kept cluster's release) the old leader's Lease must run out before a new operator pod
-  # leads: the tests need a leading operator, as users do before they create TicketEvents.
-  local deadline=$((SECONDS + 90)) holder
-  while :; do
-    holder=$(kubectl -n "$ns" get lease tiketi-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)
-    if [ -n "$holder" ] && [ "$(kubectl -n "$ns" get pod "$holder" -o jsonpath='{.metadata.labels.app\.kubernetes\.io/component}:{.metadata.deletionTimestamp}' 2>/dev/null)" = operator: ]; then
-      break
-    fi
-    [ "$SECONDS" -lt "$deadline" ] || { log "no operator pod took the lease (holder: ${holder:-none})"; exit 1; }
-    sleep 1
-  done
-  log "real node: operator pod $holder leads"
   local svc nginx_env
   svc=$(kubectl -n "$ns" get service -l app.kubernetes.io/component=service \
     -o jsonpath='{.items[?(@.spec.type=="ClusterIP")].metadata.name}')
   nginx_env=$(e2e/scripts/nginx.sh start "$ns" "$svc")
   while IFS='=' read -r key value; do export "$key=$value"; done <<<"$nginx_env"
 }
+
+# wait_for_leader CHECK: until the operator Lease is held by an identity CHECK accepts (a live operator pod, or
+# one of our local processes). After an upgrade, or a switch between the kwok and the real-node runs on a kept
+# cluster, the old leader's Lease must run out first (15 s); the tests need a leading operator, as users do.
+wait_for_leader() {
+  local deadline=$((SECONDS + 90)) holder
+  while :; do
+    holder=$(kubectl -n "$ns" get lease tiketi-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)
+    if [ -n "$holder" ] && "$@" "$holder"; then
+      log "operator $holder leads"
+      return 0
+    fi
+    [ "$SECONDS" -lt "$deadline" ] || { log "no operator took the lease (holder: ${holder:-none})"; exit 1; }
+    sleep 1
+  done
+}
+is_live_operator_pod() {
+  [ "$(kubectl -n "$ns" get pod "$1" -o jsonpath='{.metadata.labels.app\.kubernetes\.io/component}:{.metadata.deletionTimestamp}' 2>/dev/null)" = operator: ]
+}
+is_local_operator() { [[ "$1" == operator-[01] ]]; }
 
 log "PostgreSQL and Redis"
 eval "$(scripts/deps.sh start)"
@@ -166,6 +174,7 @@ for i in 0 1; do
     LOG_FORMAT=pretty "$bin/tiketi-operator" >"$run_dir/operator-$i.log" 2>&1 &
   pids+=($!)
 done
+if [ "$real_node" = 1 ]; then wait_for_leader is_live_operator_pod; else wait_for_leader is_local_operator; fi
 
 log "tests"
 export E2E_REAL_NODE=$real_node
