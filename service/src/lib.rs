@@ -37,10 +37,10 @@ use tokio::net::TcpListener;
 
 pub use crate::{config::Config, state::AppState};
 
-/// A ready service: its state (for jobs and tests) and its router.
-
 /// How long a draining replica waits for its Socket.IO connections to close.
 const SOCKET_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A ready service: its state (for jobs and tests) and its router.
 pub struct Service {
     pub state: AppState,
     pub router: Router,
