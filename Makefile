@@ -25,7 +25,7 @@ chaos: deps ## fault injection on three real replicas (replica SIGKILL, Redis re
 bench: deps ## benchmarks against DESIGN.md §6 and a Node socket.io reference (≈10 min; BENCH_ARGS="--clients 19000")
 	@scripts/bench.sh $(BENCH_ARGS)
 
-e2e: ## e2e on a real Kubernetes API server (local control plane built with Go; E2E_CLUSTER=existing for kind)
+e2e: ## e2e on a real Kubernetes API server (local control plane built with Go; E2E_REAL_NODE=1: real pods on a kubelet node, root; E2E_CLUSTER=existing for kind)
 	@e2e/run.sh
 
 crd: ## regenerate the TicketEvent CRD yaml (and the chart's copy)

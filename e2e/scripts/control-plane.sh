@@ -11,6 +11,13 @@
 #   e2e/scripts/control-plane.sh reset    stop and delete the cluster's data, certificates and logs
 #   e2e/scripts/control-plane.sh kubectl ARGS...   run the built kubectl against the cluster
 #
+# The optional real node (root; see real-node.sh): a kubelet, kube-proxy and containerd beside the kwok nodes.
+#   TIKETI_K8S_REAL_NODE=1 e2e/scripts/control-plane.sh start    start it too (`stop` always stops it)
+#   e2e/scripts/control-plane.sh build-node | node-start | node-stop
+#   e2e/scripts/control-plane.sh node-import TAR...              import image tarballs into the node's containerd
+#   e2e/scripts/control-plane.sh forward NAME PORT HOST:PORT     expose a loopback service at the node IP to pods
+#   e2e/scripts/control-plane.sh forward-stop|forward-start NAME cut it (every connection) / bring it back
+#
 # Use it as:  eval "$(e2e/scripts/control-plane.sh start)"
 # Progress goes to stderr; only the export lines go to stdout.
 # See e2e/README-control-plane.md for ports, times and limits.
@@ -58,6 +65,7 @@ k8s_dir="$cache/kubernetes-$k8s_version-r$recipe_rev"
 etcd_dir="$cache/etcd-$etcd_version-r$recipe_rev"
 kwok_dir="$cache/kwok-$kwok_version-r$recipe_rev"
 helm_dir="$cache/helm-$helm_version-r$recipe_rev"
+node_dir="$cache/kubernetes-node-$k8s_version-r$recipe_rev"
 # One directory of symlinks per version set, so PATH needs a single entry.
 stack_bin="$cache/stacks/k8s-$k8s_version-etcd-$etcd_version-kwok-$kwok_version-helm-$helm_version-r$recipe_rev/bin"
 
@@ -114,11 +122,19 @@ finish_component() {
 build_kubernetes() {
   is_built "$k8s_dir" && return 0
   log "building Kubernetes $k8s_version (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl)"
-  local ws="$cache/src/kubernetes-$k8s_version" staging_version="v0.${k8s_version#v1.}"
+  build_k8s_commands "$k8s_dir" "$cache/src/kubernetes-$k8s_version" \
+    kube-apiserver kube-controller-manager kube-scheduler kubectl
+}
+
+# build_k8s_commands DIR WORKSPACE CMD...: build k8s.io/kubernetes/cmd/CMD... into DIR/bin.
+build_k8s_commands() {
+  local dir=$1 ws=$2
+  shift 2
+  local staging_version="v0.${k8s_version#v1.}"
   new_build_module "$ws"
   (
     cd "$ws"
-    local upstream_mod build_date
+    local upstream_mod build_date cmd
     upstream_mod=$(go list -m -f '{{.GoMod}}' "k8s.io/kubernetes@$k8s_version")
     [ -f "$upstream_mod" ] || die "could not download the go.mod of k8s.io/kubernetes@$k8s_version"
     build_date=$(go list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' "k8s.io/kubernetes@$k8s_version")
@@ -128,7 +144,7 @@ build_kubernetes() {
       awk -v v="$staging_version" '$2 == "=>" && $3 ~ /^\.\/staging\// { printf "\t%s => %s %s\n", $1, $1, v }' "$upstream_mod"
       echo ")"
       echo "tool ("
-      printf '\tk8s.io/kubernetes/cmd/%s\n' kube-apiserver kube-controller-manager kube-scheduler kubectl
+      printf '\tk8s.io/kubernetes/cmd/%s\n' "$@"
       echo ")"
     } >>go.mod
     grep -q "k8s.io/client-go => k8s.io/client-go $staging_version" go.mod ||
@@ -136,17 +152,34 @@ build_kubernetes() {
     go mod tidy
     # Without these the binaries call themselves v0.0.0-master and kubectl warns about version skew.
     # kubectl reads client-go's copy, the servers read component-base's.
-    local ldflags="-s -w" pkg
+    local ldflags="-s -w" pkg pkgs=()
     for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
       ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
       ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
     done
+    for cmd in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
     rm -rf bin.tmp
-    go build -trimpath -ldflags "$ldflags" -o bin.tmp/ \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
-    finish_component "$k8s_dir" "$ws/bin.tmp"
+    go build -trimpath -ldflags "$ldflags" -o bin.tmp/ "${pkgs[@]}"
+    if [ "${K8S_WITH_PAUSE:-0}" = 1 ]; then
+      # The pause (sandbox) image's binary: Kubernetes' own pause.c, static (no registry here to pull one from).
+      local pause_c
+      pause_c=$(go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c
+      [ -f "$pause_c" ] || die "pause.c not found at $pause_c"
+      command -v gcc >/dev/null || die "gcc is needed to build the pause binary (apt-get install gcc libc6-dev)"
+      gcc -Os -static -DVERSION=v3.10-tiketi -o bin.tmp/pause "$pause_c"
+      strip bin.tmp/pause
+    fi
+    finish_component "$dir" "$ws/bin.tmp"
   )
+}
+
+# The node components for the optional real node (TIKETI_K8S_REAL_NODE=1): kubelet, kube-proxy and the pause
+# binary. Their own cache entry, so a control-plane-only machine never builds them (about 3 min cold: the
+# kubernetes sources are already in the module cache). The kubelet builds without cgo, as the release binaries are.
+build_node_components() {
+  is_built "$node_dir" && return 0
+  log "building Kubernetes $k8s_version node components (kubelet, kube-proxy, pause)"
+  K8S_WITH_PAUSE=1 build_k8s_commands "$node_dir" "$cache/src/kubernetes-node-$k8s_version" kubelet kube-proxy
 }
 
 # etcd's own server/go.mod also has replace directives (to ../api etc.), so again a local module; it needs no
@@ -253,6 +286,18 @@ cmd_build() {
   exec 9>&- # release the lock: processes started later must not inherit it
 }
 
+cmd_build_node() {
+  mkdir -p "$cache"
+  is_built "$node_dir" && return 0
+  go_env
+  exec 9>"$cache/.build.lock"
+  if command -v flock >/dev/null; then flock 9; fi
+  local t0=$SECONDS
+  build_node_components
+  log "node components built in $((SECONDS - t0)) s: $node_dir/bin"
+  exec 9>&-
+}
+
 # ================================================================================================================
 # certificates and kubeconfigs
 # ================================================================================================================
@@ -355,6 +400,14 @@ EOF
 
 pid_of() { cat "$run/pids/$1.pid" 2>/dev/null || true; }
 
+# bin_path BINARY: a name from the stack, or an absolute path (the real node's host binaries: containerd, socat).
+bin_path() {
+  case "$1" in
+    /*) echo "$1" ;;
+    *) echo "$stack_bin/$1" ;;
+  esac
+}
+
 # alive PID: the process exists and is not a zombie. Our daemons are reparented to PID 1 once `start` returns;
 # in some sandboxes PID 1 reaps late, and a zombie still answers `kill -0`.
 alive() {
@@ -368,7 +421,7 @@ alive() {
 running() {
   local pid
   pid=$(pid_of "$1")
-  [ -n "$pid" ] && alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$stack_bin/$2"
+  [ -n "$pid" ] && alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$(bin_path "$2")"
 }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -385,14 +438,14 @@ launch() {
     log "$name already running (pid $(pid_of "$name"))"
     return 0
   fi
-  if port_in_use "$port"; then
+  if [ "$port" != - ] && port_in_use "$port"; then
     die "port $port (for $name) is taken by another process; pick other ports with the TIKETI_K8S_*_PORT variables"
   fi
   local logfile="$run/logs/$name.log" pidfile="$run/pids/$name.pid"
   [ -f "$logfile" ] && mv -f "$logfile" "$logfile.1"
   rm -f "$pidfile"
   # shellcheck disable=SC2016 # $$ and $@ are for the inner bash
-  setsid env "${launch_env[@]}" bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$stack_bin/$binary" "$@" \
+  setsid env "${launch_env[@]}" bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$(bin_path "$binary")" "$@" \
     >"$logfile" 2>&1 </dev/null &
   local i
   for i in $(seq 50); do
@@ -573,6 +626,10 @@ print_env() {
   printf 'export KUBECONFIG=%q\n' "$kubeconfig"
   # shellcheck disable=SC2016 # $PATH is meant to be expanded by the shell that evals this
   printf 'export PATH=%q:"$PATH"\n' "$stack_bin"
+  if [ -f "$run/node/kubelet.yaml" ]; then
+    printf 'export TIKETI_K8S_NODE_NAME=%q TIKETI_K8S_NODE_IP=%q TIKETI_K8S_NODE_POD_GATEWAY=%q E2E_KUBELET_ROOT=%q\n' \
+      "$node_name" "$node_ip" "$node_pod_gateway" "$node_root"
+  fi
 }
 
 cmd_start() {
@@ -600,6 +657,7 @@ cmd_start() {
   wait_for "a probe Deployment to become ready" kube-controller-manager kube-controller-manager probe_ready
   kc delete namespace "$probe_ns" --wait=false >/dev/null
   log "ready in $((SECONDS - t0)) s: https://127.0.0.1:$api_port ($k8s_version, $node_count kwok nodes)"
+  if [ "${TIKETI_K8S_REAL_NODE:-0}" = 1 ]; then cmd_node_start; fi
   print_env
 }
 
@@ -624,6 +682,7 @@ stop_one() {
 
 cmd_stop() {
   # Reverse start order: the API server last-but-one, so the others don't spin on connection errors.
+  cmd_node_stop
   stop_one kwok kwok
   stop_one kube-scheduler kube-scheduler
   stop_one kube-controller-manager kube-controller-manager
@@ -644,6 +703,7 @@ cmd_status() {
       rc=1
     fi
   done
+  [ -d "$run/node" ] && node_status
   if [ -x "$stack_bin/kubectl" ] && [ -f "$kubeconfig" ] && kc get --raw=/readyz >/dev/null 2>&1; then
     printf '%-24s ready at https://127.0.0.1:%s\n' "api" "$api_port"
     kc get nodes -l type=kwok 2>/dev/null || true
@@ -664,11 +724,21 @@ cmd_reset() {
   log "deleted $run"
 }
 
+# shellcheck source=e2e/scripts/real-node.sh
+. "$script_dir/real-node.sh"
+
 main() {
   local cmd=${1:-}
   [ $# -gt 0 ] && shift
   case "$cmd" in
     build) cmd_build ;;
+    build-node) cmd_build_node ;;
+    node-start) cmd_node_start ;;
+    node-stop) cmd_node_stop ;;
+    node-import) node_import "$@" ;;
+    forward) node_forward "$@" ;;
+    forward-stop) node_forward_stop "$@" ;;
+    forward-start) node_forward_start "$@" ;;
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
@@ -676,7 +746,7 @@ main() {
     reset) cmd_reset ;;
     kubectl) kc "$@" ;;
     *)
-      sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+      sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
       exit 2
       ;;
   esac

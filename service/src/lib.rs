@@ -38,6 +38,9 @@ use tokio::net::TcpListener;
 
 pub use crate::{config::Config, state::AppState};
 
+/// How long a draining replica waits for its Socket.IO connections to close.
+const SOCKET_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A ready service: its state (for jobs and tests) and its router.
 pub struct Service {
     pub state: AppState,
@@ -95,9 +98,23 @@ impl Service {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let health = self.state.health.clone();
+        let io = self.state.io.clone();
         let shutdown = async move {
             shutdown.await;
             health.start_draining();
+            // Close every Socket.IO connection (Engine.IO transport close, WebSocket close handshake):
+            // socket.io-client reports "transport close" and reconnects at once, to a replica still
+            // in the Service, and gets its session restored. The graceful HTTP shutdown does not
+            // track upgraded connections: without this they would stay open until the process
+            // exits (or forever, in-process), and clients would only find out from a dead TCP peer.
+            if tokio::time::timeout(SOCKET_CLOSE_TIMEOUT, io.close())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "Socket.IO connections not all closed within {SOCKET_CLOSE_TIMEOUT:?}"
+                );
+            }
         };
         let server = axum::serve(
             listener,

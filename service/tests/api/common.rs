@@ -83,7 +83,30 @@ impl TestApp {
         tiketi_service::jobs::spawn_all(&self.state);
     }
 
+    /// A service that shuts down (drains, as on SIGTERM) when the returned sender fires.
+    pub async fn spawn_stoppable() -> (Self, tokio::sync::oneshot::Sender<()>) {
+        let db_url = fresh_database().await;
+        let config = Config::for_tests(
+            &db_url,
+            &redis_url(),
+            &format!("test:{}", Uuid::new_v4().simple()),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = Self::start_until(config, async move {
+            let _ = stopped.await;
+        })
+        .await;
+        (app, stop)
+    }
+
     async fn start(config: Config) -> Self {
+        Self::start_until(config, std::future::pending()).await
+    }
+
+    async fn start_until(
+        config: Config,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Self {
         let service = Service::build(config.clone())
             .await
             .expect("service builds");
@@ -94,10 +117,7 @@ impl TestApp {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = tokio::spawn(async move {
-            service
-                .serve(listener, std::future::pending())
-                .await
-                .expect("serve");
+            service.serve(listener, shutdown).await.expect("serve");
         });
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))

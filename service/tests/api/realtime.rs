@@ -441,3 +441,17 @@ async fn realtime_presence_lost_in_redis_is_counted_again_by_the_heartbeat() {
     let back = crate::common::eventually(ttl * 3, || async { count().await.unwrap() == 1 }).await;
     assert!(back, "the heartbeat did not count the connected user again");
 }
+
+#[tokio::test]
+async fn realtime_shutdown_closes_sockets_so_clients_reconnect_elsewhere() {
+    // Found on real pods (e2e real_pods::sockets): a draining replica left its WebSocket connections
+    // open until the process exited, so clients only noticed a dead TCP peer.
+    let (app, stop) = TestApp::spawn_stoppable().await;
+    let user = app.user().await;
+    let mut c = Clients::start();
+    c.connect("a", &app, &user.token, json!([])).await;
+    stop.send(()).expect("the server runs");
+    // "transport close": socket.io-client reconnects by itself ("io server disconnect" would not).
+    let reason = c.expect("a", "disconnect", |_| true).await;
+    assert_eq!(reason, "transport close");
+}

@@ -1,0 +1,418 @@
+//! Helpers of the real-pod tests: the cluster, the chart's objects, waiting, a minimal Socket.IO client.
+
+pub use std::time::Duration;
+
+pub use chrono::{DateTime, Utc};
+pub use futures::{SinkExt, StreamExt};
+pub use k8s_openapi::api::{
+    apps::v1::Deployment,
+    coordination::v1::Lease,
+    core::v1::{Namespace, Pod, Secret, Service},
+};
+pub use kube::{
+    Api, Client, ResourceExt,
+    api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
+};
+pub use serde_json::{Value, json};
+pub use tiketi_crds::TicketEvent;
+pub use tokio_tungstenite::tungstenite::Message;
+pub use uuid::Uuid;
+
+/// True when the real node is there; else prints why the test does nothing.
+pub fn real_node(test: &str) -> bool {
+    if std::env::var("E2E_REAL_NODE").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!("{test}: skipped: no real node (run E2E_REAL_NODE=1 e2e/run.sh as root)");
+    false
+}
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by e2e/run.sh"))
+}
+
+pub async fn admin() -> Client {
+    Client::try_default()
+        .await
+        .expect("KUBECONFIG points at the e2e cluster")
+}
+
+pub fn release_ns() -> String {
+    env("E2E_OPERATOR_NAMESPACE")
+}
+
+/// Polls until `check` gives a value (no fixed sleeps); panics with `what` after `timeout`.
+pub async fn until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn component_selector(component: &str) -> ListParams {
+    ListParams::default().labels(&format!(
+        "app.kubernetes.io/instance=tiketi,app.kubernetes.io/component={component}"
+    ))
+}
+
+pub async fn pods(client: &Client, ns: &str, component: &str) -> Vec<Pod> {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&component_selector(component))
+        .await
+        .unwrap()
+        .items
+}
+
+pub fn condition_time(pod: &Pod, kind: &str) -> Option<DateTime<Utc>> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == kind && c.status == "True")
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| utc(&t.0))
+}
+
+pub fn utc(t: &k8s_openapi::jiff::Timestamp) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.as_millisecond()).expect("a valid timestamp")
+}
+
+pub fn is_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none() && condition_time(pod, "Ready").is_some()
+}
+
+pub fn pod_ip(pod: &Pod) -> String {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("a running pod has an IP")
+}
+
+/// The chart's service Deployment in the release namespace.
+pub async fn service_deployment(client: &Client) -> (Api<Deployment>, String) {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &release_ns());
+    let d = api
+        .list(&component_selector("service"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .next()
+        .expect("the chart's service Deployment");
+    let name = d.name_any();
+    (api, name)
+}
+
+/// http://CLUSTER-IP:PORT of the chart's ClusterIP Service (kube-proxy routes it from the host too).
+pub async fn service_url(client: &Client) -> String {
+    let svc = Api::<Service>::namespaced(client.clone(), &release_ns())
+        .list(&component_selector("service"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ClusterIP"))
+        .expect("the chart's ClusterIP Service");
+    let spec = svc.spec.unwrap();
+    format!(
+        "http://{}:{}",
+        spec.cluster_ip.unwrap(),
+        spec.ports.unwrap()[0].port
+    )
+}
+
+pub async fn scale(api: &Api<Deployment>, name: &str, replicas: i32) {
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
+    )
+    .await
+    .unwrap();
+}
+
+/// Waits until the Deployment has exactly `n` Ready pods and no terminating ones; returns them.
+pub async fn settle(client: &Client, n: usize) -> Vec<Pod> {
+    until(
+        Duration::from_secs(120),
+        &format!("{n} ready service pods"),
+        || async {
+            let all = pods(client, &release_ns(), "service").await;
+            let ready: Vec<Pod> = all.iter().filter(|p| is_ready(p)).cloned().collect();
+            (ready.len() == n && all.len() == n).then_some(ready)
+        },
+    )
+    .await
+}
+
+/// History rows for `artist` (three past sales peaking at `peak`), as the traffic sampler writes them.
+pub async fn history(artist: &str, peak: i32) {
+    let db = sqlx::PgPool::connect(&env("DATABASE_URL")).await.unwrap();
+    for days in [30, 60, 90] {
+        sqlx::query(
+            "INSERT INTO traffic_logs (event_id, artist_name, minute, concurrent_users, queue_users, replicas)
+             SELECT $1, $2, date_trunc('minute', now()) - make_interval(days => $4) + make_interval(mins => m), $3 * m / 10, 0, 2
+             FROM generate_series(1, 10) m",
+        )
+        .bind(Uuid::new_v4())
+        .bind(artist)
+        .bind(peak)
+        .bind(days)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+}
+
+pub async fn create_te(client: &Client, ns: &str, name: &str, spec: Value) {
+    let ar = ApiResource::erase::<TicketEvent>(&());
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "tiketi.io/v1alpha1", "kind": "TicketEvent", "metadata": { "name": name }, "spec": spec
+    }))
+    .unwrap();
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap();
+}
+
+pub async fn delete_te(client: &Client, ns: &str, name: &str) {
+    Api::<TicketEvent>::namespaced(client.clone(), ns)
+        .delete(name, &DeleteParams::default())
+        .await
+        .ok();
+}
+
+/// One test at a time may resize the chart's service Deployment or cut its dependencies (they share them).
+pub static SERVICE_DEPLOYMENT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn sio_connect(base: &str, token: &str) -> Ws {
+    let url = format!(
+        "{}/socket.io/?EIO=4&transport=websocket",
+        base.replacen("http", "ws", 1)
+    );
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .expect("websocket upgrade in time")
+    .expect("websocket upgrade");
+    let open = next_text(&mut ws).await.expect("engine.io open");
+    assert!(open.starts_with('0'), "engine.io open: {open}");
+    ws.send(Message::text(format!("40{}", json!({ "token": token }))))
+        .await
+        .unwrap();
+    loop {
+        let m = next_text(&mut ws).await.expect("socket.io connect ack");
+        if m.starts_with("40") {
+            return ws;
+        }
+        assert!(!m.starts_with("44"), "connect refused: {m}");
+    }
+}
+
+/// The next text frame (answering pings); None when the connection ended.
+pub async fn next_text(ws: &mut Ws) -> Option<String> {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
+            .await
+            .ok()??
+            .ok()?;
+        match msg {
+            Message::Text(t) if t.as_str() == "2" => {
+                ws.send(Message::text("3")).await.ok()?;
+            }
+            Message::Text(t) => return Some(t.to_string()),
+            Message::Close(_) => return None,
+            _ => {}
+        }
+    }
+}
+
+/// Waits for the event `name`; returns its payload.
+pub async fn wait_event(ws: &mut Ws, name: &str) -> Value {
+    let prefix = format!("42[\"{name}\"");
+    loop {
+        let m = next_text(ws)
+            .await
+            .unwrap_or_else(|| panic!("connection ended before {name}"));
+        if m.starts_with(&prefix) {
+            let mut parts: Vec<Value> = serde_json::from_str(&m[2..]).unwrap();
+            return parts.swap_remove(1);
+        }
+    }
+}
+
+/// How a connection ended when its pod went away.
+#[derive(Debug, PartialEq)]
+pub enum Ending {
+    /// WebSocket close frame or Engine.IO close packet: socket.io-client reconnects.
+    Closed,
+    /// Socket.IO DISCONNECT from the server ("io server disconnect"): socket.io-client does NOT reconnect.
+    ServerDisconnect,
+    /// TCP closed or reset without a close handshake: socket.io-client reconnects ("transport close").
+    Dropped(String),
+}
+
+pub async fn ending(ws: &mut Ws, within: Duration) -> Ending {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let msg = tokio::time::timeout(left, ws.next())
+            .await
+            .expect("the connection of a terminated pod ends within its grace period");
+        match msg {
+            None => return Ending::Dropped("end of stream".into()),
+            Some(Err(e)) => return Ending::Dropped(e.to_string()),
+            Some(Ok(Message::Close(_))) => return Ending::Closed,
+            Some(Ok(Message::Text(t))) if t.as_str() == "1" => return Ending::Closed,
+            Some(Ok(Message::Text(t))) if t.starts_with("41") => return Ending::ServerDisconnect,
+            Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                ws.send(Message::text("3")).await.ok();
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Registers a user through `base` and returns its token.
+pub async fn register(http: &reqwest::Client, base: &str) -> String {
+    let id = Uuid::new_v4().simple().to_string();
+    let res = http
+        .post(format!("{base}/api/auth/register"))
+        .json(&json!({
+            "email": format!("real-{}@e2e.tiketi.test", &id[..12]),
+            "password": "real-pods-e2e-password",
+            "name": "Real Pod",
+            "phone": "010-0000-0000",
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, 201, "register: {body}");
+    body["token"].as_str().unwrap().to_string()
+}
+
+/// Restarts of the chart's service containers (they must not change while another pod is OOM-killed).
+pub async fn settle_count(client: &Client) -> i32 {
+    pods(client, &release_ns(), "service")
+        .await
+        .iter()
+        .filter_map(|p| {
+            p.status
+                .as_ref()?
+                .container_statuses
+                .as_ref()?
+                .first()
+                .map(|c| c.restart_count)
+        })
+        .sum()
+}
+
+pub fn from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(Some(source.parse().unwrap()))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// One Engine.IO long-polling request of session `sid` (the handshake when None); the body.
+pub async fn poll(
+    http: &reqwest::Client,
+    base: &str,
+    sid: Option<&str>,
+    post: Option<String>,
+) -> (u16, String) {
+    let mut url = format!("{base}/socket.io/?EIO=4&transport=polling");
+    if let Some(sid) = sid {
+        url.push_str("&sid=");
+        url.push_str(sid);
+    }
+    let req = match post {
+        Some(body) => http
+            .post(url)
+            .header("content-type", "text/plain;charset=UTF-8")
+            .body(body),
+        None => http.get(url),
+    };
+    let res = req.send().await.unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+/// Polls session `sid` until a packet starting with `prefix` arrives (answering pings); all packets seen.
+pub async fn poll_until(
+    http: &reqwest::Client,
+    base: &str,
+    sid: &str,
+    prefix: &str,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let (code, body) = poll(http, base, Some(sid), None).await;
+        assert_eq!(code, 200, "poll of {sid}: {body}");
+        for packet in body.split('\u{1e}') {
+            if packet == "2" {
+                let (code, ok) = poll(http, base, Some(sid), Some("3".into())).await;
+                assert_eq!((code, ok.as_str()), (200, "ok"), "pong of {sid}");
+            }
+            seen.push(packet.to_string());
+        }
+        if seen.iter().any(|p| p.starts_with(prefix)) {
+            return seen;
+        }
+    }
+    panic!("no {prefix} packet for {sid}: {seen:?}");
+}
+
+/// `control-plane.sh ARGS` (the harness that owns the forwarders the pods reach PostgreSQL and Redis through).
+pub fn control_plane(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/control-plane.sh");
+    let out = std::process::Command::new(script)
+        .args(args)
+        .output()
+        .expect("run control-plane.sh");
+    assert!(
+        out.status.success(),
+        "control-plane.sh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The dependency checks of one pod (GET /health/all on its own address).
+pub async fn dependency_status(
+    http: &reqwest::Client,
+    pod: &Pod,
+    dependency: &str,
+) -> Option<String> {
+    let all: Value = http
+        .get(format!("http://{}:3001/health/all", pod_ip(pod)))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    all["checks"][dependency]["status"]
+        .as_str()
+        .map(str::to_string)
+}
