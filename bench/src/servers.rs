@@ -200,7 +200,10 @@ pub struct CpuSplit {
 impl CpuSplit {
     pub fn now(service_pids: &[u32]) -> Self {
         Self {
-            service: service_pids.iter().filter_map(|p| cpu_seconds(*p).ok()).sum(),
+            service: service_pids
+                .iter()
+                .filter_map(|p| cpu_seconds(*p).ok())
+                .sum(),
             postgres: cpu_seconds_of("postgres"),
             redis: cpu_seconds_of("redis-server"),
             client: cpu_seconds(std::process::id()).unwrap_or(0.0),
