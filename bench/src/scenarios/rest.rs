@@ -48,29 +48,12 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         ("GET /api/events", "/api/events".to_string()),
         ("GET /api/events/:id", format!("/api/events/{}", events[0])),
     ] {
-        let url = format!("{base}{path}");
-        let m = match wrk(&url, secs, conns).await {
-            Ok(m) => m,
-            Err(e) => {
-                println!("   wrk unavailable ({e:#}); using the built-in client");
-                builtin(&url, secs, conns).await?
-            }
-        };
+        let m = measure(&format!("{base}{path}"), secs, conns).await?;
         println!(
             "   {label}: {:.0} req/s, p99 {:.2} ms, {} non-2xx ({})",
             m.rps, m.p99_ms, m.non_2xx, m.tool
         );
-        ctx.report.add(
-            Figure::new("rest", &format!("{label} throughput ({})", m.tool), "req/s")
-                .tiketi(m.rps)
-                .higher_is_better()
-                .target("≥ 20,000 req/s", 20_000.0),
-        );
-        ctx.report.add(
-            Figure::new("rest", &format!("{label} p99"), "ms")
-                .tiketi(m.p99_ms)
-                .target("≤ 20 ms", 20.0),
-        );
+        report_reads(ctx, label, &m);
         ctx.report.add(
             Figure::new("rest", &format!("{label} non-2xx answers"), "")
                 .tiketi(m.non_2xx as f64)
@@ -122,33 +105,20 @@ async fn during_holds(ctx: &mut Ctx, stack: &Stack, secs: u64, conns: usize) -> 
             (ok, other)
         })
     };
-    let url = format!("{}/api/events/{event}", stack.base_url());
-    let m = match wrk(&url, secs, conns).await {
-        Ok(m) => m,
-        Err(_) => builtin(&url, secs, conns).await?,
-    };
+    let m = measure(
+        &format!("{}/api/events/{event}", stack.base_url()),
+        secs,
+        conns,
+    )
+    .await?;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (held, refused) = holder.await?;
-    let label = "GET /api/events/:id while seats are held";
+    let label = format!("GET /api/events/:id while {HOLDS_PER_SEC} seats/s are held");
     println!(
         "   {label}: {:.0} req/s, p99 {:.2} ms, {} non-2xx ({}); {held} holds meanwhile ({refused} not 201)",
         m.rps, m.p99_ms, m.non_2xx, m.tool
     );
-    ctx.report.add(
-        Figure::new(
-            "rest",
-            &format!("{label} ({HOLDS_PER_SEC}/s), throughput"),
-            "req/s",
-        )
-        .tiketi(m.rps)
-        .higher_is_better()
-        .target("≥ 20,000 req/s", 20_000.0),
-    );
-    ctx.report.add(
-        Figure::new("rest", &format!("{label}, p99"), "ms")
-            .tiketi(m.p99_ms)
-            .target("≤ 20 ms", 20.0),
-    );
+    report_reads(ctx, &label, &m);
     ctx.report.add(
         Figure::new(
             "rest",
@@ -159,6 +129,32 @@ async fn during_holds(ctx: &mut Ctx, stack: &Stack, secs: u64, conns: usize) -> 
         .check("none", refused == 0 && m.non_2xx == 0),
     );
     Ok(())
+}
+
+/// Reads of `url` for `secs` over `conns` connections: wrk when installed, else our own client.
+async fn measure(url: &str, secs: u64, conns: usize) -> Result<Measured> {
+    match wrk(url, secs, conns).await {
+        Ok(m) => Ok(m),
+        Err(e) => {
+            println!("   wrk unavailable ({e:#}); using the built-in client");
+            builtin(url, secs, conns).await
+        }
+    }
+}
+
+/// The throughput and p99 figures of one read measurement.
+fn report_reads(ctx: &mut Ctx, label: &str, m: &Measured) {
+    ctx.report.add(
+        Figure::new("rest", &format!("{label} throughput ({})", m.tool), "req/s")
+            .tiketi(m.rps)
+            .higher_is_better()
+            .target("≥ 20,000 req/s", 20_000.0),
+    );
+    ctx.report.add(
+        Figure::new("rest", &format!("{label} p99"), "ms")
+            .tiketi(m.p99_ms)
+            .target("≤ 20 ms", 20.0),
+    );
 }
 
 async fn wrk(url: &str, secs: u64, conns: usize) -> Result<Measured> {
