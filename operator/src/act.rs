@@ -75,7 +75,14 @@ fn soft_failure(ctx: &Context, what: &'static str, error: &dyn std::fmt::Display
         .inc();
 }
 
-pub async fn act(ctx: &Context, te: &TicketEvent, out: Outcome) -> Result<()> {
+/// `target_version`: the target's resourceVersion the decision was made from; the scale carries it
+/// as a precondition and answers `Error::TargetChanged` (nothing else written) when it is stale.
+pub async fn act(
+    ctx: &Context,
+    te: &TicketEvent,
+    out: Outcome,
+    target_version: Option<&str>,
+) -> Result<()> {
     let ns = te.namespace().ok_or(crate::Error::NotNamespaced)?;
     let name = te.name_any();
     let target = &te.spec.target.name;
@@ -86,13 +93,15 @@ pub async fn act(ctx: &Context, te: &TicketEvent, out: Outcome) -> Result<()> {
     if let Some(n) = out.replicas {
         let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
         let started = Instant::now();
-        deployments
-            .patch_scale(
-                target,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "spec": { "replicas": n } })),
-            )
-            .await?;
+        let body =
+            json!({ "metadata": { "resourceVersion": target_version }, "spec": { "replicas": n } });
+        match deployments
+            .patch_scale(target, &PatchParams::default(), &Patch::Merge(body))
+            .await
+        {
+            Err(kube::Error::Api(e)) if e.code == 409 => return Err(crate::Error::TargetChanged),
+            other => other?,
+        };
         ctx.metrics
             .scale_latency
             .observe(started.elapsed().as_secs_f64());

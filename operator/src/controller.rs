@@ -28,6 +28,9 @@ pub const MANAGER: &str = "tiketi-operator";
 /// Held while the operator may still have to give the target back.
 pub const FINALIZER: &str = "tiketi.io/restore-replicas";
 
+/// How soon a pass whose scale found the target changed runs again.
+pub const RETRY_STALE: Duration = Duration::from_millis(200);
+
 /// What the reconciler reads without asking the API server each pass.
 #[derive(Clone)]
 pub struct Stores {
@@ -54,8 +57,17 @@ async fn pass(te: Arc<TicketEvent>, ctx: &Context, deleting: bool) -> Result<Act
     let old = te.status.clone().unwrap_or_default();
     let outcome = decide::decide(&te.spec, &old, &observed, chrono::Utc::now());
     let requeue = outcome.requeue;
-    act::act(ctx, &te, outcome).await?;
-    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+    match act::act(ctx, &te, outcome, observed.target_version.as_deref()).await {
+        // decided from a target another pass scaled meanwhile (a sibling sale): decide again from
+        // what is there now rather than undo that scale
+        Err(Error::TargetChanged) => {
+            ctx.metrics.stale_scales.inc();
+            tracing::info!(te = %te.name_any(), "target changed since read: deciding again");
+            Ok(Action::requeue(RETRY_STALE))
+        }
+        Err(e) => Err(e),
+        Ok(()) => Ok(requeue.map_or_else(Action::await_change, Action::requeue)),
+    }
 }
 
 pub async fn reconcile(te: Arc<TicketEvent>, ctx: Arc<Context>) -> Result<Action> {

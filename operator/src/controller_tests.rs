@@ -40,7 +40,7 @@ async fn reconcile_prescales_from_the_fallback_forecast() {
         vec![
             Expect::get_te(&te),
             Expect::get_deployment(2, 2),
-            Expect::scale(5),
+            Expect::scale(2, 5),
             Expect::status(
                 &te,
                 json!({ "phase": "PreScaling", "desiredReplicas": 5, "targetReplicas": 5,
@@ -153,7 +153,7 @@ async fn reconcile_caps_replicas_by_the_connection_budget() {
         vec![
             Expect::get_te(&te),
             Expect::get_deployment(2, 2),
-            Expect::scale(4),
+            Expect::scale(2, 4),
             Expect::status(&te, json!({ "desiredReplicas": 4 })),
             Expect::event("Scaled"),
             Expect::event("BudgetLimited"),
@@ -199,7 +199,7 @@ async fn reconcile_takes_the_max_of_events_on_one_deployment() {
         vec![
             Expect::get_te(&te),
             Expect::get_deployment(2, 2),
-            Expect::scale(8),
+            Expect::scale(2, 8),
             Expect::status(&te, json!({ "desiredReplicas": 5, "targetReplicas": 8 })),
             Expect::event("Scaled"),
             Expect::event("Phase"),
@@ -239,7 +239,7 @@ async fn reconcile_restores_the_baseline_after_the_sale() {
         vec![
             Expect::get_te(&te),
             Expect::get_deployment(9, 9),
-            Expect::scale(2),
+            Expect::scale(9, 2),
             Expect::status(&te, json!({ "phase": "Completed" })),
             Expect::event("Scaled"),
             Expect::event("SaleCompleted"),
@@ -250,6 +250,29 @@ async fn reconcile_restores_the_baseline_after_the_sale() {
     assert_eq!(
         action.unwrap(),
         Action::requeue(std::time::Duration::from_secs(300))
+    );
+}
+
+/// Two sales on one Deployment reconcile concurrently: this pass read the target before the other
+/// sale's pass scaled it. Its scale carries the resourceVersion it read, the API server refuses it,
+/// and the pass writes nothing (no status, no events) and decides again shortly — it must not put
+/// the target back to what it would have been without the sibling (seen in e2e: 1 → 5 → 2).
+#[tokio::test]
+async fn reconcile_scale_from_a_stale_read_is_refused_and_decided_again() {
+    let te = ticket_event("short", Duration::minutes(10));
+    let (result, _) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::scale(2, 5).conflict(),
+        ],
+    )
+    .await;
+    assert_eq!(
+        result.unwrap(),
+        Action::requeue(crate::controller::RETRY_STALE)
     );
 }
 
@@ -264,7 +287,7 @@ async fn reconcile_completing_sale_keeps_a_live_sibling_s_replicas() {
         vec![
             Expect::get_te(&te),
             Expect::get_deployment(9, 9),
-            Expect::scale(7),
+            Expect::scale(9, 7),
             Expect::status(&te, json!({ "phase": "Completed", "targetReplicas": 7 })),
             Expect::event("Scaled"),
             Expect::event("SaleCompleted"),
@@ -290,7 +313,7 @@ async fn reconcile_deleting_mid_sale_restores_the_baseline_and_removes_the_final
         vec![
             Expect::get_te(&te),
             Expect::get_deployment(9, 9),
-            Expect::scale(2),
+            Expect::scale(9, 2),
             Expect::event("Restored"),
             Expect::patch(
                 "/namespaces/default/ticketevents/gone",

@@ -88,12 +88,22 @@ impl Expect {
             serde_json::to_value(deployment(replicas, ready)).unwrap(),
         )
     }
-    pub fn scale(replicas: i32) -> Self {
+    /// The scale of Deployment `svc` from `from` replicas (as `get_deployment(from, _)` gave it) to
+    /// `replicas`, conditional on the Deployment being unchanged since (its resourceVersion).
+    pub fn scale(from: i32, replicas: i32) -> Self {
         Self::patch(
             "/apis/apps/v1/namespaces/default/deployments/svc/scale",
-            json!({ "spec": { "replicas": replicas } }),
+            json!({ "metadata": { "resourceVersion": format!("rv-{from}") }, "spec": { "replicas": replicas } }),
             json!({ "apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": { "name": "svc" }, "spec": { "replicas": replicas } }),
         )
+    }
+    /// The API server's answer when the object changed since the resourceVersion a write carried.
+    pub fn conflict(mut self) -> Self {
+        self.status = StatusCode::CONFLICT;
+        self.reply = json!({ "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
+                             "message": "the object has been modified; please apply your changes to the latest version and try again",
+                             "code": 409 });
+        self
     }
     /// Server-side apply of the status; `status` lists the fields that must be in it.
     pub fn status(te: &TicketEvent, status: Value) -> Self {
@@ -291,7 +301,7 @@ pub fn with_status(mut te: TicketEvent, phase: &str, desired: i32) -> TicketEven
 pub fn deployment(replicas: i32, ready: i32) -> Deployment {
     serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": { "name": "svc", "namespace": "default" },
+        "metadata": { "name": "svc", "namespace": "default", "resourceVersion": format!("rv-{replicas}") },
         "spec": { "replicas": replicas, "selector": { "matchLabels": { "app": "svc" } }, "template": { "metadata": { "labels": { "app": "svc" } } } },
         "status": { "replicas": replicas, "readyReplicas": ready }
     }))

@@ -64,7 +64,7 @@ async fn reconcile_prescales_through_a_postgres_outage() {
         vec![
             Expect::get_te(&te),
             Expect::get_deployment(2, 2),
-            Expect::scale(5),
+            Expect::scale(2, 5),
             Expect::status(
                 &te,
                 json!({ "phase": "PreScaling", "forecast": { "expectedUsers": 7500,
@@ -117,7 +117,7 @@ async fn reconcile_on_sale_survives_postgres_down_after_the_scale() {
         vec![
             Expect::get_te(&te),
             Expect::get_deployment(5, 5),
-            Expect::scale(7),
+            Expect::scale(5, 7),
             Expect::status(
                 &te,
                 json!({ "phase": "OnSale", "desiredReplicas": 7, "queueDepth": 6001 }),

@@ -34,6 +34,9 @@ pub enum Error {
     NotNamespaced,
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// The target changed between this pass's read and its scale (another pass scaled it).
+    #[error("the target changed since it was read")]
+    TargetChanged,
 }
 
 impl Error {
@@ -45,6 +48,7 @@ impl Error {
             Error::Redis(_) => "redis",
             Error::NotNamespaced => "spec",
             Error::Finalizer(_) => "finalizer",
+            Error::TargetChanged => "target_changed",
         }
     }
 }

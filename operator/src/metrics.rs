@@ -28,6 +28,8 @@ pub struct Metrics {
     pub decisions: Family<DecisionLabels, Counter>,
     pub forecast_users: Family<EventLabels, Gauge>,
     pub scale_latency: Histogram,
+    /// Scales refused because the target changed since the pass read it (decided again).
+    pub stale_scales: Counter,
     pub leader: Gauge,
 }
 
@@ -41,8 +43,14 @@ impl Default for Metrics {
             decisions: Family::default(),
             forecast_users: Family::default(),
             scale_latency: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0]),
+            stale_scales: Counter::default(),
             leader: Gauge::default(),
         };
+        registry.register(
+            "stale_scales",
+            "Scales refused because the target changed since it was read; decided again",
+            m.stale_scales.clone(),
+        );
         registry.register("reconciles", "Reconcile passes", m.reconciles.clone());
         registry.register(
             "reconcile_failures",

@@ -122,6 +122,9 @@ pub struct Observed {
     /// The object is being deleted (the finalizer's cleanup).
     pub deleting: bool,
     pub target: Option<Target>,
+    /// The target's resourceVersion as read: the scale is conditional on it, so a pass that decided
+    /// from a target another pass changed meanwhile (a sibling sale's scale) cannot undo that change.
+    pub target_version: Option<String>,
     pub siblings: Vec<Sibling>,
     pub autoscalers: Vec<Autoscaler>,
     pub history: Read<Vec<SalePeak>>,
@@ -139,6 +142,7 @@ impl Observed {
             generation: Some(1),
             deleting: false,
             target: None,
+            target_version: None,
             siblings: vec![],
             autoscalers: vec![],
             history: Read::Skipped,
@@ -250,6 +254,9 @@ pub async fn observe(ctx: &Context, te: &TicketEvent, deleting: bool) -> Result<
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let deployment = deployments.get_opt(&s.target.name).await?;
     o.target = deployment.as_ref().map(target_of);
+    o.target_version = deployment
+        .as_ref()
+        .and_then(|d| d.metadata.resource_version.clone());
 
     o.siblings = ctx
         .stores
