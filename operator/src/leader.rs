@@ -153,6 +153,33 @@ impl Elector {
         }
     }
 
+    /// Gives the lease up after this candidate stopped acting (shutdown), as client-go's
+    /// `ReleaseOnCancel` does: no holder and a one-second duration, so a standby takes over on its
+    /// next attempt instead of waiting the whole lease out. A lease another holds is left alone.
+    pub async fn release(&self) -> Result<bool, kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(false);
+        };
+        let mut spec = lease.spec.clone().unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(&self.identity) {
+            return Ok(false);
+        }
+        spec.holder_identity = Some(String::new());
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        lease.spec = Some(spec);
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(true),
+            // renewed or taken meanwhile: not ours to release any more
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn remember(&self, spec: Option<&LeaseSpec>) {
         if let Some(spec) = spec {
             *self.observed.lock().await = Some((Self::seen(spec), Instant::now()));
@@ -250,6 +277,41 @@ mod tests {
             "unchanged for a lease duration: expired"
         );
         drop(e);
+        done.await;
+    }
+
+    /// A leader that shuts down gives the lease up, and a standby takes it on its next attempt —
+    /// without waiting the 15 s lease out (the service went leaderless that long on every rollout).
+    #[tokio::test(start_paused = true)]
+    async fn leader_releases_the_lease_on_shutdown_so_a_standby_takes_over_at_once() {
+        let now = "2026-12-01T10:00:00.000000Z";
+        let mut released = lease("", now);
+        released["spec"]["leaseDurationSeconds"] = json!(1);
+        let (client, done) = verifier(vec![
+            Expect::get("/leases/op", lease("me", now)),
+            Expect::put(
+                "/leases/op",
+                json!({ "spec": { "holderIdentity": "", "leaseDurationSeconds": 1 } }),
+                released.clone(),
+            ),
+            Expect::get("/leases/op", released),
+            Expect::put(
+                "/leases/op",
+                json!({ "spec": { "holderIdentity": "standby", "leaseDurationSeconds": 15 } }),
+                lease("standby", now),
+            ),
+        ]);
+        let leader = Elector::new(client.clone(), "ns", "op", "me".into(), Timing::default());
+        assert!(
+            leader.release().await.unwrap(),
+            "the lease was not given up"
+        );
+        let standby = Elector::new(client, "ns", "op", "standby".into(), Timing::default());
+        assert!(
+            standby.try_lead().await.unwrap(),
+            "the standby waited for a released lease"
+        );
+        drop((leader, standby));
         done.await;
     }
 

@@ -122,20 +122,36 @@ async fn main() -> anyhow::Result<()> {
     // renew until the lease is lost or the renew deadline passes; then stop acting (and exit: a
     // standby takes over once the lease runs out)
     let timing = elector.timing();
+    let elector = Arc::new(elector);
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let why = leader::keep_leading(|| elector.try_lead(), timing).await;
-        tracing::warn!(?why, "leadership lost: stopping");
-        let _ = lost_tx.send(());
-    });
+    let renewing = {
+        let elector = elector.clone();
+        tokio::spawn(async move {
+            let why = leader::keep_leading(|| elector.try_lead(), timing).await;
+            tracing::warn!(?why, "leadership lost: stopping");
+            let _ = lost_tx.send(());
+        })
+    };
+    let (shut_tx, shut_rx) = tokio::sync::oneshot::channel::<()>();
     let stop = async move {
         tokio::select! {
-            _ = shutdown_signal() => {}
+            _ = shutdown_signal() => { let _ = shut_tx.send(()); }
             _ = lost_rx => {}
         }
     };
     let result = controller::run(deps, stop).await;
     metrics.leader.set(0);
+    // shut down (not lost): the controller stopped acting, so hand the lease over now rather than
+    // leave the target leaderless for the rest of the lease
+    if shut_rx.await.is_ok() {
+        renewing.abort();
+        match tokio::time::timeout(Duration::from_secs(3), elector.release()).await {
+            Ok(Ok(true)) => tracing::info!(%identity, "lease released"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "lease not released"),
+            Err(_) => tracing::warn!("lease not released: the API server did not answer"),
+        }
+    }
     result
 }
 
