@@ -189,3 +189,64 @@ async fn real_pods_operator_pod_token_has_its_rbac_and_no_more() {
         pod.name_any()
     );
 }
+
+/// A rollout deletes the leading operator pod: it gives its Lease up on SIGTERM, so a standby pod
+/// leads within seconds rather than after the 15 s lease (sales went unwatched that long).
+#[tokio::test]
+#[ignore = "needs a cluster: run e2e/run.sh"]
+async fn real_pods_operator_leader_deleted_a_standby_leads_before_the_lease_runs_out() {
+    if !real_node("real_pods_operator_leader_deleted_a_standby_leads_before_the_lease_runs_out") {
+        return;
+    }
+    let client = admin().await;
+    let ns = release_ns();
+    let leases = Api::<Lease>::namespaced(client.clone(), &ns);
+    let leading_pod = || async {
+        let holder = leases
+            .get("tiketi-operator")
+            .await
+            .ok()?
+            .spec?
+            .holder_identity?;
+        pods(&client, &ns, "operator")
+            .await
+            .into_iter()
+            .find(|p| p.name_any() == holder && is_ready(p))
+            .map(|p| p.name_any())
+    };
+    let old = until(
+        Duration::from_secs(60),
+        "a leading operator pod",
+        leading_pod,
+    )
+    .await;
+    let standby = until(
+        Duration::from_secs(60),
+        "a Ready standby operator pod",
+        || async {
+            pods(&client, &ns, "operator")
+                .await
+                .into_iter()
+                .find(|p| p.name_any() != old && is_ready(p))
+                .map(|p| p.name_any())
+        },
+    )
+    .await;
+    let started = tokio::time::Instant::now();
+    Api::<Pod>::namespaced(client.clone(), &ns)
+        .delete(&old, &DeleteParams::default())
+        .await
+        .unwrap();
+    let new = until(Duration::from_secs(60), "a new leader", || async {
+        leading_pod().await.filter(|p| *p != old)
+    })
+    .await;
+    let took = started.elapsed();
+    eprintln!(
+        "operator leader {old} deleted: {new} leads after {took:.1?} (standby was {standby})"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "the standby waited {took:?}: the old leader did not release its 15 s lease"
+    );
+}
