@@ -23,9 +23,8 @@ run_dir=$root/.dev/e2e
 mkdir -p "$run_dir"
 log() { printf '[e2e +%ss] %s\n' "$SECONDS" "$*" >&2; }
 
-# The real node needs root (bridges, iptables, containerd). Opt-in for now (E2E_REAL_NODE=1, or auto = when root):
-# e2e_two_sales_on_one_deployment (cluster.rs) failed twice in a row against the operator running as a pod (an
-# operator race, see the README), so the default stays the kwok-only run with the operator as local processes.
+# The real node needs root (bridges, iptables, containerd): opt-in (E2E_REAL_NODE=1, or auto = when root); the
+# default stays the kwok-only run with the operator as local processes, which needs neither.
 real_node=${E2E_REAL_NODE:-0}
 if [ "$real_node" = auto ]; then
   if [ "$(id -u)" = 0 ] && [ -d /sys/fs/cgroup ]; then real_node=1; else real_node=0; fi

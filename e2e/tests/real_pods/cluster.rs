@@ -165,7 +165,7 @@ async fn real_pods_operator_pod_token_has_its_rbac_and_no_more() {
             .await
             .map(|_| ())
     ));
-    // After a rollout the old leader's lease runs out first: a current pod must take over within its duration.
+    // After a rollout the old leader released its lease (or, if killed, lets it run out): a current pod must lead.
     let leases = Api::<Lease>::namespaced(sa, &ns);
     let holder = until(
         Duration::from_secs(60),
