@@ -9,6 +9,7 @@ async fn real_pods_run_ready_on_the_real_node_as_the_chart_defines_them() {
         return;
     }
     let _one = SERVICE_DEPLOYMENT.lock().await;
+    let _operators = OPERATOR_PODS.lock().await;
     let client = admin().await;
     let ns = release_ns();
     let node_name = env("TIKETI_K8S_NODE_NAME");
@@ -110,6 +111,7 @@ async fn real_pods_operator_pod_token_has_its_rbac_and_no_more() {
     if !real_node("real_pods_operator_pod_token_has_its_rbac_and_no_more") {
         return;
     }
+    let _operators = OPERATOR_PODS.lock().await;
     let client = admin().await;
     let ns = release_ns();
     let operators = pods(&client, &ns, "operator").await;
@@ -198,6 +200,7 @@ async fn real_pods_operator_leader_deleted_a_standby_leads_before_the_lease_runs
     if !real_node("real_pods_operator_leader_deleted_a_standby_leads_before_the_lease_runs_out") {
         return;
     }
+    let _operators = OPERATOR_PODS.lock().await;
     let client = admin().await;
     let ns = release_ns();
     let leases = Api::<Lease>::namespaced(client.clone(), &ns);
@@ -249,4 +252,17 @@ async fn real_pods_operator_leader_deleted_a_standby_leads_before_the_lease_runs
         took < Duration::from_secs(15),
         "the standby waited {took:?}: the old leader did not release its 15 s lease"
     );
+    // the other tests see the whole set again: the replacement pod Ready, the deleted one gone
+    until(
+        Duration::from_secs(60),
+        "every operator pod Ready again",
+        || async {
+            let list = pods(&client, &ns, "operator").await;
+            (list.len() >= 2
+                && list.iter().all(is_ready)
+                && list.iter().all(|p| p.name_any() != old))
+            .then_some(())
+        },
+    )
+    .await;
 }

@@ -198,6 +198,9 @@ pub async fn delete_te(client: &Client, ns: &str, name: &str) {
 /// One test at a time may resize the chart's service Deployment or cut its dependencies (they share them).
 pub static SERVICE_DEPLOYMENT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// One test at a time may delete an operator pod or rely on every operator pod staying (its token).
+pub static OPERATOR_PODS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
