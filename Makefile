@@ -28,6 +28,9 @@ bench: deps ## benchmarks against DESIGN.md §6 and a Node socket.io reference (
 e2e: ## e2e on a real Kubernetes API server (local control plane built with Go; E2E_REAL_NODE=1: real pods on a kubelet node, root; E2E_CLUSTER=existing for kind)
 	@e2e/run.sh
 
+rehearsal: ## full-dress sale opening on the real node (root; ≈15 min warm; REHEARSAL_USERS=1000): report in target/rehearsal-report.md
+	@flock /tmp/tiketi-cluster.lock env E2E_REAL_NODE=1 e2e/run.sh rehearsal
+
 crd: ## regenerate the TicketEvent CRD yaml (and the chart's copy)
 	cargo run -q -p tiketi-crds --bin crdgen > crds/ticketevent.yaml
 	cp crds/ticketevent.yaml charts/tiketi/crds/ticketevent.yaml
@@ -39,4 +42,4 @@ lint: ## formatting and clippy, as CI runs them
 stop: ## stop the local PostgreSQL and Redis
 	@$(DEPS) stop
 
-.PHONY: help deps run test chaos bench e2e crd lint stop
+.PHONY: help deps run test chaos bench e2e rehearsal crd lint stop

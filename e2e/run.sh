@@ -5,6 +5,8 @@
 #                         install the chart, run the operator with the chart's ServiceAccount, run the tests
 #   E2E_CLUSTER=existing e2e/run.sh
 #                         use the cluster $KUBECONFIG points at (e.g. kind, after e2e/scripts/kind-up.sh)
+#   e2e/run.sh rehearsal  (make rehearsal; needs E2E_REAL_NODE=1) the full-dress sale opening instead of the tests:
+#                         report in target/rehearsal-report.md, non-zero exit on any broken invariant
 #   E2E_KEEP=1            leave the control plane running afterwards
 #   E2E_REAL_NODE=1|0|auto (default 0; auto: 1 when run as root)
 #                         the local control plane with a real node as well (kubelet, kube-proxy, containerd; root):
@@ -177,7 +179,16 @@ for i in 0 1; do
 done
 if [ "$real_node" = 1 ]; then wait_for_leader is_live_operator_pod; else wait_for_leader is_local_operator; fi
 
-log "tests"
 export E2E_REAL_NODE=$real_node
+if [ "${1:-}" = rehearsal ]; then
+  # make rehearsal: the full-dress sale opening on the real node instead of the tests (report in target/)
+  [ "$real_node" = 1 ] || { log "the rehearsal needs the real node (E2E_REAL_NODE=1, root)"; exit 1; }
+  log "rehearsal (${REHEARSAL_USERS:-1000} users)"
+  E2E_REHEARSAL=1 cargo test -p tiketi-e2e --test real_pods -- --ignored --exact --nocapture \
+    rehearsal::rehearsal_full_dress_sale_opening
+  log "rehearsal passed: target/rehearsal-report.md"
+  exit 0
+fi
+log "tests"
 cargo test -p tiketi-e2e -- --ignored --test-threads=4 --nocapture "$@"
 log "passed"

@@ -7,6 +7,7 @@
 mod cluster;
 mod faults;
 mod proxy;
+mod rehearsal;
 mod scaling;
 mod sockets;
 mod support;
