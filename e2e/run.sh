@@ -143,6 +143,9 @@ helm lint charts/tiketi -f charts/tiketi/values-kind.yaml >/dev/null
 e2e/scripts/chart-render.sh
 kubectl apply --server-side -f charts/tiketi/crds/ >/dev/null
 kubectl wait --for=condition=Established crd/ticketevents.tiketi.io --timeout=60s >/dev/null
+# KEDA's ScaledObject API without KEDA (its images cannot be pulled here): the cooperation test pauses one
+kubectl apply --server-side -f e2e/manifests/keda-scaledobject-crd.yaml >/dev/null
+kubectl wait --for=condition=Established crd/scaledobjects.keda.sh --timeout=60s >/dev/null
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 helm template tiketi charts/tiketi -n "$ns" --set externalDatabase.url="$DATABASE_URL" --set externalRedis.url="$REDIS_URL" \
   --set secret.jwtSecret="$jwt_secret" --set grafanaDashboard.enabled=true | kubectl apply --dry-run=server -n "$ns" -f - >/dev/null

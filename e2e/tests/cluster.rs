@@ -745,3 +745,175 @@ async fn e2e_operator_service_account_is_sufficient_and_not_broader() {
         leader.name_any()
     );
 }
+
+#[tokio::test]
+#[ignore = "needs a cluster: run e2e/run.sh"]
+async fn e2e_cooperate_raises_an_hpa_and_pauses_a_scaled_object_for_the_window_then_hands_them_back()
+ {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    let client = admin().await;
+    let ns = namespace(&client, "cooperate").await;
+    let svc = deployment(&client, &ns, "svc", 1).await;
+    deployment(&client, &ns, "keda-svc", 1).await;
+    // An HPA (min 1) on svc, driven by kube-controller-manager's HPA controller; a KEDA ScaledObject on
+    // keda-svc (the API only: no KEDA controller acts on it here).
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+    let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+        "metadata": { "name": "svc" },
+        "spec": {
+            "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "svc" },
+            "minReplicas": 1, "maxReplicas": 6,
+            "metrics": [{ "type": "Resource", "resource": { "name": "cpu",
+                "target": { "type": "Utilization", "averageUtilization": 70 } } }],
+        }
+    }))
+    .unwrap();
+    hpas.create(&PostParams::default(), &hpa).await.unwrap();
+    let so_resource = ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject"),
+        "scaledobjects",
+    );
+    let scaled_objects: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &so_resource);
+    let so: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": { "name": "keda-svc" },
+        "spec": {
+            "scaleTargetRef": { "name": "keda-svc" },
+            "minReplicaCount": 1, "maxReplicaCount": 6,
+            "triggers": [{ "type": "cpu", "metricType": "Utilization", "metadata": { "value": "70" } }],
+        }
+    }))
+    .unwrap();
+    scaled_objects
+        .create(&PostParams::default(), &so)
+        .await
+        .expect("the ScaledObject API is served (e2e/manifests/keda-scaledobject-crd.yaml)");
+
+    // Two sales without history, in pre-scaling at once, open for 40 s, no after-sale hold:
+    // fallbackExpectedUsers 4500 / 1500 users per replica.
+    for (name, target) in [("hpa-sale", "svc"), ("keda-sale", "keda-svc")] {
+        create_te(
+            &client,
+            &ns,
+            name,
+            spec(
+                Uuid::new_v4(),
+                &format!("E2E cooperate {}", Uuid::new_v4().simple()),
+                chrono::Duration::seconds(15),
+                chrono::Duration::seconds(40),
+                json!({
+                    "target": { "kind": "Deployment", "name": target },
+                    "leadTime": "60s",
+                    "fallbackExpectedUsers": 4500,
+                    "otherAutoscalers": "Cooperate",
+                    "afterSale": { "hold": "0s" },
+                }),
+            ),
+        )
+        .await
+        .unwrap();
+    }
+
+    // During the window: the HPA's minReplicas is raised to the sale's wish and the HPA controller (not the
+    // operator's /scale) brings svc there; the ScaledObject is paused at the wish with KEDA's annotation.
+    until(
+        Duration::from_secs(30),
+        "the HPA raised to the wish",
+        || async {
+            let st = status(&client, &ns, "hpa-sale").await;
+            let wish = st["desiredReplicas"].as_i64().unwrap_or(0) as i32;
+            let h = hpas.get("svc").await.unwrap();
+            wish > 1 && h.spec.as_ref().and_then(|s| s.min_replicas) == Some(wish)
+        },
+    )
+    .await;
+    let wish = status(&client, &ns, "hpa-sale").await["desiredReplicas"]
+        .as_i64()
+        .unwrap_or(0) as i32;
+    let h = hpas.get("svc").await.unwrap();
+    assert_eq!(
+        h.annotations()
+            .get("tiketi.io/original-min-replicas")
+            .map(String::as_str),
+        Some("1"),
+        "the original minReplicas is kept for the hand-back"
+    );
+    until(
+        Duration::from_secs(60),
+        "the HPA controller to scale svc to the raised minimum",
+        || async { replicas(&svc, "svc").await.0 == wish },
+    )
+    .await;
+    until(
+        Duration::from_secs(30),
+        "the ScaledObject paused at the wish",
+        || async {
+            let st = status(&client, &ns, "keda-sale").await;
+            let want = st["desiredReplicas"].as_i64().unwrap_or(0);
+            let so = scaled_objects.get("keda-svc").await.unwrap();
+            let ann = so.annotations();
+            want > 1
+                && ann.get("autoscaling.keda.sh/paused-replicas") == Some(&want.to_string())
+                && ann
+                    .get("tiketi.io/paused-by")
+                    .is_some_and(|by| by.ends_with("keda-sale"))
+        },
+    )
+    .await;
+    for sale in ["hpa-sale", "keda-sale"] {
+        let st = status(&client, &ns, sale).await;
+        let conflict = st["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "TargetConflict")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            (conflict["status"].as_str(), conflict["reason"].as_str()),
+            (Some("False"), Some("Cooperating")),
+            "{sale}: {conflict}"
+        );
+        assert!(
+            st["summary"]
+                .as_str()
+                .is_some_and(|s| s.contains("until the sale ends")),
+            "{sale}: the summary says what it did to the other autoscaler: {}",
+            st["summary"]
+        );
+    }
+    // The operator never scaled keda-svc itself: KEDA (paused) owns it.
+    assert_eq!(
+        replicas(&Api::namespaced(client.clone(), &ns), "keda-svc")
+            .await
+            .0,
+        1
+    );
+
+    // After the sale: the HPA's minReplicas and the ScaledObject are handed back as they were.
+    until(
+        Duration::from_secs(90),
+        "the HPA's minReplicas restored and the pause lifted",
+        || async {
+            let h = hpas.get("svc").await.unwrap();
+            let so = scaled_objects.get("keda-svc").await.unwrap();
+            h.spec.as_ref().and_then(|s| s.min_replicas) == Some(1)
+                && !h
+                    .annotations()
+                    .contains_key("tiketi.io/original-min-replicas")
+                && !so
+                    .annotations()
+                    .contains_key("autoscaling.keda.sh/paused-replicas")
+                && !so.annotations().contains_key("tiketi.io/paused-by")
+        },
+    )
+    .await;
+    let reasons = event_reasons(&client, &ns).await;
+    assert!(reasons.iter().any(|r| r == "Cooperating"), "{reasons:?}");
+    assert!(!reasons.iter().any(|r| r == "Scaled"), "{reasons:?}");
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .ok();
+}
