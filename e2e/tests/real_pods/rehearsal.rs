@@ -119,14 +119,27 @@ async fn sale(db: &sqlx::PgPool, artist: &str, seats: i32) -> (Uuid, Vec<Uuid>) 
 
 /// A live seat-map socket of one user: reconnects (as socket.io-client does) whenever its connection ends and
 /// expects `session-restored` with its event each time, until the run stops.
-async fn live_socket(run: Arc<Run>, token: String, event: Uuid) {
+async fn live_socket(run: Arc<Run>, n: usize, token: String, event: Uuid) {
     let join = format!("42{}", json!(["join-event", { "eventId": event }]));
-    let Ok(Some(mut ws)) =
-        tokio::time::timeout(Duration::from_secs(20), connect(&run.nginx, &token)).await
-    else {
-        run.broken("a live socket could not connect through nginx");
-        return;
-    };
+    let from = source(n);
+    let mut ws =
+        match tokio::time::timeout(Duration::from_secs(20), connect(&run.nginx, &from, &token))
+            .await
+        {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(why)) => {
+                run.broken(format!(
+                    "user {n}: a live socket could not connect through nginx: {why}"
+                ));
+                return;
+            }
+            Err(_) => {
+                run.broken(format!(
+                    "user {n}: a live socket got no CONNECT answer in 20 s"
+                ));
+                return;
+            }
+        };
     if ws.send(Message::text(join.clone())).await.is_err() {
         return;
     }
@@ -148,8 +161,9 @@ async fn live_socket(run: Arc<Run>, token: String, event: Uuid) {
         let mut restored = false;
         for attempt in 0..10u64 {
             tokio::time::sleep(Duration::from_millis(500 * (attempt + 1))).await;
-            let Ok(Some(mut again)) =
-                tokio::time::timeout(Duration::from_secs(10), connect(&run.nginx, &token)).await
+            let Ok(Ok(mut again)) =
+                tokio::time::timeout(Duration::from_secs(10), connect(&run.nginx, &from, &token))
+                    .await
             else {
                 continue;
             };
@@ -173,35 +187,59 @@ async fn live_socket(run: Arc<Run>, token: String, event: Uuid) {
     }
 }
 
-/// Engine.IO + Socket.IO CONNECT with the token; None when the upgrade or the ack fails.
-async fn connect(base: &str, token: &str) -> Option<Ws> {
+/// Engine.IO + Socket.IO CONNECT with the token from the user's own client address (nginx balances by
+/// it), or why not.
+async fn connect(base: &str, source: &str, token: &str) -> Result<Ws, String> {
     let url = format!(
         "{}/socket.io/?EIO=4&transport=websocket",
         base.replacen("http", "ws", 1)
     );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.ok()?;
-    let open = next_text(&mut ws).await?;
+    let proxy: std::net::SocketAddr = base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .map_err(|e| format!("proxy address {base}: {e}"))?;
+    let tcp = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    tcp.bind(std::net::SocketAddr::new(
+        source.parse().map_err(|e| format!("{source}: {e}"))?,
+        0,
+    ))
+    .map_err(|e| format!("bind {source}: {e}"))?;
+    let tcp = tcp
+        .connect(proxy)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+            .await
+            .map_err(|e| format!("upgrade: {e}"))?;
+    let open = next_text(&mut ws).await.ok_or("no Engine.IO open")?;
     if !open.starts_with('0') {
-        return None;
+        return Err(format!("Engine.IO open: {open}"));
     }
     ws.send(Message::text(format!("40{}", json!({ "token": token }))))
         .await
-        .ok()?;
+        .map_err(|e| format!("CONNECT: {e}"))?;
     loop {
-        let m = next_text(&mut ws).await?;
+        let m = next_text(&mut ws).await.ok_or("no CONNECT answer")?;
         if m.starts_with("40") {
-            return Some(ws);
+            return Ok(ws);
         }
         if m.starts_with("44") {
-            return None;
+            return Err(format!("CONNECT refused: {m}"));
         }
     }
+}
+
+/// The client address of user `n`: 20 users per address, as behind a few hundred home routers.
+fn source(n: usize) -> String {
+    format!("127.1.{}.{}", n / 20 / 250, (n / 20) % 250 + 1)
 }
 
 /// One buyer: waits for the opening, joins the waiting room, follows its position until admitted, holds a seat
 /// and pays (sometimes twice), or cancels.
 async fn buyer(run: Arc<Run>, n: usize, token: String, event: Uuid, seats: Arc<Vec<Uuid>>) {
-    let http = from(&format!("127.1.{}.{}", n / 20 / 250, (n / 20) % 250 + 1));
+    let http = from(&source(n));
     let (status, body) = run
         .call(
             http.post(format!("{}/api/queue/check/{event}", run.nginx))
@@ -246,12 +284,32 @@ async fn buyer(run: Arc<Run>, n: usize, token: String, event: Uuid, seats: Arc<V
         }
     }
     run.tally.admitted.fetch_add(1, Relaxed);
-    // Two buyers per seat: exactly one may hold it.
+    purchase(&run, &http, n, &token, event, &seats).await;
+    // Done: the buyer leaves the sale's page, which gives its admission to the next in line (the
+    // frontend's 대기열 나가기; left alone an admission lasts 5 minutes).
+    run.call(
+        http.post(format!("{}/api/queue/leave/{event}", run.nginx))
+            .bearer_auth(&token),
+        "queue-leave",
+    )
+    .await;
+}
+
+/// An admitted buyer: holds a seat (two buyers per seat: exactly one may hold it), then pays (sometimes
+/// twice) or cancels.
+async fn purchase(
+    run: &Run,
+    http: &reqwest::Client,
+    n: usize,
+    token: &str,
+    event: Uuid,
+    seats: &[Uuid],
+) {
     let seat = seats[(n / 2) % seats.len()];
     let (status, body) = run
         .call(
             http.post(format!("{}/api/seats/reserve", run.nginx))
-                .bearer_auth(&token)
+                .bearer_auth(token)
                 .json(&json!({ "eventId": event, "seatIds": [seat] })),
             "hold",
         )
@@ -273,7 +331,7 @@ async fn buyer(run: Arc<Run>, n: usize, token: String, event: Uuid, seats: Arc<V
         let (status, _) = run
             .call(
                 http.post(format!("{}/api/reservations/{id}/cancel", run.nginx))
-                    .bearer_auth(&token),
+                    .bearer_auth(token),
                 "cancel",
             )
             .await;
@@ -286,7 +344,7 @@ async fn buyer(run: Arc<Run>, n: usize, token: String, event: Uuid, seats: Arc<V
     let (status, _) = run
         .call(
             http.post(format!("{}/api/payments/process", run.nginx))
-                .bearer_auth(&token)
+                .bearer_auth(token)
                 .json(&pay),
             "pay",
         )
@@ -298,7 +356,7 @@ async fn buyer(run: Arc<Run>, n: usize, token: String, event: Uuid, seats: Arc<V
             let (again, _) = run
                 .call(
                     http.post(format!("{}/api/payments/process", run.nginx))
-                        .bearer_auth(&token)
+                        .bearer_auth(token)
                         .json(&pay),
                     "pay-again",
                 )
@@ -416,23 +474,30 @@ async fn rehearsal_full_dress_sale_opening() {
         let (run, gate) = (run.clone(), gate.clone());
         regs.push(tokio::spawn(async move {
             let _p = gate.acquire().await.unwrap();
-            let http = from(&format!("127.1.{}.{}", n / 20 / 250, (n / 20) % 250 + 1));
+            let http = from(&source(n));
             let id = Uuid::new_v4().simple().to_string();
-            let (status, body) = run
-                .call(
-                    http.post(format!("{}/api/auth/register", run.nginx))
-                        .json(&json!({
-                            "email": format!("rehearsal-{}@e2e.tiketi.test", &id[..16]),
-                            "password": "rehearsal-password",
-                            "name": "Rehearsal",
-                            "phone": "010-0000-0000",
-                        })),
-                    "register",
-                )
-                .await;
-            (status == 201)
-                .then(|| body["token"].as_str().map(str::to_string))
-                .flatten()
+            let user = json!({
+                "email": format!("rehearsal-{}@e2e.tiketi.test", &id[..16]),
+                "password": "rehearsal-password",
+                "name": "Rehearsal",
+                "phone": "010-0000-0000",
+            });
+            // 503 SERVER_BUSY (every hashing slot taken) says when to come back: a person clicks again
+            for _ in 0..30 {
+                let (status, body) = run
+                    .call(
+                        http.post(format!("{}/api/auth/register", run.nginx))
+                            .json(&user),
+                        "register",
+                    )
+                    .await;
+                match status {
+                    201 => return body["token"].as_str().map(str::to_string),
+                    503 => tokio::time::sleep(Duration::from_secs(1)).await,
+                    _ => return None,
+                }
+            }
+            None
         }));
     }
     let mut tokens = Vec::new();
@@ -451,7 +516,7 @@ async fn rehearsal_full_dress_sale_opening() {
         .enumerate()
         .map(|(n, t)| {
             let event = if n % 2 == 0 { event_a } else { event_b };
-            tokio::spawn(live_socket(run.clone(), t.clone(), event))
+            tokio::spawn(live_socket(run.clone(), n, t.clone(), event))
         })
         .collect();
     run.note(format!("{} live sockets opening", sockets.len()));
@@ -655,9 +720,18 @@ async fn rehearsal_full_dress_sale_opening() {
         delete_te(&client, &ns, &te).await;
     }
 
+    // The queue rule (+1 above 200 waiting) must have scaled the pre-scaled Deployment.
+    let peak = *peak.lock().unwrap();
+    let queued = run.tally.queued.load(Relaxed);
+    if queued > 2 * 200 && peak.0 <= prescaled.0 {
+        run.broken(format!(
+            "{queued} users queued yet the replicas never went above the pre-scaled {}",
+            prescaled.0
+        ));
+    }
+
     // The report.
     let t = &run.tally;
-    let peak = *peak.lock().unwrap();
     let mut md = format!(
         "# Rehearsal report\n\n{} UTC, {n_users} users, {:.0} s\n\n| figure | value |\n|---|---|\n",
         Utc::now().format("%Y-%m-%d %H:%M"),
