@@ -6,6 +6,22 @@ use crate::{error::Error, metrics::KindLabels, state::AppState};
 
 const WINDOW_SECS: u64 = 60;
 
+/// One counted attempt, which can be given back when the service refused it for its own capacity
+/// (503 `SERVER_BUSY` before any work): a person who clicks again after "busy" must not then be told
+/// they tried too often. `None` when nothing was counted (no limit, or Redis unreachable).
+pub struct Attempt(Option<String>);
+
+impl Attempt {
+    /// Uncounts the attempt in the window it was counted in (best effort: a Redis error leaves it).
+    pub async fn refund(self, state: &AppState) {
+        let Some(key) = self.0 else { return };
+        let undone: Result<i64, _> = state.redis_breaker.run(state.redis.next().decr(&key)).await;
+        if let Err(Some(e)) = undone {
+            tracing::debug!(error = %e, "rate limit attempt not refunded");
+        }
+    }
+}
+
 /// Counts one attempt of `action` by `subject`; refuses with 429 beyond `limit` per minute
 /// (0 = no limit). When Redis is unreachable the attempt is allowed (logged): an outage must not
 /// lock everyone out.
@@ -14,9 +30,9 @@ pub async fn check(
     action: &'static str,
     subject: &str,
     limit: u32,
-) -> Result<(), Error> {
+) -> Result<Attempt, Error> {
     if limit == 0 {
-        return Ok(());
+        return Ok(Attempt(None));
     }
     let window = chrono::Utc::now().timestamp() as u64 / WINDOW_SECS;
     let key = state.keys.rate_limit(action, subject, window);
@@ -40,12 +56,12 @@ pub async fn check(
                 (WINDOW_SECS - chrono::Utc::now().timestamp() as u64 % WINDOW_SECS) as u32;
             Err(Error::TooManyRequests { retry_after_secs })
         }
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(Attempt(Some(key))),
         Err(e) => {
             if let Some(e) = e {
                 tracing::warn!(error = %e, action, "rate limit not checked: redis unavailable");
             }
-            Ok(())
+            Ok(Attempt(None))
         }
     }
 }

@@ -21,6 +21,21 @@ pub fn router() -> Router<AppState> {
         .route("/api/auth/login", post(login))
 }
 
+/// A hash refused for want of a slot (503 `SERVER_BUSY`, no work done) gives its rate-limit attempts
+/// back, so retrying after "busy" as asked (`Retry-After`) is not then refused as too many attempts.
+async fn busy_refunds<T, const N: usize>(
+    state: &AppState,
+    attempts: [ratelimit::Attempt; N],
+    hashed: Result<T>,
+) -> Result<T> {
+    if hashed.as_ref().is_err_and(|e| e.code() == Code::ServerBusy) {
+        for attempt in attempts {
+            attempt.refund(state).await;
+        }
+    }
+    hashed
+}
+
 fn user_json(u: &db::UserRow) -> Value {
     json!({ "id": u.id, "userId": u.id, "email": u.email, "name": u.name, "role": u.role })
 }
@@ -58,7 +73,7 @@ async fn register(
     ClientIp(ip): ClientIp,
     Body(body): Body<AccountBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    ratelimit::check(
+    let attempt = ratelimit::check(
         &state,
         "register",
         &ip.to_string(),
@@ -95,7 +110,7 @@ async fn register(
             count(&state, "register", "duplicate");
             return Err(Error::bad_request(Code::EmailTaken, "이미 존재하는 이메일입니다."));
         }
-        let hash = state.hasher.hash(pw.to_string()).await?;
+        let hash = busy_refunds(&state, [attempt], state.hasher.hash(pw.to_string()).await).await?;
         let new = db::NewUser { email: &email, password_hash: &hash, name: &name, phone: phone.as_deref(), role: "user" };
         let Some(user) = db::insert(&state.db, &new).await? else {
             return Err(Error::bad_request(Code::EmailTaken, "이미 존재하는 이메일입니다."));
@@ -130,14 +145,14 @@ async fn login(
         return Err(Error::Validation(errors));
     };
     let email = email::normalize(raw_email);
-    ratelimit::check(
+    let by_ip = ratelimit::check(
         &state,
         "login-ip",
         &ip.to_string(),
         state.config.login_rate_limit,
     )
     .await?;
-    ratelimit::check(
+    let by_account = ratelimit::check(
         &state,
         "login-account",
         &email,
@@ -149,7 +164,8 @@ async fn login(
         let stored = user.as_ref().map_or(password::DUMMY_HASH.to_string(), |u| {
             u.password_hash.clone()
         });
-        let ok = state.hasher.verify(pw.to_string(), stored.clone()).await?;
+        let verified = state.hasher.verify(pw.to_string(), stored.clone()).await;
+        let ok = busy_refunds(&state, [by_ip, by_account], verified).await?;
         let (Some(user), true) = (user, ok) else {
             count(&state, "login", "failure");
             return Err(Error::unauthorized(

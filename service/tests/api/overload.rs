@@ -133,3 +133,39 @@ async fn overload_statement_stuck_on_a_row_lock_is_503_db_timeout_and_frees_its_
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(app.seat_status(seat).await, "locked");
 }
+
+#[tokio::test]
+async fn overload_attempts_refused_as_server_busy_do_not_count_toward_the_rate_limit() {
+    // two attempts a minute per client address (and per account): the "busy" refusals below are
+    // more than that, and a person retrying after them as told must still get through
+    let app = TestApp::spawn_with(|c| {
+        c.password_hash_concurrency = 1;
+        c.password_hash_wait_ms = 20;
+        c.login_rate_limit = 2;
+    })
+    .await;
+    crate::common::early_in_rate_window().await;
+    let user = app.user().await;
+    let held = app.state.hasher.slot().await.expect("the only slot");
+    let register =
+        json!({ "email": "busy@example.com", "password": "secret123", "name": "재시도" });
+    let login = json!({ "email": user.email, "password": "secret123" });
+    for _ in 0..3 {
+        for (path, body) in [
+            ("/api/auth/register", &register),
+            ("/api/auth/login", &login),
+        ] {
+            let (status, _, body, _) = timed_post(&app, path, None, body.clone()).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
+        }
+    }
+    drop(held);
+    let (status, _, body, _) = timed_post(&app, "/api/auth/register", None, register).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _, body, _) = timed_post(&app, "/api/auth/login", None, login.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // the limit itself still holds: the third counted login in the minute is refused
+    timed_post(&app, "/api/auth/login", None, login.clone()).await;
+    let (status, _, body, _) = timed_post(&app, "/api/auth/login", None, login).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+}
