@@ -39,6 +39,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   if [ "${E2E_CLUSTER:-local}" = local ] && [ "${E2E_KEEP:-0}" != 1 ]; then
     e2e/scripts/control-plane.sh stop >/dev/null 2>&1 || true
+    e2e/scripts/redis.sh stop >/dev/null 2>&1 || true
     if [ "$real_node" = 1 ]; then
       e2e/scripts/nginx.sh stop >/dev/null 2>&1
       e2e/scripts/images.sh stop >/dev/null 2>&1
@@ -106,6 +107,8 @@ is_local_operator() { [[ "$1" == operator-[01] ]]; }
 
 log "PostgreSQL and Redis"
 eval "$(scripts/deps.sh start)"
+# the suite's own Redis (the rehearsal restarts it), not the development one
+eval "$(e2e/scripts/redis.sh start)"
 e2e_db=tiketi_e2e
 psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)" -c "CREATE DATABASE $e2e_db" >/dev/null
 DATABASE_URL=${DATABASE_URL%/*}/$e2e_db

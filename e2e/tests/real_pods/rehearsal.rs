@@ -284,6 +284,8 @@ async fn buyer(run: Arc<Run>, n: usize, token: String, event: Uuid, seats: Arc<V
         }
     }
     run.tally.admitted.fetch_add(1, Relaxed);
+    // a person looks at the seat map before choosing
+    tokio::time::sleep(Duration::from_secs(3 + (n % 8) as u64)).await;
     purchase(&run, &http, n, &token, event, &seats).await;
     // Done: the buyer leaves the sale's page, which gives its admission to the next in line (the
     // frontend's 대기열 나가기; left alone an admission lasts 5 minutes).
@@ -314,7 +316,8 @@ async fn purchase(
             "hold",
         )
         .await;
-    if status == 409 {
+    // the other buyer of the seat was first (the contract's 400 with code SEAT_TAKEN)
+    if status == 409 || body["code"] == "SEAT_TAKEN" {
         run.tally.hold_conflicts.fetch_add(1, Relaxed);
     }
     if status != 201 {
@@ -340,6 +343,8 @@ async fn purchase(
         }
         return;
     }
+    // and fills in the payment form
+    tokio::time::sleep(Duration::from_secs(2 + (n % 4) as u64)).await;
     let pay = json!({ "reservationId": id, "paymentMethod": "naver_pay" });
     let (status, _) = run
         .call(
@@ -551,7 +556,7 @@ async fn rehearsal_full_dress_sale_opening() {
 
     // Faults during the sale: a pod killed, the pods' Redis link cut and restored, a rolling restart.
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let victim = pods(&client, &ns, "service")
         .await
         .into_iter()
@@ -568,12 +573,25 @@ async fn rehearsal_full_dress_sale_opening() {
         .await
         .unwrap();
     run.note(format!("fault: pod {} killed (grace 0)", victim.name_any()));
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     control_plane(&["forward-stop", "redis"]);
     run.note("fault: Redis cut from the pods");
     tokio::time::sleep(Duration::from_secs(5)).await;
     control_plane(&["forward-start", "redis"]);
     run.note("fault: Redis back");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    // a real restart of the suite's Redis (SHUTDOWN flushes its append-only file, then it loads it again)
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis.sh");
+    let restarted = std::process::Command::new(script)
+        .arg("restart")
+        .output()
+        .expect("run e2e/scripts/redis.sh");
+    assert!(
+        restarted.status.success(),
+        "redis.sh restart: {}",
+        String::from_utf8_lossy(&restarted.stderr)
+    );
+    run.note("fault: Redis restarted (SHUTDOWN, then started on its append-only file)");
     tokio::time::sleep(Duration::from_secs(15)).await;
     deployments
         .patch(
