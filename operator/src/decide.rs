@@ -7,191 +7,27 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tiketi_crds::{
     AutoscalerStatus, Decision, LEAD_TIME_AUTO, Mode, OtherAutoscalers, TicketEventSpec,
-    TicketEventStatus, condition, duration, phase,
+    TicketEventStatus, condition, phase,
 };
-use uuid::Uuid;
-
 mod autoscalers;
+mod outcome;
+mod spec;
 mod wish;
 
 pub use autoscalers::AutoscalerPatch;
 use autoscalers::{cleanup, cooperate, others_max, others_sum};
+pub use outcome::{Capacity, Note, Outcome, SaleRecord};
+use outcome::{invalid, note};
+use spec::parse_ts;
+pub use spec::{Parsed, parse, ts};
 pub use wish::forecast_from;
 use wish::{Source, forecast, startup, wish};
 
 use crate::{
     observe::{Autoscaler, Observed, Read},
-    plan::{self, Bounds, Phase, StepMemory, Window},
+    plan::{self, Bounds, Phase, StepMemory},
     status,
 };
-
-/// The spec, parsed (times and durations are strings in the CRD).
-pub struct Parsed {
-    pub event: Uuid,
-    pub window: Window,
-    pub baseline: i32,
-}
-
-/// Longest `leadTime` and `afterSale.hold` the operator plans with: keeps every instant of the window
-/// representable (an absurd duration would overflow the date arithmetic).
-const MAX_WINDOW_DURATION_SECS: i64 = 366 * 86_400;
-
-/// The spec, validated (the CEL rules again, see `TicketEventSpec::validate`) and parsed; `leadTime:
-/// auto` takes the lead time measured so far from `st`.
-pub fn parse(s: &TicketEventSpec, st: &TicketEventStatus) -> Result<Parsed, String> {
-    s.validate()?;
-    let time = |v: &str, what: &str| {
-        DateTime::parse_from_rfc3339(v)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| format!("{what}: {e}"))
-    };
-    let dur = |v: &str, what: &str| match duration::parse_seconds(v) {
-        Some(secs) if secs <= MAX_WINDOW_DURATION_SECS => Ok(chrono::Duration::seconds(secs)),
-        Some(_) => Err(format!("{what}: longer than 366 days")),
-        None => Err(format!("{what}: not a duration")),
-    };
-    let hold = s.after_sale.as_ref().map_or("10m", |a| a.hold.as_str());
-    let (opens, closes) = (
-        time(&s.opens_at, "opensAt")?,
-        time(&s.closes_at, "closesAt")?,
-    );
-    if closes <= opens {
-        return Err("closesAt must be after opensAt".into());
-    }
-    let lead = if s.lead_time == LEAD_TIME_AUTO {
-        let secs = st
-            .startup
-            .as_ref()
-            .and_then(|u| u.lead_time_seconds)
-            .unwrap_or(plan::LEAD_AUTO_DEFAULT_SECS);
-        chrono::Duration::seconds(secs.clamp(0, MAX_WINDOW_DURATION_SECS))
-    } else {
-        dur(&s.lead_time, "leadTime")?
-    };
-    Ok(Parsed {
-        event: s.event_id.parse().map_err(|e| format!("eventId: {e}"))?,
-        window: Window {
-            opens,
-            closes,
-            lead,
-            hold: if hold.is_empty() {
-                chrono::Duration::zero()
-            } else {
-                dur(hold, "afterSale.hold")?
-            },
-        },
-        baseline: baseline(s),
-    })
-}
-
-fn baseline(s: &TicketEventSpec) -> i32 {
-    s.after_sale
-        .as_ref()
-        .and_then(|a| a.replicas)
-        .unwrap_or(s.min_replicas)
-}
-
-pub fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-fn parse_ts(s: &Option<String>) -> Option<DateTime<Utc>> {
-    s.as_deref()
-        .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// A Kubernetes Event to publish. The Recorder folds events with the same reason and action into one
-/// series, so a scaling decision names its target in the action.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Note {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub action: String,
-    pub note: String,
-}
-
-fn note(warning: bool, reason: &'static str, note: String) -> Note {
-    Note {
-        warning,
-        reason,
-        action: "Reconcile".into(),
-        note,
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Capacity {
-    /// Publish this event's admission capacity (users).
-    Publish(i64),
-    /// The sale is over or gone: remove it (the waiting room falls back to the event's threshold).
-    Remove,
-}
-
-/// The forecast-vs-actual row of a finished sale.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SaleRecord {
-    pub forecast_users: i64,
-    pub forecast_replicas: i32,
-    pub method: String,
-    pub peak_users: Option<i64>,
-    pub peak_queue: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    /// The target's new `spec.replicas` (through `/scale`), with the count it had.
-    pub replicas: Option<i32>,
-    pub replicas_before: i32,
-    /// The whole status to apply (`None`: leave it, e.g. while deleting).
-    pub status: Option<TicketEventStatus>,
-    pub events: Vec<Note>,
-    /// `None`: wait for a change.
-    pub requeue: Option<Duration>,
-    pub event_id: Option<Uuid>,
-    pub capacity: Option<Capacity>,
-    pub autoscaler: Option<AutoscalerPatch>,
-    pub record: Option<SaleRecord>,
-}
-
-impl Outcome {
-    fn nothing() -> Self {
-        Outcome {
-            replicas: None,
-            replicas_before: 0,
-            status: None,
-            events: vec![],
-            requeue: None,
-            event_id: None,
-            capacity: None,
-            autoscaler: None,
-            record: None,
-        }
-    }
-}
-
-fn invalid(old: &TicketEventStatus, o: &Observed, why: String) -> Outcome {
-    let conditions = status::set(
-        &old.conditions,
-        condition::READY,
-        false,
-        "InvalidSpec",
-        why.clone(),
-        o.generation,
-    );
-    let mut out = Outcome::nothing();
-    out.status = Some(TicketEventStatus {
-        phase: Some(phase::FAILED.into()),
-        observed_generation: o.generation,
-        summary: Some(format!("invalid spec: {why}")),
-        conditions,
-        ..old.clone()
-    });
-    if old.phase.as_deref() != Some(phase::FAILED) {
-        out.events.push(note(true, "InvalidSpec", why));
-    }
-    out
-}
 
 pub fn decide(
     s: &TicketEventSpec,

@@ -3,7 +3,7 @@
 
 use tiketi_crds::{Mode, OtherAutoscalers, TicketEventSpec, TicketEventStatus, phase};
 
-use super::{Capacity, Outcome, baseline, note};
+use super::{Capacity, Outcome, note, spec::baseline};
 use crate::observe::{Autoscaler, Observed};
 
 /// A write to another autoscaler on the target (`otherAutoscalers: Cooperate`).
