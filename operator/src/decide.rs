@@ -5,13 +5,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tiketi_crds::{
-    DrainStatus, Forecast, LEAD_TIME_AUTO, TicketEventSpec, TicketEventStatus, phase,
-};
+use tiketi_crds::{Forecast, LEAD_TIME_AUTO, TicketEventSpec, TicketEventStatus, phase};
 
 mod autoscalers;
 mod conditions;
 mod outcome;
+mod own;
 mod scale;
 mod spec;
 mod summary;
@@ -22,16 +21,17 @@ use autoscalers::{Wishes, cleanup, other_autoscaler, others_max, others_sum};
 use conditions::{conditions, degraded_signals};
 pub use outcome::{Capacity, Note, Outcome, SaleRecord};
 use outcome::{invalid, note};
+use own::own;
 use scale::{CapacityInputs, capacity, own_scale, plan_decision};
 use spec::parse_ts;
 pub use spec::{Parsed, parse, ts};
 use summary::{Facts, Replicas, forecast_vs_actual, summary};
 pub use wish::forecast_from;
-use wish::{Source, forecast, startup, wish};
+use wish::{Source, startup};
 
 use crate::{
     observe::{Observed, Read},
-    plan::{self, Bounds, Phase, StepMemory},
+    plan::Phase,
 };
 
 pub fn decide(
@@ -183,92 +183,6 @@ pub fn decide(
         capacity,
         autoscaler: other.patch,
         record,
-    }
-}
-
-/// This event's own plan for the pass: the phase, the forecast, its wish clamped to the bounds and
-/// the connection budget, and the step memory and reason that go with it.
-struct Own {
-    phase: Phase,
-    /// The next phase boundary.
-    next: Option<DateTime<Utc>>,
-    ready: i32,
-    starting: i32,
-    forecast: Forecast,
-    source: Source,
-    /// Before the clamp, and after it.
-    wanted: Option<i32>,
-    desired: Option<i32>,
-    budget: Option<i32>,
-    budget_limited: bool,
-    depth: Option<i64>,
-    memory: StepMemory,
-    reason: String,
-    drain: Option<DrainStatus>,
-}
-
-fn own(
-    s: &TicketEventSpec,
-    old: &TicketEventStatus,
-    o: &Observed,
-    p: &Parsed,
-    now: DateTime<Utc>,
-) -> Own {
-    let (ph, next) = plan::phase_at(&p.window, now);
-    let (ready, starting) = o.target.map_or((0, 0), |t| (t.ready, t.starting()));
-    let (f, source) = forecast(s, old, o, ph, now);
-    let w = wish(s, old, p, ph, &f, o, ready, starting, now);
-    let budget = s
-        .connection_budget
-        .as_ref()
-        .map(|b| plan::budget_cap(b.max_connections, b.pool_per_replica, b.reserved));
-    let bounds = Bounds {
-        min: s.min_replicas,
-        max: s.max_replicas,
-        budget,
-    };
-    let (desired, budget_limited) = match w.wanted {
-        Some(n) => {
-            let (n, limited) = plan::clamp(n, w.floor, bounds);
-            (Some(n), limited)
-        }
-        None => (None, false),
-    };
-    let depth = o.queue_depth.ok().copied();
-    // a rule that changes nothing after the clamp (e.g. "below 1000" at the forecast floor while the
-    // queue is still empty) neither starts a cooldown nor claims to be the reason
-    let (memory, reason) = match (ph, desired) {
-        (Phase::OnSale, Some(n))
-            if (Some(n) == old.desired_replicas
-                || (old.desired_replicas.is_none() && n == f.replicas))
-                && !w.reason.contains("warm-up credit")
-                && !w.reason.contains("unreadable") =>
-        {
-            (
-                StepMemory {
-                    last_up: parse_ts(&old.last_scale_up_at),
-                    last_down: parse_ts(&old.last_scale_down_at),
-                },
-                format!("on sale: queue depth {}, holding {n}", depth.unwrap_or(0)),
-            )
-        }
-        _ => (w.memory, w.reason),
-    };
-    Own {
-        phase: ph,
-        next,
-        ready,
-        starting,
-        forecast: f,
-        source,
-        wanted: w.wanted,
-        desired,
-        budget,
-        budget_limited,
-        depth,
-        memory,
-        reason,
-        drain: w.drain,
     }
 }
 

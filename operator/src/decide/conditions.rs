@@ -140,7 +140,7 @@ pub(super) fn conditions(i: &Inputs<'_>) -> Conditions {
         generation,
     );
     let degraded = i.degraded;
-    // outside the sale the condition is only kept up to date once it was raised
+    // outside the window the condition is only written to raise it or to clear it
     if i.window || !degraded.is_empty() || status::is_true(i.old, condition::SIGNALS_DEGRADED) {
         conditions = status::set(
             &conditions,
