@@ -23,11 +23,11 @@ pub use outcome::{Capacity, Note, Outcome, SaleRecord};
 use outcome::{invalid, note};
 use own::own;
 use scale::{CapacityInputs, capacity, own_scale, plan_decision};
-use spec::parse_ts;
 pub use spec::{Parsed, parse, ts};
+use spec::{parse_ts, startup};
 use summary::{Facts, Replicas, forecast_vs_actual, summary};
+use wish::Source;
 pub use wish::forecast_from;
-use wish::{Source, startup};
 
 use crate::{
     observe::{Observed, Read},

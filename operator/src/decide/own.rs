@@ -5,7 +5,7 @@ use tiketi_crds::{DrainStatus, Forecast, TicketEventSpec, TicketEventStatus};
 
 use super::{
     Parsed, parse_ts,
-    wish::{Source, forecast, wish},
+    wish::{self, Source, forecast},
 };
 use crate::{
     observe::Observed,
@@ -43,7 +43,17 @@ pub(super) fn own(
     let (ph, next) = plan::phase_at(&p.window, now);
     let (ready, starting) = o.target.map_or((0, 0), |t| (t.ready, t.starting()));
     let (f, source) = forecast(s, old, o, ph, now);
-    let w = wish(s, old, p, ph, &f, o, ready, starting, now);
+    let w = wish::wish(&wish::Inputs {
+        s,
+        old,
+        p,
+        o,
+        phase: ph,
+        forecast: &f,
+        ready,
+        starting,
+        now,
+    });
     let budget = s
         .connection_budget
         .as_ref()

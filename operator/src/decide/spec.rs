@@ -1,11 +1,14 @@
-//! The spec, validated and parsed (times and durations are strings in the CRD), and the RFC 3339
-//! timestamps status uses.
+//! The spec, validated and parsed (times and durations are strings in the CRD), the start-up times
+//! `leadTime: auto` learns from, and the RFC 3339 timestamps status uses.
 
 use chrono::{DateTime, Utc};
-use tiketi_crds::{LEAD_TIME_AUTO, TicketEventSpec, TicketEventStatus, duration};
+use tiketi_crds::{LEAD_TIME_AUTO, StartupStatus, TicketEventSpec, TicketEventStatus, duration};
 use uuid::Uuid;
 
-use crate::plan::{self, Window};
+use crate::{
+    observe::Observed,
+    plan::{self, Window},
+};
 
 /// The spec, parsed (times and durations are strings in the CRD).
 pub struct Parsed {
@@ -17,6 +20,8 @@ pub struct Parsed {
 /// Longest `leadTime` and `afterSale.hold` the operator plans with: keeps every instant of the window
 /// representable (an absurd duration would overflow the date arithmetic).
 const MAX_WINDOW_DURATION_SECS: i64 = 366 * 86_400;
+/// Start-to-Ready samples kept in status for `leadTime: auto`.
+const STARTUP_SAMPLES: usize = 20;
 
 /// The spec, validated (the CEL rules again, see `TicketEventSpec::validate`) and parsed; `leadTime:
 /// auto` takes the lead time measured so far from `st`.
@@ -81,4 +86,33 @@ pub(super) fn parse_ts(s: &Option<String>) -> Option<DateTime<Utc>> {
     s.as_deref()
         .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// Learns pod start-to-Ready times for `leadTime: auto`.
+pub(super) fn startup(
+    s: &TicketEventSpec,
+    old: &TicketEventStatus,
+    o: &Observed,
+) -> Option<StartupStatus> {
+    if s.lead_time != LEAD_TIME_AUTO {
+        return old.startup.clone();
+    }
+    let mut st = old.startup.clone().unwrap_or_default();
+    let until = parse_ts(&st.measured_until);
+    let mut fresh: Vec<_> = o
+        .pod_starts
+        .iter()
+        .filter(|p| until.is_none_or(|u| p.ready_at > u))
+        .collect();
+    fresh.sort_by_key(|p| p.ready_at);
+    for p in &fresh {
+        st.samples_seconds.push(p.seconds);
+    }
+    let excess = st.samples_seconds.len().saturating_sub(STARTUP_SAMPLES);
+    st.samples_seconds.drain(..excess);
+    if let Some(last) = fresh.last() {
+        st.measured_until = Some(ts(last.ready_at));
+    }
+    st.lead_time_seconds = Some(plan::auto_lead_secs(&st.samples_seconds));
+    Some(st)
 }
