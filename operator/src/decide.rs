@@ -34,6 +34,9 @@ use crate::{
     plan::Phase,
 };
 
+/// One pass, in order: this event's own plan (`own`), the largest wish on the target, another
+/// autoscaler on it, our own `/scale`, the plan-mode decision, the capacity to publish, the
+/// conditions, the peaks and the sale record, the events, the summary, the status and the requeue.
 pub fn decide(
     s: &TicketEventSpec,
     old: &TicketEventStatus,
