@@ -5,194 +5,38 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tiketi_crds::{
-    AutoscalerStatus, Decision, LEAD_TIME_AUTO, Mode, OtherAutoscalers, TicketEventSpec,
-    TicketEventStatus, condition, duration, phase,
-};
-use uuid::Uuid;
+use tiketi_crds::{Forecast, LEAD_TIME_AUTO, TicketEventSpec, TicketEventStatus, phase};
 
 mod autoscalers;
+mod conditions;
+mod outcome;
+mod own;
+mod scale;
+mod spec;
+mod summary;
 mod wish;
 
 pub use autoscalers::AutoscalerPatch;
-use autoscalers::{cleanup, cooperate, others_max, others_sum};
+use autoscalers::{Wishes, cleanup, other_autoscaler, others_max, others_sum};
+use conditions::{conditions, degraded_signals};
+pub use outcome::{Capacity, Note, Outcome, SaleRecord};
+use outcome::{invalid, note};
+use own::own;
+use scale::{CapacityInputs, capacity, own_scale, plan_decision};
+pub use spec::{Parsed, parse, ts};
+use spec::{parse_ts, startup};
+use summary::{Facts, Replicas, forecast_vs_actual, summary};
+use wish::Source;
 pub use wish::forecast_from;
-use wish::{Source, forecast, startup, wish};
 
 use crate::{
-    observe::{Autoscaler, Observed, Read},
-    plan::{self, Bounds, Phase, StepMemory, Window},
-    status,
+    observe::{Observed, Read},
+    plan::Phase,
 };
 
-/// The spec, parsed (times and durations are strings in the CRD).
-pub struct Parsed {
-    pub event: Uuid,
-    pub window: Window,
-    pub baseline: i32,
-}
-
-/// Longest `leadTime` and `afterSale.hold` the operator plans with: keeps every instant of the window
-/// representable (an absurd duration would overflow the date arithmetic).
-const MAX_WINDOW_DURATION_SECS: i64 = 366 * 86_400;
-
-/// The spec, validated (the CEL rules again, see `TicketEventSpec::validate`) and parsed; `leadTime:
-/// auto` takes the lead time measured so far from `st`.
-pub fn parse(s: &TicketEventSpec, st: &TicketEventStatus) -> Result<Parsed, String> {
-    s.validate()?;
-    let time = |v: &str, what: &str| {
-        DateTime::parse_from_rfc3339(v)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| format!("{what}: {e}"))
-    };
-    let dur = |v: &str, what: &str| match duration::parse_seconds(v) {
-        Some(secs) if secs <= MAX_WINDOW_DURATION_SECS => Ok(chrono::Duration::seconds(secs)),
-        Some(_) => Err(format!("{what}: longer than 366 days")),
-        None => Err(format!("{what}: not a duration")),
-    };
-    let hold = s.after_sale.as_ref().map_or("10m", |a| a.hold.as_str());
-    let (opens, closes) = (
-        time(&s.opens_at, "opensAt")?,
-        time(&s.closes_at, "closesAt")?,
-    );
-    if closes <= opens {
-        return Err("closesAt must be after opensAt".into());
-    }
-    let lead = if s.lead_time == LEAD_TIME_AUTO {
-        let secs = st
-            .startup
-            .as_ref()
-            .and_then(|u| u.lead_time_seconds)
-            .unwrap_or(plan::LEAD_AUTO_DEFAULT_SECS);
-        chrono::Duration::seconds(secs.clamp(0, MAX_WINDOW_DURATION_SECS))
-    } else {
-        dur(&s.lead_time, "leadTime")?
-    };
-    Ok(Parsed {
-        event: s.event_id.parse().map_err(|e| format!("eventId: {e}"))?,
-        window: Window {
-            opens,
-            closes,
-            lead,
-            hold: if hold.is_empty() {
-                chrono::Duration::zero()
-            } else {
-                dur(hold, "afterSale.hold")?
-            },
-        },
-        baseline: baseline(s),
-    })
-}
-
-fn baseline(s: &TicketEventSpec) -> i32 {
-    s.after_sale
-        .as_ref()
-        .and_then(|a| a.replicas)
-        .unwrap_or(s.min_replicas)
-}
-
-pub fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-fn parse_ts(s: &Option<String>) -> Option<DateTime<Utc>> {
-    s.as_deref()
-        .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// A Kubernetes Event to publish. The Recorder folds events with the same reason and action into one
-/// series, so a scaling decision names its target in the action.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Note {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub action: String,
-    pub note: String,
-}
-
-fn note(warning: bool, reason: &'static str, note: String) -> Note {
-    Note {
-        warning,
-        reason,
-        action: "Reconcile".into(),
-        note,
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Capacity {
-    /// Publish this event's admission capacity (users).
-    Publish(i64),
-    /// The sale is over or gone: remove it (the waiting room falls back to the event's threshold).
-    Remove,
-}
-
-/// The forecast-vs-actual row of a finished sale.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SaleRecord {
-    pub forecast_users: i64,
-    pub forecast_replicas: i32,
-    pub method: String,
-    pub peak_users: Option<i64>,
-    pub peak_queue: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    /// The target's new `spec.replicas` (through `/scale`), with the count it had.
-    pub replicas: Option<i32>,
-    pub replicas_before: i32,
-    /// The whole status to apply (`None`: leave it, e.g. while deleting).
-    pub status: Option<TicketEventStatus>,
-    pub events: Vec<Note>,
-    /// `None`: wait for a change.
-    pub requeue: Option<Duration>,
-    pub event_id: Option<Uuid>,
-    pub capacity: Option<Capacity>,
-    pub autoscaler: Option<AutoscalerPatch>,
-    pub record: Option<SaleRecord>,
-}
-
-impl Outcome {
-    fn nothing() -> Self {
-        Outcome {
-            replicas: None,
-            replicas_before: 0,
-            status: None,
-            events: vec![],
-            requeue: None,
-            event_id: None,
-            capacity: None,
-            autoscaler: None,
-            record: None,
-        }
-    }
-}
-
-fn invalid(old: &TicketEventStatus, o: &Observed, why: String) -> Outcome {
-    let conditions = status::set(
-        &old.conditions,
-        condition::READY,
-        false,
-        "InvalidSpec",
-        why.clone(),
-        o.generation,
-    );
-    let mut out = Outcome::nothing();
-    out.status = Some(TicketEventStatus {
-        phase: Some(phase::FAILED.into()),
-        observed_generation: o.generation,
-        summary: Some(format!("invalid spec: {why}")),
-        conditions,
-        ..old.clone()
-    });
-    if old.phase.as_deref() != Some(phase::FAILED) {
-        out.events.push(note(true, "InvalidSpec", why));
-    }
-    out
-}
-
+/// One pass, in order: this event's own plan (`own`), the largest wish on the target, another
+/// autoscaler on it, our own `/scale`, the plan-mode decision, the capacity to publish, the
+/// conditions, the peaks and the sale record, the events, the summary, the status and the requeue.
 pub fn decide(
     s: &TicketEventSpec,
     old: &TicketEventStatus,
@@ -206,449 +50,201 @@ pub fn decide(
         Ok(p) => p,
         Err(why) => return invalid(old, o, why),
     };
-    let generation = o.generation;
-    let (ph, next) = plan::phase_at(&p.window, now);
-    let (ready, starting) = o.target.map_or((0, 0), |t| (t.ready, t.starting()));
-    let (f, source) = forecast(s, old, o, ph, now);
-    let w = wish(s, old, &p, ph, &f, o, ready, starting, now);
-    let budget = s
-        .connection_budget
-        .as_ref()
-        .map(|b| plan::budget_cap(b.max_connections, b.pool_per_replica, b.reserved));
-    let bounds = Bounds {
-        min: s.min_replicas,
-        max: s.max_replicas,
-        budget,
-    };
-    let (desired, budget_limited) = match w.wanted {
-        Some(n) => {
-            let (n, limited) = plan::clamp(n, w.floor, bounds);
-            (Some(n), limited)
-        }
-        None => (None, false),
-    };
-    let depth = o.queue_depth.ok().copied();
-    // a rule that changes nothing after the clamp (e.g. "below 1000" at the forecast floor while the
-    // queue is still empty) neither starts a cooldown nor claims to be the reason
-    let (memory, reason) = match (ph, desired) {
-        (Phase::OnSale, Some(n))
-            if (Some(n) == old.desired_replicas
-                || (old.desired_replicas.is_none() && n == f.replicas))
-                && !w.reason.contains("warm-up credit")
-                && !w.reason.contains("unreadable") =>
-        {
-            (
-                StepMemory {
-                    last_up: parse_ts(&old.last_scale_up_at),
-                    last_down: parse_ts(&old.last_scale_down_at),
-                },
-                format!("on sale: queue depth {}, holding {n}", depth.unwrap_or(0)),
-            )
-        }
-        _ => (w.memory, w.reason),
-    };
-
-    let mut out = Outcome::nothing();
-    out.event_id = Some(p.event);
+    let own = own(s, old, o, &p, now);
+    let ph = own.phase;
     let others = others_max(o);
     // the largest live wish on the target always wins, whatever this event's phase
-    let merged = desired.map(|d| d.max(others.unwrap_or(0)));
+    let merged = own.desired.map(|d| d.max(others.unwrap_or(0)));
     let window = matches!(ph, Phase::PreScaling | Phase::OnSale | Phase::Draining);
-    let active = s.mode == Mode::Active;
+    let wishes = Wishes {
+        merged,
+        window,
+        others_live: others.is_some(),
+        reason: &own.reason,
+    };
+    let other = other_autoscaler(s, o, &wishes, now);
+    let scale = own_scale(s, o, merged, &other, &own.reason, now);
+    // at most one of the two decides (cooperating excludes our own /scale)
+    let decision = scale
+        .decision
+        .clone()
+        .or(other.decision.clone())
+        .or_else(|| old.last_decision.clone());
+    let decision = plan_decision(s, own.desired, &own.reason, decision, now);
+    let (capacity_users, capacity) = capacity(&CapacityInputs {
+        s,
+        old,
+        o,
+        phase: ph,
+        window,
+        refused: other.refused,
+        desired: own.desired,
+        ready: own.ready,
+    });
 
-    // another autoscaler on the target: report it, or cooperate with it
-    let other = o.autoscalers.first();
-    let cooperating = other.is_some() && s.other_autoscalers == OtherAutoscalers::Cooperate;
-    let refused = other.is_some() && !cooperating;
-    let mut autoscaler = None;
-    let mut decision = old.last_decision.clone();
-    if let Some(a) = other {
-        let policy = format!("{:?}", s.other_autoscalers);
-        let effect = if cooperating && active {
-            let (patch, effect) = cooperate(a, &o.key, merged, window, others.is_some());
-            if let Some(patch) = &patch {
-                decision = Some(Decision {
-                    at: ts(now),
-                    replicas: merged.unwrap_or_default(),
-                    reason: format!("{} {}: {effect} ({reason})", a.kind(), a.name()),
-                });
-                out.events.push(Note {
-                    warning: false,
-                    reason: "Cooperating",
-                    action: match patch {
-                        AutoscalerPatch::HpaMin { min, .. } => format!("HpaMin{min}"),
-                        AutoscalerPatch::KedaPause { replicas, .. } => {
-                            format!("Pause{}", replicas.unwrap_or_default())
-                        }
-                    },
-                    note: format!("{} {}: {effect}", a.kind(), a.name()),
-                });
-            }
-            out.autoscaler = patch;
-            effect
-        } else if cooperating {
-            "plan only: left as it is".into()
-        } else {
-            format!("not scaling: it drives {}", s.target.name)
-        };
-        autoscaler = Some(AutoscalerStatus {
-            kind: a.kind().into(),
-            name: a.name().into(),
-            policy,
-            effect,
-        });
-    }
-
-    // our own /scale; never down while another live sale's wish is not known yet (it may be what
-    // sized the target: its first pass, or its status not in the store yet)
-    let unsure = o.siblings.iter().find(|x| x.unsure);
-    let held_for = match (merged, o.target, unsure) {
-        (Some(m), Some(t), Some(x)) if m < t.replicas => Some(x.name.clone()),
-        _ => None,
-    };
-    if let (Some(m), Some(t), true, false, false, None) =
-        (merged, o.target, active, refused, cooperating, &held_for)
-    {
-        out.replicas_before = t.replicas;
-        if m != t.replicas {
-            out.replicas = Some(m);
-            let note = format!(
-                "{}: {} -> {m} replicas ({reason})",
-                s.target.name, t.replicas
-            );
-            out.events.push(Note {
-                warning: false,
-                reason: "Scaled",
-                action: format!("ScaleTo{m}"),
-                note,
-            });
-            decision = Some(Decision {
-                at: ts(now),
-                replicas: m,
-                reason: reason.clone(),
-            });
-        }
-    }
-    if s.mode == Mode::Plan
-        && desired.is_some()
-        && decision
-            .as_ref()
-            .is_none_or(|d| Some(d.replicas) != desired)
-    {
-        decision = Some(Decision {
-            at: ts(now),
-            replicas: desired.unwrap_or_default(),
-            reason: format!("plan only: {reason}"),
-        });
-    }
-
-    // what the waiting room may admit: this event's share of the capacity that is actually ready
-    let mut capacity_users = None;
-    if window && !refused {
-        let own = desired.unwrap_or(0);
-        let users = plan::capacity_share(
-            ready,
-            own,
-            own.saturating_add(others_sum(o)),
-            s.users_per_replica,
-        );
-        capacity_users = Some(users);
-        out.capacity = Some(Capacity::Publish(users));
-    } else if ph == Phase::Completed && old.phase.as_deref() != Some(phase::COMPLETED) {
-        out.capacity = Some(Capacity::Remove);
-    }
-
-    // conditions
-    let mut conditions = old.conditions.clone();
-    let (warm, ready_reason, ready_msg) = match (ph, desired, &o.target) {
-        (_, _, None) => (
-            false,
-            "TargetMissing",
-            format!("deployment {} not found", s.target.name),
-        ),
-        (Phase::Scheduled, _, _) => (
-            false,
-            "Scheduled",
-            format!("pre-scaling starts at {}", next.map(ts).unwrap_or_default()),
-        ),
-        (_, Some(d), _) if ready >= d => (true, "Warm", format!("{ready}/{d} replicas ready")),
-        (Phase::PreScaling, Some(d), _) => (
-            false,
-            "Warming",
-            format!(
-                "{ready}/{d} replicas ready, opening at {}",
-                ts(p.window.opens)
-            ),
-        ),
-        (Phase::OnSale, Some(d), _) => (
-            false,
-            "NotWarmInTime",
-            format!("{ready}/{d} replicas ready after opening"),
-        ),
-        (_, _, _) => (true, "Idle", format!("{ready} replicas ready")),
-    };
-    conditions = status::set(
-        &conditions,
-        condition::READY,
-        warm,
-        ready_reason,
-        ready_msg,
-        generation,
-    );
-    let cap_msg = match budget {
-        Some(cap) => format!("connection budget allows {cap} replicas"),
-        None => "no connection budget".into(),
-    };
-    if budget_limited && !status::is_true(&old.conditions, condition::BUDGET_LIMITED) {
-        out.events.push(note(
-            true,
-            "BudgetLimited",
-            format!(
-                "wanted {} replicas; {cap_msg}",
-                w.wanted.unwrap_or_default()
-            ),
-        ));
-    }
-    conditions = status::set(
-        &conditions,
-        condition::BUDGET_LIMITED,
-        budget_limited,
-        if budget_limited {
-            "Capped"
-        } else {
-            "WithinBudget"
-        },
-        cap_msg,
-        generation,
-    );
-    let fallback = match &source {
-        Source::Frozen => None,
-        Source::History => Some((false, "History", f.method.clone())),
-        Source::NoHistory => Some((true, "NoHistory", f.method.clone())),
-        Source::Unavailable(e, true) => Some((
-            true,
-            "HistoryUnavailable",
-            format!(
-                "sale history unreadable ({e}): keeping the last recorded forecast of {} users",
-                f.expected_users
-            ),
-        )),
-        Source::Unavailable(e, false) => Some((
-            true,
-            "HistoryUnavailable",
-            format!(
-                "sale history unreadable ({e}): fallbackExpectedUsers {} until it is back",
-                f.expected_users
-            ),
-        )),
-    };
-    if let Some((on, why, msg)) = fallback {
-        conditions = status::set(
-            &conditions,
-            condition::FORECAST_FALLBACK,
-            on,
-            why,
-            msg,
-            generation,
-        );
-    }
-    if refused && !status::is_true(&old.conditions, condition::TARGET_CONFLICT) {
-        let a = other.map(|a| (a.kind(), a.name())).unwrap_or_default();
-        out.events.push(note(
-            true,
-            "TargetConflict",
-            format!("{} {} also scales {}; not scaling", a.0, a.1, s.target.name),
-        ));
-    }
-    let (conflict_reason, conflict_msg) = match (other, cooperating) {
-        (None, _) => ("None", "no other scaler on the target".to_string()),
-        (Some(a), false) => (
-            match a {
-                Autoscaler::Hpa { .. } => "HPA",
-                Autoscaler::ScaledObject { .. } => "ScaledObject",
-            },
-            format!("{} {} scales the same Deployment", a.kind(), a.name()),
-        ),
-        (Some(a), true) => (
-            "Cooperating",
-            format!(
-                "{} {}: {}",
-                a.kind(),
-                a.name(),
-                autoscaler.as_ref().map_or("", |x| x.effect.as_str())
-            ),
-        ),
-    };
-    conditions = status::set(
-        &conditions,
-        condition::TARGET_CONFLICT,
-        refused,
-        conflict_reason,
-        conflict_msg,
-        generation,
-    );
-    let degraded: Vec<String> = [
-        match &o.queue_depth {
-            Read::Failed(e) => Some(format!("queue depth: {e}")),
-            _ => None,
-        },
-        match &o.outflow {
-            Read::Failed(e) => Some(format!("outflow: {e}")),
-            _ => None,
-        },
-        match &o.peak_users {
-            Read::Failed(e) => Some(format!("actual peak: {e}")),
-            _ => None,
-        },
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if window
-        || !degraded.is_empty()
-        || status::is_true(&old.conditions, condition::SIGNALS_DEGRADED)
-    {
-        conditions = status::set(
-            &conditions,
-            condition::SIGNALS_DEGRADED,
-            !degraded.is_empty(),
-            if degraded.is_empty() {
-                "Read"
-            } else {
-                "Unreadable"
-            },
-            if degraded.is_empty() {
-                "queue and history signals read".into()
-            } else {
-                degraded.join("; ")
-            },
-            generation,
-        );
-    }
-
-    // peaks and the forecast-vs-actual record
-    let peak_queue = depth
-        .map(|d| d.max(old.peak_queue_depth.unwrap_or(0)))
-        .or(old.peak_queue_depth);
-    let peak_users = match &o.peak_users {
-        Read::Ok(Some(p)) => Some((*p).max(old.peak_actual_users.unwrap_or(0))),
-        _ => old.peak_actual_users,
-    };
-    let phase_name = if ph == Phase::PreScaling && warm {
+    let degraded = degraded_signals(o);
+    let cond = conditions(&conditions::Inputs {
+        old: &old.conditions,
+        generation: o.generation,
+        phase: ph,
+        next: own.next,
+        opens: p.window.opens,
+        target: &s.target.name,
+        target_found: o.target.is_some(),
+        ready: own.ready,
+        wanted: own.wanted,
+        desired: own.desired,
+        budget: own.budget,
+        budget_limited: own.budget_limited,
+        forecast: &own.forecast,
+        source: &own.source,
+        other: o.autoscalers.first(),
+        cooperating: other.cooperating,
+        refused: other.refused,
+        effect: other.status.as_ref().map_or("", |x| x.effect.as_str()),
+        window,
+        degraded: &degraded,
+    });
+    let peaks = peaks(old, o, own.depth);
+    let phase_name = if ph == Phase::PreScaling && cond.warm {
         phase::READY
     } else {
         ph.name()
     };
-    if ph == Phase::Completed && old.phase.as_deref() != Some(phase::COMPLETED) {
-        out.record = Some(SaleRecord {
-            forecast_users: f.expected_users,
-            forecast_replicas: f.replicas,
-            method: f.method.clone(),
-            peak_users,
-            peak_queue,
-        });
-        out.events.push(note(
-            false,
-            "SaleCompleted",
-            format!(
-                "forecast {} users, actual peak {}",
-                f.expected_users,
-                peak_users.map_or("unknown".into(), |p| p.to_string())
-            ),
-        ));
-    }
-    if old.phase.as_deref() != Some(phase_name) {
-        out.events.push(Note {
-            warning: false,
-            reason: "Phase",
-            action: format!("To{phase_name}"),
-            note: format!(
-                "{} -> {phase_name}: {reason}",
-                old.phase.as_deref().unwrap_or("New")
-            ),
-        });
-    }
 
-    let target_replicas = out
+    let mut events: Vec<Note> = other
+        .event
+        .into_iter()
+        .chain(scale.event)
+        .chain(cond.events)
+        .collect();
+    let mut record = None;
+    if ph == Phase::Completed && old.phase.as_deref() != Some(phase::COMPLETED) {
+        let (r, n) = sale_record(&own.forecast, &peaks);
+        record = Some(r);
+        events.push(n);
+    }
+    events.extend(phase_note(old, phase_name, &own.reason));
+
+    let target_replicas = scale
         .replicas
         .or(o.target.map(|t| t.replicas))
         .filter(|_| o.target.is_some());
-    let mut summary = format!("{phase_name}: {reason}");
-    if let Some(t) = o.target
-        && !matches!(ph, Phase::Scheduled | Phase::Completed)
-    {
-        summary.push_str(&format!(
-            "; {}/{} ready",
-            t.ready,
-            target_replicas.unwrap_or(t.replicas)
-        ));
-        if starting > 0 {
-            summary.push_str(&format!(", {starting} starting"));
-        }
-    }
-    if merged.is_some() && merged != desired {
-        summary.push_str(&format!(
-            "; another sale on {} wants {}",
-            s.target.name,
-            merged.unwrap_or_default()
-        ));
-    }
-    if let Some(d) = &w.drain
-        && d.replicas.is_none()
-    {
-        summary.push_str("; drain-time rule waits for a measured outflow");
-    }
-    if s.lead_time == LEAD_TIME_AUTO && ph == Phase::Scheduled {
-        let n = old.startup.as_ref().map_or(0, |u| u.samples_seconds.len());
-        summary.push_str(&format!("; leadTime auto from {n} measured start-up(s)"));
-    }
-    if let Some(x) = &held_for {
-        summary.push_str(&format!(
-            "; not scaling down before sale {x} reports its wish"
-        ));
-    }
-    if budget_limited {
-        summary.push_str("; capped by the connection budget");
-    }
-    if let Some(a) = &autoscaler {
-        summary.push_str(&format!("; {} {}: {}", a.kind, a.name, a.effect));
-    }
-    if matches!(source, Source::Unavailable(..)) {
-        summary.push_str("; history unreadable, forecast fallback");
-    }
-    if !degraded.is_empty() {
-        summary.push_str("; signals unreadable");
-    }
-    if ph == Phase::Completed {
-        summary.push_str(&format!(
-            "; forecast {} users, actual peak {}",
-            f.expected_users,
-            peak_users.map_or("unknown".into(), |p| p.to_string())
-        ));
-    }
-
-    out.status = Some(TicketEventStatus {
-        phase: Some(phase_name.into()),
-        observed_generation: generation,
-        forecast: Some(f),
-        desired_replicas: desired.or(old.desired_replicas),
-        ready_replicas: o.target.map(|t| t.ready),
-        queue_depth: depth,
-        last_decision: decision,
-        last_scale_up_at: memory.last_up.map(ts),
-        last_scale_down_at: memory.last_down.map(ts),
-        peak_queue_depth: peak_queue,
-        peak_actual_users: peak_users,
-        conditions,
-        target_replicas,
-        starting_replicas: o.target.map(|_| starting),
-        capacity_users,
-        drain: w.drain,
-        autoscaler,
-        startup: startup(s, old, o),
-        summary: Some(summary),
+    let summary = summary(&Facts {
+        phase: phase_name,
+        reason: &own.reason,
+        replicas: o
+            .target
+            .filter(|_| !matches!(ph, Phase::Scheduled | Phase::Completed))
+            .map(|t| Replicas {
+                ready: t.ready,
+                replicas: target_replicas.unwrap_or(t.replicas),
+                starting: own.starting,
+            }),
+        target: &s.target.name,
+        other_sale_wants: merged.filter(|m| Some(*m) != own.desired),
+        drain_waits: own.drain.as_ref().is_some_and(|d| d.replicas.is_none()),
+        lead_auto_samples: (s.lead_time == LEAD_TIME_AUTO && ph == Phase::Scheduled)
+            .then(|| old.startup.as_ref().map_or(0, |u| u.samples_seconds.len())),
+        held_for: scale.held_for.as_deref(),
+        budget_limited: own.budget_limited,
+        autoscaler: other.status.as_ref(),
+        history_unreadable: matches!(own.source, Source::Unavailable(..)),
+        signals_unreadable: !degraded.is_empty(),
+        completed: (ph == Phase::Completed).then_some((own.forecast.expected_users, peaks.users)),
     });
 
+    let requeue = requeue(s, ph, cond.warm, own.next, now);
+    let status = TicketEventStatus {
+        phase: Some(phase_name.into()),
+        observed_generation: o.generation,
+        forecast: Some(own.forecast),
+        desired_replicas: own.desired.or(old.desired_replicas),
+        ready_replicas: o.target.map(|t| t.ready),
+        queue_depth: own.depth,
+        last_decision: decision,
+        last_scale_up_at: own.memory.last_up.map(ts),
+        last_scale_down_at: own.memory.last_down.map(ts),
+        peak_queue_depth: peaks.queue,
+        peak_actual_users: peaks.users,
+        conditions: cond.conditions,
+        target_replicas,
+        starting_replicas: o.target.map(|_| own.starting),
+        capacity_users,
+        drain: own.drain,
+        autoscaler: other.status,
+        startup: startup(s, old, o),
+        summary: Some(summary),
+    };
+    Outcome {
+        replicas: scale.replicas,
+        replicas_before: scale.replicas_before,
+        status: Some(status),
+        events,
+        requeue: Some(requeue),
+        event_id: Some(p.event),
+        capacity,
+        autoscaler: other.patch,
+        record,
+    }
+}
+
+/// The largest queue depth and admitted users seen during the sale.
+struct Peaks {
+    queue: Option<i64>,
+    users: Option<i64>,
+}
+
+fn peaks(old: &TicketEventStatus, o: &Observed, depth: Option<i64>) -> Peaks {
+    Peaks {
+        queue: depth
+            .map(|d| d.max(old.peak_queue_depth.unwrap_or(0)))
+            .or(old.peak_queue_depth),
+        users: match &o.peak_users {
+            Read::Ok(Some(p)) => Some((*p).max(old.peak_actual_users.unwrap_or(0))),
+            _ => old.peak_actual_users,
+        },
+    }
+}
+
+/// The forecast-vs-actual record of a sale that just completed, and its event.
+fn sale_record(f: &Forecast, peaks: &Peaks) -> (SaleRecord, Note) {
+    let record = SaleRecord {
+        forecast_users: f.expected_users,
+        forecast_replicas: f.replicas,
+        method: f.method.clone(),
+        peak_users: peaks.users,
+        peak_queue: peaks.queue,
+    };
+    let event = note(
+        false,
+        "SaleCompleted",
+        forecast_vs_actual(f.expected_users, peaks.users),
+    );
+    (record, event)
+}
+
+/// The Phase event when the phase changes.
+fn phase_note(old: &TicketEventStatus, phase_name: &str, reason: &str) -> Option<Note> {
+    (old.phase.as_deref() != Some(phase_name)).then(|| Note {
+        warning: false,
+        reason: "Phase",
+        action: format!("To{phase_name}"),
+        note: format!(
+            "{} -> {phase_name}: {reason}",
+            old.phase.as_deref().unwrap_or("New")
+        ),
+    })
+}
+
+/// When to look next.
+fn requeue(
+    s: &TicketEventSpec,
+    ph: Phase,
+    warm: bool,
+    next: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Duration {
     // next look: the poll interval during the sale, readiness checks while warming, else the boundary
     let wait = match ph {
         Phase::OnSale => Duration::from_secs(s.queue_scaling.poll_seconds.clamp(1, 60) as u64),
@@ -659,6 +255,5 @@ pub fn decide(
                 d.min(Duration::from_secs(300))
             }),
     };
-    out.requeue = Some(wait.max(Duration::from_millis(500)));
-    out
+    wait.max(Duration::from_millis(500))
 }

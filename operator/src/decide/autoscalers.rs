@@ -1,9 +1,12 @@
 //! Other autoscalers on the target (`otherAutoscalers: Cooperate`), the other live sales' wishes, and
 //! what a deleted TicketEvent gives back.
 
-use tiketi_crds::{Mode, OtherAutoscalers, TicketEventSpec, TicketEventStatus, phase};
+use chrono::{DateTime, Utc};
+use tiketi_crds::{
+    AutoscalerStatus, Decision, Mode, OtherAutoscalers, TicketEventSpec, TicketEventStatus, phase,
+};
 
-use super::{Capacity, Outcome, baseline, note};
+use super::{Capacity, Note, Outcome, note, spec::baseline, ts};
 use crate::observe::{Autoscaler, Observed};
 
 /// A write to another autoscaler on the target (`otherAutoscalers: Cooperate`).
@@ -35,6 +38,84 @@ pub(super) fn others_sum(o: &Observed) -> i32 {
         .iter()
         .filter_map(|s| s.live_wish)
         .fold(0i32, |a, w| a.saturating_add(w.max(0)))
+}
+
+/// What this pass does about another autoscaler on the target.
+#[derive(Default)]
+pub(super) struct Other {
+    pub(super) status: Option<AutoscalerStatus>,
+    pub(super) patch: Option<AutoscalerPatch>,
+    pub(super) decision: Option<Decision>,
+    pub(super) event: Option<Note>,
+    /// `otherAutoscalers: Cooperate` with one on the target.
+    pub(super) cooperating: bool,
+    /// One on the target, and we leave the target to it.
+    pub(super) refused: bool,
+}
+
+/// The wishes on the target that cooperating hands on.
+pub(super) struct Wishes<'a> {
+    /// The largest live wish on the target, this event's included.
+    pub(super) merged: Option<i32>,
+    /// Pre-scaling, on sale or draining.
+    pub(super) window: bool,
+    /// Another live sale has a wish.
+    pub(super) others_live: bool,
+    pub(super) reason: &'a str,
+}
+
+/// Another autoscaler on the target: report it, or cooperate with it.
+pub(super) fn other_autoscaler(
+    s: &TicketEventSpec,
+    o: &Observed,
+    w: &Wishes<'_>,
+    now: DateTime<Utc>,
+) -> Other {
+    let other = o.autoscalers.first();
+    let cooperating = other.is_some() && s.other_autoscalers == OtherAutoscalers::Cooperate;
+    let mut out = Other {
+        cooperating,
+        refused: other.is_some() && !cooperating,
+        ..Other::default()
+    };
+    let Some(a) = other else {
+        return out;
+    };
+    let policy = format!("{:?}", s.other_autoscalers);
+    let effect = if cooperating && s.mode == Mode::Active {
+        let (patch, effect) = cooperate(a, &o.key, w.merged, w.window, w.others_live);
+        if let Some(patch) = &patch {
+            out.decision = Some(Decision {
+                at: ts(now),
+                replicas: w.merged.unwrap_or_default(),
+                reason: format!("{} {}: {effect} ({})", a.kind(), a.name(), w.reason),
+            });
+            out.event = Some(Note {
+                warning: false,
+                reason: "Cooperating",
+                action: match patch {
+                    AutoscalerPatch::HpaMin { min, .. } => format!("HpaMin{min}"),
+                    AutoscalerPatch::KedaPause { replicas, .. } => {
+                        format!("Pause{}", replicas.unwrap_or_default())
+                    }
+                },
+                note: format!("{} {}: {effect}", a.kind(), a.name()),
+            });
+        }
+        out.patch = patch;
+        effect
+    } else if cooperating {
+        "plan only: left as it is".into()
+    } else {
+        format!("not scaling: it drives {}", s.target.name)
+    };
+    out.status = Some(AutoscalerStatus {
+        kind: a.kind().into(),
+        name: a.name().into(),
+        policy,
+        effect,
+    });
+    out
 }
 
 /// What to write to another autoscaler on the target, and the status line about it.

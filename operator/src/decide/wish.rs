@@ -1,12 +1,8 @@
 //! This event's own wish: the forecast (frozen at the opening, falling back when the history cannot
-//! be read), the phase's replicas with the queue rules, drain-time target and warm-up credit, and
-//! the start-up times `leadTime: auto` learns from.
+//! be read), the phase's replicas with the queue rules, drain-time target and warm-up credit.
 
 use chrono::{DateTime, Utc};
-use tiketi_crds::{
-    DrainStatus, Forecast, LEAD_TIME_AUTO, PastSale, StartupStatus, TicketEventSpec,
-    TicketEventStatus, phase,
-};
+use tiketi_crds::{DrainStatus, Forecast, PastSale, TicketEventSpec, TicketEventStatus, phase};
 
 use super::{Parsed, parse_ts, ts};
 use crate::{
@@ -17,8 +13,6 @@ use crate::{
 /// Warm-up credit lasts this long after the last scaling decision: pods that are not Ready by then
 /// (no node, image pull failing) no longer hold back the next step.
 const WARM_UP_CREDIT_SECS: i64 = 600;
-/// Start-to-Ready samples kept in status for `leadTime: auto`.
-const STARTUP_SAMPLES: usize = 20;
 
 /// The status forecast from the artist's past sale peaks.
 pub fn forecast_from(s: &TicketEventSpec, history: &[SalePeak], now: DateTime<Utc>) -> Forecast {
@@ -102,18 +96,32 @@ pub(super) struct Wish {
     pub(super) drain: Option<DrainStatus>,
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn wish(
-    s: &TicketEventSpec,
-    old: &TicketEventStatus,
-    p: &Parsed,
-    ph: Phase,
-    f: &Forecast,
-    o: &Observed,
-    ready: i32,
-    starting: i32,
-    now: DateTime<Utc>,
-) -> Wish {
+/// What the wish is computed from.
+pub(super) struct Inputs<'a> {
+    pub(super) s: &'a TicketEventSpec,
+    pub(super) old: &'a TicketEventStatus,
+    pub(super) p: &'a Parsed,
+    pub(super) o: &'a Observed,
+    pub(super) phase: Phase,
+    pub(super) forecast: &'a Forecast,
+    /// The target's Ready and starting replicas.
+    pub(super) ready: i32,
+    pub(super) starting: i32,
+    pub(super) now: DateTime<Utc>,
+}
+
+pub(super) fn wish(i: &Inputs<'_>) -> Wish {
+    let &Inputs {
+        s,
+        old,
+        p,
+        o,
+        phase: ph,
+        forecast: f,
+        ready,
+        starting,
+        now,
+    } = i;
     let mut memory = StepMemory {
         last_up: parse_ts(&old.last_scale_up_at),
         last_down: parse_ts(&old.last_scale_down_at),
@@ -260,33 +268,4 @@ pub(super) fn wish(
             }
         }
     }
-}
-
-/// Learns pod start-to-Ready times for `leadTime: auto`.
-pub(super) fn startup(
-    s: &TicketEventSpec,
-    old: &TicketEventStatus,
-    o: &Observed,
-) -> Option<StartupStatus> {
-    if s.lead_time != LEAD_TIME_AUTO {
-        return old.startup.clone();
-    }
-    let mut st = old.startup.clone().unwrap_or_default();
-    let until = parse_ts(&st.measured_until);
-    let mut fresh: Vec<_> = o
-        .pod_starts
-        .iter()
-        .filter(|p| until.is_none_or(|u| p.ready_at > u))
-        .collect();
-    fresh.sort_by_key(|p| p.ready_at);
-    for p in &fresh {
-        st.samples_seconds.push(p.seconds);
-    }
-    let excess = st.samples_seconds.len().saturating_sub(STARTUP_SAMPLES);
-    st.samples_seconds.drain(..excess);
-    if let Some(last) = fresh.last() {
-        st.measured_until = Some(ts(last.ready_at));
-    }
-    st.lead_time_seconds = Some(plan::auto_lead_secs(&st.samples_seconds));
-    Some(st)
 }

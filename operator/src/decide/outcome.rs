@@ -1,0 +1,102 @@
+//! What one pass does: the `Outcome` `act` applies, the events it publishes, and the outcome of a
+//! spec that cannot be planned.
+
+use std::time::Duration;
+
+use tiketi_crds::{TicketEventStatus, condition, phase};
+use uuid::Uuid;
+
+use super::AutoscalerPatch;
+use crate::{observe::Observed, status};
+
+/// A Kubernetes Event to publish. The Recorder folds events with the same reason and action into one
+/// series, so a scaling decision names its target in the action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub action: String,
+    pub note: String,
+}
+
+pub(super) fn note(warning: bool, reason: &'static str, note: String) -> Note {
+    Note {
+        warning,
+        reason,
+        action: "Reconcile".into(),
+        note,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Capacity {
+    /// Publish this event's admission capacity (users).
+    Publish(i64),
+    /// The sale is over or gone: remove it (the waiting room falls back to the event's threshold).
+    Remove,
+}
+
+/// The forecast-vs-actual row of a finished sale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaleRecord {
+    pub forecast_users: i64,
+    pub forecast_replicas: i32,
+    pub method: String,
+    pub peak_users: Option<i64>,
+    pub peak_queue: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The target's new `spec.replicas` (through `/scale`), with the count it had.
+    pub replicas: Option<i32>,
+    pub replicas_before: i32,
+    /// The whole status to apply (`None`: leave it, e.g. while deleting).
+    pub status: Option<TicketEventStatus>,
+    pub events: Vec<Note>,
+    /// `None`: wait for a change.
+    pub requeue: Option<Duration>,
+    pub event_id: Option<Uuid>,
+    pub capacity: Option<Capacity>,
+    pub autoscaler: Option<AutoscalerPatch>,
+    pub record: Option<SaleRecord>,
+}
+
+impl Outcome {
+    pub(super) fn nothing() -> Self {
+        Outcome {
+            replicas: None,
+            replicas_before: 0,
+            status: None,
+            events: vec![],
+            requeue: None,
+            event_id: None,
+            capacity: None,
+            autoscaler: None,
+            record: None,
+        }
+    }
+}
+
+pub(super) fn invalid(old: &TicketEventStatus, o: &Observed, why: String) -> Outcome {
+    let conditions = status::set(
+        &old.conditions,
+        condition::READY,
+        false,
+        "InvalidSpec",
+        why.clone(),
+        o.generation,
+    );
+    let mut out = Outcome::nothing();
+    out.status = Some(TicketEventStatus {
+        phase: Some(phase::FAILED.into()),
+        observed_generation: o.generation,
+        summary: Some(format!("invalid spec: {why}")),
+        conditions,
+        ..old.clone()
+    });
+    if old.phase.as_deref() != Some(phase::FAILED) {
+        out.events.push(note(true, "InvalidSpec", why));
+    }
+    out
+}

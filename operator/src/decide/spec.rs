@@ -1,0 +1,118 @@
+//! The spec, validated and parsed (times and durations are strings in the CRD), the start-up times
+//! `leadTime: auto` learns from, and the RFC 3339 timestamps status uses.
+
+use chrono::{DateTime, Utc};
+use tiketi_crds::{LEAD_TIME_AUTO, StartupStatus, TicketEventSpec, TicketEventStatus, duration};
+use uuid::Uuid;
+
+use crate::{
+    observe::Observed,
+    plan::{self, Window},
+};
+
+/// The spec, parsed (times and durations are strings in the CRD).
+pub struct Parsed {
+    pub event: Uuid,
+    pub window: Window,
+    pub baseline: i32,
+}
+
+/// Longest `leadTime` and `afterSale.hold` the operator plans with: keeps every instant of the window
+/// representable (an absurd duration would overflow the date arithmetic).
+const MAX_WINDOW_DURATION_SECS: i64 = 366 * 86_400;
+/// Start-to-Ready samples kept in status for `leadTime: auto`.
+const STARTUP_SAMPLES: usize = 20;
+
+/// The spec, validated (the CEL rules again, see `TicketEventSpec::validate`) and parsed; `leadTime:
+/// auto` takes the lead time measured so far from `st`.
+pub fn parse(s: &TicketEventSpec, st: &TicketEventStatus) -> Result<Parsed, String> {
+    s.validate()?;
+    let time = |v: &str, what: &str| {
+        DateTime::parse_from_rfc3339(v)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| format!("{what}: {e}"))
+    };
+    let dur = |v: &str, what: &str| match duration::parse_seconds(v) {
+        Some(secs) if secs <= MAX_WINDOW_DURATION_SECS => Ok(chrono::Duration::seconds(secs)),
+        Some(_) => Err(format!("{what}: longer than 366 days")),
+        None => Err(format!("{what}: not a duration")),
+    };
+    let hold = s.after_sale.as_ref().map_or("10m", |a| a.hold.as_str());
+    let (opens, closes) = (
+        time(&s.opens_at, "opensAt")?,
+        time(&s.closes_at, "closesAt")?,
+    );
+    if closes <= opens {
+        return Err("closesAt must be after opensAt".into());
+    }
+    let lead = if s.lead_time == LEAD_TIME_AUTO {
+        let secs = st
+            .startup
+            .as_ref()
+            .and_then(|u| u.lead_time_seconds)
+            .unwrap_or(plan::LEAD_AUTO_DEFAULT_SECS);
+        chrono::Duration::seconds(secs.clamp(0, MAX_WINDOW_DURATION_SECS))
+    } else {
+        dur(&s.lead_time, "leadTime")?
+    };
+    Ok(Parsed {
+        event: s.event_id.parse().map_err(|e| format!("eventId: {e}"))?,
+        window: Window {
+            opens,
+            closes,
+            lead,
+            hold: if hold.is_empty() {
+                chrono::Duration::zero()
+            } else {
+                dur(hold, "afterSale.hold")?
+            },
+        },
+        baseline: baseline(s),
+    })
+}
+
+pub(super) fn baseline(s: &TicketEventSpec) -> i32 {
+    s.after_sale
+        .as_ref()
+        .and_then(|a| a.replicas)
+        .unwrap_or(s.min_replicas)
+}
+
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+pub(super) fn parse_ts(s: &Option<String>) -> Option<DateTime<Utc>> {
+    s.as_deref()
+        .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Learns pod start-to-Ready times for `leadTime: auto`.
+pub(super) fn startup(
+    s: &TicketEventSpec,
+    old: &TicketEventStatus,
+    o: &Observed,
+) -> Option<StartupStatus> {
+    if s.lead_time != LEAD_TIME_AUTO {
+        return old.startup.clone();
+    }
+    let mut st = old.startup.clone().unwrap_or_default();
+    let until = parse_ts(&st.measured_until);
+    let mut fresh: Vec<_> = o
+        .pod_starts
+        .iter()
+        .filter(|p| until.is_none_or(|u| p.ready_at > u))
+        .collect();
+    fresh.sort_by_key(|p| p.ready_at);
+    for p in &fresh {
+        st.samples_seconds.push(p.seconds);
+    }
+    let excess = st.samples_seconds.len().saturating_sub(STARTUP_SAMPLES);
+    st.samples_seconds.drain(..excess);
+    if let Some(last) = fresh.last() {
+        st.measured_until = Some(ts(last.ready_at));
+    }
+    st.lead_time_seconds = Some(plan::auto_lead_secs(&st.samples_seconds));
+    Some(st)
+}
