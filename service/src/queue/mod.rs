@@ -3,6 +3,7 @@
 //! `admission` moves users from the queue into the admitted set.
 
 pub mod admission;
+mod db;
 pub mod gauges;
 pub mod http;
 pub mod opening;
@@ -56,14 +57,10 @@ pub struct Gate {
 
 /// The event's own threshold and opening; `None` when the event does not exist.
 pub async fn gate(state: &AppState, event_id: Uuid) -> Result<Option<Gate>, Error> {
-    let row: Option<(i32, chrono::DateTime<chrono::Utc>)> =
-        sqlx::query_as("SELECT queue_threshold, sale_start_date FROM events WHERE id = $1")
-            .bind(event_id)
-            .fetch_optional(&state.db)
-            .await?;
-    Ok(row.map(|(t, opens)| Gate {
-        threshold: i64::from(t),
-        opens_ms: opens.timestamp_millis(),
+    let row = db::gate(&state.db, event_id).await?;
+    Ok(row.map(|r| Gate {
+        threshold: i64::from(r.queue_threshold),
+        opens_ms: r.sale_start_date.timestamp_millis(),
     }))
 }
 
