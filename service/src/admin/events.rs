@@ -22,7 +22,7 @@ use crate::{
     error::{Error, OrMessage, Result},
     events::db::EventRow,
     extract::{AuthUser, path_id},
-    reservations::items,
+    reservations::{db as reservations_db, items},
     seats::{self, http::layouts_json},
     state::AppState,
 };
@@ -207,11 +207,12 @@ async fn update(
 /// and releases what they hold; returns how many were cancelled and what to announce.
 async fn cancel_reservations_of(tx: &mut PgConnection, event_id: Uuid) -> Result<(i64, Effects)> {
     use crate::reservations::lifecycle::{self, Change, Current, Payment};
-    let live = items::lock_live_of_event(&mut *tx, event_id).await?;
+    let live = reservations_db::lock_live_of_event(&mut *tx, event_id).await?;
     let mut changes = Vec::with_capacity(live.len());
     let mut ids = Vec::new();
     let mut fx = Effects::none();
-    for (id, status, payment) in &live {
+    for r in &live {
+        let (id, status, payment) = (&r.id, &r.status, &r.payment_status);
         let current = Current::parse(status, payment, false).ok_or_else(|| {
             Error::internal(anyhow::anyhow!(
                 "reservation {id}: unknown status {status}/{payment}"
@@ -227,7 +228,7 @@ async fn cancel_reservations_of(tx: &mut PgConnection, event_id: Uuid) -> Result
         changes.push((*id, t.status.as_str(), t.payment.as_str()));
     }
     let notices = items::release(tx, &ids).await?;
-    items::set_statuses(&mut *tx, &changes).await?;
+    reservations_db::set_statuses(&mut *tx, &changes).await?;
     fx.add_notices(notices);
     Ok((changes.len() as i64, fx))
 }

@@ -50,27 +50,11 @@ pub async fn run(state: AppState) {
 pub async fn update(state: &AppState) -> sqlx::Result<Option<DateTime<Utc>>> {
     let mut tx = state.db.begin().await?;
     let changed: Vec<Uuid> = if super::try_lock(&mut tx, super::LOCK_EVENT_STATUS).await? {
-        sqlx::query_scalar(
-            "UPDATE events SET status = CASE
-                 WHEN event_date < now() OR sale_end_date <= now() THEN 'ended'
-                 ELSE 'on_sale' END
-             WHERE (status = 'upcoming' AND sale_start_date <= now() AND sale_end_date > now())
-                OR (status IN ('upcoming', 'on_sale', 'sold_out') AND (sale_end_date <= now() OR event_date < now()))
-             RETURNING id",
-        )
-        .fetch_all(&mut *tx)
-        .await?
+        super::db::apply_status_transitions(&mut *tx).await?
     } else {
         Vec::new()
     };
-    let next: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "SELECT min(t) FROM (
-             SELECT sale_start_date AS t FROM events WHERE status = 'upcoming' AND sale_start_date > now()
-             UNION ALL SELECT sale_end_date FROM events WHERE status IN ('upcoming', 'on_sale', 'sold_out') AND sale_end_date > now()
-             UNION ALL SELECT event_date FROM events WHERE status NOT IN ('ended', 'cancelled') AND event_date > now()) b",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
+    let next = super::db::next_status_boundary(&mut *tx).await?;
     tx.commit().await?;
     if !changed.is_empty() {
         state

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::{
     effects::{self, Effects},
     metrics::KindLabels,
-    reservations::items,
+    reservations::{db as reservations_db, items},
     state::AppState,
 };
 
@@ -32,7 +32,7 @@ pub async fn sweep(state: &AppState) -> sqlx::Result<i64> {
         if !super::try_lock(&mut tx, super::LOCK_HOLD_EXPIRY).await? {
             return Ok(total);
         }
-        let ids = items::expire_holds(&mut *tx, BATCH).await?;
+        let ids = reservations_db::expire_holds(&mut *tx, BATCH).await?;
         let expired = ids.len() as i64;
         let notices = items::release(&mut tx, &ids).await?;
         tx.commit().await?;

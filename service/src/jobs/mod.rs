@@ -2,11 +2,12 @@
 //! replicas exactly one runs it at a time, and a replica that dies mid-run releases it with its
 //! connection. Every job is idempotent: running it twice changes nothing more.
 
+mod db;
 pub mod event_status;
 pub mod hold_expiry;
 pub mod traffic;
 
-use sqlx::PgConnection;
+pub use db::try_lock;
 
 use crate::state::AppState;
 
@@ -14,14 +15,6 @@ use crate::state::AppState;
 pub const LOCK_HOLD_EXPIRY: i64 = 0x7469_6b65_7401;
 pub const LOCK_EVENT_STATUS: i64 = 0x7469_6b65_7402;
 pub const LOCK_TRAFFIC: i64 = 0x7469_6b65_7403;
-
-/// Takes the job's lock for the current transaction; false when another replica is running it.
-pub async fn try_lock(tx: &mut PgConnection, id: i64) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(id)
-        .fetch_one(tx)
-        .await
-}
 
 pub fn spawn_all(state: &AppState) {
     tokio::spawn(hold_expiry::run(state.clone()));

@@ -45,48 +45,37 @@ pub async fn sample(state: &AppState) -> anyhow::Result<usize> {
     if !super::try_lock(&mut tx, super::LOCK_TRAFFIC).await? {
         return Ok(0);
     }
-    let events: Vec<(Uuid, Option<String>)> = sqlx::query_as(
-        "SELECT id, artist_name FROM events
-         WHERE status <> 'cancelled' AND now() >= sale_start_date AND now() < sale_end_date",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let events = super::db::events_on_sale(&mut *tx).await?;
     let now_ms = chrono::Utc::now().timestamp_millis() as f64;
     let replicas: i64 = state
         .redis
         .zcount(state.keys.replicas(), now_ms, f64::INFINITY)
         .await?;
-    for (event_id, artist) in &events {
+    for event in &events {
+        let event_id = event.id;
         let on_page = crate::realtime::presence::count(
             &state.redis,
             &state.keys,
-            *event_id,
+            event_id,
             Duration::from_secs(state.config.presence_ttl_seconds),
         )
         .await?;
         let admitted: i64 = state
             .redis
-            .zcount(state.keys.active(*event_id), now_ms, f64::INFINITY)
+            .zcount(state.keys.active(event_id), now_ms, f64::INFINITY)
             .await?;
-        let queued: i64 = state.redis.zcard(state.keys.queue(*event_id)).await?;
-        sqlx::query(
-            "INSERT INTO traffic_logs (event_id, artist_name, minute, concurrent_users, queue_users, replicas, demand_users)
-             VALUES ($1, $2, date_trunc('minute', now()), $3, $4, $5, $6)
-             ON CONFLICT (event_id, minute) DO UPDATE SET
-                 concurrent_users = GREATEST(traffic_logs.concurrent_users, EXCLUDED.concurrent_users),
-                 queue_users = GREATEST(traffic_logs.queue_users, EXCLUDED.queue_users),
-                 replicas = GREATEST(traffic_logs.replicas, EXCLUDED.replicas),
-                 demand_users = GREATEST(traffic_logs.demand_users, EXCLUDED.demand_users)",
-        )
-        .bind(event_id)
-        .bind(artist)
-        .bind(on_page.max(admitted) as i32)
-        .bind(queued as i32)
-        .bind(replicas.max(1) as i32)
-        // demand: everyone on the page plus everyone waiting (admission caps concurrent_users)
-        .bind(on_page.max(admitted).saturating_add(queued).min(i64::from(i32::MAX)) as i32)
-        .execute(&mut *tx)
-        .await?;
+        let queued: i64 = state.redis.zcard(state.keys.queue(event_id)).await?;
+        let users = on_page.max(admitted);
+        let sample = super::db::TrafficSample {
+            event_id,
+            artist_name: event.artist_name.as_deref(),
+            concurrent_users: users as i32,
+            queue_users: queued as i32,
+            replicas: replicas.max(1) as i32,
+            // demand: everyone on the page plus everyone waiting (admission caps concurrent_users)
+            demand_users: users.saturating_add(queued).min(i64::from(i32::MAX)) as i32,
+        };
+        super::db::upsert_traffic(&mut *tx, &sample).await?;
     }
     tx.commit().await?;
     if !events.is_empty() {

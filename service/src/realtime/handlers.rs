@@ -78,6 +78,17 @@ fn event_id_of(data: Result<Value, impl std::fmt::Debug>) -> Option<Uuid> {
     data.ok()?.get("eventId")?.as_str().and_then(parse_uuid)
 }
 
+/// A `join-*`/`leave-*` request within the socket's event budget (see `flood`): its user and event.
+fn event_request(s: &Socket, data: Result<Value, impl std::fmt::Debug>) -> Option<(Uuid, Uuid)> {
+    if !flood::admit(s) {
+        return None;
+    }
+    match (user_of(s), event_id_of(data)) {
+        (Some(user), Some(event_id)) => Some((user, event_id)),
+        _ => None,
+    }
+}
+
 /// After the CONNECT: the user's private room, then what their session held before.
 pub async fn on_connect(s: Socket, io: Io, State(ctx): State<RealtimeCtx>) {
     let Some(user) = user_of(&s) else { return };
@@ -126,16 +137,16 @@ async fn enter_event(s: &Socket, io: &Io, ctx: &RealtimeCtx, user: Uuid, event_i
             .map(|mut set| set.insert(event_id))
             .unwrap_or(false)
     });
-    let users = if first {
-        presence::change(ctx, event_id, user, 1).await
-    } else {
-        presence::change(ctx, event_id, user, 0).await
-    };
-    match users {
+    count_presence(ctx, io, event_id, user, i64::from(first)).await;
+    true
+}
+
+/// Changes the user's presence in the event by `delta` (0: refreshes it) and updates its room info.
+async fn count_presence(ctx: &RealtimeCtx, io: &Io, event_id: Uuid, user: Uuid, delta: i64) {
+    match presence::change(ctx, event_id, user, delta).await {
         Ok(n) => ctx.room_info.update(io, event_id, n).await,
         Err(e) => tracing::warn!(error = %e, "presence not counted"),
     }
-    true
 }
 
 async fn on_join_event(
@@ -144,10 +155,7 @@ async fn on_join_event(
     State(ctx): State<RealtimeCtx>,
     TryData(data): TryData<Value>,
 ) {
-    if !flood::admit(&s) {
-        return;
-    }
-    let (Some(user), Some(event_id)) = (user_of(&s), event_id_of(data)) else {
+    let Some((user, event_id)) = event_request(&s, data) else {
         return;
     };
     if !enter_event(&s, &io, &ctx, user, event_id).await {
@@ -162,10 +170,7 @@ async fn on_leave_event(
     State(ctx): State<RealtimeCtx>,
     TryData(data): TryData<Value>,
 ) {
-    if !flood::admit(&s) {
-        return;
-    }
-    let (Some(user), Some(event_id)) = (user_of(&s), event_id_of(data)) else {
+    let Some((user, event_id)) = event_request(&s, data) else {
         return;
     };
     s.leave(room::event(event_id));
@@ -175,19 +180,13 @@ async fn on_leave_event(
             .unwrap_or(false)
     });
     if was_in {
-        match presence::change(&ctx, event_id, user, -1).await {
-            Ok(n) => ctx.room_info.update(&io, event_id, n).await,
-            Err(e) => tracing::warn!(error = %e, "presence not counted"),
-        }
+        count_presence(&ctx, &io, event_id, user, -1).await;
     }
     session::set(&ctx, user, session::Field::Event, None).await;
 }
 
 async fn on_join_queue(s: Socket, State(ctx): State<RealtimeCtx>, TryData(data): TryData<Value>) {
-    if !flood::admit(&s) {
-        return;
-    }
-    let (Some(user), Some(event_id)) = (user_of(&s), event_id_of(data)) else {
+    let Some((user, event_id)) = event_request(&s, data) else {
         return;
     };
     if !join(
@@ -200,10 +199,7 @@ async fn on_join_queue(s: Socket, State(ctx): State<RealtimeCtx>, TryData(data):
 }
 
 async fn on_join_seats(s: Socket, State(ctx): State<RealtimeCtx>, TryData(data): TryData<Value>) {
-    if !flood::admit(&s) {
-        return;
-    }
-    let (Some(user), Some(event_id)) = (user_of(&s), event_id_of(data)) else {
+    let Some((user, event_id)) = event_request(&s, data) else {
         return;
     };
     if !join(&s, vec![room::seats(event_id)]) {
@@ -242,9 +238,6 @@ async fn on_disconnect(s: Socket, io: Io, State(ctx): State<RealtimeCtx>) {
         .and_then(|r| r.0.lock().ok().map(|set| set.iter().copied().collect()))
         .unwrap_or_default();
     for event_id in rooms {
-        match presence::change(&ctx, event_id, user, -1).await {
-            Ok(n) => ctx.room_info.update(&io, event_id, n).await,
-            Err(e) => tracing::warn!(error = %e, "presence not counted"),
-        }
+        count_presence(&ctx, &io, event_id, user, -1).await;
     }
 }

@@ -327,7 +327,7 @@ pub async fn apply(
         Items::Keep => Vec::new(),
         Items::Release => items::release(tx, &[r.id]).await?,
         Items::Sell | Items::Unsell => {
-            if !items::set_seats_sold(tx, r.id, t.items == Items::Sell).await? {
+            if !db::set_seats_sold(&mut *tx, r.id, t.items == Items::Sell).await? {
                 // a seat of this reservation is no longer held by it: never sell it twice
                 return Err(Error::rejected(Code::HoldExpired, "예약이 만료되었습니다."));
             }
@@ -340,7 +340,7 @@ pub async fn apply(
                 .ok_or_else(sold_meanwhile)?
         }
     };
-    let updated_at = items::set_status(
+    let updated_at = db::set_status(
         &mut *tx,
         r.id,
         t.status.as_str(),

@@ -1,6 +1,5 @@
-//! The caller's reservations as `GET /api/reservations/my` and `/:id` show them: read-only SQL and
-//! rows that serialize to the contract's field names. Apart from `db.rs`, which holds the hold and
-//! booking writes.
+//! The caller's reservations as `GET /api/reservations/my` and `/:id` show them: rows that serialize
+//! to the contract's field names, read by `db.rs`.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -26,17 +25,6 @@ pub struct Item {
 pub struct SeatOfItem {
     pub seat_label: Option<String>,
     pub section: Option<String>,
-}
-
-#[derive(sqlx::FromRow)]
-struct ItemRow {
-    reservation_id: Uuid,
-    ticket_type_name: Option<String>,
-    quantity: i32,
-    unit_price: i32,
-    subtotal: i32,
-    seat_label: Option<String>,
-    section: Option<String>,
 }
 
 /// A reservation of the caller's list; event fields are null once the event is deleted.
@@ -84,18 +72,7 @@ async fn items_of(
     ids: &[Uuid],
     with_seat: bool,
 ) -> sqlx::Result<Vec<(Uuid, Item)>> {
-    let rows: Vec<ItemRow> = sqlx::query_as(
-        "SELECT ri.reservation_id, coalesce(tt.name, s.seat_label) AS ticket_type_name, ri.quantity,
-                ri.unit_price, ri.subtotal, s.seat_label, s.section
-         FROM reservation_items ri
-         LEFT JOIN ticket_types tt ON tt.id = ri.ticket_type_id
-         LEFT JOIN seats s ON s.id = ri.seat_id
-         WHERE ri.reservation_id = ANY ($1)
-         ORDER BY ri.reservation_id, ri.created_at, s.seat_label, tt.name",
-    )
-    .bind(ids)
-    .fetch_all(db)
-    .await?;
+    let rows = super::db::item_rows(db, ids).await?;
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -117,16 +94,7 @@ async fn items_of(
 
 /// The user's 500 newest reservations, newest first, with their items.
 pub async fn mine(db: &sqlx::PgPool, user: Uuid) -> sqlx::Result<Vec<Listed>> {
-    let mut list: Vec<Listed> = sqlx::query_as(
-        "SELECT r.id, r.reservation_number, r.total_amount, r.status, r.payment_status, r.created_at,
-                e.title AS event_title, e.venue, e.event_date
-         FROM (SELECT * FROM reservations WHERE user_id = $1 ORDER BY created_at DESC LIMIT 500) r
-         LEFT JOIN events e ON e.id = r.event_id
-         ORDER BY r.created_at DESC",
-    )
-    .bind(user)
-    .fetch_all(db)
-    .await?;
+    let mut list = super::db::my_reservations(db, user).await?;
     let ids: Vec<Uuid> = list.iter().map(|r| r.id).collect();
     let mut items = std::collections::HashMap::<Uuid, Vec<Item>>::new();
     for (id, item) in items_of(db, &ids, false).await? {
@@ -140,16 +108,7 @@ pub async fn mine(db: &sqlx::PgPool, user: Uuid) -> sqlx::Result<Vec<Listed>> {
 
 /// The reservation if it is the user's.
 pub async fn one(db: &sqlx::PgPool, user: Uuid, id: Uuid) -> sqlx::Result<Option<Detail>> {
-    let found: Option<Detail> = sqlx::query_as(
-        "SELECT r.id, r.reservation_number, r.total_amount, r.status, r.payment_status, r.payment_method,
-                r.created_at, r.event_id, e.title AS event_title, e.venue, e.event_date, e.address
-         FROM reservations r LEFT JOIN events e ON e.id = r.event_id
-         WHERE r.id = $1 AND r.user_id = $2",
-    )
-    .bind(id)
-    .bind(user)
-    .fetch_optional(db)
-    .await?;
+    let found = super::db::my_reservation(db, user, id).await?;
     let Some(mut detail) = found else {
         return Ok(None);
     };
