@@ -57,11 +57,15 @@ write_config() {
   mkdir -p "$dir/tmp"
   chown -R www-data "$dir/tmp" 2>/dev/null || true
   cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
+# Sized as ingress-nginx is (16384 connections): a proxied request or socket takes two (client and
+# upstream), and the rehearsal's opening (1000 live sockets + 1000 waiting-room checks) outgrew 4096
+# ("worker_connections are not enough, reusing connections": 46 checks got no answer).
+worker_processes 2;
+worker_rlimit_nofile 16384;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
 $([ "$(id -u)" = 0 ] && echo "user www-data;")
-events { worker_connections 4096; }
+events { worker_connections 8192; }
 http {
   access_log $dir/access.log;
   client_body_temp_path $dir/tmp/body;
