@@ -593,18 +593,25 @@ async fn rehearsal_full_dress_sale_opening() {
     );
     run.note("fault: Redis restarted (SHUTDOWN, then started on its append-only file)");
     tokio::time::sleep(Duration::from_secs(15)).await;
-    deployments
-        .patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({ "spec": { "template": { "metadata": { "annotations": {
-                "kubectl.kubernetes.io/restartedAt": Utc::now().to_rfc3339() } } } } }),
-            ),
-        )
-        .await
-        .unwrap();
-    run.note("fault: rolling restart of the service Deployment");
+    // A real `helm upgrade` of the release mid-sale, as a platform team ships a change: the chart's
+    // pre-upgrade migration Job, then a new pod template rolled out one pod at a time.
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/tiketi");
+    let upgrade = tokio::process::Command::new("helm")
+        .args(["upgrade", "tiketi", chart, "-n", &ns, "--reuse-values"])
+        .args([
+            "--wait",
+            "--wait-for-jobs",
+            "--timeout",
+            "5m",
+            "--set-string",
+        ])
+        .arg(format!(
+            "service.podAnnotations.tiketi\\.dev/rehearsal-upgrade={}",
+            Uuid::new_v4()
+        ))
+        .output();
+    let upgrade = tokio::spawn(upgrade);
+    run.note("fault: helm upgrade of the release (migration Job, rolling update)");
 
     // The sale runs until every buyer is through, at most 6 minutes after the opening.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
@@ -630,6 +637,14 @@ async fn rehearsal_full_dress_sale_opening() {
         },
     )
     .await;
+    match upgrade.await.unwrap() {
+        Ok(out) if out.status.success() => run.note("helm upgrade done"),
+        Ok(out) => run.broken(format!(
+            "helm upgrade failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )),
+        Err(e) => run.broken(format!("helm upgrade did not run: {e}")),
+    }
     run.note("rollout complete");
     run.stop.store(true, Relaxed);
     for s in sockets {
