@@ -136,11 +136,13 @@ async fn real_pods_queue_depth_scales_real_pods_out_and_back() {
             "target": { "kind": "Deployment", "name": name },
             "usersPerReplica": 1500,
             "minReplicas": 2,
-            "maxReplicas": 4,
+            "maxReplicas": 5,
             "fallbackExpectedUsers": 1500,
+            // a cooldown shorter than a real pod's start: only the warm-up credit keeps the operator
+            // from stepping again while the last step's pod is still starting
             "queueScaling": { "pollSeconds": 1, "rules": [
-                { "above": 5000, "change": 2, "cooldownSeconds": 4 },
-                { "below": 1000, "change": -1, "cooldownSeconds": 4 } ] },
+                { "above": 5000, "change": 1, "cooldownSeconds": 1 },
+                { "below": 1000, "change": -1, "cooldownSeconds": 1 } ] },
         }),
     )
     .await;
@@ -160,20 +162,44 @@ async fn real_pods_queue_depth_scales_real_pods_out_and_back() {
         .await
         .unwrap();
     let t0 = tokio::time::Instant::now();
+    let tes = Api::<TicketEvent>::namespaced(client.clone(), &ns);
+    // Step by step to maxReplicas, never more than one step ahead of the Ready pods.
+    let seen = std::sync::Mutex::new((0, Vec::<String>::new()));
+    let (seen_ref, deployments_ref, tes_ref, name_ref, te_ref) =
+        (&seen, &deployments, &tes, &name, &te);
     until(
-        Duration::from_secs(30),
-        "+2 replicas for 6000 queued users",
-        || async {
-            let d = deployments.get(&name).await.ok()?;
-            (d.spec?.replicas? == 4).then_some(())
+        Duration::from_secs(60),
+        "5 replicas, one step at a time, for 6000 queued users",
+        move || async move {
+            let d = deployments_ref.get(name_ref).await.ok()?;
+            let want = d.spec.as_ref()?.replicas?;
+            let ready = d.status.as_ref()?.ready_replicas.unwrap_or(0);
+            let summary = tes_ref
+                .get(te_ref)
+                .await
+                .ok()?
+                .status?
+                .summary
+                .unwrap_or_default();
+            let mut seen = seen_ref.lock().unwrap();
+            seen.0 = seen.0.max(want - ready);
+            if summary.contains("warm-up credit") && seen.1.last() != Some(&summary) {
+                seen.1.push(summary);
+            }
+            (want == 5).then_some(())
         },
     )
     .await;
+    let (ahead, credits) = seen.into_inner().unwrap();
     let decided = t0.elapsed();
-    settle(&client, 4).await;
+    settle(&client, 5).await;
     eprintln!(
-        "6000 queued users: operator scaled 2 -> 4 after {decided:?}; 4 real pods Ready after {:?}",
+        "6000 queued users: operator scaled 2 -> 5 after {decided:?}; 5 real pods Ready after {:?}; at most {ahead} replica(s) not Ready yet; warm-up credit: {credits:?}",
         t0.elapsed()
+    );
+    assert!(
+        ahead <= 1,
+        "stepped again while the last step's pod was still starting ({ahead} replicas not Ready)"
     );
     let status = serde_json::to_value(
         Api::<TicketEvent>::namespaced(client.clone(), &ns)
