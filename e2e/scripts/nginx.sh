@@ -90,7 +90,10 @@ http {
       proxy_set_header Host \$host;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
       proxy_set_header X-Forwarded-Proto \$scheme;
-      proxy_read_timeout 120s;
+      # ingress-nginx's defaults: a request in flight to a pod killed without a goodbye (its address just
+      # vanishes, no RST) is answered 504 (or retried elsewhere if idempotent) after 60 s instead of hanging
+      proxy_connect_timeout 5s;
+      proxy_read_timeout 60s;
       proxy_buffering off;
       proxy_next_upstream error timeout http_502;
     }

@@ -53,7 +53,7 @@ impl Run {
         self.note(format!("BROKEN: {what}"));
         self.tally.broken.lock().unwrap().push(what);
     }
-    /// One request through nginx: its status (0 when no answer within the client's timeout) and JSON body.
+    /// One request through nginx: its status (0 when no answer within the client's 90 s) and JSON body.
     async fn call(&self, req: reqwest::RequestBuilder, what: &str) -> (u16, Value) {
         self.tally.requests.fetch_add(1, Relaxed);
         let (status, body) = match req.send().await {
@@ -703,7 +703,9 @@ async fn rehearsal_full_dress_sale_opening() {
     }
     let unanswered = run.tally.unanswered.load(Relaxed);
     if unanswered > 0 {
-        run.broken(format!("{unanswered} requests without an answer (30 s)"));
+        run.broken(format!(
+            "{unanswered} requests without an answer (90 s; the proxy answers 504 after 60 s)"
+        ));
     }
     let requests = run.tally.requests.load(Relaxed);
     let too_many = run.tally.too_many.load(Relaxed);

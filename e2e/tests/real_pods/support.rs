@@ -330,10 +330,12 @@ pub async fn settle_count(client: &Client) -> i32 {
         .sum()
 }
 
+/// A client from `source`; it waits longer than the proxy's read timeout (60 s), so no answer means the
+/// proxy hung as well.
 pub fn from(source: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .local_address(Some(source.parse().unwrap()))
-        .timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(90))
         .build()
         .unwrap()
 }
