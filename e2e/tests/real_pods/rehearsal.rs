@@ -18,6 +18,8 @@ struct Tally {
     timeline: Mutex<Vec<(f64, String)>>,
     broken: Mutex<Vec<String>>,
     statuses: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// The first answer (or client error) of each failing "request status", and when, for the report.
+    examples: Mutex<std::collections::BTreeMap<String, (f64, String)>>,
     unanswered: AtomicU64,
     too_many: AtomicU64,
     requests: AtomicU64,
@@ -56,13 +58,22 @@ impl Run {
     /// One request through nginx: its status (0 when no answer within the client's 90 s) and JSON body.
     async fn call(&self, req: reqwest::RequestBuilder, what: &str) -> (u16, Value) {
         self.tally.requests.fetch_add(1, Relaxed);
-        let (status, body) = match req.send().await {
+        let sent = self.t0.elapsed().as_secs_f64();
+        let (status, body, error) = match req.send().await {
             Ok(r) => {
                 let s = r.status().as_u16();
-                (s, r.json::<Value>().await.unwrap_or(Value::Null))
+                (s, r.json::<Value>().await.unwrap_or(Value::Null), None)
             }
-            Err(_) => (0, Value::Null),
+            Err(e) => (0, Value::Null, Some(e.to_string())),
         };
+        if !(200..300).contains(&status) && status != 400 {
+            self.tally
+                .examples
+                .lock()
+                .unwrap()
+                .entry(format!("{what} {status}"))
+                .or_insert_with(|| (sent, error.unwrap_or_else(|| body.to_string())));
+        }
         match status {
             0 => {
                 self.tally.unanswered.fetch_add(1, Relaxed);
@@ -819,6 +830,14 @@ async fn rehearsal_full_dress_sale_opening() {
     md.push_str("\n## Answers\n\n| request status | count |\n|---|---|\n");
     for (k, v) in t.statuses.lock().unwrap().iter() {
         md.push_str(&format!("| {k} | {v} |\n"));
+    }
+    md.push_str("\n## First failing answer of each kind\n\n| request status | sent at | answer |\n|---|---|---|\n");
+    for (k, (at, answer)) in t.examples.lock().unwrap().iter() {
+        let answer: String = answer.chars().take(200).collect();
+        md.push_str(&format!(
+            "| {k} | +{at:.1} s | {} |\n",
+            answer.replace('|', "/")
+        ));
     }
     md.push_str("\n## Timeline\n\n");
     for (at, what) in t.timeline.lock().unwrap().iter() {
