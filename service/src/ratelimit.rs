@@ -1,6 +1,9 @@
 //! Fixed-window rate limits shared by all replicas through Redis.
 
-use fred::prelude::{KeysInterface, TransactionInterface};
+use fred::{
+    prelude::{KeysInterface, TransactionInterface},
+    types::ExpireOptions,
+};
 
 use crate::{error::Error, metrics::KindLabels, state::AppState};
 
@@ -13,9 +16,21 @@ pub struct Attempt(Option<String>);
 
 impl Attempt {
     /// Uncounts the attempt in the window it was counted in (best effort: a Redis error leaves it).
+    /// Should the window's key have expired meanwhile, DECR recreates it without a TTL: `EXPIRE NX`
+    /// gives that one a TTL again and leaves a live key's alone.
     pub async fn refund(self, state: &AppState) {
         let Some(key) = self.0 else { return };
-        let undone: Result<i64, _> = state.redis_breaker.run(state.redis.next().decr(&key)).await;
+        let tx = state.redis.next().multi();
+        let undone: Result<(i64, i64), _> = state
+            .redis_breaker
+            .run(async {
+                let _: () = tx.decr(&key).await?;
+                let _: () = tx
+                    .expire(&key, WINDOW_SECS as i64 + 1, Some(ExpireOptions::NX))
+                    .await?;
+                tx.exec(true).await
+            })
+            .await;
         if let Err(Some(e)) = undone {
             tracing::debug!(error = %e, "rate limit attempt not refunded");
         }
