@@ -161,10 +161,12 @@ pub fn bodies() -> Vec<BodyDoc> {
         news::http::NewsBody,
         payments::http::ProcessBody,
         reservations::http::BookBody,
+        seats::http::HoldBody,
     };
     vec![
         body::<AccountBody>(Post, "/api/auth/register"),
         body::<AccountBody>(Post, "/api/auth/login"),
+        body::<HoldBody>(Post, "/api/seats/reserve"),
         body::<BookBody>(Post, "/api/reservations"),
         body::<ProcessBody>(Post, "/api/payments/process"),
         body::<NewsBody>(Post, "/api/news"),

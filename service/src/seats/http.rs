@@ -12,9 +12,10 @@ use uuid::Uuid;
 
 use super::db;
 use crate::{
+    body::{Body, Field},
     effects,
     error::{Code, Error, OrMessage, Result},
-    extract::{AuthUser, Buyer, Fields, JsonBody, path_id},
+    extract::{AuthUser, Buyer, path_id},
     metrics::KindLabels,
     reservations,
     state::AppState,
@@ -65,19 +66,29 @@ async fn seat_map(
     .or_message("Failed to fetch seats")
 }
 
+/// `POST /api/seats/reserve`: `eventId` and `seatIds` (at most one seat).
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+pub struct HoldBody {
+    #[serde(default, rename = "eventId")]
+    #[schema(value_type = String, format = "uuid")]
+    event_id: Field<Uuid>,
+    #[serde(default, rename = "seatIds")]
+    #[schema(value_type = Vec<String>)]
+    seat_ids: Field<Vec<Field<Uuid>>>,
+}
+
 async fn reserve(
     State(state): State<AppState>,
     user: Buyer,
     crate::extract::ClientIp(ip): crate::extract::ClientIp,
-    JsonBody(body): JsonBody,
+    Body(body): Body<HoldBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    let event_id = body
-        .uuid_of("eventId")
+    // the contract's checks, in its order
+    let event_id = *body
+        .event_id
+        .get()
         .ok_or_else(|| Error::bad_request(Code::InvalidId, "Invalid event ID format"))?;
-    let seat_ids = body
-        .field("seatIds")
-        .and_then(Value::as_array)
-        .filter(|a| !a.is_empty());
+    let seat_ids = body.seat_ids.get().filter(|a| !a.is_empty());
     let seat_ids = seat_ids
         .ok_or_else(|| Error::bad_request(Code::InvalidInput, "Please select at least one seat"))?;
     if seat_ids.len() > MAX_SEATS_PER_RESERVATION {
@@ -87,9 +98,10 @@ async fn reserve(
         ));
     }
     let mut ids: Vec<Uuid> = Vec::with_capacity(seat_ids.len());
-    for v in seat_ids {
-        let id = v.as_str().and_then(tiketi_core::ids::parse_uuid);
-        let id = id.ok_or_else(|| Error::bad_request(Code::InvalidId, "Invalid seat ID format"))?;
+    for seat in seat_ids {
+        let id = *seat
+            .get()
+            .ok_or_else(|| Error::bad_request(Code::InvalidId, "Invalid seat ID format"))?;
         if !ids.contains(&id) {
             ids.push(id);
         }
