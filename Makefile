@@ -28,7 +28,7 @@ bench: deps ## benchmarks against DESIGN.md §6 and a Node socket.io reference (
 e2e: ## e2e on a real Kubernetes API server (local control plane built with Go; E2E_REAL_NODE=1: real pods on a kubelet node, root; E2E_CLUSTER=existing for kind)
 	@e2e/run.sh
 
-rehearsal: ## full-dress sale opening on the real node (root; ≈15 min warm; REHEARSAL_USERS=1000): report in target/rehearsal-report.md
+rehearsal: ## full-dress sale opening on the real node (root; ≈3 min warm; REHEARSAL_USERS=1000): report in target/rehearsal-report.md
 	@flock /tmp/tiketi-cluster.lock env E2E_REAL_NODE=1 e2e/run.sh rehearsal
 
 crd: ## regenerate the TicketEvent CRD yaml (and the chart's copy)
