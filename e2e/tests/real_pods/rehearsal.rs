@@ -21,6 +21,7 @@ struct Tally {
     /// The first answer (or client error) of each failing "request status", and when, for the report.
     examples: Mutex<std::collections::BTreeMap<String, (f64, String)>>,
     unanswered: AtomicU64,
+    resent: AtomicU64,
     too_many: AtomicU64,
     requests: AtomicU64,
     reconnects: AtomicU64,
@@ -59,7 +60,18 @@ impl Run {
     async fn call(&self, req: reqwest::RequestBuilder, what: &str) -> (u16, Value) {
         self.tally.requests.fetch_add(1, Relaxed);
         let sent = self.t0.elapsed().as_secs_f64();
-        let (status, body, error) = match req.send().await {
+        // A browser sends a request again when the kept-alive connection it reused was closed under it
+        // (nginx closes idle ones on every reload, e.g. when a pod becomes Ready); so does this client,
+        // once. A failure that persists, or a timeout, stays unanswered.
+        let again = req.try_clone();
+        let mut answer = req.send().await;
+        if let (Err(e), Some(again)) = (&answer, again)
+            && !e.is_timeout()
+        {
+            self.tally.resent.fetch_add(1, Relaxed);
+            answer = again.send().await;
+        }
+        let (status, body, error) = match answer {
             Ok(r) => {
                 let s = r.status().as_u16();
                 (s, r.json::<Value>().await.unwrap_or(Value::Null), None)
@@ -793,6 +805,10 @@ async fn rehearsal_full_dress_sale_opening() {
         ("peak replicas (desired, ready)", format!("{peak:?}")),
         ("requests through nginx", requests.to_string()),
         ("unanswered requests", unanswered.to_string()),
+        (
+            "sent again after a closed kept-alive connection",
+            t.resent.load(Relaxed).to_string(),
+        ),
         ("429 answers", too_many.to_string()),
         ("queued at the opening", t.queued.load(Relaxed).to_string()),
         ("admitted", t.admitted.load(Relaxed).to_string()),
