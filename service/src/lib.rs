@@ -45,7 +45,8 @@ const SOCKET_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 pub struct Service {
     pub state: AppState,
     pub router: Router,
-    realtime: realtime::RealtimeCtx,
+    /// The Socket.IO handle; `state` links to it weakly (see `realtime::Realtime`).
+    io: std::sync::Arc<realtime::Io>,
 }
 
 impl Service {
@@ -54,24 +55,11 @@ impl Service {
         let db = stores::db_pool(&config)?;
         let redis = stores::redis_pool(&config).await?;
         let jwt = std::sync::Arc::new(auth::jwt::JwtKeys::new(config.jwt_secret()?.as_bytes()));
-        let ctx = realtime::RealtimeCtx {
-            jwt: jwt.clone(),
-            redis: redis.clone(),
-            keys: tiketi_core::keys::Keys::new(config.redis_prefix.clone()),
-            room_info: realtime::room_info::RoomInfo::default(),
-            presence: realtime::presence::Local::new(std::time::Duration::from_secs(
-                config.presence_ttl_seconds,
-            )),
-        };
-        let (sio_layer, io) = realtime::build(&config, ctx.clone()).await?;
-        let state = AppState::new(db, redis, io, jwt, config);
+        let state = AppState::new(db, redis, jwt, config);
+        let (sio_layer, io) = realtime::build(&state).await?;
         eviction::check_at_start(&state).await?;
         let router = app::router(state.clone(), sio_layer);
-        Ok(Self {
-            state,
-            router,
-            realtime: ctx,
-        })
+        Ok(Self { state, router, io })
     }
 
     /// Start-up work: migrations (if asked), the admin account, dev demo data.
@@ -98,7 +86,7 @@ impl Service {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let health = self.state.health.clone();
-        let io = self.state.io.clone();
+        let io = (*self.io).clone();
         let shutdown = async move {
             shutdown.await;
             health.start_draining();
@@ -125,7 +113,7 @@ impl Service {
         tokio::select! {
             served = server => served?,
             () = health::watch(self.state.clone()) => {}
-            () = realtime::presence::heartbeat(self.realtime, self.state.io.clone()) => {}
+            () = realtime::presence::heartbeat(self.state.clone()) => {}
             () = eviction::watch(self.state.clone()) => {}
         }
         Ok(())

@@ -16,8 +16,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub jwt: Arc<JwtKeys>,
     pub metrics: &'static Metrics,
-    /// Socket.IO handle for server pushes.
-    pub io: crate::realtime::Io,
+    /// The Socket.IO side: push handle, room-info coalescer, presence, flood limits.
+    pub realtime: crate::realtime::Realtime,
     pub started: Instant,
     /// The in-process tier of the response cache.
     pub local: crate::cache::Local,
@@ -32,13 +32,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(
-        db: PgPool,
-        redis: RedisPool,
-        io: crate::realtime::Io,
-        jwt: Arc<JwtKeys>,
-        config: Config,
-    ) -> Self {
+    pub fn new(db: PgPool, redis: RedisPool, jwt: Arc<JwtKeys>, config: Config) -> Self {
         let payments = Arc::new(crate::payments::provider::MockProvider::new(
             config.payment_delay_min_ms,
             config.payment_delay_max_ms,
@@ -52,9 +46,9 @@ impl AppState {
             redis,
             keys: Keys::new(config.redis_prefix.clone()),
             jwt,
+            realtime: crate::realtime::Realtime::new(&config),
             config: Arc::new(config),
             metrics: crate::metrics::global(),
-            io,
             started: Instant::now(),
             local: crate::cache::Local::default(),
             payments,

@@ -14,9 +14,8 @@ use tiketi_core::{
 };
 use uuid::Uuid;
 
-use super::{
-    Io, MSG_AUTH_REQUIRED, MSG_INVALID_TOKEN, RealtimeCtx, Socket, flood, presence, session,
-};
+use super::{Io, MSG_AUTH_REQUIRED, MSG_INVALID_TOKEN, Socket, flood, presence, session};
+use crate::state::AppState;
 
 /// Who a socket belongs to (from its token).
 #[derive(Clone, Debug)]
@@ -35,8 +34,7 @@ pub struct ConnectRefused(&'static str);
 pub async fn authenticate(
     s: Socket,
     TryData(auth): TryData<Value>,
-    State(ctx): State<RealtimeCtx>,
-    State(limits): State<flood::Limits>,
+    State(state): State<AppState>,
 ) -> Result<(), ConnectRefused> {
     let token = auth
         .ok()
@@ -47,7 +45,7 @@ pub async fn authenticate(
     let token = token
         .filter(|t| !t.is_empty())
         .ok_or(ConnectRefused(MSG_AUTH_REQUIRED))?;
-    let claims = ctx
+    let claims = state
         .jwt
         .verify(&token)
         .map_err(|_| ConnectRefused(MSG_INVALID_TOKEN))?;
@@ -55,7 +53,7 @@ pub async fn authenticate(
         user_id: claims.user_id,
     });
     s.extensions.insert(EventRooms::default());
-    flood::install(&s, limits);
+    flood::install(&s, state.realtime.flood);
     s.on(event::JOIN_EVENT, on_join_event);
     s.on(event::LEAVE_EVENT, on_leave_event);
     s.on(event::JOIN_QUEUE, on_join_queue);
@@ -90,10 +88,10 @@ fn event_request(s: &Socket, data: Result<Value, impl std::fmt::Debug>) -> Optio
 }
 
 /// After the CONNECT: the user's private room, then what their session held before.
-pub async fn on_connect(s: Socket, io: Io, State(ctx): State<RealtimeCtx>) {
+pub async fn on_connect(s: Socket, io: Io, State(state): State<AppState>) {
     let Some(user) = user_of(&s) else { return };
     join(&s, vec![room::user(user)]);
-    let restored = match session::load(&ctx, user).await {
+    let restored = match session::load(&state, user).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "session not restored");
@@ -104,7 +102,7 @@ pub async fn on_connect(s: Socket, io: Io, State(ctx): State<RealtimeCtx>) {
         return;
     }
     if let Some(e) = restored.event_id {
-        enter_event(&s, &io, &ctx, user, e).await;
+        enter_event(&s, &io, &state, user, e).await;
     }
     if let Some(e) = restored.queue_event_id {
         join(&s, vec![room::queue(e), room::user_queue(e, user)]);
@@ -128,7 +126,7 @@ fn join(s: &Socket, rooms: Vec<String>) -> bool {
     flood::join(s, rooms)
 }
 
-async fn enter_event(s: &Socket, io: &Io, ctx: &RealtimeCtx, user: Uuid, event_id: Uuid) -> bool {
+async fn enter_event(s: &Socket, io: &Io, state: &AppState, user: Uuid, event_id: Uuid) -> bool {
     if !join(s, vec![room::event(event_id)]) {
         return false;
     }
@@ -137,14 +135,14 @@ async fn enter_event(s: &Socket, io: &Io, ctx: &RealtimeCtx, user: Uuid, event_i
             .map(|mut set| set.insert(event_id))
             .unwrap_or(false)
     });
-    count_presence(ctx, io, event_id, user, i64::from(first)).await;
+    count_presence(state, io, event_id, user, i64::from(first)).await;
     true
 }
 
 /// Changes the user's presence in the event by `delta` (0: refreshes it) and updates its room info.
-async fn count_presence(ctx: &RealtimeCtx, io: &Io, event_id: Uuid, user: Uuid, delta: i64) {
-    match presence::change(ctx, event_id, user, delta).await {
-        Ok(n) => ctx.room_info.update(io, event_id, n).await,
+async fn count_presence(state: &AppState, io: &Io, event_id: Uuid, user: Uuid, delta: i64) {
+    match presence::change(state, event_id, user, delta).await {
+        Ok(n) => state.realtime.room_info.update(io, event_id, n).await,
         Err(e) => tracing::warn!(error = %e, "presence not counted"),
     }
 }
@@ -152,22 +150,22 @@ async fn count_presence(ctx: &RealtimeCtx, io: &Io, event_id: Uuid, user: Uuid, 
 async fn on_join_event(
     s: Socket,
     io: Io,
-    State(ctx): State<RealtimeCtx>,
+    State(state): State<AppState>,
     TryData(data): TryData<Value>,
 ) {
     let Some((user, event_id)) = event_request(&s, data) else {
         return;
     };
-    if !enter_event(&s, &io, &ctx, user, event_id).await {
+    if !enter_event(&s, &io, &state, user, event_id).await {
         return;
     }
-    session::set(&ctx, user, session::Field::Event, Some(event_id)).await;
+    session::set(&state, user, session::Field::Event, Some(event_id)).await;
 }
 
 async fn on_leave_event(
     s: Socket,
     io: Io,
-    State(ctx): State<RealtimeCtx>,
+    State(state): State<AppState>,
     TryData(data): TryData<Value>,
 ) {
     let Some((user, event_id)) = event_request(&s, data) else {
@@ -180,12 +178,12 @@ async fn on_leave_event(
             .unwrap_or(false)
     });
     if was_in {
-        count_presence(&ctx, &io, event_id, user, -1).await;
+        count_presence(&state, &io, event_id, user, -1).await;
     }
-    session::set(&ctx, user, session::Field::Event, None).await;
+    session::set(&state, user, session::Field::Event, None).await;
 }
 
-async fn on_join_queue(s: Socket, State(ctx): State<RealtimeCtx>, TryData(data): TryData<Value>) {
+async fn on_join_queue(s: Socket, State(state): State<AppState>, TryData(data): TryData<Value>) {
     let Some((user, event_id)) = event_request(&s, data) else {
         return;
     };
@@ -195,22 +193,22 @@ async fn on_join_queue(s: Socket, State(ctx): State<RealtimeCtx>, TryData(data):
     ) {
         return;
     }
-    session::set(&ctx, user, session::Field::Queue, Some(event_id)).await;
+    session::set(&state, user, session::Field::Queue, Some(event_id)).await;
 }
 
-async fn on_join_seats(s: Socket, State(ctx): State<RealtimeCtx>, TryData(data): TryData<Value>) {
+async fn on_join_seats(s: Socket, State(state): State<AppState>, TryData(data): TryData<Value>) {
     let Some((user, event_id)) = event_request(&s, data) else {
         return;
     };
     if !join(&s, vec![room::seats(event_id)]) {
         return;
     }
-    session::set(&ctx, user, session::Field::Seats, Some(event_id)).await;
+    session::set(&state, user, session::Field::Seats, Some(event_id)).await;
 }
 
 async fn on_selection_changed(
     s: Socket,
-    State(ctx): State<RealtimeCtx>,
+    State(state): State<AppState>,
     TryData(data): TryData<Value>,
 ) {
     if !flood::admit(&s) {
@@ -226,10 +224,10 @@ async fn on_selection_changed(
         return;
     };
     let seats = data.get("seats").cloned().unwrap_or(Value::Null);
-    session::set_selection(&ctx, user, event_id, &seats).await;
+    session::set_selection(&state, user, event_id, &seats).await;
 }
 
-async fn on_disconnect(s: Socket, io: Io, State(ctx): State<RealtimeCtx>) {
+async fn on_disconnect(s: Socket, io: Io, State(state): State<AppState>) {
     crate::metrics::global().sockets_open.dec();
     let Some(user) = user_of(&s) else { return };
     let rooms: Vec<Uuid> = s
@@ -238,6 +236,6 @@ async fn on_disconnect(s: Socket, io: Io, State(ctx): State<RealtimeCtx>) {
         .and_then(|r| r.0.lock().ok().map(|set| set.iter().copied().collect()))
         .unwrap_or_default();
     for event_id in rooms {
-        count_presence(&ctx, &io, event_id, user, -1).await;
+        count_presence(&state, &io, event_id, user, -1).await;
     }
 }

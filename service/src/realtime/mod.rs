@@ -7,7 +7,10 @@ pub mod presence;
 pub mod room_info;
 pub mod session;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock, Weak},
+    time::Duration,
+};
 
 use fred::{
     prelude::{Builder, Config as RedisConfig, EventInterface, PubsubInterface, ReconnectPolicy},
@@ -16,12 +19,11 @@ use fred::{
 use socketioxide::{SocketIo, adapter::Emitter, handler::ConnectHandler, layer::SocketIoLayer};
 use socketioxide_redis::{FredAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use tiketi_core::{
-    keys::Keys,
     time::to_wire,
     wire::{Notice, SeatLocked, SeatReleased, TicketUpdated, event, room},
 };
 
-use crate::{auth::jwt::JwtKeys, config::Config, state::AppState};
+use crate::{config::Config, state::AppState};
 
 /// The adapter shares rooms and broadcasts between replicas through Redis pub/sub.
 pub type Adapter = FredAdapter<Emitter>;
@@ -31,22 +33,39 @@ pub type Socket = socketioxide::extract::SocketRef<Adapter>;
 pub const MSG_AUTH_REQUIRED: &str = "Authentication required";
 pub const MSG_INVALID_TOKEN: &str = "Invalid authentication token";
 
-/// What socket handlers need (the `SocketIo` handle itself is an extractor).
+/// This replica's Socket.IO side, part of `AppState`: the handle for server pushes, the room-info
+/// coalescer, this replica's presence and the per-socket flood limits.
 #[derive(Clone)]
-pub struct RealtimeCtx {
-    pub jwt: Arc<JwtKeys>,
-    pub redis: fred::clients::Pool,
-    pub keys: Keys,
+pub struct Realtime {
+    /// Attached by `build`, weakly: the handle's socket handlers hold this state, so a strong link
+    /// would be a cycle that keeps a stopped service's pools alive. `Service` owns the handle.
+    io: Arc<OnceLock<Weak<Io>>>,
     pub room_info: room_info::RoomInfo,
     /// This replica's sockets per event room, for the presence heartbeat.
     pub presence: presence::Local,
+    pub flood: flood::Limits,
 }
 
-/// Builds the Socket.IO layer and its handle over a Redis adapter (RESP3 subscriber, Redis >= 7).
-pub async fn build(
-    config: &Config,
-    ctx: RealtimeCtx,
-) -> anyhow::Result<(SocketIoLayer<Adapter>, Io)> {
+impl Realtime {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            io: Arc::default(),
+            room_info: room_info::RoomInfo::default(),
+            presence: presence::Local::new(Duration::from_secs(config.presence_ttl_seconds)),
+            flood: flood::Limits::from_config(config),
+        }
+    }
+
+    /// The Socket.IO handle while its service exists (`None` before `build` and after `serve`).
+    pub fn io(&self) -> Option<Arc<Io>> {
+        self.io.get()?.upgrade()
+    }
+}
+
+/// Builds the Socket.IO layer and its handle over a Redis adapter (RESP3 subscriber, Redis >= 7),
+/// and attaches the handle to `state`; the caller keeps the returned handle alive while it serves.
+pub async fn build(state: &AppState) -> anyhow::Result<(SocketIoLayer<Adapter>, Arc<Io>)> {
+    let config = &state.config;
     let mut rc = RedisConfig::from_url(&config.redis_url)?;
     rc.version = RespVersion::RESP3;
     rc.fail_fast = false;
@@ -56,7 +75,7 @@ pub async fn build(
         .build_subscriber_client()?;
     resubscribe_on_reconnect(&sub);
     let adapter_config = RedisAdapterConfig::new()
-        .with_prefix(ctx.keys.socketio_channel_prefix())
+        .with_prefix(state.keys.socketio_channel_prefix())
         .with_stream_buffer(8192);
     let adapter = tokio::time::timeout(
         Duration::from_secs(30),
@@ -71,12 +90,15 @@ pub async fn build(
         // tungstenite allocates and zero-fills this per socket; client packets are ~100 bytes, and a
         // larger frame grows it as needed
         .ws_read_buffer_size(256)
-        .with_state(ctx)
-        .with_state(flood::Limits::from_config(config))
+        .with_state(state.clone())
         .with_adapter::<Adapter>(adapter)
         .build_layer();
     io.ns("/", handlers::on_connect.with(handlers::authenticate))
         .await?;
+    let io = Arc::new(io);
+    if state.realtime.io.set(Arc::downgrade(&io)).is_err() {
+        anyhow::bail!("the Socket.IO layer was built twice for one state");
+    }
     Ok((layer, io))
 }
 
@@ -103,6 +125,10 @@ pub async fn publish(state: &AppState, notices: Vec<Notice>) {
     if notices.is_empty() {
         return;
     }
+    let Some(io) = state.realtime.io() else {
+        tracing::debug!("realtime notices dropped: this service no longer serves Socket.IO");
+        return;
+    };
     let now = to_wire(&chrono::Utc::now());
     // while Redis is unreachable, this replica's own sockets still hear the change at once instead of
     // every emit waiting out the adapter's timeout
@@ -111,11 +137,7 @@ pub async fn publish(state: &AppState, notices: Vec<Notice>) {
         state.metrics.redis_steps_skipped.inc();
     }
     let rooms = |r: String| {
-        if remote {
-            state.io.to(r)
-        } else {
-            state.io.local().to(r)
-        }
+        if remote { io.to(r) } else { io.local().to(r) }
     };
     // Every emit is started before any is awaited: their adapter publishes go out together (one Redis
     // round trip, in order on the adapter's one connection), and the local broadcasts then run back

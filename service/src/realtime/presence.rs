@@ -18,7 +18,7 @@ use fred::{clients::Pool, types::scripts::Script};
 use tiketi_core::keys::Keys;
 use uuid::Uuid;
 
-use super::{Io, RealtimeCtx};
+use crate::state::AppState;
 
 /// Drops users whose expiry passed (their replica stopped vouching for them). Shared head of every
 /// script: KEYS[1] = counts hash, KEYS[2] = expiries; defines `now` (ms) and `dropped`.
@@ -140,20 +140,20 @@ fn ttl_ms(ttl: Duration) -> String {
 /// Adds (`delta` = 1) or removes (-1) one socket of `user`, or only counts (0); returns the users now
 /// present.
 pub async fn change(
-    ctx: &RealtimeCtx,
+    state: &AppState,
     event: Uuid,
     user: Uuid,
     delta: i64,
 ) -> Result<i64, fred::error::Error> {
-    ctx.presence.change(event, user, delta);
+    state.realtime.presence.change(event, user, delta);
     let counts: Vec<i64> = CHANGE
         .evalsha_with_reload(
-            ctx.redis.next(),
-            keys_of(&ctx.keys, event),
+            state.redis.next(),
+            keys_of(&state.keys, event),
             vec![
                 user.to_string(),
                 delta.to_string(),
-                ttl_ms(ctx.presence.ttl),
+                ttl_ms(state.realtime.presence.ttl),
             ],
         )
         .await?;
@@ -179,14 +179,18 @@ pub async fn count(
 
 /// Vouches for this replica's users every TTL / 3 (two missed beats are tolerated) and sends the new
 /// `room-info` when lapsed users of a dead replica were dropped. Runs beside the server.
-pub async fn heartbeat(ctx: RealtimeCtx, io: Io) {
-    let mut tick = tokio::time::interval(ctx.presence.ttl / 3);
+pub async fn heartbeat(state: AppState) {
+    let mut tick = tokio::time::interval(state.realtime.presence.ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        for (event, users) in ctx.presence.snapshot() {
-            match refresh(&ctx, event, &users).await {
-                Ok((n, dropped)) if dropped > 0 => ctx.room_info.update(&io, event, n).await,
+        for (event, users) in state.realtime.presence.snapshot() {
+            match refresh(&state, event, &users).await {
+                Ok((n, dropped)) if dropped > 0 => {
+                    if let Some(io) = state.realtime.io() {
+                        state.realtime.room_info.update(&io, event, n).await
+                    }
+                }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "presence heartbeat skipped"),
             }
@@ -195,20 +199,20 @@ pub async fn heartbeat(ctx: RealtimeCtx, io: Io) {
 }
 
 async fn refresh(
-    ctx: &RealtimeCtx,
+    state: &AppState,
     event: Uuid,
     users: &[(Uuid, i64)],
 ) -> Result<(i64, i64), fred::error::Error> {
     let mut out = (0, 0);
     for batch in users.chunks(REFRESH_BATCH) {
         let mut args = Vec::with_capacity(1 + batch.len() * 2);
-        args.push(ttl_ms(ctx.presence.ttl));
+        args.push(ttl_ms(state.realtime.presence.ttl));
         for (user, sockets) in batch {
             args.push(user.to_string());
             args.push(sockets.to_string());
         }
         let counts: Vec<i64> = REFRESH
-            .evalsha_with_reload(ctx.redis.next(), keys_of(&ctx.keys, event), args)
+            .evalsha_with_reload(state.redis.next(), keys_of(&state.keys, event), args)
             .await?;
         out = (first(&counts), out.1 + counts.get(1).copied().unwrap_or(0));
     }

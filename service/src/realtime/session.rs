@@ -6,7 +6,7 @@ use serde_json::Value;
 use tiketi_core::wire::Session;
 use uuid::Uuid;
 
-use super::RealtimeCtx;
+use crate::state::AppState;
 
 pub const TTL_SECS: i64 = 3600;
 
@@ -26,9 +26,9 @@ impl Field {
     }
 }
 
-pub async fn load(ctx: &RealtimeCtx, user: Uuid) -> Result<Session, fred::error::Error> {
+pub async fn load(state: &AppState, user: Uuid) -> Result<Session, fred::error::Error> {
     let map: std::collections::HashMap<String, String> =
-        ctx.redis.hgetall(ctx.keys.session(user)).await?;
+        state.redis.hgetall(state.keys.session(user)).await?;
     let id = |k: &str| map.get(k).and_then(|v| v.parse().ok());
     Ok(Session {
         event_id: id("eventId"),
@@ -41,18 +41,19 @@ pub async fn load(ctx: &RealtimeCtx, user: Uuid) -> Result<Session, fred::error:
 }
 
 /// Sets (or with `None` clears) one room of the session and renews its expiry.
-pub async fn set(ctx: &RealtimeCtx, user: Uuid, field: Field, event: Option<Uuid>) {
-    let key = ctx.keys.session(user);
+pub async fn set(state: &AppState, user: Uuid, field: Field, event: Option<Uuid>) {
+    let key = state.keys.session(user);
     let done: Result<(), fred::error::Error> = async {
         match event {
             Some(e) => {
-                ctx.redis
+                state
+                    .redis
                     .hset::<(), _, _>(&key, (field.name(), e.to_string()))
                     .await?
             }
-            None => ctx.redis.hdel::<(), _, _>(&key, field.name()).await?,
+            None => state.redis.hdel::<(), _, _>(&key, field.name()).await?,
         }
-        ctx.redis.expire::<(), _>(&key, TTL_SECS, None).await
+        state.redis.expire::<(), _>(&key, TTL_SECS, None).await
     }
     .await;
     if let Err(e) = done {
@@ -61,20 +62,21 @@ pub async fn set(ctx: &RealtimeCtx, user: Uuid, field: Field, event: Option<Uuid
 }
 
 /// Records the seat selection the client reports (bounded: it is stored as given).
-pub async fn set_selection(ctx: &RealtimeCtx, user: Uuid, event: Uuid, seats: &Value) {
-    let key = ctx.keys.session(user);
+pub async fn set_selection(state: &AppState, user: Uuid, event: Uuid, seats: &Value) {
+    let key = state.keys.session(user);
     let json = seats.to_string();
     if json.len() > 4096 {
         return;
     }
     let done: Result<(), fred::error::Error> = async {
-        ctx.redis
+        state
+            .redis
             .hset::<(), _, _>(
                 &key,
                 vec![("seatEventId", event.to_string()), ("selectedSeats", json)],
             )
             .await?;
-        ctx.redis.expire::<(), _>(&key, TTL_SECS, None).await
+        state.redis.expire::<(), _>(&key, TTL_SECS, None).await
     }
     .await;
     if let Err(e) = done {
