@@ -133,8 +133,10 @@ pub struct Config {
     #[arg(long, env = "ADMISSION_TICK_MS", default_value_t = 200)]
     pub admission_tick_ms: u64,
     /// Minimum interval between `queue-updated` broadcasts of one event (each makes every waiting
-    /// frontend re-fetch its status).
-    #[arg(long, env = "QUEUE_UPDATE_MS", default_value_t = 1000)]
+    /// frontend re-fetch its status). A quiet queue's change goes out on the next admission tick;
+    /// during a storm the oldest change waits this long rounded up to the tick, so 400 ms on 200 ms
+    /// ticks leaves ≈ 400 ms of the promised 1 s for a loaded loop and the broadcast itself.
+    #[arg(long, env = "QUEUE_UPDATE_MS", default_value_t = 400)]
     pub queue_update_ms: u64,
     /// Arrivals from this long before a sale opens get a random place in its waiting room (earlier
     /// ones are not entered yet).

@@ -25,7 +25,7 @@ impl Effects {
         Self::default()
     }
 
-    /// Announce these; their events' cached pages are stale too (seats and stock changed).
+    /// Announce these; the events whose stock changed have stale cached pages too.
     pub fn notices(notices: Vec<Notice>) -> Self {
         let mut fx = Self::default();
         fx.add_notices(notices);
@@ -40,8 +40,17 @@ impl Effects {
         }
     }
 
+    /// Announce these too. Only a ticket type's stock is on a cached page (`GET /api/events/:id`
+    /// shows each type's `available_quantity`); no cached page shows seats, so a seat's hold or
+    /// release leaves the page and the waiting-room gate alone. (Invalidating them on every hold
+    /// cost a Redis DEL per hold and, during a sale, a PostgreSQL refill of the page per hold.)
     pub fn add_notices(&mut self, notices: Vec<Notice>) {
-        self.events.extend(notices.iter().map(Notice::event_id));
+        self.events.extend(
+            notices
+                .iter()
+                .filter(|n| matches!(n, Notice::TicketUpdated { .. }))
+                .map(Notice::event_id),
+        );
         self.notices.extend(notices);
     }
 
@@ -120,5 +129,30 @@ mod tests {
         assert!(fx.events.iter().all(|id| *id == e));
         assert!(fx.lists);
         assert_eq!(fx.refunds, vec![s]);
+    }
+
+    #[test]
+    fn effects_only_stock_changes_make_a_page_stale() {
+        let (e, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let seats = Effects::notices(vec![
+            Notice::SeatLocked {
+                event_id: e,
+                seat_id: Uuid::new_v4(),
+                user_id: Uuid::new_v4(),
+            },
+            Notice::SeatReleased {
+                event_id: e,
+                seat_id: Uuid::new_v4(),
+            },
+        ]);
+        assert_eq!(seats.notices.len(), 2);
+        assert!(seats.events.is_empty(), "a seat is on no cached page");
+        let stock = Effects::notices(vec![Notice::TicketUpdated {
+            event_id: other,
+            ticket_type_id: Uuid::new_v4(),
+            available: 1,
+            total: 2,
+        }]);
+        assert_eq!(stock.events, vec![other]);
     }
 }

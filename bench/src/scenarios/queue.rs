@@ -20,7 +20,7 @@ use crate::{
     agent::{self, Job},
     fixtures,
     report::Figure,
-    servers::{Kind, Stack},
+    servers::{CpuSplit, Kind, Stack},
     stats::Latencies,
     wait,
 };
@@ -64,6 +64,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         .pool_max_idle_per_host(ctx.args.concurrency)
         .build()?;
     let url = format!("{}/api/queue/check/{event}", stack.base_url());
+    let cpu_before = CpuSplit::now(&stack.pids());
     let started = Instant::now();
     let answers: Vec<Answer> = stream::iter(0..j)
         .map(|i| check(&http, &url, &tokens[i]))
@@ -71,6 +72,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         .collect()
         .await;
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = CpuSplit::now(&stack.pids()).since(cpu_before);
     tokio::time::sleep(LISTEN).await;
     let done = agent::finish_all(agents).await?;
 
@@ -126,6 +128,26 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     );
     ctx.report
         .add(Figure::new("queue", "join latency p99", "ms").tiketi(s.p99_ms));
+    // where a join's CPU goes, as for the holds (the waiters' agents are not counted: they only
+    // receive the position updates)
+    let per_join = |secs: f64| secs * 1e6 / ok.max(1) as f64;
+    println!(
+        "   CPU per join: service {:.0} µs, PostgreSQL {:.0} µs, Redis {:.0} µs, load generator {:.0} µs",
+        per_join(cpu.service),
+        per_join(cpu.postgres),
+        per_join(cpu.redis),
+        per_join(cpu.client)
+    );
+    for (who, secs) in [
+        ("service", cpu.service),
+        ("PostgreSQL", cpu.postgres),
+        ("Redis", cpu.redis),
+        ("load generator", cpu.client),
+    ] {
+        ctx.report.add(
+            Figure::new("queue", &format!("CPU per join: {who}"), "µs").tiketi(per_join(secs)),
+        );
+    }
     ctx.report.add(
         Figure::new("queue", "positions lost, duplicated or moved back", "")
             .tiketi(f64::from(lost + twice + moved_back))

@@ -116,7 +116,8 @@ async fn reserve(
         .reservations_created
         .get_or_create(&KindLabels { kind: "seat" })
         .inc();
-    effects::apply(&state, fx.event(Some(event_id))).await;
+    // the hold changes no cached page (see `Effects::add_notices`): only its notices go out
+    effects::apply(&state, fx).await;
     state
         .metrics
         .hold_duration

@@ -267,6 +267,29 @@ async fn seats_reserve_holds_the_seat_and_answers_the_contract_shape() {
     assert_eq!(items, [(Some(seat), None, 1, 150000, 150000)]);
 }
 
+/// A hold changes no cached page (the event page shows ticket types' stock, not seats), so it
+/// leaves the page cached: during a sale every hold used to send readers of that page to PostgreSQL.
+#[tokio::test]
+async fn seats_reserve_leaves_the_cached_event_page_alone() {
+    let app = TestApp::spawn().await;
+    let (event, _) = app.seat_event().await;
+    let seat = app.seat_id(event, "VIP-1-1").await;
+    let detail = format!("/api/events/{event}");
+    let (status, before) = app.get(&detail, None).await;
+    assert_eq!(status, StatusCode::OK, "{before}");
+    // a direct change shows only once the page is rebuilt
+    sqlx::query("UPDATE events SET venue = '몰래 바뀐 홀' WHERE id = $1")
+        .bind(event)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let user = app.user().await;
+    app.hold_ok(&user.token, event, seat).await;
+    let (_, after) = app.get(&detail, None).await;
+    assert_eq!(after["event"]["venue"], before["event"]["venue"]);
+    assert_eq!(map_status(&app, event, seat).await, "locked");
+}
+
 #[tokio::test]
 async fn seats_reserve_twice_the_same_seat_is_refused() {
     let app = TestApp::spawn().await;
