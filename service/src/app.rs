@@ -77,6 +77,12 @@ pub fn router(state: AppState, sio: SocketIoLayer<crate::realtime::Adapter>) -> 
 /// zero-copy; the route's `UrlParams`; `MatchedPath`) pinned that 16 KiB buffer and added ~0.6 KiB
 /// per socket; nothing on the socket reads them. Only hyper's upgrade handle is passed on. (The
 /// patched engineioxide copies the URI and headers it keeps; it cannot know axum's types.)
+///
+/// The headers are kept for the socket's life too (≈ 1.2 KiB per socket from a bare client, more
+/// from a browser: cookies, user agent) and nothing on the socket reads them either: the token comes
+/// in the CONNECT packet's `auth`. Only the two engineioxide reads while it handles this request are
+/// passed on: `Sec-WebSocket-Key` (the upgrade's answer) and `Content-Type` (a polling POST's
+/// payload kind). CORS, tracing and the other outer layers have seen the full request already.
 async fn detach_socket_request(mut req: Request) -> Request {
     if req.uri().path().starts_with("/socket.io") {
         let mut kept = axum::http::Extensions::new();
@@ -84,6 +90,13 @@ async fn detach_socket_request(mut req: Request) -> Request {
             kept.insert(upgrade);
         }
         *req.extensions_mut() = kept;
+        let mut headers = axum::http::HeaderMap::new();
+        for name in [header::SEC_WEBSOCKET_KEY, header::CONTENT_TYPE] {
+            if let Some(value) = req.headers_mut().remove(&name) {
+                headers.insert(name, value);
+            }
+        }
+        *req.headers_mut() = headers;
     }
     req
 }

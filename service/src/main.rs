@@ -6,6 +6,16 @@ use tiketi_service::{
 };
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc instead of glibc's malloc (docs/benchmarks.md, "Memory per socket"): glibc adds a
+/// 16-byte header to every chunk and keeps the memory the connect phase's transient allocations
+/// freed resident (`malloc_trim(0)` gave back ≈ 2.6 KiB per idle socket); jemalloc packs small
+/// objects in size-class slabs without headers and returns freed pages to the kernel. Its settings
+/// are built in (`JEMALLOC_SYS_WITH_MALLOC_CONF` in `.cargo/config.toml`: a background thread
+/// purges freed pages after 1 s, so an idle process gives them back too); `_RJEM_MALLOC_CONF` in
+/// the environment overrides them at start-up.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -80,6 +80,28 @@ async fn realtime_room_info_counts_users_not_sockets_across_replicas() {
 }
 
 #[tokio::test]
+async fn realtime_polling_client_joins_upgrades_and_gets_pushes() {
+    // the Socket.IO layer sees only the headers engineioxide reads (app::detach_socket_request):
+    // the polling POST's Content-Type and the upgrade's Sec-WebSocket-Key must still get through
+    let app = TestApp::spawn().await;
+    let (sevent, seats) = app.seat_event().await;
+    let user = app.user().await;
+    let mut c = Clients::start();
+    let joins = json!([["join-seat-selection", { "eventId": sevent }], ["join-event", { "eventId": sevent }]]);
+    c.connect_polling("p", &app, &user.token, joins).await;
+    c.expect("p", "room-info", |_| true).await;
+    // pushes arrive before and after the client's upgrade to a WebSocket
+    app.hold_ok(&user.token, sevent, seats[0]).await;
+    c.expect("p", "seat-locked", |d| d["seatId"] == json!(seats[0]))
+        .await;
+    c.expect("p", "upgrade", |t| t == &json!("websocket")).await;
+    app.hold_ok(&user.token, sevent, seats[1]).await;
+    c.expect("p", "seat-locked", |d| d["seatId"] == json!(seats[1]))
+        .await;
+    assert_eq!(c.count("p", "disconnect"), 0);
+}
+
+#[tokio::test]
 async fn realtime_ticket_and_seat_changes_are_pushed_after_commit() {
     let app = TestApp::spawn().await;
     let (tevent, ticket_type) = app.ticket_event(10).await;

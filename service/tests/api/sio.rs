@@ -79,6 +79,17 @@ impl Clients {
         self.expect(id, "connect", |_| true).await;
     }
 
+    /// [`Clients::connect`] starting on HTTP long-polling, upgrading to a WebSocket (what a
+    /// browser does when the default transports are kept, and what a proxy without WebSocket gets).
+    pub async fn connect_polling(&mut self, id: &str, app: &TestApp, token: &str, join: Value) {
+        self.send(json!({
+            "op": "connect", "id": id, "url": app.base, "token": token, "join": join,
+            "transports": ["polling", "websocket"],
+        }))
+        .await;
+        self.expect(id, "connect", |_| true).await;
+    }
+
     pub async fn emit(&mut self, id: &str, event: &str, data: Value) {
         self.send(json!({ "op": "emit", "id": id, "event": event, "data": data }))
             .await;

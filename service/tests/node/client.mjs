@@ -7,6 +7,7 @@
 //   {"op":"raw","id":"r","url":"ws://…","frames":["40{…}","42[…"]}   raw Engine.IO frames over `ws`
 // stdout, one JSON line per thing that happened: {"id":"a","event":"<name>","data":…}
 //   with the pseudo events "connect", "connect_error" (data = message), "disconnect" (data = reason),
+//   "upgrade" (data = the new transport's name),
 //   "raw-open", "raw-message", "raw-close".
 import readline from 'node:readline';
 import { io } from 'socket.io-client';
@@ -22,6 +23,7 @@ function connect({ id, url, token, join = [], transports = ['websocket', 'pollin
     for (const [event, data] of join) s.emit(event, data);
     out(id, 'connect', { sid: s.id });
   });
+  s.io.on('open', () => s.io.engine.on('upgrade', (t) => out(id, 'upgrade', t.name)));
   s.on('connect_error', (e) => out(id, 'connect_error', e.message));
   s.on('disconnect', (reason) => out(id, 'disconnect', reason));
   s.onAny((event, data) => out(id, event, data));
