@@ -152,6 +152,11 @@ async fn all(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    // The registry is the process's: a refresh clears the per-event gauges and refills them, so two
+    // scrapes must not interleave, or one renders the other's half-refilled families (several
+    // services in one process, as in the API tests, have different events).
+    static SCRAPE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _scrape = SCRAPE.lock().await;
     crate::queue::gauges::refresh(&state).await;
     (
         [(

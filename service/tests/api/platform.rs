@@ -369,3 +369,41 @@ async fn platform_metrics_show_what_a_sale_operator_watches() {
         "only {checked} metrics found in the dashboard"
     );
 }
+
+/// Two services in one process (one registry) scraped at once each show their own waiting room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_concurrent_scrapes_each_show_their_own_queue_gauges() {
+    let mut apps = Vec::new();
+    for _ in 0..2 {
+        let app = TestApp::spawn().await;
+        let (sale, _) = app.ticket_event(10).await;
+        app.set_queue_threshold(sale, 1).await;
+        for user in app.users(2).await {
+            let path = format!("/api/queue/check/{sale}");
+            let (status, _) = app
+                .post(&path, Some(&user.token), serde_json::json!({}))
+                .await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        apps.push((app, sale));
+    }
+    for _ in 0..50 {
+        let scrapes = apps.iter().map(|(app, sale)| async move {
+            let text = app
+                .req(Method::GET, "/metrics", None)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let line = format!(r#"tiketi_queue_waiting{{event_id="{sale}"}} 1"#);
+            text.lines().any(|l| l == line)
+        });
+        let seen = futures::future::join_all(scrapes).await;
+        assert!(
+            seen.iter().all(|s| *s),
+            "a scrape missed its own queue gauge: {seen:?}"
+        );
+    }
+}
