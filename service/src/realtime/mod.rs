@@ -35,11 +35,10 @@ pub const MSG_INVALID_TOKEN: &str = "Invalid authentication token";
 
 /// This replica's Socket.IO side, part of `AppState`: the handle for server pushes, the room-info
 /// coalescer, this replica's presence and the per-socket flood limits.
-#[derive(Clone)]
 pub struct Realtime {
     /// Attached by `build`, weakly: the handle's socket handlers hold this state, so a strong link
     /// would be a cycle that keeps a stopped service's pools alive. `Service` owns the handle.
-    io: Arc<OnceLock<Weak<Io>>>,
+    io: OnceLock<Weak<Io>>,
     pub room_info: room_info::RoomInfo,
     /// This replica's sockets per event room, for the presence heartbeat.
     pub presence: presence::Local,
@@ -49,7 +48,7 @@ pub struct Realtime {
 impl Realtime {
     pub fn new(config: &Config) -> Self {
         Self {
-            io: Arc::default(),
+            io: OnceLock::new(),
             room_info: room_info::RoomInfo::default(),
             presence: presence::Local::new(Duration::from_secs(config.presence_ttl_seconds)),
             flood: flood::Limits::from_config(config),
