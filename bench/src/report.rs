@@ -127,6 +127,35 @@ impl Report {
         self.rows.push(f.0);
     }
 
+    /// Where the CPU of `ops` operations (`op`: "hold", "join") went, in µs per operation for each
+    /// process of the split.
+    pub fn add_cpu_per_op(
+        &mut self,
+        scenario: &str,
+        op: &str,
+        cpu: crate::servers::CpuSplit,
+        ops: usize,
+    ) {
+        let per_op = |secs: f64| secs * 1e6 / ops.max(1) as f64;
+        println!(
+            "   CPU per {op}: service {:.0} µs, PostgreSQL {:.0} µs, Redis {:.0} µs, load generator {:.0} µs",
+            per_op(cpu.service),
+            per_op(cpu.postgres),
+            per_op(cpu.redis),
+            per_op(cpu.client)
+        );
+        for (who, secs) in [
+            ("service", cpu.service),
+            ("PostgreSQL", cpu.postgres),
+            ("Redis", cpu.redis),
+            ("load generator", cpu.client),
+        ] {
+            self.add(
+                Figure::new(scenario, &format!("CPU per {op}: {who}"), "µs").tiketi(per_op(secs)),
+            );
+        }
+    }
+
     pub fn note(&mut self, n: impl Into<String>) {
         let n = n.into();
         println!("  note: {n}");

@@ -81,24 +81,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         .target("≥ 5,000/s", 5000.0),
     );
     // where a hold's CPU goes: on 2 shared cores the rate is at most 2 s / (the sum) per second
-    let per_hold = |secs: f64| secs * 1e6 / ok.max(1) as f64;
-    println!(
-        "   CPU per hold: service {:.0} µs, PostgreSQL {:.0} µs, Redis {:.0} µs, load generator {:.0} µs",
-        per_hold(cpu.service),
-        per_hold(cpu.postgres),
-        per_hold(cpu.redis),
-        per_hold(cpu.client)
-    );
-    for (who, secs) in [
-        ("service", cpu.service),
-        ("PostgreSQL", cpu.postgres),
-        ("Redis", cpu.redis),
-        ("load generator", cpu.client),
-    ] {
-        ctx.report.add(
-            Figure::new("holds", &format!("CPU per hold: {who}"), "µs").tiketi(per_hold(secs)),
-        );
-    }
+    ctx.report.add_cpu_per_op("holds", "hold", cpu, ok);
     ctx.report
         .add(Figure::new("holds", "hold latency p50", "ms").tiketi(s_lat.p50_ms));
     ctx.report

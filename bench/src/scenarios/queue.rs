@@ -130,24 +130,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         .add(Figure::new("queue", "join latency p99", "ms").tiketi(s.p99_ms));
     // where a join's CPU goes, as for the holds (the waiters' agents are not counted: they only
     // receive the position updates)
-    let per_join = |secs: f64| secs * 1e6 / ok.max(1) as f64;
-    println!(
-        "   CPU per join: service {:.0} µs, PostgreSQL {:.0} µs, Redis {:.0} µs, load generator {:.0} µs",
-        per_join(cpu.service),
-        per_join(cpu.postgres),
-        per_join(cpu.redis),
-        per_join(cpu.client)
-    );
-    for (who, secs) in [
-        ("service", cpu.service),
-        ("PostgreSQL", cpu.postgres),
-        ("Redis", cpu.redis),
-        ("load generator", cpu.client),
-    ] {
-        ctx.report.add(
-            Figure::new("queue", &format!("CPU per join: {who}"), "µs").tiketi(per_join(secs)),
-        );
-    }
+    ctx.report.add_cpu_per_op("queue", "join", cpu, ok);
     ctx.report.add(
         Figure::new("queue", "positions lost, duplicated or moved back", "")
             .tiketi(f64::from(lost + twice + moved_back))
