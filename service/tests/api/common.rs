@@ -143,6 +143,12 @@ impl TestApp {
         }
     }
 
+    /// The `/metrics` text, as Prometheus scrapes it.
+    pub async fn metrics(&self) -> String {
+        let resp = self.req(Method::GET, "/metrics", None).send().await;
+        resp.expect("scrape").text().await.expect("metrics text")
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
         read(
             self.req(Method::GET, path, token)

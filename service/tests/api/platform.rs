@@ -302,14 +302,7 @@ async fn platform_metrics_show_what_a_sale_operator_watches() {
     )
     .await
     .unwrap();
-    let text = app
-        .req(Method::GET, "/metrics", None)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let value = |prefix: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(prefix))
@@ -389,14 +382,7 @@ async fn platform_concurrent_scrapes_each_show_their_own_queue_gauges() {
     }
     for _ in 0..50 {
         let scrapes = apps.iter().map(|(app, sale)| async move {
-            let text = app
-                .req(Method::GET, "/metrics", None)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = app.metrics().await;
             let line = format!(r#"tiketi_queue_waiting{{event_id="{sale}"}} 1"#);
             text.lines().any(|l| l == line)
         });

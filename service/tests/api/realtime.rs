@@ -221,15 +221,7 @@ async fn realtime_queue_admits_in_fifo_order_once_each_across_replicas() {
     }
     c.expect("u4", "queue-updated", |d| d["queueSize"] == 0)
         .await;
-    let metrics = a
-        .http
-        .get(format!("{}/metrics", a.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = a.metrics().await;
     assert!(
         metrics.contains("tiketi_queue_admitted_total"),
         "admissions are exported"
