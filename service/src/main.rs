@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 /// are built in (`JEMALLOC_SYS_WITH_MALLOC_CONF` in `.cargo/config.toml`: a background thread
 /// purges freed pages after 1 s, so an idle process gives them back too); `_RJEM_MALLOC_CONF` in
 /// the environment overrides them at start-up.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

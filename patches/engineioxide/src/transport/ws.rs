@@ -65,18 +65,30 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
         .ok_or(Error::InvalidWebSocketKey)?
         .clone();
 
-    tokio::spawn(async move {
-        let conn = hyper::upgrade::on(req)
-            .await
-            .map(hyper_util::rt::TokioIo::new);
-
-        let res = match conn {
-            Ok(conn) => on_init(engine.clone(), conn, protocol, sid, parts).await,
-            Err(_e) => {
+    // Only the running session lives in the task for the socket's life; the upgrade and the
+    // opening are boxed and freed once done (see `on_init`).
+    let opening = {
+        let engine = engine.clone();
+        async move {
+            let conn = hyper::upgrade::on(req).await.map_err(|_e| {
                 #[cfg(feature = "tracing")]
                 tracing::debug!("ws upgrade error: {}", _e);
-                return;
+            });
+            match conn {
+                Ok(conn) => {
+                    let conn = hyper_util::rt::TokioIo::new(conn);
+                    Ok(open(&engine, conn, protocol, sid, parts).await)
+                }
+                Err(()) => Err(()),
             }
+        }
+    };
+    let opening = Box::pin(opening);
+    let task = async move {
+        let res = match opening.await {
+            Ok(Ok(opened)) => Ok(run(&engine, opened).await),
+            Ok(Err(e)) => Err(e),
+            Err(()) => return,
         };
 
         match res {
@@ -93,7 +105,8 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
                 }
             }
         }
-    });
+    };
+    tokio::spawn(task);
 
     Ok(ws_response(&ws_key))
 }
@@ -117,6 +130,29 @@ pub async fn on_init<H: EngineIoHandler, S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // The opening (handshake or polling upgrade, with their timeouts) runs once, but its state
+    // would size the socket's task for its whole life: an async fn's future is as large as its
+    // largest await point. Boxed, it is freed when the session starts running.
+    let opened = Box::pin(open(&engine, conn, protocol, sid, req_data)).await?;
+    run(&engine, opened).await;
+    Ok(())
+}
+
+/// A websocket session ready to run, and whether it runs its own heartbeat (a session opened on
+/// this websocket) or keeps the polling session's.
+type Opened<D, S> = (Arc<Socket<D>>, WebSocketStream<WriteBuf<S>>, bool);
+
+/// Opens the session: a new one with its open packet, or the upgrade of a polling session.
+async fn open<H: EngineIoHandler, S>(
+    engine: &Arc<EngineIo<H>>,
+    conn: S,
+    protocol: ProtocolVersion,
+    sid: Option<Sid>,
+    req_data: Parts,
+) -> Result<Opened<H::Data, S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(engine.config.ws_read_buffer_size)
         // frames go straight into `WriteBuf`, which batches them until the writer flushes and then
@@ -127,39 +163,7 @@ where
 
     let conn = WriteBuf::new(conn);
     let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
-    let (socket, ws, heartbeat) = if let Some(sid) = sid {
-        // the session keeps the head of the request that opened it; this one would otherwise live
-        // (with hyper's read buffer it points into) as long as this future
-        drop(req_data);
-        match engine.get_socket(sid) {
-            None => return Err(Error::UnknownSessionID(sid)),
-            Some(socket) if socket.is_ws() => return Err(Error::MultipleWebsocketRequests),
-            Some(socket) => {
-                let mut ws = ws_init().await;
-
-                let upgrade_fut = upgrade_handshake::<H, WriteBuf<S>>(&socket, &mut ws);
-                match tokio::time::timeout(engine.config.upgrade_timeout, upgrade_fut)
-                    .with_cancellation_token(&socket.cancellation_token)
-                    .await
-                {
-                    Some(Ok(res)) => res?,
-                    Some(Err(_)) => {
-                        #[cfg(feature = "tracing")]
-                        tracing::debug!(?sid, "ws upgrade timed out, closing session");
-                        engine.close_session(socket.id, DisconnectReason::TransportError);
-                        return Err(Error::Upgrade);
-                    }
-                    None => {
-                        #[cfg(feature = "tracing")]
-                        tracing::debug!(?sid, "socket is being closed");
-                        return Err(Error::Upgrade);
-                    }
-                }
-                // the polling session's heartbeat task keeps running
-                (socket, ws, false)
-            }
-        }
-    } else {
+    let Some(sid) = sid else {
         let socket = engine.create_session(protocol, TransportType::Websocket, req_data, false);
 
         #[cfg(feature = "tracing")]
@@ -167,13 +171,54 @@ where
 
         let mut ws = ws_init().await;
         init_handshake(socket.id, &mut ws, &engine.config).await?;
-        (socket, ws, true)
+        return Ok((socket, ws, true));
     };
-    let (tx, rx) = ws.split();
+    // the session keeps the head of the request that opened it; this one would otherwise live
+    // (with hyper's read buffer it points into) as long as this future
+    drop(req_data);
+    match engine.get_socket(sid) {
+        None => Err(Error::UnknownSessionID(sid)),
+        Some(socket) if socket.is_ws() => Err(Error::MultipleWebsocketRequests),
+        Some(socket) => {
+            let mut ws = ws_init().await;
 
-    // The reader, the writer and (for a session opened on this websocket) the heartbeat run as one
-    // task, not three: a task costs its cell (header, scheduler, the future) per socket. Each ends
-    // when the session is closed; the writer first flushes what is queued and closes the stream.
+            let upgrade_fut = upgrade_handshake::<H, WriteBuf<S>>(&socket, &mut ws);
+            match tokio::time::timeout(engine.config.upgrade_timeout, upgrade_fut)
+                .with_cancellation_token(&socket.cancellation_token)
+                .await
+            {
+                Some(Ok(res)) => res?,
+                Some(Err(_)) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(?sid, "ws upgrade timed out, closing session");
+                    engine.close_session(socket.id, DisconnectReason::TransportError);
+                    return Err(Error::Upgrade);
+                }
+                None => {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(?sid, "socket is being closed");
+                    return Err(Error::Upgrade);
+                }
+            }
+            // the polling session's heartbeat task keeps running
+            Ok((socket, ws, false))
+        }
+    }
+}
+
+/// Runs an opened session until it is closed.
+///
+/// The reader, the writer and (for a session opened on this websocket) the heartbeat run as one
+/// task, not three: a task costs its cell (header, scheduler, the future) per socket. Each ends
+/// when the session is closed; the writer first flushes what is queued and closes the stream.
+/// The three futures are built inside `join!`, not bound first: a bound future moved into the
+/// join keeps its own slot in this future as well.
+async fn run<H: EngineIoHandler, S>(engine: &Arc<EngineIo<H>>, opened: Opened<H::Data, S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (socket, ws, heartbeat) = opened;
+    let (tx, rx) = ws.split();
     if crate::off("merge") {
         if heartbeat {
             let config = &engine.config;
@@ -182,22 +227,21 @@ where
                 .spawn_heartbeat(config.ping_interval, config.ping_timeout);
         }
         tokio::spawn(forward_to_socket::<H, WriteBuf<S>>(socket.clone(), tx));
-        read_until_closed(&engine, rx, &socket).await;
-        return Ok(());
+        read_until_closed(engine, rx, &socket).await;
+        return;
     }
-    let writer = forward_to_socket::<H, WriteBuf<S>>(socket.clone(), tx);
-    let heartbeat = async {
-        if heartbeat {
-            let config = &engine.config;
-            socket
-                .clone()
-                .heartbeat(config.ping_interval, config.ping_timeout)
-                .await;
+    let config = &engine.config;
+    tokio::join!(
+        read_until_closed(engine, rx, &socket),
+        forward_to_socket::<H, WriteBuf<S>>(socket.clone(), tx),
+        async {
+            if heartbeat {
+                let beat = socket.clone();
+                beat.heartbeat(config.ping_interval, config.ping_timeout)
+                    .await;
+            }
         }
-    };
-    let reader = read_until_closed(&engine, rx, &socket);
-    tokio::join!(reader, writer, heartbeat);
-    Ok(())
+    );
 }
 
 /// Reads the websocket until it or the session is closed, and closes the session if it was not.
