@@ -101,10 +101,13 @@ impl<H: EngineIoHandler> EngineIo<H> {
         let handler = self.handler.clone();
         tokio::spawn(async move {
             // Wait for the cancelled transport task to yield the `internal_rx` lock, then close the
-            // channel so that `Socket::closed` resolves and no more packets can be buffered.
+            // outbox so that `Socket::closed` resolves and no more packets can be buffered.
             // When no transport holds the lock (e.g. polling between requests) this resolves
             // immediately.
-            socket.internal_rx.lock().await.buffered_rx.close();
+            {
+                let _reader = socket.internal_rx.lock().await;
+                socket.outbox.close();
+            }
 
             #[cfg(feature = "tracing")]
             tracing::debug!(sid = %socket.id, "session closed, notifying handler");

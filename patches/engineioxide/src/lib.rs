@@ -41,4 +41,5 @@ pub(crate) fn on(name: &str) -> bool {
 mod body;
 mod engine;
 mod errors;
+mod outbox;
 mod transport;

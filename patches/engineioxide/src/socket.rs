@@ -64,17 +64,17 @@ use std::{
     time::Duration,
 };
 
-use crate::{config::EngineIoConfig, errors::Error};
+use crate::{
+    config::EngineIoConfig,
+    errors::Error,
+    outbox::{Outbox, OutboxPermit},
+};
 use bytes::Bytes;
 use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Str, TransportType};
 use futures_util::FutureExt;
 use http::request::Parts;
 use smallvec::{SmallVec, smallvec};
-use tokio::sync::{
-    Mutex, Notify,
-    mpsc::{self, Receiver, error::TrySendError},
-    watch,
-};
+use tokio::sync::{Mutex, Notify, mpsc::error::TrySendError};
 
 pub use engineioxide_core::Sid;
 use tokio_util::sync::CancellationToken;
@@ -113,9 +113,9 @@ impl From<&Error> for Option<DisconnectReason> {
 }
 
 /// A permit to emit a message to the client.
-/// A permit holds a place in the internal channel to send one packet to the client.
+/// A permit holds a place in the internal queue to send one packet to the client.
 pub struct Permit<'a> {
-    inner: mpsc::Permit<'a, PacketBuf>,
+    inner: OutboxPermit<'a>,
 }
 impl Permit<'_> {
     /// Consume the permit and emit a message to the client.
@@ -154,24 +154,13 @@ impl Permit<'_> {
     }
 }
 
-#[derive(Debug)]
+/// The reading side of a socket's [`Outbox`]: whoever holds it (behind `Socket::internal_rx`)
+/// is the one reader.
+#[derive(Debug, Default)]
 pub(crate) struct InternalRx {
-    pub buffered_rx: Receiver<PacketBuf>,
+    /// A packet the polling encoder took but could not fit in its payload; the next polling
+    /// request sends it first.
     pub peeked_packet: Option<PacketBuf>,
-    pub volatile_rx: watch::Receiver<Option<PacketBuf>>,
-}
-
-impl InternalRx {
-    fn new(
-        buffered_rx: Receiver<PacketBuf>,
-        volatile_rx: watch::Receiver<Option<PacketBuf>>,
-    ) -> Self {
-        Self {
-            buffered_rx,
-            peeked_packet: None,
-            volatile_rx,
-        }
-    }
 }
 
 /// A [`Socket`] represents a client connection to the server.
@@ -200,26 +189,19 @@ where
     /// Whether the socket is currently upgrading to a new transport.
     upgrading: AtomicBool,
 
-    /// Channel to send [`PacketBuf`] to the connection
-    ///
-    /// It is used and managed by the [`EngineIo`](crate::engine) struct depending on the transport type
+    /// The right to read [`Socket::outbox`].
     ///
     /// It is locked if [`EngineIo`](crate::engine) is currently reading from it :
     /// * In case of polling transport it will be locked and released for each request
     /// * In case of websocket transport it will always be locked until the connection is closed
     ///
     /// Closing behavior is driven by the [`Socket::cancellation_token`].
-    ///
-    /// The channel is made of a [`SmallVec`] of [`Packet`]s so that adjacent packets can be sent atomically.
     pub(crate) internal_rx: Mutex<InternalRx>,
 
-    /// Channel to send [PacketBuf] to the internal connection
-    pub(crate) internal_tx: mpsc::Sender<PacketBuf>,
-
-    /// Channel to send volatile [PacketBuf]s that bypass the internal buffer.
-    /// Uses a [`watch`](tokio::sync::watch) channel so only the latest volatile
-    /// message is retained; subsequent volatile sends overwrite the previous one.
-    volatile_tx: watch::Sender<Option<PacketBuf>>,
+    /// The [`PacketBuf`]s waiting for the connection (a [`SmallVec`] of [`Packet`]s so that
+    /// adjacent packets are sent atomically), and the latest volatile one, which bypasses the
+    /// queue's capacity.
+    pub(crate) outbox: Outbox,
 
     /// Signals a Pong [`Packet`] (v4 protocol) or a Ping (v3 protocol) received by the connection to
     /// the heartbeat job. A stored permit means "the client is known to be alive", as a full channel
@@ -253,19 +235,14 @@ where
         close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
         supports_binary: bool,
     ) -> Self {
-        let (internal_tx, internal_rx) = mpsc::channel(config.max_buffer_size);
-        let (volatile_tx, volatile_rx) = watch::channel(None);
-
         Self {
             id: Sid::new(),
             protocol,
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
 
-            internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
-            internal_tx,
-
-            volatile_tx,
+            internal_rx: Mutex::new(InternalRx::default()),
+            outbox: Outbox::new(config.max_buffer_size),
 
             heartbeat: Notify::new(),
             cancellation_token: CancellationToken::new(),
@@ -284,7 +261,7 @@ where
         #[cfg(feature = "tracing")]
         tracing::debug!(?packet, "sending packet");
 
-        self.internal_tx
+        self.outbox
             .try_send(smallvec![packet])
             .map_err(|p| match p {
                 TrySendError::Full(mut p) => TrySendError::Full(p.pop().unwrap()),
@@ -369,7 +346,7 @@ where
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "emitting ping");
 
-            self.internal_tx
+            self.outbox
                 .try_send(smallvec![Packet::Ping])
                 .map_err(|_| Error::HeartbeatTimeout)?;
 
@@ -399,7 +376,7 @@ where
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "ping received, sending pong");
-            self.internal_tx
+            self.outbox
                 .try_send(smallvec![Packet::Pong])
                 .map_err(|_| Error::HeartbeatTimeout)?;
         }
@@ -434,7 +411,7 @@ where
     /// If the socket is closed, the function will return a [`TrySendError::Closed`] error.
     #[inline]
     pub fn reserve(&self) -> Result<Permit<'_>, TrySendError<()>> {
-        let permit = self.internal_tx.try_reserve()?;
+        let permit = self.outbox.try_reserve()?;
         Ok(Permit { inner: permit })
     }
 
@@ -465,12 +442,12 @@ where
     /// Returns true if the socket is closed
     /// It means that no more packets can be sent to the client
     pub fn is_closed(&self) -> bool {
-        self.internal_tx.is_closed()
+        self.outbox.is_closed()
     }
 
     /// Wait for the socket to be fully closed
     pub async fn closed(&self) {
-        self.internal_tx.closed().await
+        self.outbox.closed().await
     }
 
     /// Emits a binary message to the client.
@@ -496,7 +473,7 @@ where
     /// Volatile messages may be dropped if the transport is not ready to
     /// receive them.
     ///
-    /// Because volatile messages bypass the main mpsc buffer queue, they may
+    /// Because volatile messages bypass the main buffer queue, they may
     /// arrive out of order relative to regular messages.
     ///
     /// Returns `true` if the message was queued for sending, `false` if it
@@ -538,7 +515,7 @@ where
     }
 
     pub(crate) fn send_volatile(&self, packets: PacketBuf) -> bool {
-        self.volatile_tx.send(Some(packets)).is_ok()
+        self.outbox.send_volatile(packets)
     }
 }
 
@@ -549,7 +526,7 @@ impl<D: Default + Send + Sync + 'static> std::fmt::Debug for Socket<D> {
             .field("protocol", &self.protocol)
             .field("conn", &self.transport)
             .field("internal_rx", &self.internal_rx)
-            .field("internal_tx", &self.internal_tx)
+            .field("outbox", &self.outbox)
             .field("heartbeat", &self.heartbeat)
             .field("cancellation_token", &self.cancellation_token)
             .field("req_data", &self.req_parts)
@@ -597,19 +574,14 @@ where
         close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
         buffer_size: usize,
     ) -> (Arc<Socket<D>>, tokio::sync::mpsc::Receiver<Packet>) {
-        let (internal_tx, internal_rx) = mpsc::channel(buffer_size);
-        let (volatile_tx, volatile_rx) = watch::channel(None);
-
         let sock = Self {
             id: sid,
             protocol: ProtocolVersion::V4,
             transport: AtomicU8::new(TransportType::Websocket as u8),
             upgrading: AtomicBool::new(false),
 
-            internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
-            internal_tx,
-
-            volatile_tx,
+            internal_rx: Mutex::new(InternalRx::default()),
+            outbox: Outbox::new(buffer_size),
 
             heartbeat: Notify::new(),
             cancellation_token: CancellationToken::new(),
@@ -622,11 +594,11 @@ where
         };
         let sock = Arc::new(sock);
 
-        let (tx, rx) = mpsc::channel(buffer_size);
+        let (tx, rx) = tokio::sync::mpsc::channel(buffer_size);
         let sock_clone = sock.clone();
         tokio::spawn(async move {
             let mut internal_rx = sock_clone.internal_rx.try_lock().unwrap();
-            while let Some(packets) = internal_rx.buffered_rx.recv().await {
+            while let Some(packets) = sock_clone.outbox.recv(&mut internal_rx).await {
                 for packet in packets {
                     tx.send(packet).await.unwrap();
                 }

@@ -27,8 +27,9 @@ use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
     DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
-    errors::Error, handler::EngineIoHandler, socket::InternalRx, transport::make_open_packet,
+    errors::Error, handler::EngineIoHandler, transport::make_open_packet,
 };
+use tokio::sync::mpsc::error::TrySendError;
 
 /// Create a response for websocket upgrade
 fn ws_response<B>(ws_key: &HeaderValue) -> Response<ResponseBody<B>> {
@@ -349,11 +350,8 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
         tracing::debug!(sid = %socket.id, "session closed before starting the ws writer");
         return;
     };
-    let InternalRx {
-        buffered_rx,
-        volatile_rx,
-        ..
-    } = &mut *internal_rx;
+    let reader = &mut *internal_rx;
+    let outbox = &socket.outbox;
 
     // map a packet to a websocket message
     // It is declared as a macro rather than a closure to avoid ownership issues
@@ -388,46 +386,33 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
             };
         }
 
-    // Forward buffered packets until the channel is closed or the session is cancelled.
+    // Forward queued packets (then the volatile one) until the outbox is closed or the session is
+    // cancelled, feeding everything queued and flushing once.
     loop {
         tokio::select! {
             biased;
-            items = buffered_rx.recv() => {
-                match items {
-                    Some(packets) => {
-                        for item in packets {
-                            map_fn!(item);
-                        }
-                        while let Ok(packets) = buffered_rx.try_recv() {
-                            for item in packets {
-                                map_fn!(item);
-                            }
-                        }
-                        if crate::on("yield") {
-                            // let a broadcast that is still queueing to other sockets reach this
-                            // one again before the write
-                            tokio::task::yield_now().await;
-                            while let Ok(packets) = buffered_rx.try_recv() {
-                                for item in packets {
-                                    map_fn!(item);
-                                }
-                            }
-                        }
-                    }
-                    None => break
+            items = outbox.recv(reader) => {
+                let Some(packets) = items else { break };
+                for item in packets {
+                    map_fn!(item);
                 }
-            }
-            _ = socket.cancellation_token.cancelled() => break,
-            Ok(()) = volatile_rx.changed() => {
-                let val = volatile_rx.borrow_and_update().clone();
-                if let Some(packets) = val {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
+                while let Some(packets) = outbox.try_recv(reader) {
                     for item in packets {
                         map_fn!(item);
                     }
                 }
-            },
+                if crate::on("yield") {
+                    // let a broadcast that is still queueing to other sockets reach this
+                    // one again before the write
+                    tokio::task::yield_now().await;
+                    while let Some(packets) = outbox.try_recv(reader) {
+                        for item in packets {
+                            map_fn!(item);
+                        }
+                    }
+                }
+            }
+            _ = socket.cancellation_token.cancelled() => break,
         }
 
         #[cfg(feature = "tracing")]
@@ -501,12 +486,11 @@ where
     // request will return a `Packet::Noop`
     socket.start_upgrade();
 
-    // We send a last Noop request to close a potential waiting polling request.
-    socket
-        .internal_tx
-        .send(smallvec![Packet::Noop])
-        .await
-        .map_err(|_| Error::Upgrade)?;
+    // We send a last Noop request to close a potential waiting polling request. A full queue
+    // needs none: a polling request returns at once with what is queued.
+    if let Err(TrySendError::Closed(_)) = socket.outbox.try_send(smallvec![Packet::Noop]) {
+        return Err(Error::Upgrade);
+    }
 
     // wait for any current polling connection to finish by waiting for the socket to be unlocked
     // All other polling connection will be immediately closed with a NOOP packet.
