@@ -68,6 +68,11 @@ pub struct Args {
     /// At most this many clients per agent process (a process may open ~20,000 files here).
     #[arg(long, default_value_t = 9_500)]
     pub clients_per_process: usize,
+    /// Keep the connections scenario's clients connected this long after the idle RSS reading,
+    /// so that a heap profiler wrapped around the service (`--service-bin`) can stop it while
+    /// every socket is live.
+    #[arg(long, default_value_t = 0)]
+    pub idle_linger_secs: u64,
     /// Loopback source addresses 127.0.0.2.. to spread client ports over.
     #[arg(long, default_value_t = 8)]
     pub sources: u8,

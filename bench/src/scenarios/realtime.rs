@@ -258,6 +258,10 @@ async fn measure(
         ..Run::default()
     };
     println!("   RSS {rss_before} → {rss_after} KiB");
+    if ctx.args.idle_linger_secs > 0 {
+        println!("   idle, every client connected: lingering {} s", ctx.args.idle_linger_secs);
+        tokio::time::sleep(Duration::from_secs(ctx.args.idle_linger_secs)).await;
+    }
     if !fanout {
         agent::finish_all(agents).await?;
         stack.stop().await;
