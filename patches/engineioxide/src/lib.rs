@@ -30,14 +30,6 @@ pub(crate) fn off(name: &str) -> bool {
         .any(|n| n == name)
 }
 
-/// MEASUREMENT ONLY (not for upstream): `TIKETI_EIO_ON=yield` turns an experiment on.
-pub(crate) fn on(name: &str) -> bool {
-    static ON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ON.get_or_init(|| std::env::var("TIKETI_EIO_ON").unwrap_or_default())
-        .split(',')
-        .any(|n| n == name)
-}
-
 mod body;
 mod engine;
 mod errors;

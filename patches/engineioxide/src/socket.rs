@@ -285,25 +285,33 @@ where
 
     /// The heartbeat job as a future, for a transport that runs it in its own task: it ends when the
     /// socket is closed (closing it itself on a heartbeat timeout).
+    ///
+    /// A `select!` rather than `CancellationToken::run_until_cancelled_owned`: that wrapper made
+    /// the future 1,224 bytes instead of 440 (release), and a websocket session's task holds it
+    /// for the session's life.
     pub(crate) fn heartbeat(
         self: Arc<Self>,
         interval: Duration,
         timeout: Duration,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let cancellation_token = self.cancellation_token.clone();
-
-        cancellation_token
-                .run_until_cancelled_owned(async move {
-                    if let Err(_e) = self.heartbeat_job(interval, timeout).await {
+        async move {
+            tokio::select! {
+                biased;
+                _ = self.cancellation_token.cancelled() => {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(aborted = true, "heartbeat job completed");
+                }
+                res = self.heartbeat_job(interval, timeout) => {
+                    if let Err(_e) = res {
                         self.close(DisconnectReason::HeartbeatTimeout);
                         #[cfg(feature = "tracing")]
                         tracing::debug!(id = ?self.id, "heartbeat error: {_e}");
                     }
-                })
-                .map(|_v| {
                     #[cfg(feature = "tracing")]
-                    tracing::debug!(aborted = _v.is_none(), "heartbeat job completed");
-                })
+                    tracing::debug!(aborted = false, "heartbeat job completed");
+                }
+            }
+        }
     }
 
     /// Heartbeat is sent every `interval` milliseconds by the client and the server `is` expected to respond within `timeout` milliseconds.
