@@ -259,7 +259,10 @@ async fn measure(
     };
     println!("   RSS {rss_before} → {rss_after} KiB");
     if ctx.args.idle_linger_secs > 0 {
-        println!("   idle, every client connected: lingering {} s", ctx.args.idle_linger_secs);
+        println!(
+            "   idle, every client connected: lingering {} s",
+            ctx.args.idle_linger_secs
+        );
         tokio::time::sleep(Duration::from_secs(ctx.args.idle_linger_secs)).await;
     }
     if !fanout {
