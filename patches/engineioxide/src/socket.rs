@@ -287,7 +287,7 @@ where
     /// socket is closed (closing it itself on a heartbeat timeout).
     ///
     /// A `select!` rather than `CancellationToken::run_until_cancelled_owned`: that wrapper made
-    /// the future 1,224 bytes instead of 440 (release), and a websocket session's task holds it
+    /// the future 1,224 bytes instead of 456 (release), and a websocket session's task holds it
     /// for the session's life.
     pub(crate) fn heartbeat(
         self: Arc<Self>,
