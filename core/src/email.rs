@@ -80,9 +80,59 @@ pub fn normalize(s: &str) -> String {
     format!("{local}@{domain}")
 }
 
+/// Width of the `users.email` column (characters).
+pub const MAX_CHARS: usize = 255;
+
+/// The account address of `s`: valid, and short enough for `users.email` as sent and as stored
+/// (normalising can lengthen it: lower-casing `İ` gives two characters). `None` otherwise.
+pub fn account(s: &str) -> Option<String> {
+    if s.chars().count() > MAX_CHARS || !is_email(s) {
+        return None;
+    }
+    Some(normalize(s)).filter(|n| n.chars().count() <= MAX_CHARS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn email_account_fits_the_column() {
+        assert_eq!(
+            account("Admin@Tiketi.GG").as_deref(),
+            Some("admin@tiketi.gg")
+        );
+        assert_eq!(account("not an email"), None);
+        let fits = format!(
+            "{}@{}.{}.{}.com",
+            "a".repeat(64),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(58)
+        );
+        assert_eq!(fits.chars().count(), MAX_CHARS);
+        assert_eq!(account(&fits), Some(fits.clone()));
+        let long = format!(
+            "{}@{}.{}.{}.com",
+            "a".repeat(64),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(59)
+        );
+        assert!(is_email(&long), "well formed, one character too long");
+        assert_eq!(account(&long), None);
+        // 255 characters as sent, 256 once lower-cased
+        let grows = format!(
+            "{}İ@{}.{}.{}.com",
+            "a".repeat(62),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(59)
+        );
+        assert_eq!(grows.chars().count(), MAX_CHARS);
+        assert!(is_email(&grows));
+        assert_eq!(account(&grows), None);
+    }
 
     #[test]
     fn email_validation() {

@@ -38,6 +38,12 @@ impl Keys {
         self.evt(event_id, "detail")
     }
 
+    /// Version token of an event's seat map (string, replaced on every change of its seats): a
+    /// replica whose snapshot recorded another token rebuilds it.
+    pub fn seat_map_version(&self, event_id: Uuid) -> String {
+        self.evt(event_id, "seatmap:ver")
+    }
+
     /// Generation counter of the event list cache: bumping it invalidates every cached page at once
     /// (the original used `KEYS events:*`, which blocks Redis).
     pub fn events_list_generation(&self) -> String {
@@ -54,7 +60,8 @@ impl Keys {
         self.evt(event_id, "queue")
     }
 
-    /// Admitted users: sorted set of user ids scored by the expiry of their admission (ms).
+    /// Admitted users: sorted set of user ids scored by the expiry of their admission (ms); a place
+    /// taken at an open gate rather than given by the admission loop is marked by a half ms.
     pub fn active(&self, event_id: Uuid) -> String {
         self.evt(event_id, "active")
     }
@@ -123,6 +130,17 @@ impl Keys {
         format!("{}:sio", self.prefix)
     }
 
+    /// Failed logins of one client address (`client_ip::limit_key`) on one account (normalised
+    /// e-mail, which has no `:`): a counter living one failure window from the first failure.
+    pub fn login_failures(&self, account: &str, address: &str) -> String {
+        format!("{}:login-fail:{account}:{address}", self.prefix)
+    }
+
+    /// Failed logins of one account from every address, over the same window.
+    pub fn login_account_failures(&self, account: &str) -> String {
+        format!("{}:login-fail-account:{account}", self.prefix)
+    }
+
     /// Fixed-window rate-limit counter for one action and subject (ip or account) in one window.
     pub fn rate_limit(&self, action: &str, subject: &str, window: u64) -> String {
         format!("{}:rl:{action}:{subject}:{window}", self.prefix)
@@ -149,6 +167,10 @@ mod tests {
             "tiketi:v1:events:list:3:all:1:10:"
         );
         assert_eq!(k.queue(e), format!("tiketi:v1:{{evt:{id}}}:queue"));
+        assert_eq!(
+            k.seat_map_version(e),
+            format!("tiketi:v1:{{evt:{id}}}:seatmap:ver")
+        );
         assert_eq!(k.active(e), format!("tiketi:v1:{{evt:{id}}}:active"));
         assert_eq!(k.capacity(e), format!("tiketi:v1:{{evt:{id}}}:capacity"));
         assert_eq!(k.outflow(e), format!("tiketi:v1:{{evt:{id}}}:outflow"));
@@ -163,6 +185,14 @@ mod tests {
         assert_eq!(
             k.rate_limit("login", "1.2.3.4", 7),
             "tiketi:v1:rl:login:1.2.3.4:7"
+        );
+        assert_eq!(
+            k.login_failures("a@b.kr", "2001:db8::/64"),
+            "tiketi:v1:login-fail:a@b.kr:2001:db8::/64"
+        );
+        assert_eq!(
+            k.login_account_failures("a@b.kr"),
+            "tiketi:v1:login-fail-account:a@b.kr"
         );
         assert_eq!(Keys::new("t1").queue(e), format!("t1:{{evt:{id}}}:queue"));
     }

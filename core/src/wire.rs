@@ -1,5 +1,5 @@
 //! Socket.IO event names, rooms and server→client payloads, fixed by the existing frontend
-//! (contract §2). The service emits these; tests and the load generator read them.
+//! (docs/wire-contract.md §2). The service emits these; tests and the load generator read them.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
