@@ -49,6 +49,10 @@ pub fn router(state: AppState, sio: SocketIoLayer<crate::realtime::Adapter>) -> 
     api.with_state(state.clone())
         .layer(sio)
         .layer(middleware::map_request(detach_socket_request))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::realtime::admission::admit,
+        ))
         .layer(cors(&state.config.cors_origins))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -75,7 +79,8 @@ pub fn router(state: AppState, sio: SocketIoLayer<crate::realtime::Adapter>) -> 
 /// A Socket.IO request's extensions are kept by socketioxide for the socket's whole life. axum's
 /// (`OriginalUri`, a clone sharing hyper's connection read buffer, which the head is parsed into
 /// zero-copy; the route's `UrlParams`; `MatchedPath`) pinned that 16 KiB buffer and added ~0.6 KiB
-/// per socket; nothing on the socket reads them. Only hyper's upgrade handle is passed on. (The
+/// per socket; nothing on the socket reads them. Only hyper's upgrade handle and the session's
+/// admission slot (`realtime::admission`) are passed on. (The
 /// patched engineioxide copies the URI and headers it keeps; it cannot know axum's types.)
 ///
 /// The headers are kept for the socket's life too (≈ 1.2 KiB per socket from a bare client, more
@@ -88,6 +93,13 @@ async fn detach_socket_request(mut req: Request) -> Request {
         let mut kept = axum::http::Extensions::new();
         if let Some(upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() {
             kept.insert(upgrade);
+        }
+        // a new session's place under the connection cap, held for the session's life
+        if let Some(slot) = req
+            .extensions_mut()
+            .remove::<crate::realtime::admission::Slot>()
+        {
+            kept.insert(slot);
         }
         *req.extensions_mut() = kept;
         let mut headers = axum::http::HeaderMap::new();
@@ -206,20 +218,32 @@ fn cors(origins: &str) -> CorsLayer {
 }
 
 /// Request count, latency and in-flight gauge per route template (never per raw path).
+/// An answer that reported a database timeout (`error::AnsweredOutage`) is counted.
+fn count_outage(m: &crate::metrics::Metrics, resp: &Response) {
+    match resp.extensions().get::<error::AnsweredOutage>() {
+        Some(error::AnsweredOutage::PoolTimeout) => m.db_pool_timeouts.inc(),
+        Some(error::AnsweredOutage::StatementTimeout) => m.db_statement_timeouts.inc(),
+        None => 0,
+    };
+}
+
 async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let path = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string());
+    let m = &state.metrics;
     let Some(path) = path.filter(|p| p != "/health" && p != "/metrics") else {
-        return next.run(req).await;
+        let resp = next.run(req).await;
+        count_outage(m, &resp);
+        return resp;
     };
     let method = req.method().to_string();
-    let m = state.metrics;
     m.http_active.inc();
     let started = Instant::now();
     let resp = next.run(req).await;
     m.http_active.dec();
+    count_outage(m, &resp);
     let labels = HttpLabels {
         method,
         path,

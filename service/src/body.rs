@@ -10,12 +10,69 @@
 //! says the JSON type it documents (`#[schema(value_type = …)]`) and is `#[serde(default)]` per
 //! field (a container-level default would make utoipa print every default).
 
-use axum::extract::{FromRequest, Request};
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, Request},
+    http::StatusCode,
+};
 use serde::{Deserialize, Deserializer, de::DeserializeOwned};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::{error::Error, extract::JsonBody};
+use crate::error::{Code, Error};
+
+/// A JSON object body. Like the original (express.json), an empty body is `{}` and the content type
+/// is not insisted on; malformed JSON is 400 `{success:false, message}`, an oversize body 413.
+pub struct JsonBody(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::Failure(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Code::PayloadTooLarge,
+                    "요청 본문이 너무 큽니다.".into(),
+                )
+            } else {
+                Error::rejected(Code::InvalidJson, e.body_text())
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(Map::new()));
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            // PostgreSQL text cannot hold NUL: refused here rather than as a 500 from the query
+            Ok(Value::Object(map)) if map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) => {
+                Err(Error::rejected(
+                    Code::InvalidJson,
+                    "JSON body must not contain NUL characters",
+                ))
+            }
+            Ok(Value::Object(map)) => Ok(JsonBody(map)),
+            // express.json (strict) refuses top-level scalars and arrays too
+            Ok(_) => Err(Error::rejected(
+                Code::InvalidJson,
+                "JSON body must be an object",
+            )),
+            Err(e) => Err(Error::rejected(
+                Code::InvalidJson,
+                format!("Invalid JSON: {e}"),
+            )),
+        }
+    }
+}
+
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
 
 /// A JSON object body read into `T`.
 pub struct Body<T>(pub T);

@@ -1,9 +1,14 @@
-//! One circuit breaker for every optional Redis step of a request (rate limits, the waiting-room
-//! gate on buying, cache reads/writes/invalidations, cross-replica publishes). During an outage each
-//! such step otherwise waits out the command timeout on its own — a hold took ~9 s — while none of
-//! them is needed for correctness: PostgreSQL has the final say on every seat. The first failure
-//! opens the breaker for `OPEN_FOR`; while open, the steps are skipped at once (fail-open, local-only
-//! publishes); then one request probes, and success closes it again.
+//! A circuit breaker for Redis steps. One instance (`Shared::redis_breaker`) serves every optional
+//! Redis step of a request (rate limits, cache reads/writes/invalidations, cross-replica
+//! publishes). During an outage each such step otherwise waits out the command timeout on its own
+//! — a hold took ~9 s — while none of them is needed for correctness. The first failure opens the
+//! breaker for `OPEN_FOR`; while open, the steps are skipped at once (rate limits fail open,
+//! publishes stay local); then one request probes, and success closes it again.
+//!
+//! The waiting room's gate check on buying is not optional and has its own instance
+//! (`Shared::gate_breaker`), so a cache or rate-limit timeout does not touch it. While that one is
+//! open the check is not skipped but answered from the admissions this replica saw proven, else
+//! "unproven", and the hold is refused (`queue::enforce`): the gate fails closed.
 //!
 //! Endpoints that cannot work without Redis (the waiting room's check and status) still try, answer
 //! 503 + `Retry-After` when Redis is down, and their first success closes the breaker again.
@@ -12,21 +17,26 @@
 
 use std::{
     future::Future,
-    sync::atomic::{AtomicBool, AtomicI64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicI64, Ordering},
+    },
     time::Duration,
 };
 
 use fred::error::{Error as RedisError, ErrorKind};
 
+use crate::metrics::Metrics;
+
 /// How long the breaker stays open after a failure before one request probes again.
 pub const OPEN_FOR: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Default)]
 pub struct Breaker {
     /// 0: closed; else the instant (ms) until which it is open.
     open_until_ms: AtomicI64,
     /// A probe is in flight (half-open): everyone else still skips.
     probing: AtomicBool,
+    metrics: Arc<Metrics>,
 }
 
 fn now_ms() -> i64 {
@@ -42,6 +52,15 @@ fn is_outage(e: &RedisError) -> bool {
 }
 
 impl Breaker {
+    /// A closed breaker counting its openings and skips in `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            open_until_ms: AtomicI64::new(0),
+            probing: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
     /// Whether a Redis step may run now (closed, or this caller is the half-open probe).
     pub fn allow(&self) -> bool {
         self.allow_at(now_ms())
@@ -84,9 +103,9 @@ impl Breaker {
             == 0;
         self.probing.store(false, Ordering::Release);
         if was_closed {
-            crate::metrics::global().redis_breaker_opened.inc();
+            self.metrics.redis_breaker_opened.inc();
             tracing::warn!(
-                "redis unreachable: skipping optional redis steps for {OPEN_FOR:?} at a time"
+                "redis unreachable: breaker open, skipping its steps for {OPEN_FOR:?} at a time"
             );
         }
     }
@@ -112,7 +131,7 @@ impl Breaker {
         step: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, Option<RedisError>> {
         if !self.allow() {
-            crate::metrics::global().redis_steps_skipped.inc();
+            self.metrics.redis_steps_skipped.inc();
             return Err(None);
         }
         match step.await {
@@ -138,7 +157,7 @@ mod tests {
 
     #[test]
     fn breaker_opens_on_failure_skips_then_lets_one_probe() {
-        let b = Breaker::default();
+        let b = Breaker::new(Arc::default());
         assert!(b.allow_at(0));
         b.failure_at(1_000);
         assert!(b.is_open());

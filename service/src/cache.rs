@@ -1,7 +1,6 @@
 //! Read-through response cache in two tiers: a one-second copy in process memory, then Redis
 //! (shared by the replicas, invalidated on every change). A cache failure never fails a request:
 //! reads fall back to PostgreSQL and the short TTLs bound staleness if an invalidation is lost.
-//! The memory tier also keeps the waiting room's per-event gate (`queue::limit`).
 //!
 //! The memory tier exists for the opening minute, when most requests are the same few pages: a hit
 //! costs no network round trip at all. Its one second is the only staleness another replica's
@@ -20,14 +19,15 @@ pub const DETAIL_TTL_SECS: i64 = 10;
 pub const LOCAL_TTL: Duration = Duration::from_secs(1);
 /// Entries per memory tier (bodies are a few KiB; search pages are many but rarely repeated).
 const LOCAL_CAPACITY: u64 = 4096;
+/// Bytes of list pages kept in memory (a `limit=1000` page is hundreds of KiB, so a count of
+/// entries alone would not bound it).
+const LOCAL_LIST_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Response bodies kept in this process for `LOCAL_TTL`.
 #[derive(Clone)]
-pub struct Local {
+pub struct Memory {
     pub lists: moka::sync::Cache<String, Bytes>,
     pub details: moka::sync::Cache<Uuid, Bytes>,
-    /// Waiting-room gates (threshold capped by capacity, opening time) per event.
-    pub gates: moka::sync::Cache<Uuid, crate::queue::Gate>,
     /// Each token user's current role from the database (`None`: the user is gone), for
     /// `ROLE_TTL`: a demoted admin loses admin routes within seconds, not when the 7-day token
     /// expires, and a request costs no user lookup in the hot minute.
@@ -48,12 +48,17 @@ where
         .build()
 }
 
-impl Default for Local {
+impl Default for Memory {
     fn default() -> Self {
         Self {
-            lists: tier(),
+            lists: moka::sync::Cache::builder()
+                .max_capacity(LOCAL_LIST_BYTES)
+                .weigher(|k: &String, v: &Bytes| {
+                    u32::try_from(k.len() + v.len()).unwrap_or(u32::MAX)
+                })
+                .time_to_live(LOCAL_TTL)
+                .build(),
             details: tier(),
-            gates: tier(),
             roles: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(ROLE_TTL)
@@ -122,7 +127,6 @@ pub async fn invalidate_lists(state: &AppState) {
 
 pub async fn invalidate_event(state: &AppState, event_id: Uuid) {
     state.local.details.invalidate(&event_id);
-    state.local.gates.invalidate(&event_id);
     if let Err(e) = state
         .redis_breaker
         .run(

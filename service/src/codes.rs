@@ -69,7 +69,9 @@ codes! {
     AlreadyCancelled = "ALREADY_CANCELLED", "400", "The reservation is already cancelled.";
     ReservationCancelled = "RESERVATION_CANCELLED", "400", "The reservation was cancelled; it cannot be paid.";
     InvalidStatusChange = "INVALID_STATUS_CHANGE", "400, 409", "The reservation lifecycle does not allow this status change (409: its seats or stock were sold meanwhile).";
-    PaymentFailed = "PAYMENT_FAILED", "502", "The payment provider refused or failed the charge; nothing was captured.";
+    ReservationPaid = "RESERVATION_PAID", "400", "The reservation is paid: an admin may only cancel it (which refunds the payment), not set it back to pending or expired nor edit its payment status.";
+    PaymentRequired = "PAYMENT_REQUIRED", "400", "Only a captured payment confirms a reservation: an admin cannot set `confirmed` or `completed`; the buyer pays through `POST /api/payments/process`.";
+    PaymentFailed = "PAYMENT_FAILED", "502", "The payment provider declined the charge or could not be reached; nothing was confirmed. A charge it may have made is used by a retry or refunded by the recovery job.";
     Conflict = "CONFLICT", "400", "The change conflicts with sold seats or tickets (e.g. deleting a layout with reserved seats).";
     QueueNotAdmitted = "QUEUE_NOT_ADMITTED", "403", "The waiting room is closed for the caller; check in at `/api/queue/check/:eventId` and wait for your turn.";
     RateLimited = "RATE_LIMITED", "429", "Too many requests; retry after `Retry-After` seconds.";
@@ -77,6 +79,7 @@ codes! {
     DbBusy = "DB_BUSY", "503", "The database pool is exhausted or the database unreachable; retry after `Retry-After`.";
     DbTimeout = "DB_TIMEOUT", "503", "A database statement ran past its timeout; retry after `Retry-After`.";
     RedisUnavailable = "REDIS_UNAVAILABLE", "503", "Redis is unreachable; retry after `Retry-After`.";
+    QueueUnavailable = "QUEUE_UNAVAILABLE", "503", "The waiting room cannot be read (Redis unreachable) and this replica has no admission of the caller on record: a hold or booking is refused until it can be proven; retry after `Retry-After`.";
     Internal = "INTERNAL", "500", "An unexpected failure, logged with its cause.";
 }
 

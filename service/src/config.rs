@@ -91,7 +91,7 @@ pub struct Config {
     /// to start (default outside dev mode), `warn` (default in dev mode) or `off`. An unreadable
     /// policy (CONFIG forbidden) only warns.
     #[arg(long, env = "REDIS_EVICTION_POLICY_CHECK", value_enum)]
-    pub redis_eviction_policy_check: Option<crate::eviction::CheckMode>,
+    pub redis_eviction_policy_check: Option<CheckMode>,
     /// Comma-separated allowed CORS origins, or `*`.
     #[arg(long, env = "CORS_ORIGINS", default_value = "*")]
     pub cors_origins: String,
@@ -121,11 +121,29 @@ pub struct Config {
     /// Tickets (ticket-type units) one user may book per event (not cancelled); 0 = no cap.
     #[arg(long, env = "MAX_TICKETS_PER_USER_PER_EVENT", default_value_t = 8)]
     pub max_tickets_per_user_per_event: u32,
+    /// How long an event's hold writer waits for more holds to decide them in one transaction
+    /// (`reservations::batch`); 0 = each hold is its own transaction.
+    #[arg(long, env = "HOLD_BATCH_WINDOW_MS", default_value_t = 2)]
+    pub hold_batch_window_ms: u64,
+    /// Most holds one grouped transaction decides (≥ 1).
+    #[arg(long, env = "HOLD_BATCH_MAX", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub hold_batch_max: u32,
+    /// Holds that may wait for one event's writer; one more is answered 503 `DB_BUSY`, like a pool
+    /// timeout (≥ 1).
+    #[arg(long, env = "HOLD_BATCH_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub hold_batch_queue: u32,
     /// Mock payment delay bounds.
     #[arg(long, env = "PAYMENT_DELAY_MIN_MS", default_value_t = 500)]
     pub payment_delay_min_ms: u64,
     #[arg(long, env = "PAYMENT_DELAY_MAX_MS", default_value_t = 1500)]
     pub payment_delay_max_ms: u64,
+    /// Period of the payment recovery job (resolves payment intents a request left unfinished).
+    #[arg(long, env = "PAYMENT_RECOVERY_SECONDS", default_value_t = 30)]
+    pub payment_recovery_seconds: u64,
+    /// Age (since its last change) at which the recovery job takes over an unfinished payment
+    /// intent; longer than any provider call (30 s), so it never races a request still waiting.
+    #[arg(long, env = "PAYMENT_RECOVERY_GRACE_SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(31..))]
+    pub payment_recovery_grace_seconds: u64,
     /// Waiting-room admissions per event per second.
     #[arg(long, env = "ADMISSION_RATE", default_value_t = 50)]
     pub admission_rate: u32,
@@ -145,9 +163,21 @@ pub struct Config {
     /// Arrivals up to this long after a sale opens still get a random place; later ones queue FIFO.
     #[arg(long, env = "FAIR_OPENING_WINDOW_SECONDS", default_value_t = 60)]
     pub fair_opening_window_seconds: u64,
+    /// Tests only (no flag, no variable): shifts this replica's waiting-room clock by this many ms,
+    /// to play a host whose clock is off. Buying is decided on PostgreSQL's clock whatever it is.
+    #[arg(skip)]
+    pub clock_offset_ms: i64,
     /// Period of the traffic sampler (rows are per minute).
     #[arg(long, env = "TRAFFIC_SAMPLE_SECONDS", default_value_t = 60)]
     pub traffic_sample_seconds: u64,
+    /// How often a replica asks Redis whether another replica changed an event's seat map: the
+    /// longest a hold made elsewhere can be missing from this replica's map (its own changes show
+    /// at once; without Redis, snapshots are rebuilt every 5 s).
+    #[arg(long, env = "SEATMAP_REVALIDATE_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=5000))]
+    pub seatmap_revalidate_ms: u64,
+    /// How often the news views counted in memory are written to PostgreSQL (one UPDATE per batch).
+    #[arg(long, env = "NEWS_VIEWS_FLUSH_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub news_views_flush_ms: u64,
     /// Seat holds, ticket bookings and payments allowed per user per minute.
     #[arg(long, env = "RESERVE_RATE_LIMIT_PER_MINUTE", default_value_t = 60)]
     pub reserve_rate_limit: u32,
@@ -170,14 +200,44 @@ pub struct Config {
         default_value_t = 1200
     )]
     pub queue_check_rate_limit_per_ip: u32,
-    /// Proxies whose forwarding headers are believed (comma-separated CIDRs or addresses, e.g. the
-    /// ingress controller's pod CIDR). Per-IP limits then key on the client address from
-    /// `Forwarded`/`X-Forwarded-For`; empty (the default): trust nobody, use the TCP peer.
+    /// Proxies whose forwarding header is believed (comma-separated CIDRs or addresses, e.g. the
+    /// ingress controller's pod CIDR). Per-IP limits then key on the right-most address in
+    /// `TRUSTED_PROXY_HEADER` that is not a trusted proxy; empty (the default): trust nobody, use the
+    /// TCP peer.
     #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = parse_proxies)]
     pub trusted_proxies: TrustedProxies,
-    /// Login attempts allowed per client IP per minute.
+    /// The forwarding header the trusted proxies own: `x-forwarded-for` (nginx, ingress-nginx, cloud
+    /// load balancers append to it) or `forwarded` (only for a proxy that sets RFC 7239 `Forwarded`
+    /// and drops a client's own). The other header is the client's and never read.
+    #[arg(
+        long,
+        env = "TRUSTED_PROXY_HEADER",
+        value_enum,
+        default_value = "x-forwarded-for"
+    )]
+    pub trusted_proxy_header: crate::client_ip::ProxyHeader,
+    /// Login and registration attempts allowed per client IP per minute.
     #[arg(long, env = "LOGIN_RATE_LIMIT_PER_MINUTE", default_value_t = 30)]
     pub login_rate_limit: u32,
+    /// Failed logins one client address may make against one account per failure window; beyond,
+    /// that address gets 429 for that account (other addresses, the owner's, are not affected).
+    /// 0 turns the per-account throttle (this budget and the slowdown) off.
+    #[arg(long, env = "LOGIN_FAILURES_PER_ADDRESS", default_value_t = 10)]
+    pub login_failures_per_address: u32,
+    /// How long a failed login counts (from an address's first failure on the account).
+    #[arg(long, env = "LOGIN_FAILURE_WINDOW_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    pub login_failure_window_seconds: u64,
+    /// Failures of one account (all addresses, per window) after which every address that has
+    /// failed on it waits longer before each attempt (an address without failures never waits).
+    #[arg(
+        long,
+        env = "LOGIN_SLOWDOWN_AFTER_ACCOUNT_FAILURES",
+        default_value_t = 20
+    )]
+    pub login_slowdown_after_account_failures: u32,
+    /// The longest wait before a login attempt of an address with failures on the account.
+    #[arg(long, env = "LOGIN_SLOWDOWN_MAX_MS", default_value_t = 5000)]
+    pub login_slowdown_max_ms: u64,
     /// Socket.IO events one socket may send per second (token bucket refill); beyond it, and the
     /// burst, the socket is disconnected as a flood.
     #[arg(long, env = "SOCKET_EVENTS_PER_SECOND", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
@@ -189,6 +249,33 @@ pub struct Config {
     /// beyond it the socket is disconnected.
     #[arg(long, env = "SOCKET_MAX_ROOMS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(8..))]
     pub socket_max_rooms: u32,
+    /// Socket.IO (Engine.IO) sessions this process accepts at once; beyond, a handshake gets 503
+    /// SERVER_BUSY + Retry-After. 0 (the default): derived from the memory limit (cgroup
+    /// `memory.max`, else the host's memory) as (limit - SOCKET_MEMORY_RESERVED_MIB - password
+    /// hashing) / SOCKET_MEMORY_PER_CONNECTION_KIB.
+    #[arg(long, env = "SOCKET_MAX_CONNECTIONS", default_value_t = 0)]
+    pub socket_max_connections: u32,
+    /// Memory budgeted per Socket.IO connection when the cap is derived (measured ≈ 9 KiB idle;
+    /// the rest is headroom for send buffers during broadcasts and polling).
+    #[arg(long, env = "SOCKET_MEMORY_PER_CONNECTION_KIB", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    pub socket_memory_per_connection_kib: u64,
+    /// Memory kept out of the connection budget for everything else (runtime, pools, caches,
+    /// requests in flight); password hashing's PASSWORD_HASH_CONCURRENCY x 19 MiB is kept as well.
+    #[arg(long, env = "SOCKET_MEMORY_RESERVED_MIB", default_value_t = 64)]
+    pub socket_memory_reserved_mib: u64,
+    /// An Engine.IO session that has not sent its Socket.IO CONNECT (with a valid token) within
+    /// this is closed. The frontend sends it right after the transport opens.
+    #[arg(long, env = "SOCKET_CONNECT_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub socket_connect_timeout_seconds: u64,
+    /// New Socket.IO sessions one client address may open per minute, in this process (a bucket of
+    /// this size refilled over a minute); beyond, 429 + Retry-After. Carrier NATs put many phones
+    /// behind one address and each page opens up to three sockets: keep it generous. 0 = off.
+    #[arg(
+        long,
+        env = "SOCKET_HANDSHAKES_PER_ADDRESS_PER_MINUTE",
+        default_value_t = 600
+    )]
+    pub socket_handshakes_per_address: u32,
     /// JSON logs (default) or human-readable ones.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: String,
@@ -229,8 +316,7 @@ impl Config {
 
     /// `REDIS_EVICTION_POLICY_CHECK`, defaulting to refuse outside dev mode: a Redis that evicts
     /// loses waiting-room places mid-sale, which a failed rollout is much cheaper than.
-    pub fn eviction_check(&self) -> crate::eviction::CheckMode {
-        use crate::eviction::CheckMode;
+    pub fn eviction_check(&self) -> CheckMode {
         self.redis_eviction_policy_check.unwrap_or(if self.dev {
             CheckMode::Warn
         } else {
@@ -281,12 +367,25 @@ impl Config {
             queue_check_rate_limit: 10_000,
             reserve_rate_limit_per_ip: 0,
             queue_check_rate_limit_per_ip: 0,
+            login_failures_per_address: 0,
+            socket_handshakes_per_address: 0,
             // like the rate limits, off unless a test is about them
             max_seats_per_user_per_event: 0,
             max_tickets_per_user_per_event: 0,
             ..cli.config
         }
     }
+}
+
+/// `REDIS_EVICTION_POLICY_CHECK`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckMode {
+    /// Do not start on an evicting policy (default outside dev mode).
+    Refuse,
+    /// Start, and log an error (default in dev mode).
+    Warn,
+    /// Do not check.
+    Off,
 }
 
 #[cfg(test)]

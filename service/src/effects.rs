@@ -6,7 +6,7 @@
 use tiketi_core::wire::Notice;
 use uuid::Uuid;
 
-use crate::{cache, state::AppState};
+use crate::{cache, seats, state::AppState};
 
 #[derive(Debug, Default)]
 #[must_use = "effects do nothing until applied after the commit"]
@@ -14,9 +14,12 @@ pub struct Effects {
     notices: Vec<Notice>,
     /// Events whose cached detail and waiting-room gate are stale.
     events: Vec<Uuid>,
+    /// Events whose seat map snapshot is stale: every announced seat change, every stale event.
+    seat_maps: Vec<Uuid>,
     /// The event list pages are stale (and the status updater re-plans).
     lists: bool,
-    /// Reservations whose captured payment is refunded at the provider.
+    /// Reservations whose captured payment the committed change marked for refund
+    /// (`refund_pending`): refunded at the provider now.
     refunds: Vec<Uuid>,
 }
 
@@ -32,7 +35,8 @@ impl Effects {
         fx
     }
 
-    /// Announce these and nothing else (the waiting room's news changes no cached page).
+    /// Announce these and nothing else (the waiting room's news changes no cached page, nor
+    /// seat map).
     pub fn announce(notices: Vec<Notice>) -> Self {
         Self {
             notices,
@@ -41,10 +45,16 @@ impl Effects {
     }
 
     /// Announce these too. Only a ticket type's stock is on a cached page (`GET /api/events/:id`
-    /// shows each type's `available_quantity`); no cached page shows seats, so a seat's hold or
+    /// shows each type's `available_quantity`); only the seat map shows seats, so a seat's hold or
     /// release leaves the page and the waiting-room gate alone. (Invalidating them on every hold
     /// cost a Redis DEL per hold and, during a sale, a PostgreSQL refill of the page per hold.)
     pub fn add_notices(&mut self, notices: Vec<Notice>) {
+        self.seat_maps.extend(
+            notices
+                .iter()
+                .filter(|n| matches!(n, Notice::SeatLocked { .. } | Notice::SeatReleased { .. }))
+                .map(Notice::event_id),
+        );
         self.events.extend(
             notices
                 .iter()
@@ -54,9 +64,11 @@ impl Effects {
         self.notices.extend(notices);
     }
 
-    /// An event itself changed (or a reservation of it): its cached pages are stale.
+    /// An event itself changed (or a reservation of it): its cached pages are stale, its seat map
+    /// too (a title, a layout, or a sold seat, which announces nothing).
     pub fn event(mut self, event_id: Option<Uuid>) -> Self {
         self.events.extend(event_id);
+        self.seat_maps.extend(event_id);
         self
     }
 
@@ -74,6 +86,7 @@ impl Effects {
     pub fn merge(mut self, other: Effects) -> Self {
         self.notices.extend(other.notices);
         self.events.extend(other.events);
+        self.seat_maps.extend(other.seat_maps);
         self.lists |= other.lists;
         self.refunds.extend(other.refunds);
         self
@@ -86,23 +99,29 @@ pub async fn apply(state: &AppState, fx: Effects) {
     let Effects {
         notices,
         mut events,
+        mut seat_maps,
         lists,
         refunds,
     } = fx;
     for id in refunds {
-        if let Err(e) = state.payments.refund(id).await {
-            tracing::error!(error = %e, reservation = %id, "REFUND FAILED after a committed change");
-        }
+        // the committed change marked the charges `refund_pending`; what fails here the payment
+        // recovery job refunds later
+        crate::payments::refund_reservation(state, id).await;
     }
     if lists {
         cache::invalidate_lists(state).await;
-        crate::jobs::event_status::wake();
+        // a changed sale window or date: the event-status job re-plans its next transition now
+        state.event_status_wake.notify_one();
     }
     events.sort_unstable();
     events.dedup();
     for id in events {
+        state.gates.forget(id);
         cache::invalidate_event(state, id).await;
     }
+    seat_maps.sort_unstable();
+    seat_maps.dedup();
+    seats::snapshot::changed(state, &seat_maps).await;
     crate::realtime::publish(state, notices).await;
 }
 
@@ -147,6 +166,7 @@ mod tests {
         ]);
         assert_eq!(seats.notices.len(), 2);
         assert!(seats.events.is_empty(), "a seat is on no cached page");
+        assert_eq!(seats.seat_maps, vec![e, e], "but on the seat map");
         let stock = Effects::notices(vec![Notice::TicketUpdated {
             event_id: other,
             ticket_type_id: Uuid::new_v4(),
@@ -154,5 +174,12 @@ mod tests {
             total: 2,
         }]);
         assert_eq!(stock.events, vec![other]);
+        assert!(stock.seat_maps.is_empty(), "stock is not on the seat map");
+        let edited = Effects::none().event(Some(other));
+        assert_eq!(
+            edited.seat_maps,
+            vec![other],
+            "an edited event's map is stale"
+        );
     }
 }

@@ -167,7 +167,7 @@ impl<T> OrMessage<T> for Result<T> {
 
 /// SQLSTATEs of a statement or session the server ended for running or idling too long:
 /// `query_canceled` (statement_timeout) and `idle_in_transaction_session_timeout`.
-const TIMEOUT_SQLSTATES: &[&str] = &["57014", "25P03"];
+pub(crate) const TIMEOUT_SQLSTATES: &[&str] = &["57014", "25P03"];
 
 /// A dependency failure a client should retry; what is counted and logged of it happens once, in
 /// [`Outage::record`] when the error is answered.
@@ -201,22 +201,30 @@ impl Outage {
         self.unavailable().code()
     }
 
-    /// The metrics and log lines of an answered outage (`tiketi_db_pool_timeouts`,
-    /// `tiketi_db_statement_timeouts` count answers, as their help texts say).
-    fn record(&self) {
-        let metrics = crate::metrics::global();
+    /// The log line of an answered outage, and the mark its answer carries to be counted.
+    fn answered(&self) -> Option<AnsweredOutage> {
         match self {
-            Outage::DbPoolTimedOut => {
-                metrics.db_pool_timeouts.inc();
-            }
-            Outage::DbUnreachable => {}
+            Outage::DbPoolTimedOut => Some(AnsweredOutage::PoolTimeout),
+            Outage::DbUnreachable => None,
             Outage::DbStatementTimeout(e) => {
                 tracing::warn!(error = %e, "database statement timed out");
-                metrics.db_statement_timeouts.inc();
+                Some(AnsweredOutage::StatementTimeout)
             }
-            Outage::Redis(e) => tracing::warn!(error = %e, "redis unavailable"),
+            Outage::Redis(e) => {
+                tracing::warn!(error = %e, "redis unavailable");
+                None
+            }
         }
     }
+}
+
+/// A response extension: this answer reported a database timeout. The replica's request metrics
+/// (`app::record_metrics`) count it: `tiketi_db_pool_timeouts` and `tiketi_db_statement_timeouts`
+/// count answers, as their help texts say, not conversions a handler may recover from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnsweredOutage {
+    PoolTimeout,
+    StatementTimeout,
 }
 
 impl From<sqlx::Error> for Error {
@@ -292,8 +300,12 @@ impl IntoResponse for Error {
                 r
             }
             Error::Outage(outage) => {
-                outage.record();
-                outage.unavailable().into_response()
+                let answered = outage.answered();
+                let mut r = outage.unavailable().into_response();
+                if let Some(a) = answered {
+                    r.extensions_mut().insert(a);
+                }
+                r
             }
             Error::TooManyRequests { retry_after_secs } => {
                 let msg = "요청이 너무 많습니다. 잠시 후 다시 시도해주세요.";
@@ -330,17 +342,19 @@ pub fn failure(status: StatusCode, code: Code, msg: &str) -> Response {
 mod tests {
     use super::*;
 
-    /// Converting is pure; the metric counts the answer (a handler may convert and recover).
+    /// Converting is pure; the answer carries the mark the request metrics count.
     #[test]
-    fn error_outage_is_counted_when_answered_not_when_converted() {
-        let counter = &crate::metrics::global().db_pool_timeouts;
-        let before = counter.get();
+    fn error_outage_is_marked_when_answered() {
         let e = Error::from(sqlx::Error::PoolTimedOut);
         assert_eq!(e.code(), Code::DbBusy);
-        assert_eq!(counter.get(), before);
         let r = e.into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
-        assert_eq!(counter.get(), before + 1);
+        assert_eq!(
+            r.extensions().get::<AnsweredOutage>(),
+            Some(&AnsweredOutage::PoolTimeout)
+        );
+        let unreachable = Error::from(sqlx::Error::PoolClosed).into_response();
+        assert_eq!(unreachable.extensions().get::<AnsweredOutage>(), None);
     }
 }

@@ -15,18 +15,7 @@ use fred::{
     types::CustomCommand,
 };
 
-use crate::{metrics::PolicyLabels, state::AppState};
-
-/// `REDIS_EVICTION_POLICY_CHECK`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum CheckMode {
-    /// Do not start on an evicting policy (default outside dev mode).
-    Refuse,
-    /// Start, and log an error (default in dev mode).
-    Warn,
-    /// Do not check.
-    Off,
-}
+use crate::{config::CheckMode, state::AppState};
 
 /// What a policy means for our keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,35 +88,19 @@ pub async fn read_policy(redis: &Pool) -> Result<String, String> {
 async fn check(
     redis: &Pool,
     mode: CheckMode,
-    health: &crate::health::deps::Deps,
+    health: &crate::health::deps::DependencyState,
     at_start: bool,
 ) -> Action {
     if mode == CheckMode::Off {
         return Action::Proceed;
     }
     let policy = read_policy(redis).await;
-    record(health, policy.as_deref().ok());
+    health.set_redis_policy(policy.as_deref().ok().map(str::to_string));
     decide(
         mode,
         &assess(policy.as_deref().map_err(|e| e.as_str())),
         at_start,
     )
-}
-
-/// The metric's label for an observed policy.
-fn label(policy: Option<&str>) -> String {
-    policy.unwrap_or("unknown").to_string()
-}
-
-fn record(health: &crate::health::deps::Deps, policy: Option<&str>) {
-    let m = &crate::metrics::global().redis_maxmemory_policy;
-    let old = label(health.redis_policy().as_deref());
-    m.get_or_create(&PolicyLabels { policy: old }).set(0);
-    m.get_or_create(&PolicyLabels {
-        policy: label(policy),
-    })
-    .set(1);
-    health.set_redis_policy(policy.map(str::to_string));
 }
 
 /// The start-up check: an error refuses to start.

@@ -1,21 +1,18 @@
-//! Request extractors that answer in the contract's shapes: lenient JSON bodies, the bearer token, the
-//! admin role and the client address.
+//! Request extractors that answer in the contract's shapes: the bearer token, the admin role, the
+//! client address, path ids and query strings (bodies: `body`).
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::{
-    body::Bytes,
-    extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request},
-    http::{StatusCode, header, request::Parts},
+    extract::{ConnectInfo, FromRef, FromRequestParts, Request},
+    http::{header, request::Parts},
     middleware::Next,
     response::Response,
 };
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::{
     auth::{self, jwt::TokenError},
-    body::FromJson,
     error::{Code, Error},
     state::AppState,
 };
@@ -24,101 +21,6 @@ pub const MSG_AUTH_REQUIRED: &str = "인증이 필요합니다.";
 pub const MSG_INVALID_TOKEN: &str = "유효하지 않은 토큰입니다.";
 pub const MSG_USER_GONE: &str = "사용자 정보를 찾을 수 없습니다. 다시 로그인해주세요.";
 pub const MSG_ADMIN_ONLY: &str = "관리자 권한이 필요합니다.";
-
-/// A JSON object body. Like the original (express.json), an empty body is `{}` and the content type
-/// is not insisted on; malformed JSON is 400 `{success:false, message}`, an oversize body 413.
-pub struct JsonBody(pub Map<String, Value>);
-
-impl<S: Send + Sync> FromRequest<S> for JsonBody {
-    type Rejection = Error;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Error::Failure(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    Code::PayloadTooLarge,
-                    "요청 본문이 너무 큽니다.".into(),
-                )
-            } else {
-                Error::rejected(Code::InvalidJson, e.body_text())
-            }
-        })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(JsonBody(Map::new()));
-        }
-        match serde_json::from_slice::<Value>(&bytes) {
-            // PostgreSQL text cannot hold NUL: refused here rather than as a 500 from the query
-            Ok(Value::Object(map)) if map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) => {
-                Err(Error::rejected(
-                    Code::InvalidJson,
-                    "JSON body must not contain NUL characters",
-                ))
-            }
-            Ok(Value::Object(map)) => Ok(JsonBody(map)),
-            // express.json (strict) refuses top-level scalars and arrays too
-            Ok(_) => Err(Error::rejected(
-                Code::InvalidJson,
-                "JSON body must be an object",
-            )),
-            Err(e) => Err(Error::rejected(
-                Code::InvalidJson,
-                format!("Invalid JSON: {e}"),
-            )),
-        }
-    }
-}
-
-fn has_nul(v: &Value) -> bool {
-    match v {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(a) => a.iter().any(has_nul),
-        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-        _ => false,
-    }
-}
-
-/// Typed reads of loosely typed JSON fields (the admin form sends numbers as strings).
-pub trait Fields {
-    fn field(&self, name: &str) -> Option<&Value>;
-
-    /// Present, non-null.
-    fn present(&self, name: &str) -> Option<&Value> {
-        self.field(name).filter(|v| !v.is_null())
-    }
-    fn str_of(&self, name: &str) -> Option<&str> {
-        self.field(name).and_then(Value::as_str)
-    }
-    /// A non-blank string, trimmed.
-    fn text(&self, name: &str) -> Option<String> {
-        self.str_of(name)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    }
-    fn uuid_of(&self, name: &str) -> Option<Uuid> {
-        self.str_of(name).and_then(tiketi_core::ids::parse_uuid)
-    }
-    /// An integer given as a JSON integer or as a string of digits.
-    fn int_of(&self, name: &str) -> Option<i64> {
-        self.field(name).and_then(i64::from_json)
-    }
-    fn bool_of(&self, name: &str) -> Option<bool> {
-        self.field(name).and_then(bool::from_json)
-    }
-}
-
-impl Fields for Map<String, Value> {
-    fn field(&self, name: &str) -> Option<&Value> {
-        self.get(name)
-    }
-}
-
-impl Fields for Value {
-    fn field(&self, name: &str) -> Option<&Value> {
-        self.get(name)
-    }
-}
 
 /// A path id, or the endpoint's exact 400 message.
 pub fn path_id(raw: &str, message: &'static str) -> Result<Uuid, Error> {
@@ -227,7 +129,7 @@ fn verified_claims(state: &AppState, parts: &Parts) -> Result<crate::auth::jwt::
         .nth(1)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| Error::unauthorized(Code::AuthRequired, MSG_AUTH_REQUIRED))?;
-    // 401 for expired and invalid tokens alike: the frontend logs out only on 401 (contract §9 #30).
+    // 401 for expired and invalid tokens alike: the frontend logs out only on 401 (docs/wire-contract.md §9 #30).
     state.jwt.verify(token).map_err(|e| match e {
         TokenError::Expired => Error::unauthorized(Code::TokenExpired, MSG_INVALID_TOKEN),
         TokenError::Invalid => Error::unauthorized(Code::TokenInvalid, MSG_INVALID_TOKEN),
@@ -245,7 +147,8 @@ pub async fn require_admin(
     Ok(next.run(req).await)
 }
 
-/// The client's address: the TCP peer, or what trusted proxies forwarded (`client_ip`).
+/// The client's address: the TCP peer, or what trusted proxies forwarded (`client_ip`). Limits
+/// count it under `client_ip::limit_key`.
 pub struct ClientIp(pub IpAddr);
 
 impl<S> FromRequestParts<S> for ClientIp
@@ -261,11 +164,12 @@ where
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        let proxies = &AppState::from_ref(state).config.trusted_proxies.0;
+        let config = &AppState::from_ref(state).config;
         Ok(ClientIp(crate::client_ip::resolve(
             peer,
             &parts.headers,
-            proxies,
+            &config.trusted_proxies.0,
+            config.trusted_proxy_header,
         )))
     }
 }

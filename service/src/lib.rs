@@ -115,6 +115,11 @@ impl Service {
             () = health::watch(self.state.clone()) => {}
             () = realtime::presence::heartbeat(self.state.clone()) => {}
             () = eviction::watch(self.state.clone()) => {}
+            () = news::views::run(self.state.clone()) => {}
+        }
+        // the views counted since the last flush are not lost with the replica
+        if let Err(e) = news::views::flush(&self.state).await {
+            tracing::warn!(error = %e, "news views counted here were not written");
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
-//! Prometheus metrics (text exposition on `/metrics`). One process-wide set, because errors record
-//! pool timeouts from `From` conversions that have no access to request state.
-
-use std::sync::OnceLock;
+//! Prometheus metrics (text exposition on `/metrics`). Each replica's state owns its set
+//! (`AppState::metrics`); parts built beside the state (breakers, the password hasher, socket
+//! admission) hold the same handle, and error answers carry a mark the request metrics count
+//! (`error::AnsweredOutage`).
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -67,6 +67,8 @@ pub struct Metrics {
     pub reservations_cancelled: Family<KindLabels, Counter>,
     pub holds_expired: Counter,
     pub seats_released: Counter,
+    pub seatmap_snapshot_builds: Counter,
+    pub news_views_flushed: Counter,
     pub payments: Family<PaymentLabels, Counter>,
     pub payment_amount: Histogram,
     pub auth_attempts: Family<AuthLabels, Counter>,
@@ -95,10 +97,21 @@ pub struct Metrics {
     /// Reads of an event's published capacity that were zero, stale or unreadable (kind), answered
     /// with the last good value or the event's threshold instead.
     pub queue_capacity_fallbacks: Family<KindLabels, Counter>,
+    pub socket_sessions: Gauge,
+    pub socket_max_sessions: Gauge,
+    pub socket_refused: Family<KindLabels, Counter>,
 }
 
 fn http_histogram() -> Histogram {
     Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0])
+}
+
+impl Default for Metrics {
+    /// A fresh registry: each replica (`AppState`) owns one, so replicas in one process (the tests)
+    /// count apart.
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
@@ -112,6 +125,8 @@ impl Metrics {
             reservations_cancelled: Family::default(),
             holds_expired: Counter::default(),
             seats_released: Counter::default(),
+            seatmap_snapshot_builds: Counter::default(),
+            news_views_flushed: Counter::default(),
             payments: Family::default(),
             payment_amount: Histogram::new([
                 10_000.0, 50_000.0, 100_000.0, 150_000.0, 200_000.0, 300_000.0,
@@ -140,6 +155,9 @@ impl Metrics {
             dependency_up: Family::default(),
             redis_maxmemory_policy: Family::default(),
             queue_capacity_fallbacks: Family::default(),
+            socket_sessions: Gauge::default(),
+            socket_max_sessions: Gauge::default(),
+            socket_refused: Family::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -176,6 +194,16 @@ impl Metrics {
             "tiketi_seats_released",
             "Seats returned to sale",
             m.seats_released.clone(),
+        );
+        r.register(
+            "tiketi_seatmap_snapshot_builds",
+            "Seat map snapshots built (PostgreSQL reads of a whole map)",
+            m.seatmap_snapshot_builds.clone(),
+        );
+        r.register(
+            "tiketi_news_views_flushed",
+            "News views written to PostgreSQL by the batched counter",
+            m.news_views_flushed.clone(),
         );
         r.register(
             "tiketi_payments",
@@ -307,6 +335,21 @@ impl Metrics {
             "Published capacities not used as they were (kind: zero|stale|unreadable)",
             m.queue_capacity_fallbacks.clone(),
         );
+        r.register(
+            "tiketi_socket_sessions",
+            "Engine.IO sessions admitted and open on this replica, with or without a Socket.IO CONNECT yet",
+            m.socket_sessions.clone(),
+        );
+        r.register(
+            "tiketi_socket_max_sessions",
+            "This replica's cap of Engine.IO sessions (SOCKET_MAX_CONNECTIONS or derived from its memory limit)",
+            m.socket_max_sessions.clone(),
+        );
+        r.register(
+            "tiketi_socket_refused",
+            "Socket.IO handshakes refused (kind: full = at the cap, answered 503; rate = the address's handshake rate, answered 429)",
+            m.socket_refused.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 
@@ -329,9 +372,4 @@ impl Metrics {
         }
         out
     }
-}
-
-pub fn global() -> &'static Metrics {
-    static METRICS: OnceLock<Metrics> = OnceLock::new();
-    METRICS.get_or_init(Metrics::new)
 }

@@ -12,29 +12,44 @@ use crate::{auth::jwt::JwtKeys, config::Config, metrics::Metrics};
 pub struct AppState(Arc<Shared>);
 
 /// What every handler, job and socket shares. Behind one `Arc`: axum clones the state for every
-/// extractor and middleware layer of every request, and cloning the fields themselves (pools, four
-/// moka caches, the Socket.IO handle, several `Arc`s) was ≈ 3 % of the service's samples in the
-/// hold path's profile (clone plus drop); a clone is now one reference count.
+/// extractor and middleware layer of every request, so a clone must be one reference count, not a
+/// clone of each pool, cache and handle.
 pub struct Shared {
     pub db: PgPool,
     pub redis: RedisPool,
     pub keys: Keys,
     pub config: Arc<Config>,
     pub jwt: Arc<JwtKeys>,
-    pub metrics: &'static Metrics,
+    pub metrics: Arc<Metrics>,
     /// The Socket.IO side: push handle, room-info coalescer, presence, flood limits.
     pub realtime: crate::realtime::Realtime,
     pub started: Instant,
     /// The in-process tier of the response cache.
-    pub local: crate::cache::Local,
+    pub local: crate::cache::Memory,
     /// Skips optional Redis steps at once during an outage (`breaker`).
     pub redis_breaker: Arc<crate::breaker::Breaker>,
+    /// The waiting room's gate check on buying has its own breaker: an optional step's timeout does
+    /// not make buyers unproven, and an open breaker never means "skip the queue" (`queue::admission`).
+    pub gate_breaker: crate::breaker::Breaker,
+    /// The waiting room's gates this replica keeps in memory (`queue::limit`).
+    pub gates: crate::queue::Gates,
+    /// Admissions this replica saw proven, for buying through a Redis outage (`queue::Verdict`).
+    pub admissions: crate::queue::Remembered,
     /// The payment provider (the mock; `payments::provider` documents the interface).
     pub payments: Arc<dyn crate::payments::provider::Provider>,
     /// Bounded password hashing for the request paths.
     pub hasher: crate::auth::password::Hasher,
     /// Last observed dependency state and the draining flag (readiness).
-    pub health: crate::health::deps::Deps,
+    pub health: crate::health::deps::DependencyState,
+    /// Seat map snapshots, one per event (`seats::snapshot`).
+    pub seat_maps: crate::seats::snapshot::SeatMaps,
+    /// News views counted here and not yet written (`news::views`).
+    pub news_views: crate::news::views::Views,
+    /// Wakes the event-status job early: this replica changed an event's dates or sale window
+    /// (`jobs::event_status`).
+    pub event_status_wake: tokio::sync::Notify,
+    /// The per-event seat hold writers (`reservations::batch`).
+    pub hold_batches: crate::reservations::batch::Batcher,
 }
 
 impl AppState {
@@ -52,6 +67,7 @@ impl std::ops::Deref for AppState {
 
 impl Shared {
     fn new(db: PgPool, redis: RedisPool, jwt: Arc<JwtKeys>, config: Config) -> Self {
+        let metrics = Arc::new(Metrics::default());
         let payments = Arc::new(crate::payments::provider::MockProvider::new(
             config.payment_delay_min_ms,
             config.payment_delay_max_ms,
@@ -59,21 +75,36 @@ impl Shared {
         let hasher = crate::auth::password::Hasher::new(
             config.password_hash_concurrency,
             std::time::Duration::from_millis(config.password_hash_wait_ms),
+            metrics.clone(),
+        );
+        let seat_maps = crate::seats::snapshot::SeatMaps::new(std::time::Duration::from_millis(
+            config.seatmap_revalidate_ms,
+        ));
+        let hold_batches = crate::reservations::batch::Batcher::on_pool(
+            crate::reservations::batch::Limits::of(&config),
+            db.clone(),
         );
         Self {
             db,
             redis,
             keys: Keys::new(config.redis_prefix.clone()),
             jwt,
-            realtime: crate::realtime::Realtime::new(&config),
+            realtime: crate::realtime::Realtime::new(&config, metrics.clone()),
             config: Arc::new(config),
-            metrics: crate::metrics::global(),
+            metrics: metrics.clone(),
             started: Instant::now(),
-            local: crate::cache::Local::default(),
+            local: crate::cache::Memory::default(),
             payments,
-            redis_breaker: Arc::default(),
+            redis_breaker: Arc::new(crate::breaker::Breaker::new(metrics.clone())),
+            gate_breaker: crate::breaker::Breaker::new(metrics.clone()),
+            gates: Default::default(),
+            admissions: Default::default(),
             hasher,
-            health: crate::health::deps::Deps::default(),
+            health: crate::health::deps::DependencyState::new(metrics.clone()),
+            seat_maps,
+            news_views: crate::news::views::Views::default(),
+            event_status_wake: tokio::sync::Notify::new(),
+            hold_batches,
         }
     }
 }

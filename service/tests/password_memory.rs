@@ -27,7 +27,7 @@ fn a_burst_of_password_hashes_stays_within_the_slots_work_memory() {
     let before = status_kib("VmRSS");
     runtime.block_on(async {
         // 100 requests at once, as at a sale's opening, through 4 slots; every one waits its turn
-        let hasher = Hasher::new(slots, Duration::from_secs(600));
+        let hasher = Hasher::new(slots, Duration::from_secs(600), Default::default());
         let burst: Vec<_> = (0..100)
             .map(|i| {
                 let hasher = hasher.clone();

@@ -6,7 +6,10 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, PgExecutor};
 use uuid::Uuid;
 
-use crate::events::db::{EVENT_COLUMNS, EventRow};
+use crate::{
+    events::db::{EVENT_COLUMNS, EventRow},
+    reservations::views::{Stored, StoredStatus},
+};
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
@@ -36,7 +39,10 @@ pub struct RecentReservation {
     pub id: Uuid,
     pub reservation_number: String,
     pub total_amount: i32,
-    pub status: String,
+    /// `status` and `status_reason` as clients see them (`lifecycle::shown`).
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub state: StoredStatus,
     #[serde(with = "tiketi_core::time::wire")]
     pub created_at: DateTime<Utc>,
     pub user_name: String,
@@ -47,8 +53,8 @@ pub struct RecentReservation {
 /// The ten newest reservations of events that still exist.
 pub async fn recent(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<RecentReservation>> {
     sqlx::query_as(
-        "SELECT r.id, r.reservation_number, r.total_amount, r.status, r.created_at,
-                u.name AS user_name, u.email AS user_email, e.title AS event_title
+        "SELECT r.id, r.reservation_number, r.total_amount, r.status, r.payment_status,
+                coalesce(r.expires_at < now(), FALSE) AS hold_over, r.created_at, u.name AS user_name, u.email AS user_email, e.title AS event_title
          FROM (SELECT * FROM reservations ORDER BY created_at DESC LIMIT 10) r
          JOIN users u ON u.id = r.user_id JOIN events e ON e.id = r.event_id
          ORDER BY r.created_at DESC",
@@ -62,8 +68,10 @@ pub struct ListedReservation {
     pub id: Uuid,
     pub reservation_number: String,
     pub total_amount: i32,
-    pub status: String,
-    pub payment_status: String,
+    /// `status`, `payment_status` and `status_reason` as clients see them (`lifecycle::shown`).
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub state: Stored,
     #[serde(with = "tiketi_core::time::wire")]
     pub created_at: DateTime<Utc>,
     pub user_name: String,
@@ -75,30 +83,32 @@ pub struct ListedReservation {
     pub event_date: Option<DateTime<Utc>>,
 }
 
-/// One page of reservations, newest first, optionally of one status; and how many there are.
+/// One page of reservations, newest first, optionally only those stored with one of `statuses`
+/// (`lifecycle::stored_for_filter`); and how many there are.
 pub async fn list(
     db: &sqlx::PgPool,
-    status: Option<&str>,
+    statuses: Option<&[&str]>,
     limit: i64,
     offset: i64,
 ) -> sqlx::Result<(Vec<ListedReservation>, i64)> {
     let rows = sqlx::query_as(
-        "SELECT r.id, r.reservation_number, r.total_amount, r.status, r.payment_status, r.created_at,
+        "SELECT r.id, r.reservation_number, r.total_amount, r.status, r.payment_status,
+                coalesce(r.expires_at < now(), FALSE) AS hold_over, r.created_at,
                 u.name AS user_name, u.email AS user_email, e.title AS event_title, e.venue, e.event_date
-         FROM (SELECT * FROM reservations WHERE ($1::TEXT IS NULL OR status = $1)
+         FROM (SELECT * FROM reservations WHERE ($1::TEXT[] IS NULL OR status = ANY ($1))
                ORDER BY created_at DESC LIMIT $2 OFFSET $3) r
          JOIN users u ON u.id = r.user_id LEFT JOIN events e ON e.id = r.event_id
          ORDER BY r.created_at DESC",
     )
-    .bind(status)
+    .bind(statuses)
     .bind(limit)
     .bind(offset)
     .fetch_all(db)
     .await?;
     let total = sqlx::query_scalar(
-        "SELECT count(*) FROM reservations WHERE ($1::TEXT IS NULL OR status = $1)",
+        "SELECT count(*) FROM reservations WHERE ($1::TEXT[] IS NULL OR status = ANY ($1))",
     )
-    .bind(status)
+    .bind(statuses)
     .fetch_one(db)
     .await?;
     Ok((rows, total))
@@ -111,9 +121,11 @@ pub struct ReservationRow {
     pub event_id: Option<Uuid>,
     pub reservation_number: String,
     pub total_amount: i32,
-    pub status: String,
+    /// `status`, `payment_status` and `status_reason` as clients see them (`lifecycle::shown`).
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub state: Stored,
     pub payment_method: Option<String>,
-    pub payment_status: String,
     #[serde(with = "tiketi_core::time::wire_opt")]
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(with = "tiketi_core::time::wire")]
@@ -126,7 +138,8 @@ pub struct ReservationRow {
 pub async fn reservation(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<ReservationRow> {
     sqlx::query_as(
         "SELECT id, user_id, event_id, reservation_number, total_amount, status, payment_method,
-                payment_status, expires_at, created_at, updated_at
+                payment_status, coalesce(expires_at < now(), FALSE) AS hold_over, expires_at, created_at,
+                updated_at
          FROM reservations WHERE id = $1",
     )
     .bind(id)

@@ -3,6 +3,7 @@
 pub mod db;
 pub mod events;
 pub mod input;
+pub mod operations;
 pub mod refusal;
 pub mod reservations;
 

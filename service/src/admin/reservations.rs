@@ -12,14 +12,10 @@ use tiketi_core::rules::total_pages;
 use super::{db, refusal::Refusal};
 use crate::{
     body::{Body, Field},
-    effects,
     error::{OrMessage, Result},
     events::http::paging,
     extract::{QueryParams, path_id},
-    reservations::{
-        self, db as rdb,
-        lifecycle::{self, Change, Payment, Status},
-    },
+    reservations::lifecycle::{self, Payment, Status},
     state::AppState,
 };
 
@@ -48,12 +44,15 @@ async fn list(State(state): State<AppState>, QueryParams(q): QueryParams) -> Res
         q.get("limit").map(String::as_str),
         20,
     );
-    let status = q
+    // by the status clients see: `cancelled` finds the expired holds too (they show `cancelled`
+    // with `status_reason: "expired"`), `expired` only those
+    let statuses = q
         .get("status")
-        .map(String::as_str)
-        .filter(|s| !s.is_empty());
+        .filter(|s| !s.is_empty())
+        .map(|s| lifecycle::stored_for_filter(s));
     async {
-        let (rows, total) = db::list(&state.db, status, limit, (page - 1) * limit).await?;
+        let (rows, total) =
+            db::list(&state.db, statuses.as_deref(), limit, (page - 1) * limit).await?;
         Ok(Json(json!({
             "reservations": rows,
             "pagination": { "page": page, "limit": limit, "total": total, "totalPages": total_pages(total, limit) },
@@ -94,21 +93,9 @@ async fn set_status(
         .then(|| payment_status.get().and_then(|s| Payment::parse(s)))
         .map(|p| p.ok_or(Refusal::UnknownStatus))
         .transpose()?;
-    let (reservation, fx) = async {
-        let mut tx = state.db.begin().await?;
-        let current = rdb::lock_reservation(&mut *tx, id, None).await?;
-        let current = current.ok_or(Refusal::ReservationNotFound)?;
-        // the lifecycle moves seats and stock with the status: ending a live reservation releases
-        // them, reviving an ended one claims them again (409 when they were sold meanwhile)
-        let t = lifecycle::transition(current.current()?, Change::Admin { status, payment })?;
-        let (notices, _) = reservations::apply(&mut tx, &state, &current, t, None).await?;
-        let row = db::reservation(&mut *tx, id).await?;
-        tx.commit().await?;
-        Ok((row, reservations::after(&current, t, notices)))
-    }
-    .await
-    .or_message("예매 상태 변경에 실패했습니다.")?;
-    effects::apply(&state, fx).await;
+    let reservation = super::operations::set_reservation_status(&state, id, status, payment)
+        .await
+        .or_message("예매 상태 변경에 실패했습니다.")?;
     Ok(Json(
         json!({ "message": "예매 상태가 변경되었습니다.", "reservation": reservation }),
     ))

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tiketi_core::email;
 
-use super::{db, password};
+use super::{db, password, throttle};
 use crate::{
     body::{Body, Field},
     error::{Code, Error, FieldError, OrMessage, Result},
@@ -34,6 +34,11 @@ async fn busy_refunds<T, const N: usize>(
         }
     }
     hashed
+}
+
+/// The normalised address of a valid e-mail that fits `users.email` (`email::account`).
+fn account_email(f: &Field<String>) -> Option<String> {
+    f.get().and_then(|e| email::account(e))
 }
 
 fn user_json(u: &db::UserRow) -> Value {
@@ -76,13 +81,13 @@ async fn register(
     let attempt = ratelimit::check(
         &state,
         "register",
-        &ip.to_string(),
+        &crate::client_ip::limit_key(ip),
         state.config.login_rate_limit,
     )
     .await?;
     let mut errors = Vec::new();
-    let raw_email = body.email.get().filter(|e| email::is_email(e));
-    if raw_email.is_none() {
+    let email = account_email(&body.email);
+    if email.is_none() {
         errors.push(FieldError::body("email", body.email.raw().cloned()));
     }
     let pw = body.password.get().filter(|p| p.chars().count() >= 6);
@@ -99,12 +104,10 @@ async fn register(
     {
         errors.push(FieldError::body("phone", body.phone.raw().cloned()));
     }
-    let (Some(raw_email), Some(pw), Some(name), true) = (raw_email, pw, name, errors.is_empty())
-    else {
+    let (Some(email), Some(pw), Some(name), true) = (email, pw, name, errors.is_empty()) else {
         count(&state, "register", "invalid");
         return Err(Error::Validation(errors));
     };
-    let email = email::normalize(raw_email);
     async {
         if db::find_by_email(&state.db, &email).await?.is_some() {
             count(&state, "register", "duplicate");
@@ -132,40 +135,46 @@ async fn login(
     Body(body): Body<AccountBody>,
 ) -> Result<Json<Value>> {
     let mut errors = Vec::new();
-    let raw_email = body.email.get().filter(|e| email::is_email(e));
-    if raw_email.is_none() {
+    let email = account_email(&body.email);
+    if email.is_none() {
         errors.push(FieldError::body("email", body.email.raw().cloned()));
     }
     let pw = body.password.get().filter(|p| !p.is_empty());
     if pw.is_none() {
         errors.push(FieldError::body("password", None));
     }
-    let (Some(raw_email), Some(pw)) = (raw_email, pw) else {
+    let (Some(email), Some(pw)) = (email, pw) else {
         count(&state, "login", "invalid");
         return Err(Error::Validation(errors));
     };
-    let email = email::normalize(raw_email);
-    let by_ip = ratelimit::check(
-        &state,
-        "login-ip",
-        &ip.to_string(),
-        state.config.login_rate_limit,
-    )
-    .await?;
-    let by_account = ratelimit::check(
-        &state,
-        "login-account",
-        &email,
-        state.config.login_rate_limit,
-    )
-    .await?;
+    let address = crate::client_ip::limit_key(ip);
+    let by_ip =
+        ratelimit::check(&state, "login-ip", &address, state.config.login_rate_limit).await?;
+    // per (account, address), not per account: an attacker's failures never lock the owner out
+    let throttled = throttle::begin(&state, &email, &address).await?;
     async {
-        let user = db::find_by_email(&state.db, &email).await?;
+        // until the password is checked, an error (database down, no hashing slot) is no failure
+        let user = match db::find_by_email(&state.db, &email).await {
+            Ok(user) => user,
+            Err(e) => {
+                throttled.refund(&state).await;
+                return Err(e.into());
+            }
+        };
         let stored = user.as_ref().map_or(password::DUMMY_HASH.to_string(), |u| {
             u.password_hash.clone()
         });
-        let verified = state.hasher.verify(pw.to_string(), stored.clone()).await;
-        let ok = busy_refunds(&state, [by_ip, by_account], verified).await?;
+        let ok = match state.hasher.verify(pw.to_string(), stored.clone()).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                throttled.refund(&state).await;
+                if e.code() == Code::ServerBusy {
+                    // refused for want of a slot: no work done, the per-IP attempt is given back too
+                    by_ip.refund(&state).await;
+                }
+                return Err(e);
+            }
+        };
         let (Some(user), true) = (user, ok) else {
             count(&state, "login", "failure");
             return Err(Error::unauthorized(
@@ -173,6 +182,7 @@ async fn login(
                 "이메일 또는 비밀번호가 일치하지 않습니다.",
             ));
         };
+        throttled.succeeded(&state).await;
         if stored.starts_with("$2") {
             // upgrade a migrated bcrypt hash to argon2id now that the password is known
             let upgraded = state.hasher.hash(pw.to_string()).await?;

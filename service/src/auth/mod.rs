@@ -4,12 +4,18 @@ pub mod db;
 pub mod http;
 pub mod jwt;
 pub mod password;
+pub mod throttle;
 
 use sqlx::PgPool;
 
 /// Creates the configured admin account when it does not exist yet.
 pub async fn ensure_admin(db: &PgPool, email: &str, password: &str) -> anyhow::Result<()> {
-    let email = tiketi_core::email::normalize(email);
+    let Some(email) = tiketi_core::email::account(email) else {
+        anyhow::bail!(
+            "ADMIN_EMAIL {email:?} is not an e-mail address of at most {} characters",
+            tiketi_core::email::MAX_CHARS
+        );
+    };
     if db::find_by_email(db, &email).await?.is_some() {
         return Ok(());
     }

@@ -117,6 +117,7 @@ pub struct Hasher {
     /// Work memory of the slots not in use (at most one buffer per slot ever exists).
     memory: Arc<Mutex<Vec<Memory>>>,
     wait: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A hashing slot with its work memory; dropping it gives both back.
@@ -137,11 +138,12 @@ impl Drop for Slot {
 }
 
 impl Hasher {
-    pub fn new(concurrency: u32, wait: Duration) -> Self {
+    pub fn new(concurrency: u32, wait: Duration, metrics: Arc<crate::metrics::Metrics>) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(concurrency.max(1) as usize)),
             memory: Arc::default(),
             wait,
+            metrics,
         }
     }
 
@@ -165,7 +167,7 @@ impl Hasher {
             }
             // the semaphore is never closed; treat it like a full one all the same
             Ok(Err(_)) | Err(_) => {
-                crate::metrics::global().password_hash_refused.inc();
+                self.metrics.password_hash_refused.inc();
                 Err(Error::server_busy(1))
             }
         }
@@ -240,7 +242,7 @@ mod tests {
         .hash_password(b"secret4")
         .unwrap()
         .to_string();
-        let hasher = Hasher::new(1, Duration::from_secs(5));
+        let hasher = Hasher::new(1, Duration::from_secs(5), Arc::default());
         for (stored, right) in [(theirs, "secret3"), (other, "secret4")] {
             assert!(hasher.verify(right.into(), stored.clone()).await.unwrap());
             assert!(!hasher.verify("wrong".into(), stored).await.unwrap());
@@ -260,7 +262,7 @@ mod tests {
 
     #[tokio::test]
     async fn password_hasher_refuses_beyond_its_slots_then_recovers() {
-        let hasher = Hasher::new(1, Duration::from_millis(20));
+        let hasher = Hasher::new(1, Duration::from_millis(20), Arc::default());
         let held = hasher.slot().await.unwrap();
         let refused = hasher.hash("secret1".into()).await.unwrap_err();
         assert_eq!(refused.code(), crate::codes::Code::ServerBusy);

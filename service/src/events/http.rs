@@ -52,6 +52,44 @@ pub fn paging(page: Option<&str>, limit: Option<&str>, default_limit: i64) -> (i
     (page, limit)
 }
 
+/// Every status an event can have (the column's check constraint).
+const STATUSES: &[&str] = &["upcoming", "on_sale", "sold_out", "ended", "cancelled"];
+/// Page sizes worth caching: the default, the admin console's `limit=1000`, a few round sizes.
+const CACHED_LIMITS: &[i64] = &[10, 20, 50, 100, 1000];
+/// Pages past this are read straight from PostgreSQL.
+const CACHED_PAGES: i64 = 20;
+/// Longer search texts are read straight from PostgreSQL.
+const CACHED_SEARCH_CHARS: usize = 64;
+
+/// Where a list page may be cached. Cache keys are built only from the normalised parameters
+/// (unknown ones are dropped by the extractor), and only a bounded set of them reaches Redis:
+/// anything else would let a client fill Redis, whose `noeviction` then refuses the waiting
+/// room's writes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ListTier {
+    /// In memory and in Redis (a few hundred possible pages per list generation, each bounded by
+    /// the size of the event list).
+    Shared,
+    /// In this replica's memory only (bounded in bytes): searches, whose texts are unbounded.
+    Local,
+    /// Not cached: outside the parameters the frontend sends.
+    Uncached,
+}
+
+pub fn list_tier(status: Option<&str>, page: i64, limit: i64, search: Option<&str>) -> ListTier {
+    if status.is_some_and(|s| !STATUSES.contains(&s))
+        || page > CACHED_PAGES
+        || !CACHED_LIMITS.contains(&limit)
+    {
+        return ListTier::Uncached;
+    }
+    match search {
+        None => ListTier::Shared,
+        Some(q) if q.chars().count() <= CACHED_SEARCH_CHARS => ListTier::Local,
+        Some(_) => ListTier::Uncached,
+    }
+}
+
 fn json_response(body: impl Into<axum::body::Body>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
@@ -74,11 +112,17 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Resu
     let (page, limit) = paging(q.page.as_deref(), q.limit.as_deref(), 10);
     let status = q.status.as_deref().filter(|s| !s.is_empty());
     let search = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let tier = list_tier(status, page, limit, search);
     let query = serde_json::to_string(&(status, page, limit, search)).unwrap_or_default();
-    if let Some(hit) = state.local.lists.get(&query) {
+    if tier != ListTier::Uncached
+        && let Some(hit) = state.local.lists.get(&query)
+    {
         return Ok(json_response(hit));
     }
-    let generation = cache::list_generation(&state).await;
+    let generation = match tier {
+        ListTier::Shared => cache::list_generation(&state).await,
+        ListTier::Local | ListTier::Uncached => None,
+    };
     let cache_key = generation.map(|g| state.keys.events_list_cache(g, &query));
     if let Some(key) = &cache_key
         && let Some(hit) = cache::get(&state, key).await
@@ -103,7 +147,9 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Resu
             cache::put(&state, key, &body, cache::LIST_TTL_SECS).await;
         }
         let body = Bytes::from(body);
-        state.local.lists.insert(query, body.clone());
+        if tier != ListTier::Uncached {
+            state.local.lists.insert(query, body.clone());
+        }
         Ok(json_response(body))
     }
     .await
@@ -171,4 +217,35 @@ async fn availability(
     }
     .await
     .or_message("재고 확인에 실패했습니다.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_tier_caches_only_the_normal_parameters() {
+        assert_eq!(list_tier(None, 1, 10, None), ListTier::Shared);
+        assert_eq!(list_tier(Some("on_sale"), 2, 1000, None), ListTier::Shared);
+        assert_eq!(
+            list_tier(Some("on_sale"), 1, 10, Some("방탄")),
+            ListTier::Local
+        );
+        assert_eq!(list_tier(Some("onsale"), 1, 10, None), ListTier::Uncached);
+        assert_eq!(list_tier(None, 1, 11, None), ListTier::Uncached);
+        assert_eq!(
+            list_tier(None, CACHED_PAGES + 1, 10, None),
+            ListTier::Uncached
+        );
+        let long = "가".repeat(CACHED_SEARCH_CHARS + 1);
+        assert_eq!(list_tier(None, 1, 10, Some(&long)), ListTier::Uncached);
+    }
+
+    #[test]
+    fn list_paging_clamps_into_range() {
+        assert_eq!(paging(None, None, 10), (1, 10));
+        assert_eq!(paging(Some("0"), Some("-5"), 10), (1, 10));
+        assert_eq!(paging(Some(" 3 "), Some("5000"), 10), (3, MAX_PAGE_SIZE));
+        assert_eq!(paging(Some("x"), Some("1.5"), 20), (1, 20));
+    }
 }

@@ -40,7 +40,7 @@ impl Seen {
 
 /// Shared by the probes, the watcher and the shutdown path.
 #[derive(Clone)]
-pub struct Deps(Arc<Inner>);
+pub struct DependencyState(Arc<Inner>);
 
 struct Inner {
     db: AtomicI8,
@@ -48,17 +48,8 @@ struct Inner {
     draining: AtomicBool,
     /// Redis `maxmemory-policy` as last read (see `stores::eviction`), `None` when unreadable.
     redis_policy: Mutex<Option<String>>,
-}
-
-impl Default for Deps {
-    fn default() -> Self {
-        Deps(Arc::new(Inner {
-            db: AtomicI8::new(-1),
-            redis: AtomicI8::new(-1),
-            draining: AtomicBool::new(false),
-            redis_policy: Mutex::new(None),
-        }))
-    }
+    /// `tiketi_dependency_up` follows what was seen.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Ready unless shutting down; dependencies do not enter into it (see the module comment).
@@ -66,17 +57,45 @@ pub fn ready(draining: bool, _db: Seen, _redis: Seen) -> bool {
     !draining
 }
 
-impl Deps {
+impl DependencyState {
+    pub fn new(metrics: Arc<crate::metrics::Metrics>) -> Self {
+        DependencyState(Arc::new(Inner {
+            db: AtomicI8::new(-1),
+            redis: AtomicI8::new(-1),
+            draining: AtomicBool::new(false),
+            redis_policy: Mutex::new(None),
+            metrics,
+        }))
+    }
     pub fn saw_db(&self, up: bool) {
         self.0.db.store(i8::from(up), Ordering::Relaxed);
-        gauge("database", up);
+        self.gauge("database", up);
     }
     pub fn saw_redis(&self, up: bool) {
         self.0.redis.store(i8::from(up), Ordering::Relaxed);
-        gauge("redis", up);
+        self.gauge("redis", up);
     }
+    fn gauge(&self, dependency: &'static str, up: bool) {
+        self.0
+            .metrics
+            .dependency_up
+            .get_or_create(&crate::metrics::DependencyLabels { dependency })
+            .set(i64::from(up));
+    }
+    /// The policy as read (`None`: unreadable), for the readiness report and
+    /// `tiketi_redis_maxmemory_policy` (1 on the policy in force, 0 on the one before).
     pub fn set_redis_policy(&self, policy: Option<String>) {
+        let label = |p: Option<&str>| p.unwrap_or("unknown").to_string();
+        let gauge = &self.0.metrics.redis_maxmemory_policy;
         if let Ok(mut p) = self.0.redis_policy.lock() {
+            let old = crate::metrics::PolicyLabels {
+                policy: label(p.as_deref()),
+            };
+            gauge.get_or_create(&old).set(0);
+            let new = crate::metrics::PolicyLabels {
+                policy: label(policy.as_deref()),
+            };
+            gauge.get_or_create(&new).set(1);
             *p = policy;
         }
     }
@@ -107,27 +126,20 @@ impl Deps {
     }
 }
 
-fn gauge(dependency: &'static str, up: bool) {
-    crate::metrics::global()
-        .dependency_up
-        .get_or_create(&crate::metrics::DependencyLabels { dependency })
-        .set(i64::from(up));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn health_dependency_gauge_follows_what_was_seen() {
-        let metrics = crate::metrics::global();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let line = |dep: &str| {
             let text = metrics.render_registry();
             text.lines()
                 .find(|l| l.starts_with(&format!("tiketi_dependency_up{{dependency=\"{dep}\"}}")))
                 .map(str::to_string)
         };
-        let deps = Deps::default();
+        let deps = DependencyState::new(metrics.clone());
         deps.saw_redis(false);
         assert_eq!(
             line("redis").as_deref(),

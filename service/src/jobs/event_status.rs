@@ -2,10 +2,9 @@
 //! until the next known boundary (at most 30 s, so boundaries set by other replicas are seen soon)
 //! and wakes early when this replica changes an event.
 
-use std::{sync::OnceLock, time::Duration};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
@@ -16,16 +15,6 @@ use crate::{
 
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 const MIN_SLEEP: Duration = Duration::from_millis(200);
-
-fn notify() -> &'static Notify {
-    static WAKE: OnceLock<Notify> = OnceLock::new();
-    WAKE.get_or_init(Notify::new)
-}
-
-/// Asks the updater to re-plan now (after an admin change).
-pub fn wake() {
-    notify().notify_one();
-}
 
 pub async fn run(state: AppState) {
     loop {
@@ -41,7 +30,7 @@ pub async fn run(state: AppState) {
         };
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
-            _ = notify().notified() => {}
+            _ = state.event_status_wake.notified() => {}
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Background jobs. Each run takes a transaction-scoped PostgreSQL advisory lock, so across all
 //! replicas exactly one runs it at a time, and a replica that dies mid-run releases it with its
-//! connection. Every job is idempotent: running it twice changes nothing more.
+//! connection. Every job is idempotent: running it twice changes nothing more. (The payment recovery
+//! job, `payments::recovery`, calls the provider between its transactions, so it runs under a Redis
+//! lease instead.)
 
 mod db;
 pub mod event_status;
@@ -21,4 +23,5 @@ pub fn spawn_all(state: &AppState) {
     tokio::spawn(event_status::run(state.clone()));
     tokio::spawn(crate::queue::admission::run(state.clone()));
     tokio::spawn(traffic::run(state.clone()));
+    tokio::spawn(crate::payments::recovery::run(state.clone()));
 }

@@ -1,6 +1,7 @@
 //! The traffic sampler: once a minute, for every event in its sale window, one `traffic_logs` row with
-//! the users on its page (distinct, across replicas), its queue length, their sum (the demand the
-//! operator forecasts from; the peak sample of the minute) and the live replica count.
+//! the users on its page (distinct, across replicas), its queue length, the demand (the distinct
+//! users on the page or in the queue, the figure the operator forecasts from; the peak sample of the
+//! minute) and the live replica count.
 //! This is the history the operator forecasts the next sale of the same artist from.
 //! Every replica heartbeats into a Redis set so the count of replicas needs no Kubernetes access.
 
@@ -65,15 +66,20 @@ pub async fn sample(state: &AppState) -> anyhow::Result<usize> {
             .zcount(state.keys.active(event_id), now_ms, f64::INFINITY)
             .await?;
         let queued: i64 = state.redis.zcard(state.keys.queue(event_id)).await?;
+        let both =
+            crate::realtime::presence::also_queued(&state.redis, &state.keys, event_id).await?;
         let users = on_page.max(admitted);
+        // demand: the distinct users on the page or in the queue. Those waiting on the page are in
+        // both (counted once); admitted users off the page and queued ones never overlap
+        let demand = (on_page + queued - both).max(admitted + queued);
         let sample = super::db::TrafficSample {
             event_id,
             artist_name: event.artist_name.as_deref(),
             concurrent_users: users as i32,
             queue_users: queued as i32,
             replicas: replicas.max(1) as i32,
-            // demand: everyone on the page plus everyone waiting (admission caps concurrent_users)
-            demand_users: users.saturating_add(queued).min(i64::from(i32::MAX)) as i32,
+            // demand, not admissions (admission caps concurrent_users)
+            demand_users: demand.clamp(0, i64::from(i32::MAX)) as i32,
         };
         super::db::upsert_traffic(&mut *tx, &sample).await?;
     }

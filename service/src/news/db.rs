@@ -38,14 +38,29 @@ pub async fn list(db: &PgPool, limit: i64, offset: i64) -> sqlx::Result<(Vec<New
     Ok((news, total))
 }
 
-/// Reads a post and counts the view.
-pub async fn view(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<News>> {
+/// Reads a post (its views are counted apart: `views.rs`).
+pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<News>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE news SET views = views + 1 WHERE id = $1 RETURNING {COLUMNS}"
+        "SELECT {COLUMNS} FROM news WHERE id = $1"
     )))
     .bind(id)
     .fetch_optional(db)
     .await
+}
+
+/// Adds `views[i]` to the count of post `ids[i]`, in one statement (rows in id order, so two
+/// replicas flushing at once cannot deadlock); deleted posts are skipped.
+pub async fn add_views(db: impl PgExecutor<'_>, ids: &[Uuid], views: &[i64]) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE news n SET views = LEAST(n.views::BIGINT + v.n, 2147483647)::INT
+         FROM (SELECT id, sum(n) AS n FROM unnest($1::UUID[], $2::BIGINT[]) AS u(id, n) GROUP BY id ORDER BY id) v
+         WHERE n.id = v.id",
+    )
+    .bind(ids)
+    .bind(views)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Writes a post by `author` (pinned only if asked and the author is an admin); `None` when the

@@ -48,9 +48,13 @@ async fn list(State(state): State<AppState>, QueryParams(q): QueryParams) -> Res
 async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
     async {
-        let news = db::view(&state.db, id)
+        let mut news = db::find(&state.db, id)
             .await?
             .ok_or_else(|| Error::not_found(Code::NewsNotFound, MSG_NOT_FOUND))?;
+        // counted in memory and written in batches; the answer includes this view, as before
+        let pending = state.news_views.add(id);
+        news.views =
+            i32::try_from(i64::from(news.views).saturating_add(pending)).unwrap_or(i32::MAX);
         Ok(Json(json!({ "news": news })))
     }
     .await

@@ -1,16 +1,15 @@
 //! The payment provider interface a real PSP plugs into, and the mock one TIKETI ships.
+//! `docs/payments.md` describes how an adapter for a real PSP maps onto it.
 //!
-//! The contract between the service and a provider, which the order of `payments::pay` relies on:
-//! - `charge` is idempotent per key: the service keys every charge by the reservation id, so a
-//!   retried, doubled or concurrent payment of one reservation is one charge (a real PSP's
-//!   idempotency key, e.g. Stripe's `Idempotency-Key` header or Toss's `orderId`);
-//! - the service charges only after the lifecycle allowed the payment, then captures it in the
-//!   transaction that confirms the reservation; when that transaction refuses (the hold expired
-//!   or was cancelled while the provider answered) or fails, it calls `refund` for the same key;
-//! - a cancellation of a paid reservation calls `refund` after its commit.
-//!
-//! So every charge ends captured for a live hold or refunded. A provider that cannot refund at
-//! once should queue the refund durably; the mock refunds in memory.
+//! What the service relies on (see `payments::pay` and `intent.rs`):
+//! - every call names the payment intent's id as its key; `charge` is idempotent per key (a retried
+//!   or concurrent charge of one key is one charge; once refunded, a charge of the same key replays
+//!   the refunded charge, as real PSPs do — which is why the service never reuses a key after a
+//!   refund);
+//! - `refund` is idempotent per key and succeeds when there is nothing to refund;
+//! - `lookup` says what the provider holds for a key, so an intent whose charge answer was lost (a
+//!   timeout, a replica that died) can be resolved later;
+//! - `Declined` means the provider took nothing; any other failure may have charged.
 
 use std::{
     collections::HashMap,
@@ -23,28 +22,55 @@ use rand::Rng;
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
-#[error("payment provider: {0}")]
-pub struct ProviderError(pub String);
+pub enum ProviderError {
+    /// The provider refused the charge and took nothing (card declined, limit, fraud check).
+    #[error("payment provider declined: {0}")]
+    Declined(String),
+    /// The call failed or its answer was lost: the provider may or may not have acted on it.
+    #[error("payment provider unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A charge request.
+#[derive(Debug, Clone, Copy)]
+pub struct ChargeRequest<'a> {
+    /// The payment intent's id: the idempotency key.
+    pub key: Uuid,
+    /// The reservation paid for (the PSP's order reference).
+    pub reference: Uuid,
+    pub amount: i32,
+    pub method: &'a str,
+}
+
+/// What the provider holds for a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// No charge under this key.
+    Nothing,
+    /// A charge that is not refunded.
+    Charged,
+    /// A charge that was refunded.
+    Refunded,
+}
 
 pub trait Provider: Send + Sync {
-    /// Charges `amount` for the reservation `key`; the same key never charges twice.
-    fn charge<'a>(
-        &'a self,
-        key: Uuid,
-        amount: i32,
-        method: &'a str,
-    ) -> BoxFuture<'a, Result<(), ProviderError>>;
-    /// Refunds the charge of `key` (nothing if there is none, or it is refunded already).
+    /// Charges `req.amount` under `req.key`; the same key never charges twice.
+    fn charge<'a>(&'a self, req: ChargeRequest<'a>) -> BoxFuture<'a, Result<(), ProviderError>>;
+    /// Refunds the charge of `key` (success when there is none, or it is refunded already).
     fn refund(&self, key: Uuid) -> BoxFuture<'_, Result<(), ProviderError>>;
+    /// What the provider holds for `key`.
+    fn lookup(&self, key: Uuid) -> BoxFuture<'_, Result<Held, ProviderError>>;
     /// The charges made so far, where the provider can tell (the mock's ledger, for tests).
     fn ledger(&self) -> Option<HashMap<Uuid, Charge>> {
         None
     }
 }
 
-/// One charge of the mock provider's ledger.
+/// One charge of the mock provider's ledger, under its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Charge {
+    /// The reservation it paid for.
+    pub reference: Uuid,
     pub amount: i32,
     pub method: String,
     pub refunded: bool,
@@ -65,41 +91,50 @@ impl MockProvider {
             ledger: Arc::default(),
         }
     }
+
+    fn ledger_lock(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<Uuid, Charge>>, ProviderError> {
+        self.ledger
+            .lock()
+            .map_err(|_| ProviderError::Unavailable("ledger poisoned".into()))
+    }
 }
 
 impl Provider for MockProvider {
-    fn charge<'a>(
-        &'a self,
-        key: Uuid,
-        amount: i32,
-        method: &'a str,
-    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+    fn charge<'a>(&'a self, req: ChargeRequest<'a>) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
             let delay = rand::rng().random_range(self.delay_ms.0..=self.delay_ms.1);
             tokio::time::sleep(Duration::from_millis(delay)).await;
-            let mut ledger = self
-                .ledger
-                .lock()
-                .map_err(|_| ProviderError("ledger poisoned".into()))?;
-            ledger.entry(key).or_insert_with(|| Charge {
-                amount,
-                method: method.to_string(),
-                refunded: false,
-            });
+            // like a PSP: the first request of a key decides; later ones replay it, refunded or not
+            self.ledger_lock()?
+                .entry(req.key)
+                .or_insert_with(|| Charge {
+                    reference: req.reference,
+                    amount: req.amount,
+                    method: req.method.to_string(),
+                    refunded: false,
+                });
             Ok(())
         })
     }
 
     fn refund(&self, key: Uuid) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(async move {
-            let mut ledger = self
-                .ledger
-                .lock()
-                .map_err(|_| ProviderError("ledger poisoned".into()))?;
-            if let Some(c) = ledger.get_mut(&key) {
+            if let Some(c) = self.ledger_lock()?.get_mut(&key) {
                 c.refunded = true;
             }
             Ok(())
+        })
+    }
+
+    fn lookup(&self, key: Uuid) -> BoxFuture<'_, Result<Held, ProviderError>> {
+        Box::pin(async move {
+            Ok(match self.ledger_lock()?.get(&key) {
+                None => Held::Nothing,
+                Some(c) if c.refunded => Held::Refunded,
+                Some(_) => Held::Charged,
+            })
         })
     }
 

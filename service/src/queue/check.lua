@@ -11,7 +11,12 @@
 -- ARGV[7] lottery: when the draws may be forgotten (ms since the epoch)
 -- ARGV[8] the event id (the index's member)
 -- Returns {queued (0/1), position (0 if not queued), active users before this call, queue size,
---          the outflow record or '', the expiry (ms) of the admission whose end opens this place or ''}
+--          the outflow record or '', the expiry (ms) of the admission whose end opens this place or '',
+--          the user's admission: 'admitted' (by the admission loop), 'gate' (a place taken at an
+--          open gate, by this call or earlier) or 'none', its expiry ms or 0}
+-- A place taken at an open gate is scored expiry + 0.5 ms: the mark tells PostgreSQL not to count it
+-- while its clock is still inside the opening lottery window (a replica whose clock is ahead may
+-- think the lottery over); the admission loop's own ZADD replaces the mark.
 -- A queued place also puts the event on the work list and reads what its ETA is computed from, so
 -- a join is one round trip (see queue::estimate).
 local queue, active = KEYS[1], KEYS[2]
@@ -27,7 +32,7 @@ local function queued(position, current, size)
     local entry = redis.call('ZRANGE', active, (position - 1) % current, (position - 1) % current, 'WITHSCORES')
     nth = entry[2] or ''
   end
-  return {1, position, current, size, outflow, nth}
+  return {1, position, current, size, outflow, nth, 'none', 0}
 end
 
 -- admissions expire per user, not as a whole set
@@ -39,8 +44,12 @@ if rank then
   return queued(rank + 1, redis.call('ZCARD', active), redis.call('ZCARD', queue))
 end
 local current = redis.call('ZCARD', active)
-if redis.call('ZSCORE', active, user) or mode == 'early' then
-  return {0, 0, current, redis.call('ZCARD', queue), '', ''}
+local expiry = tonumber(redis.call('ZSCORE', active, user))
+if expiry then
+  return {0, 0, current, redis.call('ZCARD', queue), '', '', expiry % 1 == 0 and 'admitted' or 'gate', math.floor(expiry)}
+end
+if mode == 'early' then
+  return {0, 0, current, redis.call('ZCARD', queue), '', '', 'none', 0}
 end
 -- the opening crowd always waits; later, newcomers wait while anyone waits (FIFO), even if a place
 -- just freed, or while the event is full
@@ -60,5 +69,5 @@ if mode == 'lottery' or current >= threshold or redis.call('ZCARD', queue) > 0 t
   redis.call('ZADD', queue, 'NX', score, user)
   return queued(redis.call('ZRANK', queue, user) + 1, current, redis.call('ZCARD', queue))
 end
-redis.call('ZADD', active, now + ttl, user)
-return {0, 0, current, redis.call('ZCARD', queue), '', ''}
+redis.call('ZADD', active, string.format('%d.5', now + ttl), user)
+return {0, 0, current, redis.call('ZCARD', queue), '', '', 'gate', now + ttl}

@@ -1,11 +1,21 @@
-//! The waiting room enforced on the reservation API (`admitted.lua`).
+//! The waiting room enforced on every buying path: the gate check (`admitted.lua`) reports a
+//! `Verdict`, and the hold's or booking's own transaction decides with PostgreSQL's clock
+//! (`may_buy`, migration 0009). The admission check and the purchase are one decision at one instant,
+//! whatever this replica's clock says and however long the request then waits for a connection.
+//!
+//! Redis unreadable (timeout, outage, the gate's breaker open): the verdict is the admission this
+//! replica saw proven for the caller, if still live, else `Unproven` — refused with 503
+//! `QUEUE_UNAVAILABLE` + `Retry-After` while the sale is open. Admitted users keep buying, everyone
+//! else waits for Redis: the gate fails closed. The gate has its own breaker (`Shared::gate_breaker`):
+//! a timeout of an optional step (cache, rate limit) neither makes buyers unproven nor lets anyone
+//! skip the queue.
 
 use std::sync::LazyLock;
 
 use fred::types::scripts::Script;
 use uuid::Uuid;
 
-use super::{ADMISSION_TTL_MS, gate::arrival_at, limit, now_ms};
+use super::{ADMISSION_TTL_MS, Verdict, gate::arrival_at, limit, now_ms};
 use crate::{
     error::{Code, Error},
     state::AppState,
@@ -13,27 +23,26 @@ use crate::{
 
 pub const MSG_WAIT_YOUR_TURN: &str =
     "대기열 순서를 기다려주세요. 입장이 허용된 후 예매할 수 있습니다.";
+pub const MSG_QUEUE_UNAVAILABLE: &str =
+    "대기열 상태를 확인할 수 없습니다. 잠시 후 다시 시도해주세요.";
 
 static ADMITTED: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("admitted.lua")));
 
-/// The waiting room, enforced whenever its gate is closed: a user may hold seats or book tickets
-/// only with a live admission, or — when nobody waits and there is room, outside the opening
-/// lottery — by taking a place exactly as a check would. Otherwise 403 `QUEUE_NOT_ADMITTED`, on
-/// every replica: a script calling the reserve API directly cannot skip the queue, even in the
-/// moment the queue is empty but the admitted set is full. Before the sale opens PostgreSQL's sale
-/// window answers instead. If Redis is unreachable the check is skipped (logged): the queue cannot
-/// run then either, and PostgreSQL still prevents overselling.
-pub async fn ensure_admitted(state: &AppState, event_id: Uuid, user_id: Uuid) -> Result<(), Error> {
+/// What the waiting room says about `user_id` buying in `event_id` now: a live admission, a place
+/// taken at an open first-come gate (nobody waits, there is room, the opening lottery is over by
+/// this replica's clock), not admitted, "not open yet" by this replica's clock, or unproven (Redis
+/// unreadable and no admission of the caller on record here). Decides nothing by itself: pass it to
+/// the hold or booking.
+pub async fn admission(state: &AppState, event_id: Uuid, user_id: Uuid) -> Result<Verdict, Error> {
     let Some(gate) = limit(state, event_id).await? else {
-        return Ok(()); // no such event: the reservation answers that
+        return Ok(Verdict::NotAdmitted); // no such event: the reservation answers that
     };
-    let now = now_ms();
-    let arrival = arrival_at(state, gate, now);
+    let now = now_ms(state);
     let mode = if now < gate.opens_ms {
-        "closed" // not on sale yet
+        "closed"
     } else {
-        arrival.mode()
+        arrival_at(state, gate, now).mode()
     };
     let keys = vec![state.keys.queue(event_id), state.keys.active(event_id)];
     let args = vec![
@@ -43,27 +52,53 @@ pub async fn ensure_admitted(state: &AppState, event_id: Uuid, user_id: Uuid) ->
         ADMISSION_TTL_MS.to_string(),
         mode.to_string(),
     ];
-    match state
-        .redis_breaker
-        .run(ADMITTED.evalsha_with_reload::<i64, _, _>(state.redis.next(), keys, args))
-        .await
-    {
-        Ok(1) => Ok(()),
-        Ok(_) => {
-            state
-                .metrics
-                .rate_limited
-                .get_or_create(&crate::metrics::KindLabels {
-                    kind: "queue_not_admitted",
-                })
-                .inc();
-            Err(Error::forbidden(Code::QueueNotAdmitted, MSG_WAIT_YOUR_TURN))
-        }
+    let reply = state
+        .gate_breaker
+        .run(
+            ADMITTED.evalsha_with_reload::<Vec<fred::types::Value>, _, _>(
+                state.redis.next(),
+                keys,
+                args,
+            ),
+        )
+        .await;
+    let verdict = match reply {
+        Ok(reply) => Verdict::parse(&reply).ok_or_else(|| {
+            Error::internal(anyhow::anyhow!("unexpected gate script reply {reply:?}"))
+        })?,
         Err(e) => {
             if let Some(e) = e {
-                tracing::warn!(error = %e, "waiting room not enforced: redis unavailable");
+                tracing::warn!(error = %e, "waiting room unreadable: only remembered admissions may buy");
             }
-            Ok(())
+            Verdict::from_memory(state.admissions.get(event_id, user_id), now)
         }
+    };
+    if let Some(seen) = verdict.admission() {
+        state.admissions.record(event_id, user_id, seen);
     }
+    Ok(verdict)
+}
+
+/// The refusal of a hold or booking the database found not admitted.
+pub fn not_admitted(state: &AppState) -> Error {
+    count(state, "queue_not_admitted");
+    Error::forbidden(Code::QueueNotAdmitted, MSG_WAIT_YOUR_TURN)
+}
+
+/// The refusal of a hold or booking whose admission could not be proven (Redis unreadable).
+pub fn unproven(state: &AppState) -> Error {
+    count(state, "queue_unavailable");
+    Error::Unavailable {
+        code: Code::QueueUnavailable,
+        message: MSG_QUEUE_UNAVAILABLE,
+        retry_after_secs: 2,
+    }
+}
+
+fn count(state: &AppState, kind: &'static str) {
+    state
+        .metrics
+        .rate_limited
+        .get_or_create(&crate::metrics::KindLabels { kind })
+        .inc();
 }

@@ -1,10 +1,7 @@
 //! The waiting room's gate per event: the event's threshold and opening (PostgreSQL), capped by
 //! the admission capacity the operator publishes (Redis), and how an arrival is treated.
 
-use std::{
-    collections::HashMap,
-    sync::{LazyLock, Mutex},
-};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use fred::prelude::KeysInterface;
 use tiketi_core::rules::{CapacityRead, CapacityRecord, capacity_in_force};
@@ -31,10 +28,38 @@ pub async fn gate(state: &AppState, event_id: Uuid) -> Result<Option<Gate>, Erro
     }))
 }
 
-/// The last good capacity per capacity key (prefix and event), for when the published one is zero,
-/// stale or unreadable.
-static LAST_GOOD: LazyLock<Mutex<HashMap<String, CapacityRecord>>> =
-    LazyLock::new(Default::default);
+/// How long a replica keeps an event's gate in memory: during a join storm every check asks the same
+/// question. An admin change on this replica clears it at once (`Gates::forget`); another replica's
+/// change is seen within this time.
+const GATE_TTL: Duration = Duration::from_secs(1);
+
+/// This replica's memory of the gates.
+pub struct Gates {
+    /// The gate in force per event, for `GATE_TTL`.
+    in_force: moka::sync::Cache<Uuid, Gate>,
+    /// The last good capacity per capacity key (prefix and event), for when the published one is
+    /// zero, stale or unreadable.
+    last_good: Mutex<HashMap<String, CapacityRecord>>,
+}
+
+impl Default for Gates {
+    fn default() -> Self {
+        Self {
+            in_force: moka::sync::Cache::builder()
+                .max_capacity(4096)
+                .time_to_live(GATE_TTL)
+                .build(),
+            last_good: Mutex::default(),
+        }
+    }
+}
+
+impl Gates {
+    /// The event changed on this replica (threshold, opening, capacity): read its gate afresh.
+    pub fn forget(&self, event_id: Uuid) {
+        self.in_force.invalidate(&event_id);
+    }
+}
 
 /// The admission capacity the operator published for this event, if any. A zero, stale or
 /// unreadable value never closes admission silently: the last good value stands in for a while,
@@ -54,9 +79,13 @@ pub async fn capacity(state: &AppState, event_id: Uuid) -> Option<i64> {
         Err(_) => CapacityRead::Unreadable,
     };
     let (cap, fallback) = {
-        let mut last_good = LAST_GOOD.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last_good = state
+            .gates
+            .last_good
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let (cap, good, fallback) =
-            capacity_in_force(&read, last_good.get(&key).copied(), now_ms());
+            capacity_in_force(&read, last_good.get(&key).copied(), now_ms(state));
         match good {
             Some(g) => last_good.insert(key, g),
             None => last_good.remove(&key),
@@ -75,10 +104,9 @@ pub async fn capacity(state: &AppState, event_id: Uuid) -> Option<i64> {
 }
 
 /// The gate in force: the event's threshold capped by the published capacity, and its opening.
-/// Kept in memory for `cache::LOCAL_TTL`: during a join storm every check asks the same question,
-/// and an admin change on this replica clears it at once (`cache::invalidate_event`).
+/// Kept in memory for `GATE_TTL`.
 pub async fn limit(state: &AppState, event_id: Uuid) -> Result<Option<Gate>, Error> {
-    if let Some(g) = state.local.gates.get(&event_id) {
+    if let Some(g) = state.gates.in_force.get(&event_id) {
         return Ok(Some(g));
     }
     let Some(g) = gate(state, event_id).await? else {
@@ -91,7 +119,7 @@ pub async fn limit(state: &AppState, event_id: Uuid) -> Result<Option<Gate>, Err
         ),
         ..g
     };
-    state.local.gates.insert(event_id, g);
+    state.gates.in_force.insert(event_id, g);
     Ok(Some(g))
 }
 

@@ -18,7 +18,7 @@ pub async fn refresh(state: &AppState) {
         Ok(events) => events,
         Err(_) => return,
     };
-    let m = state.metrics;
+    let m = &state.metrics;
     for family in [&m.queue_waiting, &m.queue_admitted_users, &m.queue_capacity] {
         family.clear();
     }
@@ -35,7 +35,7 @@ pub async fn refresh(state: &AppState) {
                     state.redis.zcard(&q).await?,
                     state
                         .redis
-                        .zcount(&a, now_ms() as f64, f64::INFINITY)
+                        .zcount(&a, now_ms(state) as f64, f64::INFINITY)
                         .await?,
                 ))
             })

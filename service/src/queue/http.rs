@@ -50,7 +50,7 @@ async fn check(
     crate::ratelimit::check(
         &state,
         "queue-check-ip",
-        &ip.to_string(),
+        &crate::client_ip::limit_key(ip),
         state.config.queue_check_rate_limit_per_ip,
     )
     .await?;

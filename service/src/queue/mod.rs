@@ -2,7 +2,9 @@
 //! opening, see `opening`, then FIFO) and a set of admitted users whose admissions expire one by one.
 //! `admission` moves users from the queue into the admitted set.
 //! The pieces: `gate` (threshold, capacity, opening), `place` (a user's place, in Redis), `eta` (the
-//! wait, a pure function), `enforce` (the reservation API's check).
+//! wait, a pure function), `enforce` and `verdict` (the buying paths' check: the replica reports what
+//! the waiting room says, and the hold's own SQL decides with PostgreSQL's clock; without Redis only
+//! admissions this replica saw proven may buy — the gate fails closed).
 
 pub mod admission;
 mod db;
@@ -13,17 +15,20 @@ pub mod gauges;
 pub mod http;
 pub mod opening;
 mod place;
+mod verdict;
 
-pub use enforce::{MSG_WAIT_YOUR_TURN, ensure_admitted};
+pub use enforce::{MSG_QUEUE_UNAVAILABLE, MSG_WAIT_YOUR_TURN, admission, not_admitted, unproven};
 pub use eta::{Eta, EtaInputs, estimate};
-pub use gate::{Gate, capacity, gate, limit};
+pub use gate::{Gate, Gates, capacity, gate, limit};
 pub use place::{Position, check, clear, eta, leave, outflow, status};
+pub use verdict::{Remembered, Seen, Verdict};
 
 /// How long an admission lasts without renewal.
 pub const ADMISSION_TTL_MS: i64 = 5 * 60 * 1000;
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+/// This replica's clock in ms (shifted by the test-only `Config::clock_offset_ms`).
+fn now_ms(state: &crate::state::AppState) -> i64 {
+    chrono::Utc::now().timestamp_millis() + state.config.clock_offset_ms
 }
 
 /// `queue-cleared`'s message.

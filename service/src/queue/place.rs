@@ -10,7 +10,9 @@ use fred::{
 use tiketi_core::rules::OutflowRecord;
 use uuid::Uuid;
 
-use super::{ADMISSION_TTL_MS, Eta, EtaInputs, Gate, estimate, gate::arrival_at, now_ms, opening};
+use super::{
+    ADMISSION_TTL_MS, Eta, EtaInputs, Gate, Verdict, estimate, gate::arrival_at, now_ms, opening,
+};
 use crate::{error::Error, state::AppState};
 
 /// How long after the opening window a sale's lottery draws are kept.
@@ -37,7 +39,7 @@ pub async fn check(
     user_id: Uuid,
     gate: Gate,
 ) -> Result<(Position, Eta), Error> {
-    let now = now_ms();
+    let now = now_ms(state);
     let arrival = arrival_at(state, gate, now);
     let score = match arrival {
         opening::Arrival::Lottery(score) => score.to_string(),
@@ -69,9 +71,13 @@ pub async fn check(
         .redis_breaker
         .observe(CHECK.evalsha_with_reload(state.redis.next(), keys, args))
         .await?;
-    let (position, inputs) = parse_check_reply(&reply).ok_or_else(|| {
+    let (position, inputs, verdict) = parse_check_reply(&reply).ok_or_else(|| {
         Error::internal(anyhow::anyhow!("unexpected queue script reply {reply:?}"))
     })?;
+    // remembered for a Redis outage: this user keeps buying through this replica
+    if let Some(seen) = verdict.admission() {
+        state.admissions.record(event_id, user_id, seen);
+    }
     let eta = estimate(
         position.position,
         gate,
@@ -83,11 +89,12 @@ pub async fn check(
 }
 
 /// `check.lua`'s reply: {queued, position, current users, queue size, outflow JSON or '', the
-/// deciding admission's expiry or ''}.
-fn parse_check_reply(reply: &[fred::types::Value]) -> Option<(Position, EtaInputs)> {
-    let [q, p, c, s, outflow, nth] = reply else {
+/// deciding admission's expiry or '', the user's admission kind and expiry}.
+fn parse_check_reply(reply: &[fred::types::Value]) -> Option<(Position, EtaInputs, Verdict)> {
+    let [q, p, c, s, outflow, nth, admission @ ..] = reply else {
         return None;
     };
+    let verdict = Verdict::parse(admission)?;
     let (queued, position, current_users, queue_size) =
         (q.as_i64()?, p.as_i64()?, c.as_i64()?, s.as_i64()?);
     let text = |v: &fred::types::Value| v.as_string().filter(|s| !s.is_empty());
@@ -106,6 +113,7 @@ fn parse_check_reply(reply: &[fred::types::Value]) -> Option<(Position, EtaInput
             queue_size,
         },
         inputs,
+        verdict,
     ))
 }
 
@@ -120,7 +128,7 @@ pub async fn status(state: &AppState, event_id: Uuid, user_id: Uuid) -> Result<P
                 state.redis.zcard(&q).await?,
                 state
                     .redis
-                    .zcount(&a, now_ms() as f64, f64::INFINITY)
+                    .zcount(&a, now_ms(state) as f64, f64::INFINITY)
                     .await?,
             ))
         })
@@ -159,7 +167,7 @@ pub async fn outflow(state: &AppState, event_id: Uuid) -> Option<OutflowRecord> 
 
 /// `estimate` for a place read without `check` (status, admin): reads its inputs first.
 pub async fn eta(state: &AppState, event_id: Uuid, gate: Gate, position: i64) -> Eta {
-    let now = now_ms();
+    let now = now_ms(state);
     let mut inputs = EtaInputs::default();
     if position > 0 {
         inputs.outflow = outflow(state, event_id).await;
@@ -189,6 +197,7 @@ pub async fn eta(state: &AppState, event_id: Uuid, gate: Gate, position: i64) ->
 }
 
 pub async fn leave(state: &AppState, event_id: Uuid, user_id: Uuid) -> Result<(), Error> {
+    state.admissions.forget(event_id, user_id);
     let left: i64 = state
         .redis
         .zrem(state.keys.queue(event_id), user_id.to_string())
@@ -205,6 +214,7 @@ pub async fn leave(state: &AppState, event_id: Uuid, user_id: Uuid) -> Result<()
 }
 
 pub async fn clear(state: &AppState, event_id: Uuid) -> Result<(), Error> {
+    state.admissions.forget_event(event_id);
     let _: i64 = state
         .redis
         .del(vec![
@@ -230,8 +240,11 @@ mod tests {
             Value::Integer(9),
             Value::from(""),
             Value::from("1234.0"),
+            Value::from("none"),
+            Value::Integer(0),
         ];
-        let (p, inputs) = parse_check_reply(&reply).unwrap();
+        let (p, inputs, verdict) = parse_check_reply(&reply).unwrap();
+        assert_eq!(verdict, Verdict::NotAdmitted);
         assert_eq!(
             p,
             Position {
@@ -250,8 +263,15 @@ mod tests {
             }
         );
         assert!(
-            parse_check_reply(&reply[..4]).is_none(),
+            parse_check_reply(&reply[..6]).is_none(),
             "the old reply shape is refused"
+        );
+        let mut admitted = reply.to_vec();
+        admitted[6] = Value::from("gate");
+        admitted[7] = Value::Integer(99);
+        assert_eq!(
+            parse_check_reply(&admitted).unwrap().2,
+            Verdict::AtGate { until_ms: 99 }
         );
     }
 }

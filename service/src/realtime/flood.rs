@@ -68,6 +68,8 @@ struct Inner {
     /// Held across the room count and the join, so concurrent joins cannot overshoot the cap.
     rooms: Mutex<()>,
     tripped: AtomicBool,
+    /// Where a trip is counted (`tiketi_socket_floods_total`).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// One socket's budget (cloned out of its extensions; the state is shared).
@@ -75,12 +77,13 @@ struct Inner {
 pub struct Guard(Arc<Inner>);
 
 /// Gives a new socket its budget.
-pub fn install(s: &Socket, limits: Limits) {
+pub fn install(s: &Socket, limits: Limits, metrics: Arc<crate::metrics::Metrics>) {
     s.extensions.insert(Guard(Arc::new(Inner {
         limits,
         bucket: Mutex::new(Bucket::full(limits.burst, Instant::now())),
         rooms: Mutex::new(()),
         tripped: AtomicBool::new(false),
+        metrics,
     })));
 }
 
@@ -144,7 +147,7 @@ fn trip(s: &Socket, g: &Guard, kind: &'static str) {
         .get::<super::handlers::SocketUser>()
         .map(|u| u.user_id);
     tracing::warn!(sid = %s.id, ?user, kind, "socket flood: disconnected");
-    crate::metrics::global()
+    g.0.metrics
         .socket_floods
         .get_or_create(&KindLabels { kind })
         .inc();

@@ -53,7 +53,7 @@ pub async fn authenticate(
         user_id: claims.user_id,
     });
     s.extensions.insert(EventRooms::default());
-    flood::install(&s, state.realtime.flood);
+    flood::install(&s, state.realtime.flood, state.metrics.clone());
     s.on(event::JOIN_EVENT, on_join_event);
     s.on(event::LEAVE_EVENT, on_leave_event);
     s.on(event::JOIN_QUEUE, on_join_queue);
@@ -64,7 +64,7 @@ pub async fn authenticate(
         flood::admit(&s);
     });
     s.on_disconnect(on_disconnect);
-    crate::metrics::global().sockets_open.inc();
+    state.metrics.sockets_open.inc();
     Ok(())
 }
 
@@ -228,7 +228,7 @@ async fn on_selection_changed(
 }
 
 async fn on_disconnect(s: Socket, io: Io, State(state): State<AppState>) {
-    crate::metrics::global().sockets_open.dec();
+    state.metrics.sockets_open.dec();
     let Some(user) = user_of(&s) else { return };
     let rooms: Vec<Uuid> = s
         .extensions

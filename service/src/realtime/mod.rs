@@ -1,6 +1,7 @@
 //! Socket.IO on the service port: JWT in the CONNECT packet, the frontend's rooms, server pushes of
 //! committed changes, session restore, and fan-out between replicas through the Redis adapter.
 
+pub mod admission;
 pub mod flood;
 mod handlers;
 pub mod presence;
@@ -41,17 +42,20 @@ pub struct Realtime {
     io: OnceLock<Weak<Io>>,
     pub room_info: room_info::RoomInfo,
     /// This replica's sockets per event room, for the presence heartbeat.
-    pub presence: presence::Local,
+    pub presence: presence::RoomSockets,
     pub flood: flood::Limits,
+    /// The cap and per-address rate of new sessions.
+    pub admission: admission::Admission,
 }
 
 impl Realtime {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config, metrics: Arc<crate::metrics::Metrics>) -> Self {
         Self {
             io: OnceLock::new(),
             room_info: room_info::RoomInfo::default(),
-            presence: presence::Local::new(Duration::from_secs(config.presence_ttl_seconds)),
+            presence: presence::RoomSockets::new(Duration::from_secs(config.presence_ttl_seconds)),
             flood: flood::Limits::from_config(config),
+            admission: admission::Admission::from_config(config, metrics),
         }
     }
 
@@ -85,6 +89,8 @@ pub async fn build(state: &AppState) -> anyhow::Result<(SocketIoLayer<Adapter>, 
     let (layer, io) = SocketIo::builder()
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(60))
+        // an Engine.IO session without a Socket.IO CONNECT holds a place under the connection cap
+        .connect_timeout(Duration::from_secs(config.socket_connect_timeout_seconds))
         .max_payload(100_000)
         // tungstenite allocates and zero-fills this per socket; client packets are ~100 bytes, and a
         // larger frame grows it as needed

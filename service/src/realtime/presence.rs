@@ -6,7 +6,7 @@
 //! A replica that is SIGKILLed never sends its leaves, so its users' expiries lapse within the TTL;
 //! every change, heartbeat and count first drops lapsed users from both keys, so their counts leave
 //! `room-info` and `traffic_logs` instead of inflating them for the rest of the sale. Each replica
-//! keeps its own sockets per room in memory (`Local`), the source of its heartbeats.
+//! keeps its own sockets per room in memory (`RoomSockets`), the source of its heartbeats.
 
 use std::{
     collections::HashMap,
@@ -79,12 +79,12 @@ const REFRESH_BATCH: usize = 500;
 
 /// This replica's sockets per event room and user.
 #[derive(Clone)]
-pub struct Local {
+pub struct RoomSockets {
     rooms: Arc<Mutex<HashMap<Uuid, HashMap<Uuid, i64>>>>,
     ttl: Duration,
 }
 
-impl Local {
+impl RoomSockets {
     pub fn new(ttl: Duration) -> Self {
         Self {
             rooms: Arc::default(),
@@ -177,6 +177,27 @@ pub async fn count(
     Ok(first(&counts))
 }
 
+/// The users present in `event`'s room who are also waiting in its queue (ZINTERCARD of the two
+/// sorted sets, one cluster slot): the traffic sampler counts them once in the demand.
+pub async fn also_queued(
+    redis: &Pool,
+    keys: &Keys,
+    event: Uuid,
+) -> Result<i64, fred::error::Error> {
+    use fred::{interfaces::ClientLike, types::ClusterHash, types::CustomCommand};
+    let cmd = CustomCommand::new_static("ZINTERCARD", ClusterHash::FirstKey, false);
+    redis
+        .custom(
+            cmd,
+            vec![
+                "2".to_string(),
+                keys.presence_seen(event),
+                keys.queue(event),
+            ],
+        )
+        .await
+}
+
 /// Vouches for this replica's users every TTL / 3 (two missed beats are tolerated) and sends the new
 /// `room-info` when lapsed users of a dead replica were dropped. Runs beside the server.
 pub async fn heartbeat(state: AppState) {
@@ -225,7 +246,7 @@ mod tests {
 
     #[test]
     fn presence_local_counts_sockets_and_forgets_empty_rooms() {
-        let local = Local::new(Duration::from_secs(30));
+        let local = RoomSockets::new(Duration::from_secs(30));
         let (e, u1, u2) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         local.change(e, u1, 1);
         local.change(e, u1, 1);

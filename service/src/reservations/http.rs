@@ -86,8 +86,8 @@ async fn book(
         }
         parsed.push((id, quantity as i32));
     }
-    crate::reservations::may_buy(&state, user.id, ip, event_id).await?;
-    let (booking, fx) = super::book_tickets(&state, user.id, event_id, &parsed)
+    let admission = crate::reservations::may_buy(&state, user.id, ip, event_id).await?;
+    let (booking, fx) = super::book_tickets(&state, user.id, event_id, &parsed, admission)
         .await
         .or_message("예매에 실패했습니다.")?;
     state

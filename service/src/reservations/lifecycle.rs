@@ -183,6 +183,28 @@ pub fn transition(now: Current, change: Change) -> Result<Transition, Error> {
         },
         Change::Admin { status, payment } => {
             let target = status.unwrap_or(now.status);
+            // money moves only through the payment intents: no admin edit confirms without a
+            // captured charge, and a paid reservation ends only by a cancellation that refunds it
+            if payment == Some(Payment::Completed) && now.payment != Payment::Completed
+                || target == Confirmed && now.status != Confirmed
+            {
+                return Err(Error::rejected(
+                    Code::PaymentRequired,
+                    "결제 완료는 결제를 통해서만 가능합니다.",
+                ));
+            }
+            if now.payment == Payment::Completed {
+                let keeps =
+                    target == now.status && matches!(payment, None | Some(Payment::Completed));
+                let refunds =
+                    target == Cancelled && matches!(payment, None | Some(Payment::Refunded));
+                if !keeps && !refunds {
+                    return Err(Error::rejected(
+                        Code::ReservationPaid,
+                        "결제 완료된 예매는 취소(환불)만 할 수 있습니다.",
+                    ));
+                }
+            }
             let items = match (now.status.is_live(), target) {
                 _ if target == now.status => Items::Keep,
                 (true, Cancelled | Expired) => Items::Release,
@@ -193,12 +215,69 @@ pub fn transition(now: Current, change: Change) -> Result<Transition, Error> {
                 (false, Cancelled | Expired) => Items::Keep,
             };
             let payment = payment.unwrap_or(match target {
-                Cancelled if now.status.is_live() => cancelled_payment(now.payment),
+                Cancelled if now.status.is_live() || now.payment == Payment::Completed => {
+                    cancelled_payment(now.payment)
+                }
                 Expired if now.payment == Payment::Pending => Payment::Failed,
                 _ => now.payment,
             });
             to(target, payment, items)
         }
+    }
+}
+
+/// Whether the transition from a reservation whose payment is `from` gives a captured payment back
+/// (its intent moves to `refund_pending` in the same transaction; the refund follows the commit).
+pub fn refunds(from: Payment, t: &Transition) -> bool {
+    from == Payment::Completed && t.payment == Payment::Refunded
+}
+
+/// A reservation as clients see it. The frontend knows the statuses `pending`, `confirmed` and
+/// `cancelled` (anything else reads as 결제 대기, "awaiting payment"), so a lapsed hold — expired by
+/// the job, or past its time and not swept yet — shows `cancelled` with `status_reason: "expired"`
+/// and its payment `failed`. Every other reservation shows as stored, with no reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shown {
+    pub status: Status,
+    pub payment: Payment,
+    pub reason: Option<&'static str>,
+}
+
+pub const REASON_EXPIRED: &str = "expired";
+
+pub fn shown(now: Current) -> Shown {
+    let lapsed = match (now.status, now.payment) {
+        (Status::Expired, _) => true,
+        (Status::Pending, Payment::Pending) => now.hold_over,
+        _ => false,
+    };
+    if lapsed {
+        Shown {
+            status: Status::Cancelled,
+            payment: if now.payment == Payment::Pending {
+                Payment::Failed
+            } else {
+                now.payment
+            },
+            reason: Some(REASON_EXPIRED),
+        }
+    } else {
+        Shown {
+            status: now.status,
+            payment: now.payment,
+            reason: None,
+        }
+    }
+}
+
+/// The stored statuses an admin filter by shown status matches: `cancelled` finds the cancelled and
+/// the expired ones (both show `cancelled`), `expired` only the expired ones; an unknown value
+/// matches nothing.
+pub fn stored_for_filter(shown: &str) -> Vec<&'static str> {
+    match Status::parse(shown) {
+        Some(Status::Cancelled) => vec![Status::Cancelled.as_str(), Status::Expired.as_str()],
+        Some(s) => vec![s.as_str()],
+        None => Vec::new(),
     }
 }
 
@@ -303,31 +382,124 @@ mod tests {
     #[test]
     fn lifecycle_admin_revival_reclaims_and_ending_releases() {
         let revive = Change::Admin {
-            status: Some(Status::Confirmed),
+            status: Some(Status::Pending),
             payment: None,
         };
         let t = transition(at(Status::Expired, Payment::Failed, true), revive).unwrap();
-        assert_eq!(t.items, Items::Reclaim { sold: true });
+        assert_eq!(t.items, Items::Reclaim { sold: false });
         let end = Change::Admin {
             status: Some(Status::Cancelled),
             payment: None,
         };
         let t = transition(at(Status::Confirmed, Payment::Completed, false), end).unwrap();
         assert_eq!((t.items, t.payment), (Items::Release, Payment::Refunded));
+        assert!(refunds(Payment::Completed, &t));
         // every admin change between live and ended states moves the items exactly once
         for from in Status::ALL {
             for to in Status::ALL {
-                let t = transition(
+                let r = transition(
                     at(from, Payment::Pending, false),
                     Change::Admin {
                         status: Some(to),
                         payment: None,
                     },
-                )
-                .unwrap();
+                );
+                if to == Status::Confirmed && from != Status::Confirmed {
+                    assert_eq!(code(r), "PAYMENT_REQUIRED", "{from:?} -> {to:?}");
+                    continue;
+                }
+                let t = r.unwrap();
                 let moves = !matches!(t.items, Items::Keep | Items::Sell | Items::Unsell);
                 assert_eq!(moves, from.is_live() != to.is_live(), "{from:?} -> {to:?}");
             }
         }
+    }
+
+    #[test]
+    fn lifecycle_admin_never_frees_a_paid_seat_without_its_refund() {
+        let paid = at(Status::Confirmed, Payment::Completed, false);
+        let admin = |status, payment| Change::Admin { status, payment };
+        for to in [Status::Pending, Status::Expired] {
+            assert_eq!(
+                code(transition(paid, admin(Some(to), None))),
+                "RESERVATION_PAID",
+                "{to:?}"
+            );
+        }
+        for p in [Payment::Pending, Payment::Failed, Payment::Refunded] {
+            assert_eq!(
+                code(transition(paid, admin(None, Some(p)))),
+                "RESERVATION_PAID",
+                "{p:?}"
+            );
+        }
+        assert_eq!(
+            code(transition(
+                paid,
+                admin(Some(Status::Cancelled), Some(Payment::Completed))
+            )),
+            "RESERVATION_PAID",
+            "cancelled but the money kept"
+        );
+        for cancel in [
+            admin(Some(Status::Cancelled), None),
+            admin(Some(Status::Cancelled), Some(Payment::Refunded)),
+        ] {
+            let t = transition(paid, cancel).unwrap();
+            assert_eq!(t.items, Items::Release);
+            assert!(refunds(Payment::Completed, &t));
+        }
+        // nothing but a captured payment confirms or completes
+        let unpaid = at(Status::Pending, Payment::Pending, false);
+        assert_eq!(
+            code(transition(unpaid, admin(None, Some(Payment::Completed)))),
+            "PAYMENT_REQUIRED"
+        );
+        assert_eq!(
+            code(transition(unpaid, admin(Some(Status::Confirmed), None))),
+            "PAYMENT_REQUIRED"
+        );
+        // an unpaid reservation's payment status is the admin's to set
+        let t = transition(unpaid, admin(None, Some(Payment::Failed))).unwrap();
+        assert_eq!((t.status, t.items), (Status::Pending, Items::Keep));
+    }
+
+    #[test]
+    fn lifecycle_a_lapsed_hold_shows_cancelled_expired() {
+        let lapsed = [
+            at(Status::Expired, Payment::Failed, true),
+            at(Status::Pending, Payment::Pending, true),
+        ];
+        for now in lapsed {
+            let s = shown(now);
+            assert_eq!(
+                (s.status, s.payment, s.reason),
+                (Status::Cancelled, Payment::Failed, Some("expired")),
+                "{now:?}"
+            );
+        }
+        for now in [
+            at(Status::Pending, Payment::Pending, false),
+            at(Status::Confirmed, Payment::Completed, true),
+            at(Status::Cancelled, Payment::Refunded, true),
+        ] {
+            let s = shown(now);
+            assert_eq!(
+                (s.status, s.payment, s.reason),
+                (now.status, now.payment, None)
+            );
+        }
+        // what every shown status reads as in the frontend is a status it knows
+        for st in Status::ALL {
+            for p in Payment::ALL {
+                for over in [false, true] {
+                    assert_ne!(shown(at(st, p, over)).status, Status::Expired);
+                }
+            }
+        }
+        assert_eq!(stored_for_filter("cancelled"), ["cancelled", "expired"]);
+        assert_eq!(stored_for_filter("expired"), ["expired"]);
+        assert_eq!(stored_for_filter("pending"), ["pending"]);
+        assert!(stored_for_filter("bogus").is_empty());
     }
 }

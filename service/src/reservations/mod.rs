@@ -2,6 +2,7 @@
 //! final say on every seat and every unit of stock: each claim is one conditional UPDATE inside the
 //! transaction that creates the reservation, so racing buyers cannot both win.
 
+pub mod batch;
 pub mod db;
 pub mod http;
 pub mod items;
@@ -28,13 +29,14 @@ pub fn new_reservation_number() -> String {
 }
 
 /// The gate before every hold or booking: the caller's rate limits (per user, then per IP), then
-/// the waiting room.
+/// what the waiting room says about the caller — passed on to `hold_seats`/`book_tickets`, whose
+/// transaction decides with it and the database's clock.
 pub async fn may_buy(
     state: &AppState,
     user_id: Uuid,
     ip: std::net::IpAddr,
     event_id: Uuid,
-) -> Result<(), Error> {
+) -> Result<crate::queue::Verdict, Error> {
     crate::ratelimit::check(
         state,
         "reserve",
@@ -45,11 +47,11 @@ pub async fn may_buy(
     crate::ratelimit::check(
         state,
         "reserve-ip",
-        &ip.to_string(),
+        &crate::client_ip::limit_key(ip),
         state.config.reserve_rate_limit_per_ip,
     )
     .await?;
-    crate::queue::ensure_admitted(state, event_id, user_id).await
+    crate::queue::admission(state, event_id, user_id).await
 }
 
 /// The per-user ticket cap of one event (`MAX_TICKETS_PER_USER_PER_EVENT`), checked inside the
@@ -90,13 +92,17 @@ pub struct SeatHold {
     pub seats: Vec<db::HeldSeat>,
 }
 
-/// Holds `seat_ids` of `event_id` for `user_id` until the hold time passes: one statement (see
-/// `db::hold_seats`), so a hold costs one round trip and its connection is busy for no longer.
+/// Holds `seat_ids` of `event_id` for `user_id` until the hold time passes, if the sale is open and
+/// `admission` (the waiting room's verdict, `may_buy`) proves the caller admitted at that instant.
+/// The hold goes to its event's writer, which decides it with the holds that arrived with it in one
+/// transaction (`batch`); at `HOLD_BATCH_WINDOW_MS=0` it is one statement of its own
+/// (`db::hold_seats`). Either way the outcome is the same.
 pub async fn hold_seats(
     state: &AppState,
     user_id: Uuid,
     event_id: Uuid,
     seat_ids: &[Uuid],
+    admission: crate::queue::Verdict,
 ) -> Result<(SeatHold, Effects), Error> {
     let id = Uuid::new_v4();
     let number = new_reservation_number();
@@ -104,13 +110,29 @@ pub async fn hold_seats(
     let request = db::HoldRequest {
         user_id,
         event_id,
-        seat_ids,
+        seat_ids: seat_ids.to_vec(),
         reservation_id: id,
-        number: &number,
+        number: number.clone(),
         hold_secs: state.config.hold_seconds as f64,
         cap: i32::try_from(cap).unwrap_or(i32::MAX),
+        admission,
+        fair_window_secs: state.config.fair_opening_window_seconds as f64,
     };
-    let outcome = db::hold_seats(&state.db, &request).await?;
+    let outcome = if state.hold_batches.enabled() {
+        let orphaned = state.clone();
+        let orphan: batch::Orphan = Box::new(move |outcome| {
+            if let db::HoldOutcome::Held { seats, .. } = outcome {
+                // the caller left: the seats are held all the same, and the rooms must see it
+                tokio::spawn(async move {
+                    let fx = held_effects(event_id, user_id, &seats);
+                    crate::effects::apply(&orphaned, fx).await;
+                });
+            }
+        });
+        state.hold_batches.hold(request, orphan).await?
+    } else {
+        db::hold_seats(&state.db, &request).await?
+    };
     let (seats, expires_at) = match outcome {
         db::HoldOutcome::Held { seats, expires_at } => (seats, expires_at),
         db::HoldOutcome::NoEvent | db::HoldOutcome::SeatNotFound => {
@@ -122,6 +144,8 @@ pub async fn hold_seats(
         db::HoldOutcome::NotOnSale => {
             return Err(Error::rejected(Code::NotOnSale, MSG_NOT_ON_SALE));
         }
+        db::HoldOutcome::NotAdmitted => return Err(crate::queue::not_admitted(state)),
+        db::HoldOutcome::Unproven => return Err(crate::queue::unproven(state)),
         db::HoldOutcome::OverCap => return Err(over_cap(cap, "석")),
         db::HoldOutcome::SeatTaken(labels) => {
             return Err(Error::rejected(
@@ -143,14 +167,7 @@ pub async fn hold_seats(
         }
     };
     let total = seats.iter().map(|s| s.price).sum();
-    let notices = seats
-        .iter()
-        .map(|s| Notice::SeatLocked {
-            event_id,
-            seat_id: s.id,
-            user_id,
-        })
-        .collect();
+    let fx = held_effects(event_id, user_id, &seats);
     Ok((
         SeatHold {
             id,
@@ -159,8 +176,22 @@ pub async fn hold_seats(
             expires_at,
             seats,
         },
-        Effects::notices(notices),
+        fx,
     ))
+}
+
+/// What a committed seat hold announces.
+fn held_effects(event_id: Uuid, user_id: Uuid, seats: &[db::HeldSeat]) -> Effects {
+    Effects::notices(
+        seats
+            .iter()
+            .map(|s| Notice::SeatLocked {
+                event_id,
+                seat_id: s.id,
+                user_id,
+            })
+            .collect(),
+    )
 }
 
 pub struct TicketBooking {
@@ -169,12 +200,15 @@ pub struct TicketBooking {
     pub total_amount: i32,
 }
 
-/// Books ticket-type quantities; `items` are (ticket type, quantity ≥ 1) in request order.
+/// Books ticket-type quantities; `items` are (ticket type, quantity ≥ 1) in request order. The sale
+/// window and `admission` (the waiting room's verdict, `may_buy`) are decided first, inside the
+/// booking's transaction, with the database's clock.
 pub async fn book_tickets(
     state: &AppState,
     user_id: Uuid,
     event_id: Uuid,
     items: &[(Uuid, i32)],
+    admission: crate::queue::Verdict,
 ) -> Result<(TicketBooking, Effects), Error> {
     // Claim in id order so two bookings of the same types can never deadlock.
     let mut claims: Vec<(Uuid, i32)> = Vec::new();
@@ -187,15 +221,18 @@ pub async fn book_tickets(
     claims.sort_by_key(|(id, _)| *id);
 
     let mut tx = state.db.begin().await?;
-    match db::event_sale_state(&mut *tx, event_id).await? {
-        None => {
+    let window = state.config.fair_opening_window_seconds as f64;
+    match db::may_buy(&mut *tx, event_id, admission, window).await? {
+        db::BuyCheck::NoEvent => {
             return Err(Error::not_found(
                 Code::EventNotFound,
                 "이벤트를 찾을 수 없습니다.",
             ));
         }
-        Some(false) => return Err(Error::rejected(Code::NotOnSale, MSG_NOT_ON_SALE)),
-        Some(true) => {}
+        db::BuyCheck::NotOnSale => return Err(Error::rejected(Code::NotOnSale, MSG_NOT_ON_SALE)),
+        db::BuyCheck::NotAdmitted => return Err(crate::queue::not_admitted(state)),
+        db::BuyCheck::Unproven => return Err(crate::queue::unproven(state)),
+        db::BuyCheck::Ok => {}
     }
     let units = claims.iter().map(|(_, q)| i64::from(*q)).sum();
     within_ticket_cap(&mut tx, state, user_id, event_id, units).await?;
@@ -295,9 +332,8 @@ pub async fn cancel(state: &AppState, user_id: Uuid, id: Uuid) -> Result<Effects
 /// the refund of a captured payment it turned into `refunded`.
 pub fn after(r: &db::LockedReservation, t: lifecycle::Transition, notices: Vec<Notice>) -> Effects {
     let fx = Effects::notices(notices).event(r.event_id);
-    if r.payment_status == lifecycle::Payment::Completed.as_str()
-        && t.payment == lifecycle::Payment::Refunded
-    {
+    let paid = lifecycle::Payment::parse(&r.payment_status);
+    if paid.is_some_and(|p| lifecycle::refunds(p, &t)) {
         fx.refund(r.id)
     } else {
         fx
@@ -340,6 +376,11 @@ pub async fn apply(
                 .ok_or_else(sold_meanwhile)?
         }
     };
+    // the captured charge goes back with the seat: marked in this transaction, refunded after it
+    let paid = lifecycle::Payment::parse(&r.payment_status);
+    if paid.is_some_and(|p| lifecycle::refunds(p, &t)) {
+        crate::payments::db::begin_refunds(&mut *tx, &[r.id]).await?;
+    }
     let updated_at = db::set_status(
         &mut *tx,
         r.id,

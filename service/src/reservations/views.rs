@@ -1,10 +1,65 @@
 //! The caller's reservations as `GET /api/reservations/my` and `/:id` show them: rows that serialize
-//! to the contract's field names, read by `db.rs`.
+//! to the contract's field names, read by `db.rs`; and `Stored`, the status every reservation view
+//! (these, the payment page's and the admin's) shows as clients see it (`lifecycle::shown`).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgExecutor;
 use uuid::Uuid;
+
+use super::lifecycle;
+
+/// A reservation's stored `status`, `payment_status` and whether its hold time is over, read by a
+/// view (`#[sqlx(flatten)]`); serializes as the `status`, `payment_status` and `status_reason`
+/// clients see (`lifecycle::shown`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Stored {
+    pub status: String,
+    pub payment_status: String,
+    pub hold_over: bool,
+}
+
+impl Stored {
+    fn shown(&self) -> (&str, &str, Option<&'static str>) {
+        match lifecycle::Current::parse(&self.status, &self.payment_status, self.hold_over) {
+            Some(now) => {
+                let s = lifecycle::shown(now);
+                (s.status.as_str(), s.payment.as_str(), s.reason)
+            }
+            None => (&self.status, &self.payment_status, None),
+        }
+    }
+}
+
+impl serde::Serialize for Stored {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let (status, payment, reason) = self.shown();
+        let mut st = s.serialize_struct("Stored", 3)?;
+        st.serialize_field("status", status)?;
+        st.serialize_field("payment_status", payment)?;
+        st.serialize_field("status_reason", &reason)?;
+        st.end()
+    }
+}
+
+/// `Stored` for views that show no payment status (the dashboard's recent reservations).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredStatus {
+    #[sqlx(flatten)]
+    pub stored: Stored,
+}
+
+impl serde::Serialize for StoredStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let (status, _, reason) = self.stored.shown();
+        let mut st = s.serialize_struct("StoredStatus", 2)?;
+        st.serialize_field("status", status)?;
+        st.serialize_field("status_reason", &reason)?;
+        st.end()
+    }
+}
 
 /// A line of a reservation: a ticket-type quantity or one seat.
 #[derive(Debug, Serialize)]
@@ -33,8 +88,10 @@ pub struct Listed {
     pub id: Uuid,
     pub reservation_number: String,
     pub total_amount: i32,
-    pub status: String,
-    pub payment_status: String,
+    /// `status`, `payment_status` and `status_reason` as clients see them (`lifecycle::shown`).
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub state: Stored,
     #[serde(with = "tiketi_core::time::wire")]
     pub created_at: DateTime<Utc>,
     pub event_title: Option<String>,
@@ -51,8 +108,10 @@ pub struct Detail {
     pub id: Uuid,
     pub reservation_number: String,
     pub total_amount: i32,
-    pub status: String,
-    pub payment_status: String,
+    /// `status`, `payment_status` and `status_reason` as clients see them (`lifecycle::shown`).
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub state: Stored,
     pub payment_method: Option<String>,
     #[serde(with = "tiketi_core::time::wire")]
     pub created_at: DateTime<Utc>,

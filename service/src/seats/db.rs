@@ -115,8 +115,10 @@ pub struct HeldReservation {
     pub id: Uuid,
     pub reservation_number: String,
     pub total_amount: i32,
-    pub status: String,
-    pub payment_status: String,
+    /// `status`, `payment_status` and `status_reason` as clients see them (`lifecycle::shown`).
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub state: crate::reservations::views::Stored,
     pub payment_method: Option<String>,
     #[serde(with = "tiketi_core::time::wire_opt")]
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -152,8 +154,8 @@ pub async fn held_reservation(
     owner: Uuid,
 ) -> sqlx::Result<Option<HeldReservation>> {
     let found: Option<HeldReservation> = sqlx::query_as(
-        "SELECT r.id, r.reservation_number, r.total_amount, r.status, r.payment_status, r.payment_method,
-                r.expires_at, r.created_at, r.event_id, e.title AS event_title, e.venue, e.event_date,
+        "SELECT r.id, r.reservation_number, r.total_amount, r.status, r.payment_status,
+                coalesce(r.expires_at < now(), FALSE) AS hold_over, r.payment_method, r.expires_at, r.created_at, r.event_id, e.title AS event_title, e.venue, e.event_date,
                 coalesce(r.expires_at < now(), FALSE) AS is_expired
          FROM reservations r JOIN events e ON e.id = r.event_id
          WHERE r.id = $1 AND r.user_id = $2",

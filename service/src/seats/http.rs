@@ -3,14 +3,15 @@
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::StatusCode,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde_json::{Value, json};
 use tiketi_core::time::to_wire;
 use uuid::Uuid;
 
-use super::db;
+use super::{db, snapshot};
 use crate::{
     body::{Body, Field},
     effects,
@@ -42,28 +43,43 @@ async fn layouts(State(state): State<AppState>) -> Result<Json<Value>> {
         .or_message("좌석 레이아웃을 불러오는데 실패했습니다.")
 }
 
+/// The seat map from the event's snapshot (`snapshot`), with a strong `ETag`: a client that sends
+/// it back in `If-None-Match` gets `304` and no body while the map is unchanged.
 async fn seat_map(
     State(state): State<AppState>,
     Path(event_id): Path<String>,
-) -> Result<Json<Value>> {
+    headers: HeaderMap,
+) -> Result<Response> {
     let event_id = path_id(&event_id, "Invalid event ID format")?;
-    async {
-        let Some((id, title, layout)) = db::event_layout(&state.db, event_id).await? else {
-            return Err(Error::not_found(Code::EventNotFound, "Event not found"));
-        };
-        let layout = layout.ok_or_else(|| {
-            Error::not_found(
-                Code::SeatNotFound,
-                "This event does not have seat selection",
-            )
-        })?;
-        let seats = db::event_seats(&state.db, event_id).await?;
-        Ok(Json(
-            json!({ "event": { "id": id, "title": title }, "layout": layout, "seats": seats }),
-        ))
+    let map = snapshot::current(&state, event_id)
+        .await
+        .or_message("Failed to fetch seats")?;
+    let etag = HeaderValue::from_str(&map.etag).map_err(Error::internal)?;
+    // every request revalidates: the map changes with every hold
+    let no_cache = HeaderValue::from_static("no-cache");
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| snapshot::none_match(v, &map.etag));
+    if unchanged {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag), (header::CACHE_CONTROL, no_cache)],
+        )
+            .into_response());
     }
-    .await
-    .or_message("Failed to fetch seats")
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::ETAG, etag),
+            (header::CACHE_CONTROL, no_cache),
+        ],
+        map.body.clone(),
+    )
+        .into_response())
 }
 
 /// `POST /api/seats/reserve`: `eventId` and `seatIds` (at most one seat).
@@ -107,8 +123,8 @@ async fn reserve(
         }
     }
     let started = std::time::Instant::now();
-    crate::reservations::may_buy(&state, user.id, ip, event_id).await?;
-    let (hold, fx) = reservations::hold_seats(&state, user.id, event_id, &ids)
+    let admission = crate::reservations::may_buy(&state, user.id, ip, event_id).await?;
+    let (hold, fx) = reservations::hold_seats(&state, user.id, event_id, &ids, admission)
         .await
         .or_message("좌석 예약에 실패했습니다.")?;
     state
@@ -116,7 +132,8 @@ async fn reserve(
         .reservations_created
         .get_or_create(&KindLabels { kind: "seat" })
         .inc();
-    // the hold changes no cached page (see `Effects::add_notices`): only its notices go out
+    // the hold changes no cached page (see `Effects::add_notices`), only the seat map's snapshot:
+    // its notices go out and the map is marked stale
     effects::apply(&state, fx).await;
     state
         .metrics

@@ -1,4 +1,4 @@
-//! The admin console API (contract §1.3 Admin, §4.9): guard, dashboard, events, seats, tickets and
+//! The admin console API (docs/wire-contract.md §1.3 Admin, §4.9): guard, dashboard, events, seats, tickets and
 //! reservations.
 
 use chrono::{Duration, Utc};
@@ -145,15 +145,7 @@ async fn admin_dashboard_stats_and_recent_reservations() {
 
     let r1 = app.book_ok(&u1.token, event, tt, 2).await;
     let r2 = app.book_ok(&u2.token, event, tt, 1).await;
-    let (status, _) = admin_send(
-        &app,
-        &admin,
-        Method::PATCH,
-        &format!("/api/admin/reservations/{r2}/status"),
-        Some(json!({ "status": "confirmed", "paymentStatus": "completed" })),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    app.pay_ok(&u2.token, r2).await;
     let r3 = app.book_ok(&u1.token, event, tt, 1).await;
     let (status, _) = app
         .post(
@@ -187,6 +179,7 @@ async fn admin_dashboard_stats_and_recent_reservations() {
                 "reservation_number",
                 "total_amount",
                 "status",
+                "status_reason",
                 "created_at",
                 "user_name",
                 "user_email",
@@ -528,15 +521,16 @@ async fn admin_cancel_event_cancels_reservations_and_frees_held_seats() {
         "reserved",
         "sold seat stays"
     );
-    let ledger = app.state.payments.ledger().unwrap();
+    let charges = app.charges_of(paid);
     assert!(
-        ledger[&paid].refunded,
-        "the captured payment is refunded at the provider"
+        charges.len() == 1 && charges[0].refunded,
+        "the captured payment is refunded at the provider: {charges:?}"
     );
     assert!(
-        !ledger.contains_key(&held),
+        app.charges_of(held).is_empty(),
         "an unpaid hold was never charged"
     );
+    app.assert_ledger_balances().await;
     assert_eq!(
         app.get(&format!("/api/events/{event}"), None).await.1["event"]["status"],
         "cancelled",
@@ -1026,6 +1020,7 @@ async fn admin_reservations_list_filters_and_pages() {
             "reservation_number",
             "total_amount",
             "status",
+            "status_reason",
             "payment_status",
             "created_at",
             "user_name",
@@ -1152,7 +1147,20 @@ async fn admin_reservation_status_patch() {
         pair("pending", "pending")
     );
 
-    let (status, body) = patch(booked.to_string(), json!({ "paymentStatus": "completed" })).await;
+    // only a captured payment confirms or completes a reservation
+    for claim in [
+        json!({ "paymentStatus": "completed" }),
+        json!({ "status": "confirmed" }),
+        json!({ "status": "confirmed", "paymentStatus": "completed" }),
+    ] {
+        let (status, body) = patch(booked.to_string(), claim.clone()).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (StatusCode::BAD_REQUEST, &json!("PAYMENT_REQUIRED")),
+            "{claim}: {body}"
+        );
+    }
+    let (status, body) = patch(booked.to_string(), json!({ "paymentStatus": "failed" })).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["message"], "예매 상태가 변경되었습니다.");
     let r = &body["reservation"];
@@ -1165,6 +1173,7 @@ async fn admin_reservation_status_patch() {
             "reservation_number",
             "total_amount",
             "status",
+            "status_reason",
             "payment_method",
             "payment_status",
             "expires_at",
@@ -1186,7 +1195,7 @@ async fn admin_reservation_status_patch() {
             &json!(user.id),
             &json!(event),
             &json!("pending"),
-            &json!("completed"),
+            &json!("failed"),
             &Value::Null
         )
     );
@@ -1243,7 +1252,10 @@ async fn admin_revival_cannot_take_a_seat_sold_to_someone_else() {
     let bought_by_b = app.hold_ok(&b.token, event, seats[0]).await;
     app.pay_ok(&b.token, bought_by_b).await;
 
-    for revive in ["confirmed", "pending"] {
+    for (revive, answer, code) in [
+        ("confirmed", StatusCode::BAD_REQUEST, "PAYMENT_REQUIRED"),
+        ("pending", StatusCode::CONFLICT, "INVALID_STATUS_CHANGE"),
+    ] {
         let (status, body) = admin_send(
             &app,
             &admin,
@@ -1252,8 +1264,8 @@ async fn admin_revival_cannot_take_a_seat_sold_to_someone_else() {
             Some(json!({ "status": revive })),
         )
         .await;
-        assert_eq!(status, StatusCode::CONFLICT, "{revive}: {body}");
-        assert_eq!(body["code"], "INVALID_STATUS_CHANGE");
+        assert_eq!(status, answer, "{revive}: {body}");
+        assert_eq!(body["code"], code);
     }
     assert_eq!(
         app.reservation_state(held_by_a).await,
@@ -1292,14 +1304,230 @@ async fn admin_revival_cannot_take_a_seat_sold_to_someone_else() {
         &admin,
         Method::PATCH,
         &format!("/api/admin/reservations/{free}/status"),
-        Some(json!({ "status": "confirmed", "paymentStatus": "completed" })),
+        Some(json!({ "status": "pending" })),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(app.seat_status(seats[1]).await, "reserved");
+    assert_eq!(app.seat_status(seats[1]).await, "locked");
     let (status, body) = app.hold(&b.token, event, seats[1]).await;
     assert_eq!(
         (status, &body["code"]),
         (StatusCode::BAD_REQUEST, &json!("SEAT_TAKEN"))
     );
+}
+
+/// No admin change frees a paid seat without its refund. Before, an admin setting a paid
+/// reservation back to pending kept the money, and the expiry job then freed and re-sold its seat.
+#[tokio::test]
+async fn admin_paid_reservation_is_only_cancelled_and_then_refunded() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let user = app.user().await;
+    let (event, seats) = app.seat_event().await;
+    let paid = app.hold_ok(&user.token, event, seats[0]).await;
+    app.pay_ok(&user.token, paid).await;
+    let path = format!("/api/admin/reservations/{paid}/status");
+    let msg = "결제 완료된 예매는 취소(환불)만 할 수 있습니다.";
+    for edit in [
+        json!({ "status": "pending" }),
+        json!({ "status": "pending", "paymentStatus": "pending" }),
+        json!({ "status": "expired" }),
+        json!({ "paymentStatus": "refunded" }),
+        json!({ "paymentStatus": "pending" }),
+        json!({ "status": "cancelled", "paymentStatus": "completed" }),
+    ] {
+        assert_eq!(
+            admin_send(&app, &admin, Method::PATCH, &path, Some(edit.clone())).await,
+            (
+                StatusCode::BAD_REQUEST,
+                json!({ "success": false, "message": msg, "error": msg, "code": "RESERVATION_PAID" })
+            ),
+            "{edit}"
+        );
+    }
+    assert_eq!(
+        app.reservation_state(paid).await,
+        pair("confirmed", "completed")
+    );
+    // the expiry job never frees a confirmed seat, however late its hold time
+    sqlx::query("UPDATE reservations SET expires_at = now() - interval '1 hour' WHERE id = $1")
+        .bind(paid)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        tiketi_service::jobs::hold_expiry::sweep(&app.state)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(app.seat_status(seats[0]).await, "reserved");
+    assert_eq!(
+        app.reservation_state(paid).await,
+        pair("confirmed", "completed")
+    );
+    app.assert_ledger_balances().await;
+
+    let (status, body) = admin_send(
+        &app,
+        &admin,
+        Method::PATCH,
+        &path,
+        Some(json!({ "status": "cancelled" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        app.reservation_state(paid).await,
+        pair("cancelled", "refunded")
+    );
+    assert_eq!(app.seat_status(seats[0]).await, "available");
+    let charges = app.charges_of(paid);
+    assert!(
+        charges.len() == 1 && charges[0].refunded,
+        "the seat went back with its money: {charges:?}"
+    );
+    assert_eq!(app.intents_of(paid).await[0].1, "refunded");
+    app.assert_ledger_balances().await;
+}
+
+/// The admin console lists a lapsed hold as `cancelled` with `status_reason: "expired"`; filtering
+/// by `cancelled` finds it with the cancelled ones, filtering by `expired` finds only it.
+#[tokio::test]
+async fn admin_lapsed_holds_list_as_cancelled_and_filter_by_expired() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let user = app.user().await;
+    let (event, seats) = app.seat_event().await;
+    let lapsed = app.hold_ok(&user.token, event, seats[0]).await;
+    let cancelled = app.hold_ok(&user.token, event, seats[1]).await;
+    let live = app.hold_ok(&user.token, event, seats[2]).await;
+    assert_eq!(app.cancel(&user.token, cancelled).await.0, StatusCode::OK);
+    sqlx::query("UPDATE reservations SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(lapsed)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    tiketi_service::jobs::hold_expiry::sweep(&app.state)
+        .await
+        .unwrap();
+    let list = |query: &'static str| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let (status, body) = app
+                .get(
+                    &format!("/api/admin/reservations{query}"),
+                    Some(&admin.token),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["reservations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["id"].as_str().unwrap().parse::<Uuid>().unwrap(),
+                        r["status"].clone(),
+                        r["status_reason"].clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let shown_lapsed = (lapsed, json!("cancelled"), json!("expired"));
+    let shown_cancelled = (cancelled, json!("cancelled"), Value::Null);
+    assert_eq!(
+        list("?status=expired").await,
+        std::slice::from_ref(&shown_lapsed)
+    );
+    assert_eq!(
+        list("?status=cancelled").await,
+        [shown_cancelled, shown_lapsed]
+    );
+    assert_eq!(
+        list("?status=pending").await,
+        [(live, json!("pending"), Value::Null)]
+    );
+    let (_, body) = app
+        .get("/api/admin/dashboard/stats", Some(&admin.token))
+        .await;
+    let recent = body["recentReservations"].as_array().unwrap();
+    let lapsed_recent = recent
+        .iter()
+        .find(|r| r["id"] == lapsed.to_string().as_str())
+        .unwrap();
+    assert_eq!(
+        (&lapsed_recent["status"], &lapsed_recent["status_reason"]),
+        (&json!("cancelled"), &json!("expired"))
+    );
+}
+
+/// An admin change on a replica wakes that replica's event-status job, which otherwise sleeps up to
+/// 30 s: the sale opens when its new start passes, not at the job's next tick.
+#[tokio::test]
+async fn admin_moving_a_sale_start_wakes_the_status_job() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let later = create_event(
+        &app,
+        &admin,
+        event_body(Duration::days(1), Duration::days(2)),
+    )
+    .await;
+    // a sale whose window has begun but whose stored status lags: the job's first pass opens it, so
+    // once it reads on_sale the job is asleep until its next boundary (a day away: 30 s at most)
+    let lagging = create_event(
+        &app,
+        &admin,
+        event_body(Duration::days(-1), Duration::days(2)),
+    )
+    .await;
+    let lagging = lagging["id"].as_str().unwrap().parse::<Uuid>().unwrap();
+    sqlx::query("UPDATE events SET status = 'upcoming' WHERE id = $1")
+        .bind(lagging)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    app.start_jobs();
+    let status = |id: Uuid| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT status FROM events WHERE id = $1")
+                .bind(id)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while status(lagging).await != "on_sale" {
+        assert!(tokio::time::Instant::now() < deadline, "the job never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let id = later["id"].as_str().unwrap().parse::<Uuid>().unwrap();
+    let start = (Utc::now() + Duration::seconds(2))
+        .with_timezone(&chrono_tz::Asia::Seoul)
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let (code, body) = admin_send(
+        &app,
+        &admin,
+        Method::PUT,
+        &format!("/api/admin/events/{id}"),
+        Some(json!({ "saleStartDate": start })),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["event"]["status"], "upcoming", "{body}");
+    // well inside the 30 s the job would otherwise sleep
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(12);
+    while status(id).await != "on_sale" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sale did not open when its new start passed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::{common::TestApp, fuzz::error_shape};
 
-/// Routes anyone may call (contract §1.2 "none"), plus the probes and static uploads.
+/// Routes anyone may call (docs/wire-contract.md §1.2 "none"), plus the probes and static uploads.
 const PUBLIC: &[&str] = &[
     "POST /api/auth/register",
     "POST /api/auth/login",
@@ -36,7 +36,7 @@ const PUBLIC: &[&str] = &[
     "GET /api-docs",
 ];
 
-/// Any signed-in user (contract §1.2 "user").
+/// Any signed-in user (docs/wire-contract.md §1.2 "user").
 const USER: &[&str] = &[
     "POST /api/seats/reserve",
     "GET /api/seats/reservation/{reservation_id}",

@@ -1,4 +1,4 @@
-//! Registration, login and the token checks every `user` route goes through (contract §1.1, §1.3 Auth).
+//! Registration, login and the token checks every `user` route goes through (docs/wire-contract.md §1.1, §1.3 Auth).
 
 use std::time::Duration;
 
@@ -268,7 +268,7 @@ async fn auth_middleware_requires_a_token() {
 async fn auth_middleware_rejects_invalid_tokens_with_401() {
     let app = TestApp::spawn().await;
     let user = app.user().await;
-    // deliberate deviation: the original answered 403, which the frontend ignores (contract §9 #30)
+    // deliberate deviation: the original answered 403, which the frontend ignores (docs/wire-contract.md §9 #30)
     let invalid = (
         StatusCode::UNAUTHORIZED,
         json!({ "error": "유효하지 않은 토큰입니다.", "code": "TOKEN_INVALID" }),
@@ -449,4 +449,107 @@ async fn auth_admin_role_comes_from_the_database_not_the_token() {
     })
     .await;
     assert!(promoted);
+}
+
+/// `users.email` is VARCHAR(255): a longer address, however well formed, is a validation error in
+/// the express-validator shape with its code — never the database's 500 — on registration and on
+/// login alike. The longest that fits still registers.
+#[tokio::test]
+async fn auth_an_email_longer_than_its_column_is_a_400_with_a_code() {
+    let app = TestApp::spawn().await;
+    // a well-formed address (64-character local part, labels under 63) of 300 characters
+    let labels = ["b", "c", "d", "e"].map(|c| c.repeat(57)).join(".");
+    let long = format!("{}@{labels}.com", "a".repeat(64));
+    assert_eq!(long.chars().count(), 300);
+    for (what, (status, body)) in [
+        (
+            "register",
+            register(
+                &app,
+                json!({ "email": long, "password": "secret123", "name": "테스트" }),
+            )
+            .await,
+        ),
+        ("login", login(&app, &long, "secret123").await),
+    ] {
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {body}");
+        assert_eq!(body["code"], "VALIDATION_FAILED", "{what}: {body}");
+        assert_eq!(body["errors"][0]["path"], "email", "{what}: {body}");
+        assert_eq!(
+            body["error"], "올바른 이메일 주소를 입력해주세요.",
+            "{what}"
+        );
+    }
+    let fits = format!(
+        "{}@{}.{}.{}.com",
+        "a".repeat(64),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(58)
+    );
+    assert_eq!(fits.chars().count(), 255);
+    let (status, body) = register(
+        &app,
+        json!({ "email": fits, "password": "secret123", "name": "테스트" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(login(&app, &fits, "secret123").await.0, StatusCode::OK);
+}
+
+/// Wrong passwords are counted per (account, client address): the attacker's address is slowed,
+/// then refused for that account — even with the right password — while the owner, from their own
+/// address, logs in at once. (A per-account limit let anyone lock any account out.)
+#[tokio::test]
+async fn auth_an_attackers_wrong_passwords_do_not_lock_the_owner_out() {
+    let app = TestApp::spawn_with(|c| {
+        c.login_rate_limit = 8;
+        c.login_failures_per_address = 3;
+        // the test client is the proxy: X-Forwarded-For names each side's address
+        c.trusted_proxies = tiketi_service::config::TrustedProxies(
+            tiketi_service::client_ip::parse_trusted("127.0.0.0/8").unwrap(),
+        );
+    })
+    .await;
+    let owner = app.user().await;
+    crate::common::early_in_rate_window().await;
+    let from = |address: &'static str, password: &'static str| {
+        app.req(reqwest::Method::POST, "/api/auth/login", None)
+            .header("x-forwarded-for", address)
+            .json(&json!({ "email": owner.email, "password": password }))
+            .send()
+    };
+    let attacker = "203.0.113.66";
+    // as many guesses as the attacker's address may make in a minute
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let resp = from(attacker, "guess-123").await.unwrap();
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after: u64 = resp.headers()[header::RETRY_AFTER]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(retry_after >= 1, "{retry_after}");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["code"], "RATE_LIMITED");
+            statuses.push(StatusCode::TOO_MANY_REQUESTS);
+        } else {
+            statuses.push(resp.status());
+        }
+    }
+    let mut want = vec![StatusCode::UNAUTHORIZED; 3];
+    want.resize(8, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        statuses, want,
+        "the attacker's address is cut off after 3 failures"
+    );
+    // no more guessing from there, right or wrong
+    let resp = from(attacker, "secret123").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    // the owner, from their own address: in at once, again and again
+    for _ in 0..2 {
+        let resp = from("198.51.100.20", "secret123").await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "the owner is not locked out");
+    }
 }

@@ -75,7 +75,14 @@ impl TestApp {
 
     /// Another replica: same database, same Redis prefix, its own port.
     pub async fn replica(&self) -> Self {
-        Self::start(self.config.clone()).await
+        self.replica_with(|_| {}).await
+    }
+
+    /// Another replica whose configuration `tweak` adjusts (e.g. its clock offset).
+    pub async fn replica_with(&self, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = self.config.clone();
+        tweak(&mut config);
+        Self::start(config).await
     }
 
     /// Runs the background jobs (hold expiry, event status, waiting-room admission) in this replica.
@@ -214,9 +221,13 @@ impl TestApp {
 
     /// An event on sale now with the small_theater seat map (265 seats); returns (event, seat ids).
     pub async fn seat_event(&self) -> (Uuid, Vec<Uuid>) {
-        let event = self
-            .insert_event("small_theater", "-1 hour", "+1 day")
-            .await;
+        self.seat_event_opening("-1 hour").await
+    }
+
+    /// A seat event (small_theater) whose sale opens at now + `start` (a Postgres interval) and ends
+    /// in a day; returns (event, seat ids).
+    pub async fn seat_event_opening(&self, start: &str) -> (Uuid, Vec<Uuid>) {
+        let event = self.insert_event("small_theater", start, "+1 day").await;
         let layout: Uuid =
             sqlx::query_scalar("SELECT id FROM seat_layouts WHERE name = 'small_theater'")
                 .fetch_one(&self.db)
@@ -243,6 +254,46 @@ impl TestApp {
         .await
         .unwrap();
         (event, tt)
+    }
+
+    /// Adds a ticket type of `quantity` units at 1,000 to `event`; returns its id.
+    pub async fn add_ticket_type(&self, event: Uuid, quantity: i32) -> Uuid {
+        sqlx::query_scalar(
+            "INSERT INTO ticket_types (event_id, name, price, total_quantity, available_quantity) VALUES ($1, '일반석', 1000, $2, $2) RETURNING id",
+        )
+        .bind(event)
+        .bind(quantity)
+        .fetch_one(&self.db)
+        .await
+        .expect("insert ticket type")
+    }
+
+    /// Admits `user` to `event`'s waiting room as the admission loop does (until 5 minutes from now).
+    pub async fn admit(&self, event: Uuid, user: Uuid) {
+        use fred::prelude::SortedSetsInterface;
+        let until = (chrono::Utc::now().timestamp_millis() + 300_000) as f64;
+        let _: i64 = self
+            .state
+            .redis
+            .zadd(
+                self.state.keys.active(event),
+                None,
+                None,
+                false,
+                false,
+                (until, user.to_string()),
+            )
+            .await
+            .expect("admit");
+    }
+
+    /// How many reservations `event` has (any status).
+    pub async fn reservations_of(&self, event: Uuid) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM reservations WHERE event_id = $1")
+            .bind(event)
+            .fetch_one(&self.db)
+            .await
+            .expect("count reservations")
     }
 
     /// Inserts an event whose sale window is [now + start, now + end] (Postgres interval strings).
@@ -460,7 +511,7 @@ pub fn is_wire_time(v: &Value) -> bool {
     })
 }
 
-/// Every key of an event object (`GET /api/events/:id` and the admin answers), contract §1.3.
+/// Every key of an event object (`GET /api/events/:id` and the admin answers), docs/wire-contract.md §1.3.
 pub const EVENT_KEYS: &[&str] = &[
     "id",
     "title",
@@ -489,4 +540,107 @@ pub async fn early_in_rate_window() {
     })
     .await;
     assert!(ok, "clock never left the end of a minute");
+}
+
+/// Payments: the provider's charges, the payment intents, the ledger's invariant and injected faults.
+impl TestApp {
+    /// The mock provider's charges for a reservation (any key).
+    pub fn charges_of(&self, reservation: Uuid) -> Vec<tiketi_service::payments::provider::Charge> {
+        let ledger = self
+            .state
+            .payments
+            .ledger()
+            .expect("the mock keeps a ledger");
+        ledger
+            .into_values()
+            .filter(|c| c.reference == reservation)
+            .collect()
+    }
+
+    /// (id, state) of a reservation's payment intents, oldest first.
+    pub async fn intents_of(&self, reservation: Uuid) -> Vec<(Uuid, String)> {
+        sqlx::query_as(
+            "SELECT id, state FROM payment_intents WHERE reservation_id = $1 ORDER BY created_at, id",
+        )
+        .bind(reservation)
+        .fetch_all(&self.db)
+        .await
+        .expect("intents")
+    }
+
+    /// The ledger balances: the SQL check finds nothing (every captured charge has exactly one
+    /// confirmed reservation and every confirmed reservation exactly one captured charge), every
+    /// intent is resolved, and the provider agrees — the charges it still holds are exactly the
+    /// captured intents, of their reservations and amounts.
+    pub async fn assert_ledger_balances(&self) {
+        let bad = tiketi_service::payments::db::ledger_violations(&self.db)
+            .await
+            .expect("ledger check runs");
+        assert!(bad.is_empty(), "ledger does not balance: {bad:?}");
+        let open: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT id, state FROM payment_intents WHERE state NOT IN ('captured', 'refunded', 'failed')",
+        )
+        .fetch_all(&self.db)
+        .await
+        .unwrap();
+        assert!(open.is_empty(), "unresolved intents: {open:?}");
+        let captured: Vec<(Uuid, Uuid, i32)> = sqlx::query_as(
+            "SELECT id, reservation_id, amount FROM payment_intents WHERE state = 'captured'",
+        )
+        .fetch_all(&self.db)
+        .await
+        .unwrap();
+        let ledger = self
+            .state
+            .payments
+            .ledger()
+            .expect("the mock keeps a ledger");
+        let held: std::collections::HashMap<_, _> =
+            ledger.into_iter().filter(|(_, c)| !c.refunded).collect();
+        for (key, reservation, amount) in &captured {
+            let c = held
+                .get(key)
+                .unwrap_or_else(|| panic!("captured intent {key} has no charge at the provider"));
+            assert_eq!((c.reference, c.amount), (*reservation, *amount), "{key}");
+        }
+        assert_eq!(
+            held.len(),
+            captured.len(),
+            "the provider holds charges no captured intent accounts for: {held:?}"
+        );
+    }
+
+    /// Makes every confirmation fail as a statement timeout would (SQLSTATE 57014), from inside the
+    /// database, until `heal_confirmations`; with `every` = n only every n-th one fails.
+    pub async fn fail_confirmations(&self, every: i64) {
+        for sql in [
+            "CREATE SEQUENCE IF NOT EXISTS test_confirm_attempts".to_string(),
+            format!(
+                "CREATE OR REPLACE FUNCTION test_fail_confirm() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     IF nextval('test_confirm_attempts') % {every} = 0 THEN
+                         RAISE EXCEPTION 'injected statement timeout' USING ERRCODE = 'query_canceled';
+                     END IF;
+                     RETURN NEW;
+                 END $$"
+            ),
+            "DROP TRIGGER IF EXISTS test_fail_confirm ON reservations".to_string(),
+            "CREATE TRIGGER test_fail_confirm BEFORE UPDATE ON reservations FOR EACH ROW
+             WHEN (NEW.status = 'confirmed' AND OLD.status <> 'confirmed')
+             EXECUTE FUNCTION test_fail_confirm()"
+                .to_string(),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&self.db)
+                .await
+                .expect("fault installed");
+        }
+    }
+
+    pub async fn heal_confirmations(&self) {
+        sqlx::query("DROP TRIGGER IF EXISTS test_fail_confirm ON reservations")
+            .execute(&self.db)
+            .await
+            .expect("fault removed");
+    }
 }

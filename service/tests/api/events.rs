@@ -1,4 +1,4 @@
-//! Public event pages: list, search, detail and the ticket endpoints (contract §1.3 Events, Tickets).
+//! Public event pages: list, search, detail and the ticket endpoints (docs/wire-contract.md §1.3 Events, Tickets).
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -412,4 +412,65 @@ async fn events_cached_pages_follow_changes_at_once_here_and_within_a_second_els
     })
     .await;
     assert!(caught_up, "the other replica kept serving the old page");
+}
+
+/// How many cached event-list pages the test's Redis prefix holds.
+async fn list_pages_in_redis(app: &TestApp) -> usize {
+    use fred::prelude::KeysInterface;
+    let pattern = format!("{}:events:list:*", app.config.redis_prefix);
+    let (mut cursor, mut n) = ("0".to_string(), 0);
+    loop {
+        let (next, keys): (String, Vec<String>) = app
+            .state
+            .redis
+            .scan_page(cursor, pattern.clone(), Some(1000), None)
+            .await
+            .unwrap();
+        n += keys.len();
+        if next == "0" {
+            return n;
+        }
+        cursor = next;
+    }
+}
+
+#[tokio::test]
+async fn events_list_cache_keys_come_only_from_normal_parameters() {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        app.ticket_event(10).await;
+    }
+    let (status, body) = app.get("/api/events?status=on_sale", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ids(&body).len(), 3);
+    assert_eq!(list_pages_in_redis(&app).await, 1);
+
+    // 1,000 requests that differ only in an unusual limit, a far page, an unknown status, an
+    // unknown parameter or a search text
+    let paths: Vec<String> = (0..1000)
+        .map(|i| match i % 5 {
+            0 => format!("/api/events?status=on_sale&limit={}", 11 + i),
+            1 => format!("/api/events?status=on_sale&page={}", 21 + i),
+            2 => format!("/api/events?status=x{i}"),
+            3 => format!("/api/events?status=on_sale&utm={i}"),
+            _ => format!("/api/events?q=nothing{i}"),
+        })
+        .collect();
+    for chunk in paths.chunks(50) {
+        let answers = futures::future::join_all(chunk.iter().map(|p| app.get(p, None))).await;
+        for (status, body) in answers {
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+    // at most one more page: limits past 1,000 are clamped, and share the `limit=1000` page
+    let pages = list_pages_in_redis(&app).await;
+    assert!(pages <= 2, "{pages} pages cached in Redis after the flood");
+
+    // the answers themselves are unchanged by not being cached
+    let (_, body) = app.get("/api/events?status=on_sale&limit=11", None).await;
+    assert_eq!(body["pagination"]["limit"], 11);
+    assert_eq!(ids(&body).len(), 3);
+    let (_, body) = app.get("/api/events?status=on_sale&page=30", None).await;
+    assert_eq!(body["pagination"]["page"], 30);
+    assert_eq!(ids(&body).len(), 0);
 }

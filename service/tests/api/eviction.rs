@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use tiketi_service::{Config, Service, eviction::CheckMode};
+use tiketi_service::{Config, Service, config::CheckMode};
 use uuid::Uuid;
 
 use crate::{

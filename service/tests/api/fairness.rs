@@ -279,7 +279,8 @@ async fn fairness_waiting_room_opens_its_lead_time_before_the_sale() {
         .await
         .unwrap();
     // what the admin API does after a change (this test edits the row directly)
-    tiketi_service::cache::invalidate_event(&app.state, event).await;
+    let changed = tiketi_service::effects::Effects::none().event(Some(event));
+    tiketi_service::effects::apply(&app.state, changed).await;
     let body = check(&app, event, &on_time).await;
     assert_eq!(
         (body["queued"].clone(), body["position"].clone()),
@@ -294,9 +295,8 @@ async fn fairness_waiting_room_opens_its_lead_time_before_the_sale() {
     assert_eq!(status(&app, event, &early).await["queueSize"], 2);
 }
 
-/// A user's place in the opening lottery is drawn once. Before the fix, leaving and checking again
-/// drew a new random place, so one account could re-draw thousands of times before the opening and
-/// keep the best.
+/// A user's place in the opening lottery is drawn once: if leaving and checking again drew a new
+/// random place, one account could re-draw thousands of times before the opening and keep the best.
 #[tokio::test]
 async fn fairness_leaving_and_coming_back_never_draws_again() {
     let app = TestApp::spawn().await;

@@ -54,7 +54,9 @@ async fn faults_unpaid_hold_expires_and_the_seat_returns_to_sale() {
         .get(&format!("/api/seats/reservation/{id}"), Some(&first.token))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["reservation"]["status"], "expired");
+    // the frontend knows no `expired`: a lapsed hold reads 취소됨 with its reason beside
+    assert_eq!(body["reservation"]["status"], "cancelled");
+    assert_eq!(body["reservation"]["status_reason"], "expired");
     assert_eq!(body["reservation"]["payment_status"], "failed");
     assert_eq!(body["reservation"]["isExpired"], true);
 
@@ -193,6 +195,21 @@ async fn faults_redis_outage_degrades_and_recovers() {
     let port = redis.port;
     let app = TestApp::spawn_with(|c| c.redis_url = redis.url()).await;
     let event = app.insert_event("", "-1 hour", "+1 day").await;
+    // a buyer admitted through this replica before the outage (at the open gate)
+    let (sale, seats) = app.seat_event().await;
+    let buyer = app.user().await;
+    let (status, body) = app
+        .post(
+            &format!("/api/queue/check/{sale}"),
+            Some(&buyer.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["queued"]),
+        (StatusCode::OK, &json!(false)),
+        "{body}"
+    );
     let (status, _) = app.get("/health/redis", None).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = app.get("/api/events", None).await;
@@ -204,7 +221,11 @@ async fn faults_redis_outage_degrades_and_recovers() {
     // reads bypass the cache
     let (status, body) = app.get("/api/events", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["events"][0]["id"], event.to_string());
+    let listed = body["events"].as_array().expect("events");
+    assert!(
+        listed.iter().any(|e| e["id"] == event.to_string().as_str()),
+        "{body}"
+    );
     let (status, body) = app.get(&format!("/api/events/{event}"), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["event"]["id"], event.to_string());
@@ -219,28 +240,33 @@ async fn faults_redis_outage_degrades_and_recovers() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["token"].is_string());
 
-    // holds go through PostgreSQL, and their Redis steps (two rate limits, the gate, the cache
-    // invalidation, the publish) are skipped together instead of each waiting out its timeout
-    let (event, seats) = app.seat_event().await;
-    let buyer = app.user().await;
-    let skipped = || tiketi_service::metrics::global().redis_steps_skipped.get();
-    let _ = app.hold(&buyer.token, event, seats[0]).await; // may be the probe that re-opens it
+    // holds go through PostgreSQL for a buyer this replica saw admitted, and their optional Redis
+    // steps (the rate limit, the cache invalidation, the publish) are skipped together instead of
+    // each waiting out its timeout; the gate check has its own breaker and never skips the queue
+    let skipped = || app.state.metrics.redis_steps_skipped.get();
+    let _ = app.hold(&buyer.token, sale, seats[0]).await; // may be the probe that re-opens it
     let before = skipped();
-    let (status, body) = app.hold(&buyer.token, event, seats[1]).await;
+    let (status, body) = app.hold(&buyer.token, sale, seats[1]).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(app.seat_status(seats[1]).await, "locked");
-    // four steps (the per-IP limit is off in tests); one of them may be the half-open probe
+    // three optional steps (the per-IP limit is off in tests); one of them may be the probe
     assert!(
-        skipped() >= before + 3,
+        skipped() >= before + 2,
         "the hold's redis steps were not skipped: {} -> {}",
         before,
         skipped()
     );
     assert!(app.state.redis_breaker.is_open());
+    // anyone the replica cannot prove admitted waits for Redis (the gate fails closed)
+    let stranger = app.users(1).await.remove(0);
+    let (status, body) = app.hold(&stranger.token, sale, seats[2]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "QUEUE_UNAVAILABLE");
+    assert_eq!(app.seat_status(seats[2]).await, "available");
     // the waiting room, which needs Redis, says so at once
     let (status, body) = app
         .post(
-            &format!("/api/queue/check/{event}"),
+            &format!("/api/queue/check/{sale}"),
             Some(&buyer.token),
             json!({}),
         )
@@ -268,6 +294,20 @@ async fn faults_redis_restart_fans_out_again_between_replicas() {
     let joins = json!([["join-seat-selection", { "eventId": event }], ["join-event", { "eventId": event }]]);
     c.connect("viewer", &b, &viewer.token, joins).await;
     c.expect("viewer", "room-info", |_| true).await;
+    // the buyer is admitted through replica A before the outage, so A may let them buy while its
+    // Redis link comes back (an unproven buyer would get 503 QUEUE_UNAVAILABLE meanwhile)
+    let (status, body) = a
+        .post(
+            &format!("/api/queue/check/{event}"),
+            Some(&buyer.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["queued"]),
+        (StatusCode::OK, &json!(false)),
+        "{body}"
+    );
 
     redis.stop();
     // an endpoint that needs Redis says so clearly, with a retry hint
@@ -313,5 +353,99 @@ async fn faults_redis_restart_fans_out_again_between_replicas() {
     assert!(
         delivered,
         "no seat-locked crossed replicas within 20 s of the Redis restart"
+    );
+}
+
+/// The waiting room during the opening lottery, with Redis gone: nobody the replica cannot prove
+/// admitted buys (503 `QUEUE_UNAVAILABLE`, nothing held); the lottery's winner, seen admitted by
+/// this replica before the outage, still buys; pages are still served. (A gate skipped whenever
+/// Redis fails would let anyone buy ahead of the queue.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_redis_outage_during_the_lottery_keeps_the_gate_closed() {
+    let redis = RedisServer::start(&[]).await;
+    let app = TestApp::spawn_with(|c| c.redis_url = redis.url()).await;
+    // opened 5 s ago: the 60 s lottery window runs
+    let (event, seats) = app.seat_event_opening("-5 seconds").await;
+    let ticket_type = app.add_ticket_type(event, 10).await;
+    let [winner, waiting, bot]: [crate::common::User; 3] = app.users(3).await.try_into().unwrap();
+    app.admit(event, winner.id).await;
+    for (user, queued) in [(&winner, false), (&waiting, true)] {
+        let (status, body) = app
+            .post(
+                &format!("/api/queue/check/{event}"),
+                Some(&user.token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            (status, &body["queued"]),
+            (StatusCode::OK, &json!(queued)),
+            "{body}"
+        );
+    }
+
+    redis.stop();
+    for user in [&waiting, &bot] {
+        let resp = app
+            .req(Method::POST, "/api/seats/reserve", Some(&user.token))
+            .json(&json!({ "eventId": event, "seatIds": [seats[0]] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            resp.headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("2")
+        );
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(
+            body,
+            refusal(
+                "QUEUE_UNAVAILABLE",
+                tiketi_service::queue::MSG_QUEUE_UNAVAILABLE
+            )
+        );
+        let (status, body) = app.book(&user.token, event, ticket_type, 1).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["code"], "QUEUE_UNAVAILABLE");
+    }
+    assert_eq!(app.seat_status(seats[0]).await, "available");
+    assert_eq!(app.reservations_of(event).await, 0, "nothing written");
+
+    assert_eq!(
+        app.hold(&winner.token, event, seats[0]).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        app.book(&winner.token, event, ticket_type, 1).await.0,
+        StatusCode::CREATED
+    );
+    let (status, body) = app.get(&format!("/api/seats/events/{event}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.get(&format!("/api/events/{event}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A timeout of an optional Redis step (cache, rate limit) opens the shared breaker. The gate check
+/// has its own: were it run through the shared one, every hold on the replica would skip the queue
+/// while it is open.
+#[tokio::test]
+async fn faults_open_shared_breaker_never_skips_the_queue() {
+    let app = TestApp::spawn().await;
+    let (event, seats) = app.seat_event_opening("-5 seconds").await;
+    let [winner, bot]: [crate::common::User; 2] = app.users(2).await.try_into().unwrap();
+    app.admit(event, winner.id).await;
+
+    app.state.redis_breaker.failure();
+    assert!(app.state.redis_breaker.is_open());
+    let (status, body) = app.hold(&bot.token, event, seats[0]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "QUEUE_NOT_ADMITTED");
+    assert_eq!(app.seat_status(seats[0]).await, "available");
+    assert_eq!(
+        app.hold(&winner.token, event, seats[0]).await.0,
+        StatusCode::CREATED
     );
 }

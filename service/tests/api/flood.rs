@@ -143,8 +143,13 @@ async fn flood_a_room_join_flood_is_stopped_at_the_room_cap() {
         c.emit("blast", "join-event", json!({ "eventId": Uuid::new_v4() }))
             .await;
     }
+    // cut off either way: the DISCONNECT packet, or (its send queue full of the blast's answers) the
+    // transport closed behind it; the server's count below says it was the room cap
     let reason = c.expect("blast", "disconnect", |_| true).await;
-    assert_eq!(reason, "io server disconnect");
+    assert!(
+        reason == "io server disconnect" || reason == "transport close",
+        "{reason}"
+    );
     let after = floods(&metrics(&app).await, "rooms");
     assert!(
         after >= before + 2,
@@ -346,4 +351,121 @@ fn flood_arbitrary_raw_frames_never_hurt_the_server() {
             .await;
         assert_eq!(app.get("/health", None).await.0, 200);
     });
+}
+
+/// The value of `tiketi_socket_refused_total{kind}` (process-wide: other tests add to it too).
+fn refused(text: &str, kind: &str) -> u64 {
+    let prefix = format!("tiketi_socket_refused_total{{kind=\"{kind}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A polling handshake (what a browser without WebSocket sends first), maybe through a proxy.
+async fn handshake(app: &TestApp, forwarded_for: Option<&str>) -> reqwest::Response {
+    let mut r = app
+        .http
+        .get(format!("{}/socket.io/?EIO=4&transport=polling", app.base));
+    if let Some(f) = forwarded_for {
+        r = r.header("x-forwarded-for", f);
+    }
+    r.send().await.unwrap()
+}
+
+/// Asserts a refusal in the contract's shape with `Retry-After`.
+async fn assert_refused(resp: reqwest::Response, status: u16, code: &str) {
+    assert_eq!(resp.status().as_u16(), status);
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1, "{retry_after}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+}
+
+/// Beyond the process's cap of connections a handshake is answered at once — 503 SERVER_BUSY with
+/// Retry-After on polling, a refused upgrade the real client reports as `connect_error` — and
+/// counted; a closed session gives its place back.
+#[tokio::test]
+async fn flood_connections_beyond_the_cap_are_refused_cleanly_and_counted() {
+    let app = TestApp::spawn_with(|c| c.socket_max_connections = 2).await;
+    let user = app.user().await;
+    let mut c = Clients::start();
+    c.connect("a", &app, &user.token, json!([])).await;
+    c.connect("b", &app, &user.token, json!([])).await;
+    let before = refused(&metrics(&app).await, "full");
+
+    assert_refused(handshake(&app, None).await, 503, "SERVER_BUSY").await;
+    c.send(json!({ "op": "connect", "id": "c", "url": app.base, "token": user.token, "join": [] }))
+        .await;
+    c.expect("c", "connect_error", |_| true).await;
+    assert_eq!(c.count("c", "connect"), 0);
+    let after = refused(&metrics(&app).await, "full");
+    assert!(
+        after >= before + 2,
+        "refusals not counted: {before} -> {after}"
+    );
+    assert_eq!(app.state.realtime.admission.open(), 2);
+
+    c.disconnect("a").await;
+    let freed = eventually(Duration::from_secs(10), || async {
+        app.state.realtime.admission.open() < 2
+    })
+    .await;
+    assert!(freed, "a closed connection still holds its place");
+    c.connect("d", &app, &user.token, json!([])).await;
+    assert_eq!(
+        c.count("b", "disconnect"),
+        0,
+        "admitted sockets are untouched"
+    );
+}
+
+/// New sessions per client address are limited (a bucket of the per-minute budget): beyond it, 429
+/// RATE_LIMITED with Retry-After, counted; another address — behind the same trusted proxy — keeps
+/// its own budget.
+#[tokio::test]
+async fn flood_handshakes_per_address_beyond_the_budget_are_refused_and_counted() {
+    let app = TestApp::spawn_with(|c| {
+        c.socket_handshakes_per_address = 3;
+        c.trusted_proxies = tiketi_service::config::TrustedProxies(
+            tiketi_service::client_ip::parse_trusted("127.0.0.0/8").unwrap(),
+        );
+    })
+    .await;
+    let before = refused(&metrics(&app).await, "rate");
+    for i in 0..3 {
+        let resp = handshake(&app, Some("198.51.100.7")).await;
+        assert_eq!(resp.status().as_u16(), 200, "handshake {i}");
+        assert!(
+            resp.text().await.unwrap().starts_with("0{"),
+            "an OPEN packet"
+        );
+    }
+    assert_refused(
+        handshake(&app, Some("198.51.100.7")).await,
+        429,
+        "RATE_LIMITED",
+    )
+    .await;
+    // a forged left-most entry does not make it someone else
+    let forged = handshake(&app, Some("203.0.113.1, 198.51.100.7")).await;
+    assert_refused(forged, 429, "RATE_LIMITED").await;
+    let after = refused(&metrics(&app).await, "rate");
+    assert!(
+        after >= before + 2,
+        "refusals not counted: {before} -> {after}"
+    );
+    assert_eq!(
+        handshake(&app, Some("198.51.100.8"))
+            .await
+            .status()
+            .as_u16(),
+        200,
+        "another address has its own budget"
+    );
 }

@@ -13,6 +13,7 @@ mod fairness;
 mod faults;
 mod flood;
 mod fuzz;
+mod grouped_holds;
 mod limits;
 mod news;
 mod overload;

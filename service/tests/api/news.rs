@@ -322,3 +322,57 @@ async fn news_delete_by_the_author_or_an_admin() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// The view count as stored.
+async fn stored_views(app: &TestApp, id: Uuid) -> i32 {
+    sqlx::query_scalar("SELECT views FROM news WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn news_reads_do_not_update_the_row_per_read() {
+    // no periodic flush during the test: only the explicit one below writes
+    let app = TestApp::spawn_with(|c| c.news_views_flush_ms = 3_600_000).await;
+    let user = app.user().await;
+    let news = create(&app, &user, "인기글", false).await;
+    let id: Uuid = news["id"].as_str().unwrap().parse().unwrap();
+    let path = format!("/api/news/{id}");
+
+    for n in 1..=25 {
+        let (status, body) = app.get(&path, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["news"]["views"], n, "each answer counts its own view");
+    }
+    assert_eq!(stored_views(&app, id).await, 0, "no UPDATE per read");
+
+    let written = tiketi_service::news::views::flush(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(written, 25, "one batch carries every read");
+    assert_eq!(stored_views(&app, id).await, 25);
+    let (_, body) = app.get(&path, None).await;
+    assert_eq!(body["news"]["views"], 26);
+    assert_eq!(body["news"]["updated_at"], news["updated_at"]);
+}
+
+#[tokio::test]
+async fn news_views_from_every_replica_add_up() {
+    let a = TestApp::spawn_with(|c| c.news_views_flush_ms = 100).await;
+    let b = a.replica().await;
+    let user = a.user().await;
+    let news = create(&a, &user, "두 서버", false).await;
+    let id: Uuid = news["id"].as_str().unwrap().parse().unwrap();
+    let path = format!("/api/news/{id}");
+    for _ in 0..7 {
+        assert_eq!(a.get(&path, None).await.0, StatusCode::OK);
+        assert_eq!(b.get(&path, None).await.0, StatusCode::OK);
+    }
+    let counted = crate::common::eventually(std::time::Duration::from_secs(5), || async {
+        stored_views(&a, id).await == 14
+    })
+    .await;
+    assert!(counted, "stored views: {}", stored_views(&a, id).await);
+}

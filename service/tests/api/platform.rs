@@ -393,3 +393,109 @@ async fn platform_concurrent_scrapes_each_show_their_own_queue_gauges() {
         );
     }
 }
+
+/// A login attempt through the test client acting as the proxy chain (127.0.0.1 is trusted), with
+/// the given forwarding headers.
+async fn login_via(app: &TestApp, headers: &[(&str, String)], n: usize) -> StatusCode {
+    let mut r = app
+        .req(Method::POST, "/api/auth/login", None)
+        .json(&json!({ "email": format!("nobody-{n}@example.com"), "password": "wrong-password" }));
+    for (k, v) in headers {
+        r = r.header(*k, v);
+    }
+    r.send().await.unwrap().status()
+}
+
+fn behind_proxies(c: &mut tiketi_service::Config, header: tiketi_service::client_ip::ProxyHeader) {
+    c.login_rate_limit = 2;
+    c.trusted_proxies = tiketi_service::config::TrustedProxies(
+        tiketi_service::client_ip::parse_trusted("127.0.0.0/8, 10.0.0.0/8").unwrap(),
+    );
+    c.trusted_proxy_header = header;
+}
+
+/// nginx and ingress-nginx append the peer to X-Forwarded-For and pass a client's own `Forwarded`
+/// through untouched. The client is the right-most X-Forwarded-For hop that is not a trusted proxy:
+/// neither a forged `Forwarded` nor forged left-most entries give a client a fresh per-IP budget,
+/// and another client behind the same proxies keeps its own.
+#[tokio::test]
+async fn platform_client_address_is_the_right_most_untrusted_hop_whatever_the_client_forges() {
+    let app = TestApp::spawn_with(|c| {
+        behind_proxies(c, tiketi_service::client_ip::ProxyHeader::XForwardedFor)
+    })
+    .await;
+    crate::common::early_in_rate_window().await;
+    for i in 0..3 {
+        let status = login_via(
+            &app,
+            &[
+                ("forwarded", format!("for=203.0.113.{i}")),
+                (
+                    "x-forwarded-for",
+                    format!("6.6.6.{i}, 198.51.100.4, 10.0.0.5"),
+                ),
+            ],
+            i,
+        )
+        .await;
+        let want = if i < 2 {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(status, want, "attempt {i} of 198.51.100.4");
+    }
+    let other = [("x-forwarded-for", "198.51.100.5, 10.0.0.5".to_string())];
+    assert_eq!(login_via(&app, &other, 9).await, StatusCode::UNAUTHORIZED);
+}
+
+/// Opted into `TRUSTED_PROXY_HEADER=forwarded` (a proxy that sets RFC 7239 `Forwarded`): that chain
+/// is walked the same way and a client's own X-Forwarded-For is the header ignored.
+#[tokio::test]
+async fn platform_client_address_from_forwarded_only_when_the_operator_opts_in() {
+    let app = TestApp::spawn_with(|c| {
+        behind_proxies(c, tiketi_service::client_ip::ProxyHeader::Forwarded)
+    })
+    .await;
+    crate::common::early_in_rate_window().await;
+    for i in 0..3 {
+        let status = login_via(
+            &app,
+            &[
+                ("x-forwarded-for", format!("203.0.113.{i}")),
+                (
+                    "forwarded",
+                    format!("for=6.6.6.{i}, for=\"198.51.100.4:4711\", for=10.0.0.5"),
+                ),
+            ],
+            i,
+        )
+        .await;
+        let want = if i < 2 {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(status, want, "attempt {i} of 198.51.100.4");
+    }
+    let other = [("forwarded", "for=198.51.100.5".to_string())];
+    assert_eq!(login_via(&app, &other, 9).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn platform_metrics_count_seat_map_builds_and_flushed_views() {
+    let app = TestApp::spawn().await;
+    let (event, _) = app.seat_event().await;
+    let (status, _) = app.get(&format!("/api/seats/events/{event}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = app.metrics().await;
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+    };
+    assert!(value("tiketi_seatmap_snapshot_builds_total ") >= 1.0);
+    assert!(value("tiketi_news_views_flushed_total ") >= 0.0);
+}

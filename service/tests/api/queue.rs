@@ -293,3 +293,158 @@ async fn queue_concurrent_arrivals_keep_their_order_and_announced_places() {
     announced.sort_unstable();
     assert_eq!(announced, (1..=150).collect::<Vec<i64>>());
 }
+
+fn not_admitted() -> (StatusCode, serde_json::Value) {
+    (
+        StatusCode::FORBIDDEN,
+        json!({ "error": "대기열 순서를 기다려주세요. 입장이 허용된 후 예매할 수 있습니다.", "code": "QUEUE_NOT_ADMITTED" }),
+    )
+}
+
+/// A replica whose clock is behind still thinks the sale has not opened while PostgreSQL's clock is
+/// inside the opening lottery: if it waved holds through ("PostgreSQL's sale window will answer"),
+/// PostgreSQL, seeing the sale open, would sell the seat to whoever never queued. One whose clock is
+/// ahead thinks the lottery over and would let buyers take places at the open gate.
+#[tokio::test]
+async fn queue_replicas_with_skewed_clocks_cannot_sell_ahead_of_the_opening_lottery() {
+    let app = TestApp::spawn().await;
+    let behind = app.replica_with(|c| c.clock_offset_ms = -120_000).await;
+    let ahead = app.replica_with(|c| c.clock_offset_ms = 120_000).await;
+    // opened 5 s ago by PostgreSQL's clock: the 60 s lottery window runs
+    let (event, seats) = app.seat_event_opening("-5 seconds").await;
+    let ticket_type = app.add_ticket_type(event, 10).await;
+    let (bot, winner) = (app.user().await, app.user().await);
+    app.admit(event, winner.id).await;
+
+    for replica in [&behind, &ahead, &app] {
+        for _ in 0..2 {
+            assert_eq!(
+                replica.hold(&bot.token, event, seats[0]).await,
+                not_admitted()
+            );
+            assert_eq!(
+                replica.book(&bot.token, event, ticket_type, 1).await,
+                not_admitted()
+            );
+        }
+    }
+    assert_eq!(app.seat_status(seats[0]).await, "available");
+    assert_eq!(app.reservations_of(event).await, 0, "nothing written");
+    // the place the clock-ahead replica gave at the gate does not count during the lottery
+    let (status, body) = app
+        .post(
+            &format!("/api/queue/check/{event}"),
+            Some(&bot.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(app.hold(&bot.token, event, seats[0]).await, not_admitted());
+
+    // the lottery's winner buys through either skewed replica
+    assert_eq!(
+        behind.hold(&winner.token, event, seats[0]).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        ahead.book(&winner.token, event, ticket_type, 1).await.0,
+        StatusCode::CREATED
+    );
+}
+
+/// The gate checked before the opening, the purchase run after it (the request waited for a
+/// connection meanwhile): the check's "not open yet" travels into the purchase, which PostgreSQL
+/// decides at its own instant.
+#[tokio::test]
+async fn queue_check_before_the_opening_cannot_buy_after_it() {
+    use tiketi_service::{error::Code, queue::Verdict, reservations};
+    let app = TestApp::spawn().await;
+    let (event, seats) = app.seat_event_opening("+2 seconds").await;
+    let ticket_type = app.add_ticket_type(event, 10).await;
+    let user = app.user().await;
+    let opened = || async {
+        sqlx::query_scalar::<_, bool>("SELECT now() >= sale_start_date FROM events WHERE id = $1")
+            .bind(event)
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+    };
+
+    let verdict = tiketi_service::queue::admission(&app.state, event, user.id)
+        .await
+        .unwrap();
+    assert!(
+        !opened().await,
+        "the machine was too slow: checked after the opening"
+    );
+    assert_eq!(verdict, Verdict::BeforeOpen);
+    assert!(
+        crate::common::eventually(std::time::Duration::from_secs(10), opened).await,
+        "the sale never opened"
+    );
+
+    let hold = reservations::hold_seats(&app.state, user.id, event, &seats[..1], verdict).await;
+    assert_eq!(hold.err().map(|e| e.code()), Some(Code::QueueNotAdmitted));
+    let booking =
+        reservations::book_tickets(&app.state, user.id, event, &[(ticket_type, 1)], verdict).await;
+    assert_eq!(
+        booking.err().map(|e| e.code()),
+        Some(Code::QueueNotAdmitted)
+    );
+    assert_eq!(app.seat_status(seats[0]).await, "available");
+    assert_eq!(app.reservations_of(event).await, 0, "nothing written");
+}
+
+/// The one decider, `may_buy` (migration 0009), over its whole table: the sale window by
+/// PostgreSQL's clock first, then the verdict.
+#[tokio::test]
+async fn queue_the_database_decides_every_purchase_by_its_own_clock() {
+    use tiketi_service::{
+        queue::Verdict,
+        reservations::db::{BuyCheck, may_buy},
+    };
+    let app = TestApp::spawn().await;
+    let soon = app.insert_event("", "+1 hour", "+1 day").await;
+    let lottery = app.insert_event("", "-5 seconds", "+1 day").await;
+    let fifo = app.insert_event("", "-5 minutes", "+1 day").await;
+    let ended = app.insert_event("", "-2 days", "-1 day").await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let live = now + 60_000;
+    let verdicts = [
+        Verdict::Admitted { until_ms: live },
+        Verdict::Admitted {
+            until_ms: now - 60_000,
+        },
+        Verdict::AtGate { until_ms: live },
+        Verdict::NotAdmitted,
+        Verdict::BeforeOpen,
+        Verdict::Unproven,
+    ];
+    use BuyCheck::*;
+    let table = [
+        (soon, [NotOnSale; 6]),
+        (ended, [NotOnSale; 6]),
+        (
+            lottery,
+            [
+                Ok,
+                NotAdmitted,
+                NotAdmitted,
+                NotAdmitted,
+                NotAdmitted,
+                Unproven,
+            ],
+        ),
+        (
+            fifo,
+            [Ok, NotAdmitted, Ok, NotAdmitted, NotAdmitted, Unproven],
+        ),
+        (uuid::Uuid::new_v4(), [NoEvent; 6]),
+    ];
+    for (event, expected) in table {
+        for (verdict, want) in verdicts.iter().zip(expected) {
+            let got = may_buy(&app.db, event, *verdict, 60.0).await.unwrap();
+            assert_eq!(got, want, "{verdict:?}");
+        }
+    }
+}

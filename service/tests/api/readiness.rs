@@ -1,5 +1,5 @@
 //! Readiness means "this replica can serve": the chart's readiness probe keeps answering 200 while the
-//! shared PostgreSQL is saturated or Redis is down (DESIGN.md §3), and the health endpoints report it.
+//! shared PostgreSQL is saturated or Redis is down (docs/design.md §3), and the health endpoints report it.
 
 use std::time::{Duration, Instant};
 

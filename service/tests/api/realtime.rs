@@ -341,14 +341,17 @@ async fn realtime_traffic_sampler_records_users_queue_and_replicas() {
 
     let sampled = crate::common::eventually(std::time::Duration::from_secs(15), || async {
         tiketi_service::jobs::traffic::sample(&a.state).await.unwrap();
-        let row: Option<(i32, i32, i32, Option<String>)> =
-            sqlx::query_as("SELECT concurrent_users, queue_users, replicas, artist_name FROM traffic_logs WHERE event_id = $1")
+        // users, queue, replicas, artist, demand
+        type Row = (i32, i32, i32, Option<String>, Option<i32>);
+        let row: Option<Row> =
+            sqlx::query_as("SELECT concurrent_users, queue_users, replicas, artist_name, demand_users FROM traffic_logs WHERE event_id = $1")
                 .bind(event)
                 .fetch_optional(&a.db)
                 .await
                 .unwrap();
-        // 2 users on the page, 2 waiting behind the one admitted, 2 live replicas
-        row == Some((2, 2, 2, Some("TEST ARTIST".into())))
+        // 2 users on the page, 2 waiting behind the one admitted, 2 live replicas; the demand is the
+        // 3 distinct users (the one on the page and in the queue counted once)
+        row == Some((2, 2, 2, Some("TEST ARTIST".into()), Some(3)))
     })
     .await;
     assert!(sampled, "traffic_logs never showed the sale's figures");
@@ -468,4 +471,36 @@ async fn realtime_shutdown_closes_sockets_so_clients_reconnect_elsewhere() {
     // "transport close": socket.io-client reconnects by itself ("io server disconnect" would not).
     let reason = c.expect("a", "disconnect", |_| true).await;
     assert_eq!(reason, "transport close");
+}
+
+/// An Engine.IO session that never sends its Socket.IO CONNECT (no token, nothing) is closed by the
+/// server within SOCKET_CONNECT_TIMEOUT_SECONDS, and its place under the connection cap is free again.
+#[tokio::test]
+async fn realtime_a_session_that_never_connects_is_closed_within_the_timeout() {
+    let app = TestApp::spawn_with(|c| c.socket_connect_timeout_seconds = 2).await;
+    let mut c = Clients::start();
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", app.addr);
+    c.send(json!({ "op": "raw", "id": "idle", "url": url, "frames": [] }))
+        .await;
+    let open = c.expect("idle", "raw-message", |_| true).await;
+    assert!(open.as_str().is_some_and(|m| m.starts_with("0{")), "{open}");
+    assert_eq!(app.state.realtime.admission.open(), 1);
+    // the server closes it: 2 s, plus slack for a loaded machine (the default was 45 s)
+    let closed = c
+        .within(
+            "idle",
+            "raw-close",
+            |_| true,
+            std::time::Duration::from_secs(8),
+        )
+        .await;
+    assert!(
+        closed.is_some(),
+        "the session without CONNECT is still open"
+    );
+    let freed = crate::common::eventually(std::time::Duration::from_secs(5), || async {
+        app.state.realtime.admission.open() == 0
+    })
+    .await;
+    assert!(freed, "the closed session still holds its place");
 }

@@ -279,6 +279,7 @@ async fn reservations_my_and_detail_shapes_for_the_owner_only() {
                 "payment_status",
                 "reservation_number",
                 "status",
+                "status_reason",
                 "total_amount",
                 "venue"
             ]
@@ -325,6 +326,7 @@ async fn reservations_my_and_detail_shapes_for_the_owner_only() {
             "payment_status",
             "reservation_number",
             "status",
+            "status_reason",
             "total_amount",
             "venue"
         ]
@@ -555,4 +557,85 @@ async fn reservations_inventory_race_with_quantities_is_all_or_nothing() {
     }
     assert_eq!(stock(&app, tt).await, (1, 10));
     assert_eq!(reservation_count(&app, event).await, 3);
+}
+
+/// A hold that lapsed reads as what it is in the unmodified frontend, which knows only `pending`,
+/// `confirmed` and `cancelled` (anything else shows 결제 대기, "awaiting payment"): `cancelled`, its
+/// payment `failed`, and `status_reason: "expired"` — before the expiry job ends it and after.
+#[tokio::test]
+async fn reservations_a_lapsed_hold_reads_cancelled_with_its_reason() {
+    let app = TestApp::spawn().await;
+    let (event, seats) = app.seat_event().await;
+    let user = app.user().await;
+    let lapsed = app.hold_ok(&user.token, event, seats[0]).await;
+    let live = app.hold_ok(&user.token, event, seats[1]).await;
+    let cancelled = app.hold_ok(&user.token, event, seats[2]).await;
+    assert_eq!(app.cancel(&user.token, cancelled).await.0, StatusCode::OK);
+    sqlx::query("UPDATE reservations SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(lapsed)
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let shown = |id: Uuid| {
+        let (app, token) = (&app, user.token.clone());
+        async move {
+            let (status, list) = app.get("/api/reservations/my", Some(&token)).await;
+            assert_eq!(status, StatusCode::OK, "{list}");
+            let listed = list["reservations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["id"] == id.to_string().as_str())
+                .unwrap()
+                .clone();
+            let (status, detail) = app
+                .get(&format!("/api/reservations/{id}"), Some(&token))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{detail}");
+            let (status, held) = app
+                .get(&format!("/api/seats/reservation/{id}"), Some(&token))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{held}");
+            let views = [
+                listed,
+                detail["reservation"].clone(),
+                held["reservation"].clone(),
+            ];
+            let seen: Vec<(Value, Value, Value)> = views
+                .iter()
+                .map(|r| {
+                    (
+                        r["status"].clone(),
+                        r["payment_status"].clone(),
+                        r["status_reason"].clone(),
+                    )
+                })
+                .collect();
+            assert!(
+                seen.windows(2).all(|w| w[0] == w[1]),
+                "views disagree: {seen:?}"
+            );
+            seen[0].clone()
+        }
+    };
+    let expired = (json!("cancelled"), json!("failed"), json!("expired"));
+    assert_eq!(shown(lapsed).await, expired, "past its time, not swept yet");
+    assert_eq!(
+        shown(live).await,
+        (json!("pending"), json!("pending"), Value::Null)
+    );
+    assert_eq!(
+        shown(cancelled).await,
+        (json!("cancelled"), json!("refunded"), Value::Null)
+    );
+    tiketi_service::jobs::hold_expiry::sweep(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.reservation_state(lapsed).await,
+        ("expired".into(), "failed".into()),
+        "stored as what it is"
+    );
+    assert_eq!(shown(lapsed).await, expired, "once the job expired it");
 }

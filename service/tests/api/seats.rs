@@ -268,7 +268,7 @@ async fn seats_reserve_holds_the_seat_and_answers_the_contract_shape() {
 }
 
 /// A hold changes no cached page (the event page shows ticket types' stock, not seats), so it
-/// leaves the page cached: during a sale every hold used to send readers of that page to PostgreSQL.
+/// leaves the page cached: otherwise during a sale every hold sends that page's readers to PostgreSQL.
 #[tokio::test]
 async fn seats_reserve_leaves_the_cached_event_page_alone() {
     let app = TestApp::spawn().await;
@@ -475,6 +475,7 @@ async fn seats_reservation_is_readable_by_its_owner_only() {
             "reservation_number",
             "seats",
             "status",
+            "status_reason",
             "total_amount",
             "venue"
         ],
@@ -589,4 +590,143 @@ async fn seats_reserve_race_has_exactly_one_winner() {
     assert_eq!(items, 1);
     assert_eq!(app.seat_status(seat).await, "locked");
     assert_eq!(map_status(&app, event, seat).await, "locked");
+}
+
+/// The seat map as sent: (status, `ETag`, body text).
+async fn raw_map(
+    app: &TestApp,
+    event: Uuid,
+    if_none_match: Option<&str>,
+) -> (StatusCode, String, String) {
+    let mut req = app.req(
+        reqwest::Method::GET,
+        &format!("/api/seats/events/{event}"),
+        None,
+    );
+    if let Some(tag) = if_none_match {
+        req = req.header(reqwest::header::IF_NONE_MATCH, tag);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    let etag = resp
+        .headers()
+        .get(reqwest::header::ETAG)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, etag, resp.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn seats_map_herd_reads_one_snapshot_until_a_change() {
+    let app = TestApp::spawn().await;
+    let (event, _) = app.seat_event().await;
+    let seat = app.seat_id(event, "VIP-1-1").await;
+    let user = app.user().await;
+    let builds = || app.state.seat_maps.builds();
+    let before = builds();
+
+    // a herd arriving at once: one PostgreSQL read between them
+    let herd = join_all((0..40).map(|_| raw_map(&app, event, None))).await;
+    let first = &herd[0];
+    for (status, etag, body) in &herd {
+        assert_eq!(*status, StatusCode::OK);
+        assert_eq!(
+            (etag, body),
+            (&first.1, &first.2),
+            "one snapshot served to all"
+        );
+    }
+    assert_eq!(builds() - before, 1, "concurrent misses share one read");
+    // and the readers after them
+    for _ in 0..20 {
+        assert_eq!(map_status(&app, event, seat).await, "available");
+    }
+    assert_eq!(
+        builds() - before,
+        1,
+        "repeated reads do not each read the seats"
+    );
+
+    // a hold made here is on the map at once, for one more read
+    app.hold_ok(&user.token, event, seat).await;
+    for _ in 0..10 {
+        assert_eq!(map_status(&app, event, seat).await, "locked");
+    }
+    assert_eq!(builds() - before, 2);
+}
+
+#[tokio::test]
+async fn seats_map_hold_on_one_replica_reaches_the_others_map() {
+    let a = TestApp::spawn().await;
+    let b = a.replica().await;
+    let (event, _) = a.seat_event().await;
+    let seat = a.seat_id(event, "VIP-1-1").await;
+    let user = a.user().await;
+    let before = b.state.seat_maps.builds();
+    for _ in 0..10 {
+        assert_eq!(map_status(&b, event, seat).await, "available");
+    }
+    assert_eq!(
+        b.state.seat_maps.builds() - before,
+        1,
+        "B serves its snapshot"
+    );
+
+    a.hold_ok(&user.token, event, seat).await;
+    // B learns of it from the version A published (checked every SEATMAP_REVALIDATE_MS, 250 ms)
+    let mut reads = 0;
+    let seen = eventually(Duration::from_secs(3), || {
+        reads += 1;
+        async { map_status(&b, event, seat).await == "locked" }
+    })
+    .await;
+    assert!(seen, "replica B kept showing the held seat as available");
+    let rebuilt = b.state.seat_maps.builds() - before - 1;
+    assert!(
+        rebuilt <= 2,
+        "B rebuilt {rebuilt} times over {reads} reads: once per change, not per read"
+    );
+}
+
+#[tokio::test]
+async fn seats_map_etag_answers_304_while_unchanged() {
+    let app = TestApp::spawn().await;
+    let (event, _) = app.seat_event().await;
+    let seat = app.seat_id(event, "VIP-1-1").await;
+    let user = app.user().await;
+
+    let (status, etag, body) = raw_map(&app, event, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"') && etag.len() > 2,
+        "a strong ETag: {etag:?}"
+    );
+    assert!(body.contains("\"seats\""));
+
+    for tag in [
+        etag.clone(),
+        format!("W/{etag}"),
+        format!("\"other\", {etag}"),
+    ] {
+        let (status, again, body) = raw_map(&app, event, Some(&tag)).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED, "If-None-Match: {tag}");
+        assert_eq!(again, etag);
+        assert!(body.is_empty(), "a 304 has no body: {body:?}");
+    }
+
+    app.hold_ok(&user.token, event, seat).await;
+    let (status, fresh, body) = raw_map(&app, event, Some(&etag)).await;
+    assert_eq!(status, StatusCode::OK, "a stale ETag gets the new map");
+    assert_ne!(fresh, etag);
+    let map: Value = serde_json::from_str(&body).unwrap();
+    let shown = map["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == seat.to_string().as_str())
+        .unwrap()["status"]
+        .clone();
+    assert_eq!(shown, "locked");
+    let (status, _, _) = raw_map(&app, event, Some(&fresh)).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
 }

@@ -47,7 +47,8 @@ struct Sold {
     paid: Vec<Uuid>,
     /// Holds and payments that were not 201/200, as answered.
     refused: Vec<String>,
-    /// The slowest answers (the outage slows what fails open: rate limits, the waiting-room gate).
+    /// The slowest answers (the outage slows the Redis steps: rate limits fail open, the waiting-room
+    /// gate answers from remembered admissions or refuses with 503 `QUEUE_UNAVAILABLE`).
     slowest_hold: Duration,
     slowest_payment: Duration,
 }
@@ -499,7 +500,7 @@ pub async fn run(rec: Rec, logs: PathBuf, mode: Persistence) -> anyhow::Result<(
     } = std::mem::take(&mut *sold.lock().expect("sold"));
     rec.note(format!(
         "{} seats held and {} paid through the replicas during the scenario; slowest hold {} ms, \
-         slowest payment {} ms (Redis timeouts before failing open)",
+         slowest payment {} ms (Redis timeouts before the breakers open)",
         holds.len(),
         paid.len(),
         slowest_hold.as_millis(),

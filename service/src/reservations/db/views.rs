@@ -36,8 +36,8 @@ pub async fn item_rows(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<Ve
 /// The user's 500 newest reservations, newest first, without their items.
 pub async fn my_reservations(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<Vec<Listed>> {
     sqlx::query_as(
-        "SELECT r.id, r.reservation_number, r.total_amount, r.status, r.payment_status, r.created_at,
-                e.title AS event_title, e.venue, e.event_date
+        "SELECT r.id, r.reservation_number, r.total_amount, r.status, r.payment_status,
+                coalesce(r.expires_at < now(), FALSE) AS hold_over, r.created_at, e.title AS event_title, e.venue, e.event_date
          FROM (SELECT * FROM reservations WHERE user_id = $1 ORDER BY created_at DESC LIMIT 500) r
          LEFT JOIN events e ON e.id = r.event_id
          ORDER BY r.created_at DESC",
@@ -54,8 +54,8 @@ pub async fn my_reservation(
     id: Uuid,
 ) -> sqlx::Result<Option<Detail>> {
     sqlx::query_as(
-        "SELECT r.id, r.reservation_number, r.total_amount, r.status, r.payment_status, r.payment_method,
-                r.created_at, r.event_id, e.title AS event_title, e.venue, e.event_date, e.address
+        "SELECT r.id, r.reservation_number, r.total_amount, r.status, r.payment_status,
+                coalesce(r.expires_at < now(), FALSE) AS hold_over, r.payment_method, r.created_at, r.event_id, e.title AS event_title, e.venue, e.event_date, e.address
          FROM reservations r LEFT JOIN events e ON e.id = r.event_id
          WHERE r.id = $1 AND r.user_id = $2",
     )
