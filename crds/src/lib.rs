@@ -36,10 +36,12 @@ pub mod duration;
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[kube(validation = Rule::new(TARGET_FIXED_RULE).message(TARGET_FIXED_MESSAGE))]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("timestamp(self.closesAt) > timestamp(self.opensAt)").message("closesAt must be after opensAt"))]
 #[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas"))]
 #[x_kube(validation = Rule::new("!has(self.afterSale) || !has(self.afterSale.replicas) || (self.afterSale.replicas >= self.minReplicas && self.afterSale.replicas <= self.maxReplicas)").message("afterSale.replicas must lie within minReplicas..maxReplicas"))]
+#[x_kube(validation = Rule::new("!has(self.connectionBudget) || self.connectionBudget.poolPerReplica <= 0 || (self.connectionBudget.maxConnections - (has(self.connectionBudget.reserved) ? self.connectionBudget.reserved : 10)) / self.connectionBudget.poolPerReplica >= (self.minReplicas > 1 ? self.minReplicas : 1)").message("connectionBudget must leave room for minReplicas (and at least 1 replica)"))]
 pub struct TicketEventSpec {
     /// The TIKETI event id (UUID): its waiting queue is read from Redis during the sale.
     #[x_kube(validation = Rule::new("self.matches('^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')").message("eventId must be a UUID"))]
@@ -98,6 +100,12 @@ pub struct TicketEventSpec {
     #[serde(default)]
     pub other_autoscalers: OtherAutoscalers,
 }
+
+/// A transition rule on the whole object (it needs the status): while the sale's plan holds the
+/// target (pre-scaling to draining), the target cannot change, or the old one would stay at sale size.
+pub const TARGET_FIXED_RULE: &str = "!has(oldSelf.status) || !has(oldSelf.status.phase) || !(oldSelf.status.phase in ['PreScaling', 'Ready', 'OnSale', 'Draining']) || self.spec.target == oldSelf.spec.target";
+pub const TARGET_FIXED_MESSAGE: &str =
+    "target is immutable while the sale window is in progress (PreScaling to Draining)";
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
 pub enum OtherAutoscalers {
@@ -162,6 +170,10 @@ impl TicketEventSpec {
             check(
                 b.max_connections > b.reserved,
                 "maxConnections must exceed reserved",
+            )?;
+            check(
+                (b.max_connections - b.reserved) / b.pool_per_replica >= self.min_replicas.max(1),
+                "connectionBudget must leave room for minReplicas (and at least 1 replica)",
             )?;
         }
         Ok(())
@@ -425,14 +437,22 @@ pub struct TicketEventStatus {
     pub last_scale_down_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_queue_depth: Option<i64>,
-    /// Peak concurrent users seen during the sale, against the forecast.
+    /// Peak demand seen during the sale (distinct users on the page or in the queue, the measure the
+    /// forecast is made in), against the forecast.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_actual_users: Option<i64>,
+    /// (peak demand - forecast users) / forecast users, in percent, rounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast_error_percent: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Replicas asked of the target (this event's wish merged with the other live events').
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_replicas: Option<i32>,
+    /// The Deployment that records this sale's wish: when `spec.target` moves away from it, the
+    /// operator gives it back (baseline replicas, its HPA or ScaledObject restored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wish_target: Option<String>,
     /// Replicas that exist but are not Ready yet (counted toward scale-up decisions: warm-up credit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starting_replicas: Option<i32>,
@@ -700,6 +720,28 @@ mod tests {
                 Box::new(|s| s.connection_budget.as_mut().unwrap().pool_per_replica = 0),
                 "poolPerReplica must be positive",
             ),
+            (
+                Box::new(|s| {
+                    s.connection_budget = Some(ConnectionBudget {
+                        max_connections: 100,
+                        pool_per_replica: 10,
+                        reserved: 95,
+                    })
+                }),
+                "connectionBudget must leave room for minReplicas (and at least 1 replica)",
+            ),
+            (
+                Box::new(|s| {
+                    s.connection_budget = Some(ConnectionBudget {
+                        max_connections: 40,
+                        pool_per_replica: 10,
+                        reserved: 10,
+                    });
+                    s.min_replicas = 4;
+                    s.after_sale = None;
+                }),
+                "connectionBudget must leave room for minReplicas (and at least 1 replica)",
+            ),
         ];
         for (change, message) in cases {
             assert_eq!(refused(change), message);
@@ -722,8 +764,10 @@ mod tests {
         assert!(messages.len() >= 20, "{} CEL messages", messages.len());
         for m in messages {
             let timestamps = m.starts_with("opensAt") || m.starts_with("closesAt");
+            // a transition rule compares with the stored object, which validate() has not got
+            let transition = m == TARGET_FIXED_MESSAGE;
             assert!(
-                timestamps || validate.contains(m),
+                timestamps || transition || validate.contains(m),
                 "CEL rule `{m}` has no twin in validate()"
             );
         }

@@ -1,7 +1,9 @@
-//! Act: applies an `Outcome` — the other autoscaler's patch and the scale first (the only writes whose
-//! failure fails the pass, so they are retried with backoff), then the status by server-side apply,
+//! Act: applies an `Outcome` — the other autoscaler's patch and the target's replicas with this
+//! sale's wish first (the only writes whose failure fails the pass, so they are retried with
+//! backoff), then the status by server-side apply,
 //! the Kubernetes Events, the waiting room's capacity and the forecast-vs-actual row (logged and
-//! counted when they fail: they never undo or block a decision already made).
+//! counted when they fail: they never undo or block a decision already made). Every write first asks
+//! the leadership fence (`Context::fence`): a replica that lost the lease stops before the next one.
 
 use std::time::Instant;
 
@@ -17,9 +19,12 @@ use tiketi_crds::TicketEvent;
 use crate::{
     Result,
     controller::{Context, MANAGER},
-    decide::{AutoscalerPatch, Capacity, Outcome},
+    decide::{AutoscalerPatch, Capacity, Note, Outcome},
     metrics::{DecisionLabels, ErrorLabels, EventLabels},
-    observe::{KEDA_PAUSED_REPLICAS, ORIGINAL_MIN_ANNOTATION, PAUSED_BY_ANNOTATION},
+    observe::{
+        KEDA_PAUSED_REPLICAS, ORIGINAL_MIN_ANNOTATION, PAUSED_BY_ANNOTATION, WRITTEN_BY_ANNOTATION,
+        wish_key,
+    },
     signals,
 };
 
@@ -31,6 +36,7 @@ pub fn scaled_object_resource() -> ApiResource {
 }
 
 async fn patch_autoscaler(ctx: &Context, ns: &str, patch: &AutoscalerPatch) -> Result<()> {
+    ctx.fence()?;
     let pp = PatchParams::default();
     match patch {
         AutoscalerPatch::HpaMin {
@@ -75,33 +81,43 @@ fn soft_failure(ctx: &Context, what: &'static str, error: &dyn std::fmt::Display
         .inc();
 }
 
-/// `target_version`: the target's resourceVersion the decision was made from; the scale carries it
-/// as a precondition and answers `Error::TargetChanged` (nothing else written) when it is stale.
-pub async fn act(
+/// Writes Deployment `target`'s replicas and this event's wish (`name`) in one update conditional
+/// on `version`: a sibling's pass reads both at one version or is refused.
+async fn write_target(
     ctx: &Context,
-    te: &TicketEvent,
-    out: Outcome,
-    target_version: Option<&str>,
+    ns: &str,
+    name: &str,
+    target: &str,
+    out: &Outcome,
+    version: Option<&str>,
 ) -> Result<()> {
-    let ns = te.namespace().ok_or(crate::Error::NotNamespaced)?;
-    let name = te.name_any();
-    let target = &te.spec.target.name;
-
-    if let Some(patch) = &out.autoscaler {
-        patch_autoscaler(ctx, &ns, patch).await?;
+    if out.replicas.is_none() && out.wish.is_none() {
+        return Ok(());
     }
+    ctx.fence()?;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let started = Instant::now();
+    let mut body = json!({ "metadata": {
+        "resourceVersion": version,
+        "annotations": { WRITTEN_BY_ANNOTATION: ctx.identity },
+    } });
     if let Some(n) = out.replicas {
-        let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-        let started = Instant::now();
-        let body =
-            json!({ "metadata": { "resourceVersion": target_version }, "spec": { "replicas": n } });
-        match deployments
-            .patch_scale(target, &PatchParams::default(), &Patch::Merge(body))
-            .await
-        {
-            Err(kube::Error::Api(e)) if e.code == 409 => return Err(crate::Error::TargetChanged),
-            other => other?,
-        };
+        body["spec"] = json!({ "replicas": n });
+    }
+    if let Some(w) = &out.wish {
+        let value = w
+            .as_ref()
+            .map(|w| serde_json::to_string(w).unwrap_or_default());
+        body["metadata"]["annotations"][wish_key(name)] = json!(value);
+    }
+    match deployments
+        .patch(target, &PatchParams::default(), &Patch::Merge(body))
+        .await
+    {
+        Err(kube::Error::Api(e)) if e.code == 409 => return Err(crate::Error::TargetChanged),
+        other => other?,
+    };
+    if let Some(n) = out.replicas {
         ctx.metrics
             .scale_latency
             .observe(started.elapsed().as_secs_f64());
@@ -115,30 +131,13 @@ pub async fn act(
                 },
             })
             .inc();
-        tracing::info!(te = %name, from = out.replicas_before, to = n, "scaled");
+        tracing::info!(te = %name, target, from = out.replicas_before, to = n, "scaled");
     }
-    if let Some(st) = &out.status {
-        if let Some(f) = &st.forecast {
-            ctx.metrics
-                .forecast_users
-                .get_or_create(&EventLabels {
-                    ticket_event: format!("{ns}/{name}"),
-                })
-                .set(f.expected_users);
-        }
-        if Some(st) != te.status.as_ref() {
-            let api: Api<TicketEvent> = Api::namespaced(ctx.client.clone(), &ns);
-            let patch =
-                json!({ "apiVersion": "tiketi.io/v1alpha1", "kind": "TicketEvent", "status": st });
-            api.patch_status(
-                &name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
-        }
-    }
-    for n in &out.events {
+    Ok(())
+}
+
+async fn publish(ctx: &Context, te: &TicketEvent, notes: &[Note]) -> Result<()> {
+    for n in notes {
         let ev = Event {
             type_: if n.warning {
                 EventType::Warning
@@ -150,14 +149,67 @@ pub async fn act(
             action: n.action.clone(),
             secondary: None,
         };
+        ctx.fence()?;
         if let Err(e) = ctx.recorder.publish(&ev, &te.object_ref(&())).await {
             tracing::warn!(error = %e, "event not published");
         }
     }
+    Ok(())
+}
+
+/// `target_version`: the target's resourceVersion the decision was made from; the update of the
+/// target's replicas and wish carries it as a precondition and answers `Error::TargetChanged`
+/// (nothing else written) when it is stale. A Deployment the plan no longer targets is given back
+/// first, under the same rule.
+pub async fn act(
+    ctx: &Context,
+    te: &TicketEvent,
+    out: Outcome,
+    target_version: Option<&str>,
+) -> Result<()> {
+    let ns = te.namespace().ok_or(crate::Error::NotNamespaced)?;
+    let name = te.name_any();
+    let target = &te.spec.target.name;
+
+    if let Some(r) = &out.release {
+        if let Some(patch) = &r.outcome.autoscaler {
+            patch_autoscaler(ctx, &ns, patch).await?;
+        }
+        write_target(ctx, &ns, &name, &r.target, &r.outcome, r.version.as_deref()).await?;
+        publish(ctx, te, &r.outcome.events).await?;
+    }
+    if let Some(patch) = &out.autoscaler {
+        patch_autoscaler(ctx, &ns, patch).await?;
+    }
+    write_target(ctx, &ns, &name, target, &out, target_version).await?;
+    if let Some(st) = &out.status {
+        if let Some(f) = &st.forecast {
+            ctx.metrics
+                .forecast_users
+                .get_or_create(&EventLabels {
+                    ticket_event: format!("{ns}/{name}"),
+                })
+                .set(f.expected_users);
+        }
+        if Some(st) != te.status.as_ref() {
+            ctx.fence()?;
+            let api: Api<TicketEvent> = Api::namespaced(ctx.client.clone(), &ns);
+            let patch =
+                json!({ "apiVersion": "tiketi.io/v1alpha1", "kind": "TicketEvent", "status": st });
+            api.patch_status(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        }
+    }
+    publish(ctx, te, &out.events).await?;
     if let (Some(r), Some(c), Some(event)) = (&ctx.redis, &out.capacity, out.event_id) {
+        ctx.fence()?;
         let done = match c {
             Capacity::Publish(users) => {
-                signals::publish_capacity(r, &ctx.keys, event, *users).await
+                signals::publish_capacity(r, &ctx.keys, event, *users, ctx.clock.now()).await
             }
             Capacity::Remove => signals::remove_capacity(r, &ctx.keys, event).await,
         };
@@ -166,6 +218,7 @@ pub async fn act(
         }
     }
     if let (Some(db), Some(rec), Some(event)) = (&ctx.db, &out.record, out.event_id) {
+        ctx.fence()?;
         let row = signals::SaleOutcome {
             event,
             artist: &te.spec.artist,

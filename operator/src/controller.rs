@@ -19,10 +19,19 @@ use kube::{
         watcher,
     },
 };
-use tiketi_crds::TicketEvent;
+use tiketi_crds::{OtherAutoscalers, TicketEvent};
 use tokio::sync::Mutex;
 
-use crate::{Error, Result, act, decide, metrics::Metrics, observe};
+use crate::{
+    Error, Result, act,
+    clock::Clock,
+    decide,
+    health::Health,
+    leader::Fence,
+    metrics::{Metrics, WatchLabels},
+    observe,
+    scope::{self, Scope},
+};
 
 pub const MANAGER: &str = "tiketi-operator";
 /// Held while the operator may still have to give the target back.
@@ -31,12 +40,37 @@ pub const FINALIZER: &str = "tiketi.io/restore-replicas";
 /// How soon a pass whose scale found the target changed runs again.
 pub const RETRY_STALE: Duration = Duration::from_millis(200);
 
+/// How long a pass waits for the stores to hold a first complete list before it fails (and is
+/// retried with backoff): deciding without them would miss a sibling sale or an HPA on the target.
+pub const STORES_READY_WITHIN: Duration = Duration::from_secs(30);
+
 /// What the reconciler reads without asking the API server each pass.
 #[derive(Clone)]
 pub struct Stores {
     pub tickets: Store<TicketEvent>,
     pub hpas: Store<HorizontalPodAutoscaler>,
     pub scaled_objects: Store<DynamicObject>,
+    /// Whether ScaledObjects are served (KEDA installed) at start: only then is their store waited for.
+    pub keda: bool,
+}
+
+impl Stores {
+    /// Until each store has had a complete list: a pass on a half-filled store would miss an HPA
+    /// driving the target (and scale against it) or a sibling sale (and scale below its wish).
+    pub async fn ready(&self) -> Result<()> {
+        let all = async {
+            self.tickets.wait_until_ready().await?;
+            self.hpas.wait_until_ready().await?;
+            if self.keda {
+                self.scaled_objects.wait_until_ready().await?;
+            }
+            Ok::<_, kube::runtime::reflector::store::WriterDropped>(())
+        };
+        match tokio::time::timeout(STORES_READY_WITHIN, all).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Error::StoresNotReady),
+        }
+    }
 }
 
 pub struct Context {
@@ -49,18 +83,56 @@ pub struct Context {
     pub stores: Stores,
     /// consecutive failures per object, for exponential backoff (kube has no per-object backoff)
     pub failures: Mutex<HashMap<ObjectRef<TicketEvent>, u32>>,
+    /// Leadership: every write asks it first, and a pass ends when it is lost.
+    pub fence: Fence,
+    /// The API server's time (phases, cooldowns, capacity timestamps).
+    pub clock: Arc<Clock>,
+    pub allow: Allow,
+    /// This replica's identity (its Lease holder name): recorded on each target write
+    /// (`WRITTEN_BY_ANNOTATION`), so who scaled a Deployment last can be told after a takeover.
+    pub identity: String,
+}
+
+/// What this install may do beyond reading and scaling (its RBAC grants exactly these).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allow {
+    /// `otherAutoscalers: Cooperate`: patch HPAs and ScaledObjects. Without it such a TicketEvent is
+    /// treated as `Report` (its status says so).
+    pub cooperate: bool,
+    /// `leadTime: auto`: list the target's pods to measure their start-up. Without it `auto` keeps
+    /// its default lead time.
+    pub pod_starts: bool,
+}
+
+impl Context {
+    /// Before each write of a pass: still leading, or the pass stops here.
+    pub fn fence(&self) -> Result<()> {
+        if self.fence.leads() {
+            Ok(())
+        } else {
+            Err(Error::NotLeading)
+        }
+    }
 }
 
 /// One pass on a TicketEvent as the API server stores it now.
 async fn pass(te: Arc<TicketEvent>, ctx: &Context, deleting: bool) -> Result<Action> {
     let observed = observe::observe(ctx, &te, deleting).await?;
     let old = te.status.clone().unwrap_or_default();
-    let outcome = decide::decide(&te.spec, &old, &observed, chrono::Utc::now());
+    let mut spec = std::borrow::Cow::Borrowed(&te.spec);
+    if !ctx.allow.cooperate && spec.other_autoscalers == OtherAutoscalers::Cooperate {
+        if !observed.autoscalers.is_empty() {
+            tracing::warn!(te = %te.name_any(), "otherAutoscalers: Cooperate is not allowed by this install (operator.allowCooperate): reporting only");
+        }
+        spec.to_mut().other_autoscalers = OtherAutoscalers::Report;
+    }
+    let outcome = decide::decide(&spec, &old, &observed, ctx.clock.now());
     let requeue = outcome.requeue;
     match act::act(ctx, &te, outcome, observed.target_version.as_deref()).await {
         // decided from a target another pass scaled meanwhile (a sibling sale): decide again from
-        // what is there now rather than undo that scale
-        Err(Error::TargetChanged) => {
+        // what is there now rather than undo that scale. While deleting, an `Ok` would let the
+        // finalizer go with the target still at sale size: the cleanup fails and is retried instead.
+        Err(Error::TargetChanged) if !deleting => {
             ctx.metrics.stale_scales.inc();
             tracing::info!(te = %te.name_any(), "target changed since read: deciding again");
             Ok(Action::requeue(RETRY_STALE))
@@ -70,8 +142,20 @@ async fn pass(te: Arc<TicketEvent>, ctx: &Context, deleting: bool) -> Result<Act
     }
 }
 
+/// A pass is cancelled as soon as leadership is lost (or its renewal overdue): no write of it can go
+/// out after the renew deadline, which passes before a standby may take the lease over.
 pub async fn reconcile(te: Arc<TicketEvent>, ctx: Arc<Context>) -> Result<Action> {
     ctx.metrics.reconciles.inc();
+    tokio::select! {
+        biased;
+        _ = ctx.fence.lost() => Err(Error::NotLeading),
+        r = reconcile_leading(te, &ctx) => r,
+    }
+}
+
+async fn reconcile_leading(te: Arc<TicketEvent>, ctx: &Arc<Context>) -> Result<Action> {
+    ctx.stores.ready().await?;
+    ctx.fence()?;
     let ns = te.namespace().ok_or(Error::NotNamespaced)?;
     let api: Api<TicketEvent> = Api::namespaced(ctx.client.clone(), &ns);
     // the watch cache may lag our own last status write by a pass; status is written whole (SSA), so
@@ -79,11 +163,16 @@ pub async fn reconcile(te: Arc<TicketEvent>, ctx: Arc<Context>) -> Result<Action
     let Some(fresh) = api.get_opt(&te.name_any()).await? else {
         return Ok(Action::await_change());
     };
+    // the finalizer's own patches (added before the first pass, removed after the cleanup pass)
+    // are writes too: fenced before the helper runs and at the end of each pass
+    ctx.fence()?;
     let action = finalizer::finalizer(&api, FINALIZER, Arc::new(fresh), |event| async {
-        match event {
-            Finalizer::Apply(te) => pass(te, &ctx, false).await,
-            Finalizer::Cleanup(te) => pass(te, &ctx, true).await,
-        }
+        let action = match event {
+            Finalizer::Apply(te) => pass(te, ctx, false).await,
+            Finalizer::Cleanup(te) => pass(te, ctx, true).await,
+        }?;
+        ctx.fence()?;
+        Ok(action)
     })
     .await
     .map_err(|e| match e {
@@ -126,73 +215,156 @@ pub struct Deps {
     pub redis: Option<fred::clients::Pool>,
     pub keys: tiketi_core::keys::Keys,
     pub metrics: Arc<Metrics>,
+    pub fence: Fence,
+    pub clock: Arc<Clock>,
+    pub health: Arc<Health>,
+    pub allow: Allow,
+    pub identity: String,
 }
 
-/// Runs the controller until shutdown; Deployment changes wake the events that target them. HPAs and
-/// KEDA ScaledObjects are mirrored by reflectors (a cluster without KEDA just has none).
+/// What this install reconciles.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    pub scope: Scope,
+    /// Label selector on TicketEvents (None: all of the watched namespaces).
+    pub selector: Option<String>,
+}
+
+/// Mirrors a watch into `writer`; its errors are logged at warn and counted by `what` (a cluster
+/// without KEDA answers 404 for ScaledObjects: that one is expected, and only counted).
+fn reflect<K>(
+    writer: reflector::store::Writer<K>,
+    api: Api<K>,
+    what: &'static str,
+    metrics: Arc<Metrics>,
+) -> impl std::future::Future<Output = ()>
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .for_each(move |r| {
+            if let Err(e) = r {
+                metrics
+                    .watch_errors
+                    .get_or_create(&WatchLabels { watch: what })
+                    .inc();
+                let absent = matches!(&e, watcher::Error::InitialListFailed(kube::Error::Api(s)) if s.code == 404);
+                if absent {
+                    tracing::debug!(error = %e, "{what} watch: not served");
+                } else {
+                    tracing::warn!(error = %e, "{what} watch failed; retrying");
+                }
+            }
+            futures::future::ready(())
+        })
+}
+
+/// Runs the controllers until shutdown: one per watched namespace (or one for all), each with its
+/// own stores. Deployment changes wake the events that target them. HPAs and KEDA ScaledObjects are
+/// mirrored by reflectors (a cluster without KEDA just has none).
 pub async fn run(
     deps: Deps,
+    watch: Watch,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let deps = Arc::new(deps);
+    let runs = watch.scope.namespaces().into_iter().map(|ns| {
+        let mut stop = stop_rx.clone();
+        run_in(deps.clone(), ns, watch.selector.clone(), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+    });
+    let result = futures::future::try_join_all(runs).await.map(|_| ());
+    if !*stop_rx.borrow() {
+        deps.health.controller_ended();
+    }
+    result
+}
+
+async fn run_in(
+    deps: Arc<Deps>,
+    ns: Option<String>,
+    selector: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     let client = deps.client.clone();
-    let api: Api<TicketEvent> = Api::all(client.clone());
+    let ns = ns.as_deref();
+    let api: Api<TicketEvent> = scope::api(client.clone(), ns);
     if let Err(e) = api.list(&ListParams::default().limit(1)).await {
         anyhow::bail!(
-            "the TicketEvent CRD is not served ({e}); install it: kubectl apply -f crds/ticketevent.yaml"
+            "TicketEvents in {} not readable ({e}); install the CRD (kubectl apply -f crds/ticketevent.yaml) and check the RBAC of the watched namespaces",
+            ns.unwrap_or("all namespaces")
         );
     }
-    let controller = Controller::new(api, watcher::Config::default().any_semantic());
+    let so_api = scope::api_dynamic(client.clone(), ns, &act::scaled_object_resource());
+    let keda = match so_api.list(&ListParams::default().limit(1)).await {
+        Ok(_) => true,
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            tracing::info!(
+                "KEDA ScaledObjects not served: not waited for (watched in case KEDA comes)"
+            );
+            false
+        }
+        Err(e) => anyhow::bail!("ScaledObjects not readable: {e}"),
+    };
+    let mut config = watcher::Config::default().any_semantic();
+    if let Some(sel) = &selector {
+        config = config.labels(sel);
+    }
+    let controller = Controller::new(api, config);
     let tickets = controller.store();
     let (hpas, hpa_writer) = reflector::store();
-    let hpa_watch = reflector::reflector(
-        hpa_writer,
-        watcher(
-            Api::<HorizontalPodAutoscaler>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .for_each(|r| {
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "HPA watch");
-        }
-        futures::future::ready(())
-    });
     let so_writer = reflector::store::Writer::new(act::scaled_object_resource());
     let scaled_objects = so_writer.as_reader();
-    let so_watch = reflector::reflector(
-        so_writer,
-        watcher(
-            Api::<DynamicObject>::all_with(client.clone(), &act::scaled_object_resource()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .for_each(|r| {
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "ScaledObject watch (KEDA not installed?)");
-        }
-        futures::future::ready(())
-    });
-    tokio::spawn(hpa_watch);
-    tokio::spawn(so_watch);
+    let watches = [
+        tokio::spawn(reflect(
+            hpa_writer,
+            scope::api(client.clone(), ns),
+            "HorizontalPodAutoscaler",
+            deps.metrics.clone(),
+        )),
+        tokio::spawn(reflect(
+            so_writer,
+            so_api,
+            "ScaledObject",
+            deps.metrics.clone(),
+        )),
+    ];
     let ctx = Arc::new(Context {
-        client: deps.client,
-        recorder: deps.recorder,
-        db: deps.db,
-        redis: deps.redis,
-        keys: deps.keys,
-        metrics: deps.metrics,
+        client: deps.client.clone(),
+        recorder: deps.recorder.clone(),
+        db: deps.db.clone(),
+        redis: deps.redis.clone(),
+        keys: deps.keys.clone(),
+        metrics: deps.metrics.clone(),
         stores: Stores {
             tickets: tickets.clone(),
             hpas,
             scaled_objects,
+            keda,
         },
         failures: Default::default(),
+        fence: deps.fence.clone(),
+        clock: deps.clock.clone(),
+        allow: deps.allow,
+        identity: deps.identity.clone(),
     });
     controller
         .watches(
-            Api::<Deployment>::all(client),
+            scope::api::<Deployment>(client, ns),
             watcher::Config::default(),
             move |d: Deployment| {
                 let (ns, name) = (d.namespace(), d.name_any());
@@ -208,6 +380,9 @@ pub async fn run(
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
+    for w in watches {
+        w.abort();
+    }
     Ok(())
 }
 

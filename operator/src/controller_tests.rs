@@ -198,7 +198,7 @@ async fn reconcile_takes_the_max_of_events_on_one_deployment() {
         World::new().ticket(&te).ticket(&other),
         vec![
             Expect::get_te(&te),
-            Expect::get_deployment(2, 2),
+            Expect::get_deployment_with(2, 2, &[("big", 8)]),
             Expect::scale(2, 8),
             Expect::status(&te, json!({ "desiredReplicas": 5, "targetReplicas": 8 })),
             Expect::event("Scaled"),
@@ -218,6 +218,7 @@ async fn reconcile_marks_warm_when_ready_replicas_reach_the_plan() {
         vec![
             Expect::get_te(&te),
             Expect::get_deployment(5, 5),
+            Expect::write(5),
             Expect::status(&te, json!({ "phase": "Ready" })),
             Expect::event("Phase"),
         ],
@@ -276,7 +277,7 @@ async fn reconcile_scale_from_a_stale_read_is_refused_and_decided_again() {
     );
 }
 
-/// Defect 11a at the API: the completing sale gives the Deployment back to the live sale's wish.
+/// At the API: the completing sale gives the Deployment back to the live sale's wish.
 #[tokio::test]
 async fn reconcile_completing_sale_keeps_a_live_sibling_s_replicas() {
     let te = with_status(ticket_event("done", Duration::hours(-3)), "Draining", 9);
@@ -286,7 +287,7 @@ async fn reconcile_completing_sale_keeps_a_live_sibling_s_replicas() {
         World::new().ticket(&te).ticket(&live),
         vec![
             Expect::get_te(&te),
-            Expect::get_deployment(9, 9),
+            Expect::get_deployment_with(9, 9, &[("live", 7)]),
             Expect::scale(9, 7),
             Expect::status(&te, json!({ "phase": "Completed", "targetReplicas": 7 })),
             Expect::event("Scaled"),
@@ -327,7 +328,7 @@ async fn reconcile_deleting_mid_sale_restores_the_baseline_and_removes_the_final
     assert_eq!(result.unwrap(), Action::await_change());
 }
 
-/// Defect 11g at the API: with `Cooperate`, the HPA's minReplicas carries the wish during the sale
+/// At the API: with `Cooperate`, the HPA's minReplicas carries the wish during the sale
 /// (its original saved for the restore) and the operator does not write /scale itself.
 #[tokio::test]
 async fn reconcile_cooperates_with_an_hpa_by_raising_its_min_replicas() {
@@ -345,6 +346,7 @@ async fn reconcile_cooperates_with_an_hpa_by_raising_its_min_replicas() {
                         "metadata": { "annotations": { "tiketi.io/original-min-replicas": "2" } } }),
                 serde_json::to_value(hpa_on_svc()).unwrap(),
             ),
+            Expect::write(2),
             Expect::status(
                 &te,
                 json!({ "autoscaler": { "policy": "Cooperate", "effect": "minReplicas 2 -> 5 until the sale ends" } }),
@@ -377,6 +379,7 @@ async fn reconcile_cooperates_with_keda_by_pausing_the_scaled_object() {
                     "autoscaling.keda.sh/paused-replicas": "5", "tiketi.io/paused-by": "default/keda" } } }),
                 serde_json::to_value(scaled_object_on_svc()).unwrap(),
             ),
+            Expect::write(2),
             Expect::status(&te, json!({ "autoscaler": { "kind": "ScaledObject", "effect": "paused at 5 replicas until the sale ends" } })),
             Expect::event("Cooperating"),
             Expect::event("Phase"),
@@ -446,4 +449,261 @@ async fn reconcile_of_a_vanished_ticket_event_makes_no_other_call() {
     .await;
     assert_eq!(action.unwrap(), Action::await_change());
     let _ = TicketEventStatus::default();
+}
+
+/// Deleting mid-sale while a sibling's pass scaled the target since it was read: the refused restore
+/// fails the cleanup (retried with backoff) and the finalizer stays, so the object cannot go with the
+/// target still at sale size.
+#[tokio::test]
+async fn reconcile_deleting_keeps_the_finalizer_when_the_restore_is_refused() {
+    let mut te = with_status(ticket_event("gone", Duration::minutes(-5)), "OnSale", 9);
+    te.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    let (result, _) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(9, 9),
+            Expect::scale(9, 2).conflict(),
+        ],
+    )
+    .await;
+    assert!(
+        matches!(result, Err(crate::Error::TargetChanged)),
+        "{result:?}"
+    );
+}
+
+/// With KEDA installed its own HPA (`keda-hpa-…`, owned by the ScaledObject) is on the target too:
+/// cooperating pauses the ScaledObject and never touches that HPA (KEDA would revert it).
+#[tokio::test]
+async fn reconcile_cooperates_with_keda_through_the_scaled_object_not_its_hpa() {
+    let mut te = ticket_event("keda", Duration::minutes(10));
+    te.spec.other_autoscalers = OtherAutoscalers::Cooperate;
+    let (result, _) = reconcile_scripted(
+        &te,
+        World::new()
+            .ticket(&te)
+            .hpa(&keda_hpa_on_svc())
+            .scaled_object(&scaled_object_on_svc()),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::patch(
+                "/apis/keda.sh/v1alpha1/namespaces/default/scaledobjects/svc-keda",
+                json!({ "metadata": { "annotations": {
+                    "autoscaling.keda.sh/paused-replicas": "5", "tiketi.io/paused-by": "default/keda" } } }),
+                serde_json::to_value(scaled_object_on_svc()).unwrap(),
+            ),
+            Expect::write(2),
+            Expect::status(&te, json!({ "autoscaler": { "kind": "ScaledObject", "name": "svc-keda" } })),
+            Expect::event("Cooperating"),
+            Expect::event("Phase"),
+        ],
+    )
+    .await;
+    result.unwrap();
+}
+
+/// KEDA's HPA seen before its ScaledObject reached the reflector: still KEDA's, so the pause goes to
+/// the ScaledObject named by the HPA's owner.
+#[tokio::test]
+async fn reconcile_treats_a_keda_hpa_as_its_scaled_object_before_the_reflector_has_it() {
+    let mut te = ticket_event("keda", Duration::minutes(10));
+    te.spec.other_autoscalers = OtherAutoscalers::Cooperate;
+    let (result, _) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te).hpa(&keda_hpa_on_svc()),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::patch(
+                "/apis/keda.sh/v1alpha1/namespaces/default/scaledobjects/svc-keda",
+                json!({ "metadata": { "annotations": { "autoscaling.keda.sh/paused-replicas": "5" } } }),
+                serde_json::to_value(scaled_object_on_svc()).unwrap(),
+            ),
+            Expect::write(2),
+            Expect::status(&te, json!({ "autoscaler": { "kind": "ScaledObject" } })),
+            Expect::event("Cooperating"),
+            Expect::event("Phase"),
+        ],
+    )
+    .await;
+    result.unwrap();
+}
+
+/// The pass records its wish on the target in the same fenced update as the replicas, so a sibling
+/// reads both at one version.
+#[tokio::test]
+async fn reconcile_writes_the_wish_with_the_replicas() {
+    let te = ticket_event("iu", Duration::minutes(10));
+    let (result, calls) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::scale(2, 5),
+            Expect::status(&te, json!({ "wishTarget": "svc" })),
+            Expect::event("Scaled"),
+            Expect::event("Phase"),
+        ],
+    )
+    .await;
+    result.unwrap();
+    assert_eq!(written_wish(&calls[2], "iu").unwrap()["replicas"], 5);
+}
+
+/// A sibling's fresh scale-up is on the target with its wish: this pass decides from both (the
+/// sibling's status in the store still says 5), so it keeps 7 instead of scaling back to its own 5.
+#[tokio::test]
+async fn reconcile_decides_from_the_wishes_on_the_target_not_a_stale_store() {
+    let te = with_status(ticket_event("a", Duration::minutes(10)), "PreScaling", 5);
+    let b = with_status(ticket_event("b", Duration::minutes(10)), "PreScaling", 5);
+    let (result, calls) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te).ticket(&b),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment_with(7, 7, &[("a", 5), ("b", 7)]),
+            Expect::write(7),
+            Expect::status(&te, json!({ "desiredReplicas": 5, "targetReplicas": 7 })),
+            Expect::event("Phase"),
+        ],
+    )
+    .await;
+    result.unwrap();
+    assert!(
+        calls[2].body["spec"].is_null(),
+        "no scale: {}",
+        calls[2].body
+    );
+}
+
+/// A connection budget that leaves room for no replica is refused clearly, never scaled to 0 and
+/// reported Ready.
+#[tokio::test]
+async fn reconcile_refuses_a_budget_without_room_for_a_replica() {
+    let mut te = ticket_event("nobudget", Duration::minutes(10));
+    te.spec.connection_budget = Some(ConnectionBudget {
+        max_connections: 100,
+        pool_per_replica: 10,
+        reserved: 95,
+    });
+    let (result, calls) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::status(&te, json!({ "phase": "Failed" })),
+            Expect::event("InvalidSpec"),
+        ],
+    )
+    .await;
+    result.unwrap();
+    let st = status_body(&calls);
+    assert_eq!(condition(&st, "Ready").0, "False");
+    assert!(
+        st["summary"]
+            .as_str()
+            .unwrap()
+            .contains("connectionBudget must leave room for minReplicas"),
+        "{st}"
+    );
+}
+
+fn created(mut te: tiketi_crds::TicketEvent, minutes_ago: i64) -> tiketi_crds::TicketEvent {
+    let at = chrono::Utc::now() - Duration::minutes(minutes_ago);
+    te.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::from_second(at.timestamp()).unwrap(),
+    ));
+    te
+}
+
+/// Two TicketEvents with one eventId would share (and delete) one capacity key: the newer is Failed
+/// with a condition naming the older, which keeps going.
+#[tokio::test]
+async fn reconcile_fails_the_newer_of_two_ticket_events_with_one_event_id() {
+    let first = created(ticket_event("first", Duration::minutes(10)), 60);
+    let mut second = created(ticket_event("second", Duration::minutes(10)), 1);
+    second.spec.event_id = first.spec.event_id.to_uppercase();
+    let world = || World::new().ticket(&first).ticket(&second);
+    let (result, calls) = reconcile_scripted(
+        &second,
+        world(),
+        vec![
+            Expect::get_te(&second),
+            Expect::get_deployment(2, 2),
+            Expect::status(&second, json!({ "phase": "Failed" })),
+            Expect::event("DuplicateEventId"),
+        ],
+    )
+    .await;
+    result.unwrap();
+    let st = status_body(&calls);
+    assert_eq!(
+        condition(&st, "Ready"),
+        ("False".into(), "DuplicateEventId".into())
+    );
+    assert!(st["summary"].as_str().unwrap().contains("default/first"));
+    let (result, _) = reconcile_scripted(
+        &first,
+        world(),
+        vec![
+            Expect::get_te(&first),
+            Expect::get_deployment(2, 2),
+            Expect::scale(2, 5),
+            Expect::status(&first, json!({ "phase": "PreScaling" })),
+            Expect::event("Scaled"),
+            Expect::event("Phase"),
+        ],
+    )
+    .await;
+    result.unwrap();
+}
+
+/// `target` renamed mid-sale (an object the CRD's rule did not see): the old Deployment is given back
+/// — its replicas to the baseline and this sale's wish removed, in one fenced update — before the
+/// new one is scaled.
+#[tokio::test]
+async fn reconcile_target_rename_gives_the_old_deployment_back() {
+    let mut te = with_status(
+        ticket_event("moved", Duration::minutes(10)),
+        "PreScaling",
+        5,
+    );
+    te.status.as_mut().unwrap().wish_target = Some("old".into());
+    let old = deployment_named("old", 5, 5, &[("moved", 5)]);
+    let (result, calls) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::get(
+                "/apis/apps/v1/namespaces/default/deployments/old",
+                serde_json::to_value(&old).unwrap(),
+            ),
+            Expect::patch(
+                "/apis/apps/v1/namespaces/default/deployments/old",
+                // the writer's identity in the same fenced update
+                json!({
+                    "metadata": { "resourceVersion": "rv-5", "annotations": { "tiketi.io/written-by": "test" } },
+                    "spec": { "replicas": 2 },
+                }),
+                serde_json::to_value(deployment_named("old", 2, 5, &[])).unwrap(),
+            ),
+            Expect::event("Restored"),
+            Expect::scale(2, 5),
+            Expect::status(&te, json!({ "wishTarget": "svc", "targetReplicas": 5 })),
+            Expect::event("Scaled"),
+        ],
+    )
+    .await;
+    result.unwrap();
+    assert_eq!(written_wish(&calls[3], "moved"), Some(Value::Null));
+    assert_eq!(written_wish(&calls[5], "moved").unwrap()["replicas"], 5);
 }

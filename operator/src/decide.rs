@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tiketi_crds::{Forecast, LEAD_TIME_AUTO, TicketEventSpec, TicketEventStatus, phase};
+use tiketi_crds::{Forecast, LEAD_TIME_AUTO, Mode, TicketEventSpec, TicketEventStatus, phase};
 
 mod autoscalers;
 mod conditions;
@@ -19,18 +19,19 @@ mod wish;
 pub use autoscalers::AutoscalerPatch;
 use autoscalers::{Wishes, cleanup, other_autoscaler, others_max, others_sum};
 use conditions::{conditions, degraded_signals};
-pub use outcome::{Capacity, Note, Outcome, SaleRecord};
-use outcome::{invalid, note};
+pub use outcome::{Capacity, Note, Outcome, Release, SaleRecord};
+use outcome::{duplicate, invalid, note};
 use own::own;
 use scale::{CapacityInputs, capacity, own_scale, plan_decision};
 pub use spec::{Parsed, parse, ts};
 use spec::{parse_ts, startup};
+pub(crate) use summary::forecast_error_percent;
 use summary::{Facts, Replicas, forecast_vs_actual, summary};
 use wish::Source;
 pub use wish::forecast_from;
 
 use crate::{
-    observe::{Observed, Read},
+    observe::{Observed, Read, TargetWish},
     plan::Phase,
 };
 
@@ -43,13 +44,20 @@ pub fn decide(
     o: &Observed,
     now: DateTime<Utc>,
 ) -> Outcome {
+    let release = release(s, old, o);
     if o.deleting {
-        return cleanup(s, old, o);
+        return Outcome {
+            release,
+            ..cleanup(s, old, o)
+        };
     }
     let p = match parse(s, old) {
         Ok(p) => p,
         Err(why) => return invalid(old, o, why),
     };
+    if let Some(first) = &o.duplicate_of {
+        return duplicate(old, o, first);
+    }
     let own = own(s, old, o, &p, now);
     let ph = own.phase;
     let others = others_max(o);
@@ -154,6 +162,18 @@ pub fn decide(
         completed: (ph == Phase::Completed).then_some((own.forecast.expected_users, peaks.users)),
     });
 
+    // the wish siblings decide from, recorded on the target while this plan drives or cooperates
+    let want = (window && s.mode == Mode::Active && !other.refused)
+        .then_some(own.desired)
+        .flatten()
+        .map(|replicas| TargetWish {
+            replicas,
+            until: ts(p.window.closes + p.window.hold),
+        });
+    let wish_target = want.as_ref().map(|_| s.target.name.clone());
+    let wish = (o.target.is_some() && o.own_wish != want).then_some(want);
+
+    let forecast_error_percent = forecast_error_percent(own.forecast.expected_users, peaks.users);
     let requeue = requeue(s, ph, cond.warm, own.next, now);
     let status = TicketEventStatus {
         phase: Some(phase_name.into()),
@@ -167,6 +187,7 @@ pub fn decide(
         last_scale_down_at: own.memory.last_down.map(ts),
         peak_queue_depth: peaks.queue,
         peak_actual_users: peaks.users,
+        forecast_error_percent,
         conditions: cond.conditions,
         target_replicas,
         starting_replicas: o.target.map(|_| own.starting),
@@ -174,6 +195,7 @@ pub fn decide(
         drain: own.drain,
         autoscaler: other.status,
         startup: startup(s, old, o),
+        wish_target,
         summary: Some(summary),
     };
     Outcome {
@@ -186,7 +208,27 @@ pub fn decide(
         capacity,
         autoscaler: other.patch,
         record,
+        wish,
+        release,
     }
+}
+
+/// The Deployment the plan held before `spec.target` moved: given back as on a deletion (the
+/// remaining sales' wishes or the baseline, its autoscaler restored, this event's wish removed).
+fn release(s: &TicketEventSpec, old: &TicketEventStatus, o: &Observed) -> Option<Release> {
+    let (name, held) = o.old_target.as_ref()?;
+    let mut was = s.clone();
+    was.target.name = name.clone();
+    let mut outcome = cleanup(&was, old, held);
+    outcome.capacity = None;
+    for n in &mut outcome.events {
+        n.note = n.note.replace("TicketEvent deleted", "target changed");
+    }
+    Some(Release {
+        target: name.clone(),
+        version: held.target_version.clone(),
+        outcome: Box::new(outcome),
+    })
 }
 
 /// The largest queue depth and admitted users seen during the sale.

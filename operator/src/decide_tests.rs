@@ -1,4 +1,4 @@
-//! `decide` on its own: the defects of issue 11 and the new rules, each as one observation.
+//! `decide` on its own: each rule, and each way a rule can go wrong, as one observation.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use tiketi_core::rules::OutflowRecord;
@@ -42,6 +42,7 @@ pub fn observed(replicas: i32, ready: i32) -> Observed {
             replicas,
             existing: replicas,
             ready,
+            ..Default::default()
         }),
         ..Observed::empty("default/te")
     }
@@ -116,6 +117,7 @@ fn decide_never_scales_down_while_a_live_sibling_s_wish_is_unknown() {
         replicas: 2,
         existing: 2,
         ready: 2,
+        ..Default::default()
     });
     assert_eq!(
         decide(&s, &TicketEventStatus::default(), &o, now()).replicas,
@@ -444,4 +446,173 @@ fn decide_summary_names_the_other_sale_and_the_budget() {
         "{summary}"
     );
     let _ = TicketEvent::new("x", s);
+}
+
+/// A budget that leaves no room (a spec that reached the operator without the CRD's rule) or a
+/// minReplicas of 0 never takes the target to 0, and 0 ready replicas are never Ready.
+#[test]
+fn decide_never_scales_to_zero_nor_reports_ready_at_zero() {
+    let mut s = spec(Duration::minutes(10));
+    s.min_replicas = 0;
+    s.fallback_expected_users = 0;
+    let out = decide(&s, &TicketEventStatus::default(), &observed(3, 3), now());
+    assert_eq!(out.replicas, Some(1), "pre-scaling for 0 users keeps 1");
+    let out = decide(&s, &status("PreScaling", 1), &observed(0, 0), now());
+    assert_eq!(out.replicas, Some(1));
+    assert_eq!(cond(&out, condition::READY).status, "False");
+    // after the sale, with no replica ready: not Ready either
+    let done = spec(Duration::hours(-3));
+    let out = decide(&done, &status("Completed", 2), &observed(0, 0), now());
+    assert_eq!(cond(&out, condition::READY).status, "False");
+}
+
+/// `mode: Plan` shows the admission capacity in status but never publishes it to the live waiting
+/// room, nor removes one at the end.
+#[test]
+fn decide_plan_mode_writes_no_capacity() {
+    let mut s = spec(Duration::minutes(-5));
+    s.mode = tiketi_crds::Mode::Plan;
+    let out = decide(
+        &s,
+        &status("OnSale", 5),
+        &observed(5, 5).with_depth(0),
+        now(),
+    );
+    assert_eq!(out.capacity, None);
+    assert_eq!(out.status.unwrap().capacity_users, Some(5 * 1500));
+    let mut done = spec(Duration::hours(-3));
+    done.mode = tiketi_crds::Mode::Plan;
+    let out = decide(&done, &status("Draining", 5), &observed(5, 5), now());
+    assert_eq!(out.capacity, None);
+    assert_eq!(out.wish, None);
+}
+
+/// `opensAt` moved later while the sale was live: the phase goes back to Scheduled and what the
+/// plan held is released — the target back to the baseline, the wish and the capacity removed,
+/// a raised HPA restored.
+#[test]
+fn decide_postponed_sale_releases_the_target() {
+    let s = spec(Duration::hours(5));
+    let mut o = observed(9, 9);
+    o.own_wish = Some(crate::observe::TargetWish {
+        replicas: 9,
+        until: "2026-12-01T14:00:00Z".into(),
+    });
+    let out = decide(&s, &status("OnSale", 9), &o, now());
+    assert_eq!(out.replicas, Some(2), "back to minReplicas");
+    assert_eq!(out.wish, Some(None), "wish removed");
+    assert_eq!(out.capacity, Some(Capacity::Remove));
+    let st = out.status.unwrap();
+    assert_eq!(st.phase.as_deref(), Some("Scheduled"));
+    assert_eq!(st.wish_target, None);
+    // the next pass has nothing left to give back
+    let out = decide(&s, &st, &observed(2, 2), now());
+    assert_eq!(
+        (out.replicas, out.capacity.clone(), out.wish.clone()),
+        (None, None, None)
+    );
+
+    let mut coop = s.clone();
+    coop.other_autoscalers = OtherAutoscalers::Cooperate;
+    let mut o = observed(9, 9);
+    o.autoscalers = vec![Autoscaler::Hpa {
+        name: "svc-hpa".into(),
+        min: Some(9),
+        max: 20,
+        original_min: Some(2),
+    }];
+    let out = decide(&coop, &status("OnSale", 9), &o, now());
+    assert!(
+        matches!(
+            out.autoscaler,
+            Some(AutoscalerPatch::HpaMin {
+                min: 2,
+                restored: true,
+                ..
+            })
+        ),
+        "{:?}",
+        out.autoscaler
+    );
+}
+
+/// An older TicketEvent plans the same eventId: this one is Failed, scales nothing, publishes no
+/// capacity, and when deleted does not remove the capacity the older one publishes.
+#[test]
+fn decide_duplicate_event_id_fails_the_newer_and_leaves_the_key_alone() {
+    let s = spec(Duration::minutes(-5));
+    let mut o = observed(2, 2).with_depth(0);
+    o.duplicate_of = Some("default/first".into());
+    let out = decide(&s, &TicketEventStatus::default(), &o, now());
+    assert_eq!(
+        (out.replicas, out.capacity.clone(), out.wish.clone()),
+        (None, None, None)
+    );
+    assert_eq!(
+        out.status.as_ref().unwrap().phase.as_deref(),
+        Some("Failed")
+    );
+    assert_eq!(cond(&out, condition::READY).reason, "DuplicateEventId");
+    o.deleting = true;
+    let out = decide(&s, &out.status.unwrap(), &o, now());
+    assert_eq!(out.capacity, None, "the older one's key stays");
+    // the one that keeps the sale removes it when deleted
+    o.duplicate_of = None;
+    let out = decide(&s, &status("OnSale", 5), &o, now());
+    assert_eq!(out.capacity, Some(Capacity::Remove));
+}
+
+/// A rollout's surge pods are not Ready yet either, but a scale-up did not ask for them: the queue
+/// step is taken, not held back by the warm-up credit.
+#[test]
+fn decide_rollout_surge_is_not_warm_up_credit() {
+    let s = spec(Duration::minutes(-5));
+    let mut old = status("OnSale", 7);
+    old.last_scale_up_at = Some("2026-12-01T10:56:00Z".into());
+    old.last_decision = Some(tiketi_crds::Decision {
+        at: "2026-12-01T10:56:00Z".into(),
+        replicas: 7,
+        reason: "queue depth 6000 > 5000: +2 (cooldown 180s)".into(),
+    });
+    let mut o = observed(7, 6).with_depth(6_000);
+    o.target = Some(Target {
+        replicas: 7,
+        existing: 9,
+        ready: 6,
+        rolling_out: true,
+    });
+    let out = decide(&s, &old, &o, now());
+    assert_eq!(out.replicas, Some(9), "{:?}", out.status.unwrap().summary);
+}
+
+/// After the sale, status and the SaleCompleted event give forecast against the actual peak demand
+/// and the error between them.
+#[test]
+fn decide_completed_sale_reports_forecast_against_demand_and_the_error() {
+    let s = spec(Duration::hours(-3));
+    let mut old = status("Draining", 5);
+    old.forecast = Some(Forecast {
+        expected_users: 7500,
+        replicas: 5,
+        method: "fallback".into(),
+        basis: vec![],
+    });
+    let mut o = observed(5, 5);
+    o.peak_users = Read::Ok(Some(9000));
+    let out = decide(&s, &old, &o, now());
+    let st = out.status.as_ref().unwrap();
+    assert_eq!(st.peak_actual_users, Some(9000));
+    assert_eq!(st.forecast_error_percent, Some(20));
+    let done = out
+        .events
+        .iter()
+        .find(|n| n.reason == "SaleCompleted")
+        .unwrap();
+    assert!(
+        done.note
+            .contains("forecast 7500 users, actual peak demand 9000 (error +20%)"),
+        "{}",
+        done.note
+    );
+    assert_eq!(out.record.unwrap().peak_users, Some(9000));
 }

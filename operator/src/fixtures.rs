@@ -36,6 +36,8 @@ pub struct Expect {
     pub body: Option<Value>,
     pub status: StatusCode,
     pub reply: Value,
+    /// The API server takes this long to answer.
+    pub delay: Option<std::time::Duration>,
 }
 
 impl Expect {
@@ -47,6 +49,7 @@ impl Expect {
             body,
             status: StatusCode::OK,
             reply,
+            delay: None,
         }
     }
     pub fn get(path: &str, reply: Value) -> Self {
@@ -69,6 +72,10 @@ impl Expect {
             )
         }
     }
+    pub fn after(mut self, delay: std::time::Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
     pub fn with_query(mut self, q: &'static str) -> Self {
         self.query.push(q);
         self
@@ -88,13 +95,29 @@ impl Expect {
             serde_json::to_value(deployment(replicas, ready)).unwrap(),
         )
     }
-    /// The scale of Deployment `svc` from `from` replicas (as `get_deployment(from, _)` gave it) to
-    /// `replicas`, conditional on the Deployment being unchanged since (its resourceVersion).
+    pub fn get_deployment_with(replicas: i32, ready: i32, wishes: &[(&str, i32)]) -> Self {
+        Self::get(
+            "/apis/apps/v1/namespaces/default/deployments/svc",
+            serde_json::to_value(deployment_with(replicas, ready, wishes)).unwrap(),
+        )
+    }
+    /// The update of Deployment `svc` from `from` replicas (as `get_deployment(from, _)` gave it) to
+    /// `replicas` (with the sale's wish beside), conditional on the Deployment being unchanged since
+    /// (its resourceVersion).
     pub fn scale(from: i32, replicas: i32) -> Self {
         Self::patch(
-            "/apis/apps/v1/namespaces/default/deployments/svc/scale",
+            "/apis/apps/v1/namespaces/default/deployments/svc",
             json!({ "metadata": { "resourceVersion": format!("rv-{from}") }, "spec": { "replicas": replicas } }),
-            json!({ "apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": { "name": "svc" }, "spec": { "replicas": replicas } }),
+            serde_json::to_value(deployment(replicas, from)).unwrap(),
+        )
+    }
+    /// An update of Deployment `svc` (read at `from` replicas) that records or removes the sale's
+    /// wish only, conditional on its resourceVersion.
+    pub fn write(from: i32) -> Self {
+        Self::patch(
+            "/apis/apps/v1/namespaces/default/deployments/svc",
+            json!({ "metadata": { "resourceVersion": format!("rv-{from}") } }),
+            serde_json::to_value(deployment(from, from)).unwrap(),
         )
     }
     /// The API server's answer when the object changed since the resourceVersion a write carried.
@@ -152,6 +175,20 @@ pub struct Call {
 /// A client whose requests must be exactly `script`, in order. The returned future completes once
 /// every client handle is gone and yields the calls; it panics on a wrong, missing or extra call.
 pub fn verifier(script: Vec<Expect>) -> (Client, impl Future<Output = Vec<Call>>) {
+    let (client, _, done) = verifier_at(script, chrono::Duration::zero());
+    (client, done)
+}
+
+/// `verifier` whose API server's clock is `ahead` of this process's (its `Date` headers say so),
+/// with the clock the client's responses feed.
+pub fn verifier_at(
+    script: Vec<Expect>,
+    ahead: chrono::Duration,
+) -> (
+    Client,
+    Arc<crate::clock::Clock>,
+    impl Future<Output = Vec<Call>>,
+) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let task = tokio::spawn(async move {
         let mut calls = Vec::new();
@@ -189,9 +226,16 @@ pub fn verifier(script: Vec<Expect>) -> (Client, impl Future<Output = Vec<Call>>
                 want.reply.clone()
             };
             calls.push(Call { method, path, body });
+            if let Some(d) = want.delay {
+                tokio::time::sleep(d).await;
+            }
+            let date = (chrono::Utc::now() + ahead)
+                .format("%a, %d %b %Y %H:%M:%S GMT")
+                .to_string();
             send.send_response(
                 Response::builder()
                     .status(want.status)
+                    .header(http::header::DATE, date)
                     .body(Body::from(serde_json::to_vec(&reply).unwrap()))
                     .unwrap(),
             );
@@ -201,8 +245,12 @@ pub fn verifier(script: Vec<Expect>) -> (Client, impl Future<Output = Vec<Call>>
         }
         calls
     });
+    let clock = Arc::new(crate::clock::Clock::default());
+    let service = tower::ServiceBuilder::new()
+        .layer(crate::clock::layer(clock.clone()))
+        .service(service);
     let client = Client::new(service, "default");
-    (client, async move { task.await.expect("verifier") })
+    (client, clock, async move { task.await.expect("verifier") })
 }
 
 /// Stores filled by the test (what the reflectors would hold).
@@ -214,7 +262,17 @@ pub struct World {
 }
 
 impl World {
+    /// Stores that had their first (empty) list, as the reflectors' after their start.
     pub fn new() -> Self {
+        let mut w = Self::unsynced();
+        w.tickets.apply_watcher_event(&watcher::Event::InitDone);
+        w.hpas.apply_watcher_event(&watcher::Event::InitDone);
+        w.scaled_objects
+            .apply_watcher_event(&watcher::Event::InitDone);
+        w
+    }
+    /// Stores whose first list has not come yet (the operator just started or took over).
+    pub fn unsynced() -> Self {
         let (tickets_r, tickets) = reflector::store();
         let (hpas_r, hpas) = reflector::store();
         let scaled_objects = Writer::new(crate::act::scaled_object_resource());
@@ -227,6 +285,7 @@ impl World {
                 tickets: tickets_r,
                 hpas: hpas_r,
                 scaled_objects: so_r,
+                keda: true,
             },
         }
     }
@@ -254,7 +313,27 @@ pub fn context(
     redis: Option<fred::clients::Pool>,
     keys: tiketi_core::keys::Keys,
 ) -> Arc<Context> {
-    Arc::new(Context {
+    Arc::new(context_with(
+        client,
+        stores,
+        db,
+        redis,
+        keys,
+        crate::leader::Fence::always(),
+        Default::default(),
+    ))
+}
+
+pub fn context_with(
+    client: Client,
+    stores: Stores,
+    db: Option<sqlx::PgPool>,
+    redis: Option<fred::clients::Pool>,
+    keys: tiketi_core::keys::Keys,
+    fence: crate::leader::Fence,
+    clock: Arc<crate::clock::Clock>,
+) -> Context {
+    Context {
         recorder: Recorder::new(
             client.clone(),
             crate::controller::reporter(Some("test".into())),
@@ -266,15 +345,26 @@ pub fn context(
         metrics: Arc::new(Metrics::default()),
         stores,
         failures: Default::default(),
-    })
+        fence,
+        clock,
+        allow: crate::controller::Allow {
+            cooperate: true,
+            pod_starts: true,
+        },
+        identity: "test".into(),
+    }
 }
 
 /// A TicketEvent named `name` opening `opens_in` from now, for two hours, on Deployment `svc`, with
 /// the operator's finalizer already on it.
 pub fn ticket_event(name: &str, opens_in: chrono::Duration) -> TicketEvent {
     let opens = chrono::Utc::now() + opens_in;
+    // one event per TicketEvent name (two TicketEvents with one eventId: the newer is Failed)
+    let tail = name.bytes().fold(0x2f0b_8c1d_7e11u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    }) & 0xffff_ffff_ffff;
     let spec: TicketEventSpec = serde_json::from_value(json!({
-        "eventId": "6a8c3a57-94f1-4f5c-9d5b-2f0b8c1d7e11",
+        "eventId": format!("6a8c3a57-94f1-4f5c-9d5b-{tail:012x}"),
         "artist": "IU",
         "opensAt": opens.to_rfc3339(),
         "closesAt": (opens + chrono::Duration::hours(2)).to_rfc3339(),
@@ -306,6 +396,47 @@ pub fn deployment(replicas: i32, ready: i32) -> Deployment {
         "status": { "replicas": replicas, "readyReplicas": ready }
     }))
     .unwrap()
+}
+
+/// Deployment `svc` recording the wishes of the TicketEvents named in `wishes` (live for a day).
+pub fn deployment_with(replicas: i32, ready: i32, wishes: &[(&str, i32)]) -> Deployment {
+    deployment_named("svc", replicas, ready, wishes)
+}
+
+pub fn deployment_named(
+    name: &str,
+    replicas: i32,
+    ready: i32,
+    wishes: &[(&str, i32)],
+) -> Deployment {
+    let until = crate::decide::ts(chrono::Utc::now() + chrono::Duration::days(1));
+    let mut d = deployment(replicas, ready);
+    d.metadata.name = Some(name.into());
+    d.metadata.annotations = Some(
+        wishes
+            .iter()
+            .map(|(name, n)| {
+                let w = crate::observe::TargetWish {
+                    replicas: *n,
+                    until: until.clone(),
+                };
+                (
+                    crate::observe::wish_key(name),
+                    serde_json::to_string(&w).unwrap(),
+                )
+            })
+            .collect(),
+    );
+    d
+}
+
+/// The wish annotation a call wrote for TicketEvent `name` (`Some(Null)`: removed).
+pub fn written_wish(call: &Call, name: &str) -> Option<Value> {
+    let v = call.body["metadata"]["annotations"].get(crate::observe::wish_key(name))?;
+    Some(match v.as_str() {
+        Some(s) => serde_json::from_str(s).unwrap(),
+        None => Value::Null,
+    })
 }
 
 pub fn hpa_on_svc() -> HorizontalPodAutoscaler {
@@ -349,4 +480,17 @@ pub async fn reconcile_scripted_with(
     let result = crate::controller::reconcile(Arc::new(te.clone()), ctx).await;
     drop(world);
     (result, done.await)
+}
+
+/// The HPA KEDA creates for ScaledObject `svc-keda` (owned by it, labelled with its name).
+pub fn keda_hpa_on_svc() -> HorizontalPodAutoscaler {
+    serde_json::from_value(json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": { "name": "keda-hpa-svc-keda", "namespace": "default",
+                      "labels": { "scaledobject.keda.sh/name": "svc-keda" },
+                      "ownerReferences": [{ "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+                                            "name": "svc-keda", "uid": "uid-svc-keda", "controller": true }] },
+        "spec": { "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "svc" }, "minReplicas": 1, "maxReplicas": 30 }
+    }))
+    .unwrap()
 }

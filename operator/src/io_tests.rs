@@ -53,8 +53,8 @@ fn dead_database() -> sqlx::PgPool {
         .unwrap()
 }
 
-/// 11b at the API: with PostgreSQL down before the opening, the pass still pre-scales from
-/// fallbackExpectedUsers and writes its status (the old pass aborted on the history read).
+/// With PostgreSQL down before the opening, the pass still pre-scales from fallbackExpectedUsers
+/// and writes its status: an unreadable history must not stop the pass.
 #[tokio::test]
 async fn reconcile_prescales_through_a_postgres_outage() {
     let te = ticket_event("outage", Minutes::minutes(10));
@@ -153,8 +153,9 @@ async fn reconcile_on_sale_reads_the_queue_and_publishes_this_event_s_capacity()
         World::new().ticket(&te).ticket(&other),
         vec![
             Expect::get_te(&te),
-            // the sibling already has the target at 10: no scale, only status
-            Expect::get_deployment(10, 10),
+            // the sibling already has the target at 10: no scale, only this sale's wish and status
+            Expect::get_deployment_with(10, 10, &[("other", 10)]),
+            Expect::write(10),
             Expect::status(
                 &te,
                 json!({ "desiredReplicas": 10, "queueDepth": 20_001, "targetReplicas": 10, "capacityUsers": 7500 }),
@@ -196,6 +197,11 @@ async fn signals_history_is_the_demand_of_past_sales() {
         .await
         .unwrap();
     }
+    // the sale's own actual peak is the same measure, not the 1000 admitted
+    assert_eq!(
+        crate::signals::actual_peak(&db, past).await.unwrap(),
+        Some(10_200)
+    );
     let history = crate::signals::history(&db, "iu", Uuid::new_v4())
         .await
         .unwrap();
@@ -203,5 +209,93 @@ async fn signals_history_is_the_demand_of_past_sales() {
     assert_eq!(
         history[0].peak_users, 10_200,
         "the minute's demand, not the 1000 admitted"
+    );
+}
+
+/// `sale_forecasts.error_percent` is the error the TicketEvent's status shows, rounding included.
+#[tokio::test]
+async fn signals_outcome_records_the_forecast_error_as_the_status_shows_it() {
+    let db = database().await;
+    let cases = [
+        (7500, Some(9000)),
+        (8, Some(9)),
+        (8, Some(7)),
+        (3000, Some(0)),
+        (3000, None),
+        (0, Some(50)),
+    ];
+    for (forecast, peak) in cases {
+        let event = Uuid::new_v4();
+        let row = crate::signals::SaleOutcome {
+            event,
+            artist: "IU",
+            ticket_event: "default/iu",
+            forecast_users: forecast,
+            forecast_replicas: 1,
+            method: "history",
+            peak_users: peak,
+            peak_queue: None,
+        };
+        crate::signals::record_outcome(&db, &row).await.unwrap();
+        let stored: Option<i32> =
+            sqlx::query_scalar("SELECT error_percent FROM sale_forecasts WHERE event_id = $1")
+                .bind(event)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        assert_eq!(
+            stored.map(i64::from),
+            crate::decide::forecast_error_percent(forecast, peak),
+            "forecast {forecast}, peak {peak:?}"
+        );
+    }
+}
+
+/// The operator's database role (migration 0012) suffices for everything the operator does in
+/// PostgreSQL — read the sale history, record forecast against actual — and nothing of the service's
+/// data is readable through it.
+#[tokio::test]
+async fn operator_role_reads_history_writes_forecasts_and_nothing_else() {
+    let db = database().await;
+    let url = db.connect_options().get_database().map(|name| {
+        let mut url = url_without_db(&env("DATABASE_URL"));
+        url.push_str(name);
+        url
+    });
+    let op = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::Executor::execute(conn, "SET ROLE tiketi_operator").await?;
+                Ok(())
+            })
+        })
+        .connect(&url.unwrap())
+        .await
+        .unwrap();
+    let event = Uuid::new_v4();
+    crate::signals::history(&op, "IU", event).await.unwrap();
+    crate::signals::actual_peak(&op, event).await.unwrap();
+    let row = crate::signals::SaleOutcome {
+        event,
+        artist: "IU",
+        ticket_event: "default/iu",
+        forecast_users: 7500,
+        forecast_replicas: 5,
+        method: "fallback",
+        peak_users: Some(100),
+        peak_queue: Some(10),
+    };
+    crate::signals::record_outcome(&op, &row).await.unwrap();
+    crate::signals::record_outcome(&op, &row).await.unwrap();
+    let denied = sqlx::query("SELECT count(*) FROM users").execute(&op).await;
+    let code = denied.err().and_then(|e| {
+        e.as_database_error()
+            .and_then(|d| d.code().map(|c| c.to_string()))
+    });
+    assert_eq!(
+        code.as_deref(),
+        Some("42501"),
+        "users readable by the operator role"
     );
 }

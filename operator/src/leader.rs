@@ -13,7 +13,10 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kube::{Api, Client, api::PostParams};
-use tokio::{sync::Mutex, time::Instant};
+use tokio::{
+    sync::{Mutex, watch},
+    time::Instant,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
@@ -196,44 +199,152 @@ pub enum StepDown {
     DeadlinePassed,
 }
 
+/// What this replica may do, as the leader loop last established it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lead {
+    /// No leader election (a single replica): always leading.
+    Always,
+    /// Leading until this instant: the last renewal's send time plus the renew deadline. A standby
+    /// takes over no sooner than a whole lease after it saw that renewal, which is later.
+    Until(Instant),
+    Lost,
+}
+
+/// The leader loop's side: publishes each renewal and the loss.
+pub struct Leadership {
+    tx: watch::Sender<Lead>,
+}
+
+/// The controller's side: every write of a pass asks `leads()` first, and a pass is cancelled by
+/// `lost()` once leadership is lost or its renewal is overdue, so no pass outlives the lease.
+#[derive(Clone, Debug)]
+pub struct Fence {
+    rx: watch::Receiver<Lead>,
+}
+
+impl Leadership {
+    /// Not leading until `renewed` is called.
+    pub fn new() -> (Self, Fence) {
+        let (tx, rx) = watch::channel(Lead::Lost);
+        (Leadership { tx }, Fence { rx })
+    }
+
+    /// A renewal sent at `sent` succeeded: leading until `sent + renew_deadline`.
+    pub fn renewed(&self, sent: Instant, timing: Timing) {
+        self.tx
+            .send_replace(Lead::Until(sent + timing.renew_deadline));
+    }
+
+    pub fn lost(&self) {
+        self.tx.send_replace(Lead::Lost);
+    }
+}
+
+impl Fence {
+    /// Without leader election: never fenced.
+    pub fn always() -> Self {
+        let (tx, rx) = watch::channel(Lead::Always);
+        // the receiver keeps the last value once the sender is gone
+        drop(tx);
+        Fence { rx }
+    }
+
+    /// Whether a write may go out now.
+    pub fn leads(&self) -> bool {
+        match *self.rx.borrow() {
+            Lead::Always => true,
+            Lead::Until(t) => Instant::now() < t,
+            Lead::Lost => false,
+        }
+    }
+
+    /// Completes once leadership is lost or its renewal overdue (never without leader election).
+    pub async fn lost(&self) {
+        let mut rx = self.rx.clone();
+        loop {
+            let lead = *rx.borrow_and_update();
+            match lead {
+                Lead::Always => std::future::pending::<()>().await,
+                Lead::Lost => return,
+                Lead::Until(t) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(t) => {
+                            if *rx.borrow() == lead {
+                                return;
+                            }
+                        }
+                        changed = rx.changed() => {
+                            if changed.is_err() {
+                                // the leader loop is gone: nobody renews any more
+                                tokio::time::sleep_until(t).await;
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Keeps leadership by calling `renew` every `retry`; returns as soon as it is lost or when no
-/// renewal succeeded within `renew_deadline` — a hanging call counts as a failed one.
-pub async fn keep_leading<F, Fut, E>(mut renew: F, timing: Timing) -> StepDown
+/// renewal succeeded within `renew_deadline` — a hanging call counts as a failed one. Each success
+/// extends `leadership` (from the time the renewal was sent); `beat` is called once per round.
+pub async fn keep_leading<F, Fut, E>(
+    mut renew: F,
+    timing: Timing,
+    leadership: &Leadership,
+    mut beat: impl FnMut(),
+) -> StepDown
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool, E>>,
     E: std::fmt::Display,
 {
     let mut last_ok = Instant::now();
-    loop {
+    let why = loop {
         tokio::time::sleep(timing.retry).await;
+        beat();
         let deadline = last_ok + timing.renew_deadline;
+        let sent = Instant::now();
         match tokio::time::timeout_at(deadline, renew()).await {
-            Ok(Ok(true)) => last_ok = Instant::now(),
-            Ok(Ok(false)) => return StepDown::Lost,
+            Ok(Ok(true)) => {
+                last_ok = sent;
+                leadership.renewed(sent, timing);
+            }
+            Ok(Ok(false)) => break StepDown::Lost,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "lease renewal failed");
                 if Instant::now() >= deadline {
-                    return StepDown::DeadlinePassed;
+                    break StepDown::DeadlinePassed;
                 }
             }
-            Err(_) => return StepDown::DeadlinePassed,
+            Err(_) => break StepDown::DeadlinePassed,
         }
-    }
+    };
+    leadership.lost();
+    why
 }
 
-/// Waits until this candidate leads (true) or `shutdown` completes (false).
-pub async fn acquire(elector: &Elector, shutdown: impl Future<Output = ()>) -> bool {
+/// Waits until this candidate leads (the send time of the winning attempt) or `shutdown` completes
+/// (None). `beat` is called once per attempt.
+pub async fn acquire(
+    elector: &Elector,
+    shutdown: impl Future<Output = ()>,
+    mut beat: impl FnMut(),
+) -> Option<Instant> {
     tokio::pin!(shutdown);
     loop {
+        beat();
+        let sent = Instant::now();
         match elector.try_lead().await {
-            Ok(true) => return true,
+            Ok(true) => return Some(sent),
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "lease not reachable"),
         }
         tokio::select! {
             _ = tokio::time::sleep(elector.timing.retry) => {}
-            _ = &mut shutdown => return false,
+            _ = &mut shutdown => return None,
         }
     }
 }
@@ -321,7 +432,11 @@ mod tests {
         let timing = Timing::default();
         let started = Instant::now();
         let renew = || std::future::pending::<Result<bool, String>>();
-        let stepped = tokio::time::timeout(timing.lease, keep_leading(renew, timing)).await;
+        let stepped = tokio::time::timeout(
+            timing.lease,
+            keep_leading(renew, timing, &Leadership::new().0, || {}),
+        )
+        .await;
         assert_eq!(
             stepped,
             Ok(StepDown::DeadlinePassed),
@@ -340,9 +455,55 @@ mod tests {
             async move { if ok { Ok(true) } else { Err("unreachable") } }
         };
         let started = Instant::now();
-        assert_eq!(keep_leading(renew, timing).await, StepDown::DeadlinePassed);
+        assert_eq!(
+            keep_leading(renew, timing, &Leadership::new().0, || {}).await,
+            StepDown::DeadlinePassed
+        );
         // two good renewals (2 s, 4 s), then failures until 4 s + the deadline
         assert!(started.elapsed() >= Duration::from_secs(14));
         assert!(started.elapsed() <= Duration::from_secs(16));
+    }
+
+    /// A pass stops acting once the renewal is overdue, even if no step-down was announced (the
+    /// leader loop itself hangs): the fence runs out at the last renewal's send time + the deadline.
+    #[tokio::test(start_paused = true)]
+    async fn fence_runs_out_at_the_renew_deadline_of_the_last_renewal() {
+        let timing = Timing::default();
+        let (leadership, fence) = Leadership::new();
+        assert!(!fence.leads(), "leading before any renewal");
+        let sent = Instant::now();
+        leadership.renewed(sent, timing);
+        assert!(fence.leads());
+        tokio::time::advance(Duration::from_secs(4)).await;
+        leadership.renewed(sent + Duration::from_secs(4), timing);
+        let lost = {
+            let fence = fence.clone();
+            tokio::spawn(async move {
+                fence.lost().await;
+                Instant::now()
+            })
+        };
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(fence.leads(), "13 s: the renewal at 4 s holds until 14 s");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!fence.leads(), "14 s: overdue");
+        assert_eq!(lost.await.unwrap(), sent + Duration::from_secs(14));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fence_is_lost_as_soon_as_the_leader_loop_steps_down() {
+        let timing = Timing::default();
+        let (leadership, fence) = Leadership::new();
+        leadership.renewed(Instant::now(), timing);
+        let renew = || async { Ok::<_, String>(false) };
+        assert_eq!(
+            keep_leading(renew, timing, &leadership, || {}).await,
+            StepDown::Lost
+        );
+        assert!(!fence.leads());
+        tokio::time::timeout(Duration::from_millis(1), fence.lost())
+            .await
+            .expect("lost() waited after the step-down");
+        assert!(Fence::always().leads());
     }
 }

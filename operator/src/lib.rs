@@ -1,6 +1,7 @@
 //! TIKETI operator: plans, pre-scales and follows ticket sales (`TicketEvent`).
 
 pub mod act;
+pub mod clock;
 pub mod controller;
 #[cfg(test)]
 mod controller_tests;
@@ -9,16 +10,23 @@ pub mod decide;
 mod decide_tests;
 #[cfg(test)]
 mod fixtures;
-#[cfg(test)]
+pub mod health;
+#[cfg(all(test, feature = "io-tests"))]
 mod io_tests;
 pub mod leader;
 pub mod metrics;
 pub mod observe;
 pub mod plan;
+pub mod scope;
+#[cfg(test)]
+mod shared_cluster_tests;
 pub mod signals;
 #[cfg(test)]
 mod spec_props;
 pub mod status;
+pub mod uninstall;
+#[cfg(test)]
+mod wish_props;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -37,6 +45,12 @@ pub enum Error {
     /// The target changed between this pass's read and its scale (another pass scaled it).
     #[error("the target changed since it was read")]
     TargetChanged,
+    /// Leadership was lost (or its renewal is overdue): the pass stops before its next write.
+    #[error("not leading")]
+    NotLeading,
+    /// The HPA, ScaledObject or TicketEvent store has not had a complete list yet.
+    #[error("the watch caches are not synced yet")]
+    StoresNotReady,
 }
 
 impl Error {
@@ -49,6 +63,8 @@ impl Error {
             Error::NotNamespaced => "spec",
             Error::Finalizer(_) => "finalizer",
             Error::TargetChanged => "target_changed",
+            Error::NotLeading => "not_leading",
+            Error::StoresNotReady => "stores_not_ready",
         }
     }
 }

@@ -4,9 +4,12 @@ use axum::{Router, routing::get};
 use clap::Parser;
 use kube::{Client, runtime::events::Recorder};
 use tiketi_operator::{
-    controller::{self, Deps},
-    leader::{self, Elector, Timing},
+    clock::{self, Clock},
+    controller::{self, Deps, Watch},
+    health::Health,
+    leader::{self, Elector, Fence, Leadership, Timing},
     metrics::Metrics,
+    scope::Scope,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -31,6 +34,22 @@ struct Config {
     leader_election: bool,
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     namespace: String,
+    /// Namespaces whose TicketEvents this install reconciles, comma-separated; empty: its own
+    /// namespace (POD_NAMESPACE) only; `*`: every namespace (needs the cluster-wide RBAC).
+    #[arg(long, env = "WATCH_NAMESPACES", default_value = "")]
+    watch_namespaces: String,
+    /// Label selector: reconcile only the TicketEvents it matches (e.g. `tiketi.io/instance=prod`);
+    /// empty: all of the watched namespaces.
+    #[arg(long, env = "TICKET_EVENT_SELECTOR", default_value = "")]
+    ticket_event_selector: String,
+    /// Honour `otherAutoscalers: Cooperate` (patch HPAs and ScaledObjects; needs that RBAC). Off:
+    /// such TicketEvents only report the other autoscaler.
+    #[arg(long, env = "ALLOW_COOPERATE", action = clap::ArgAction::Set, default_value = "false")]
+    allow_cooperate: bool,
+    /// Measure pod start-up for `leadTime: auto` (lists the target's pods; needs that RBAC). Off:
+    /// `auto` uses its default lead time.
+    #[arg(long, env = "LEAD_TIME_AUTO", action = clap::ArgAction::Set, default_value = "false")]
+    lead_time_auto: bool,
     #[arg(long, env = "POD_NAME")]
     pod_name: Option<String>,
     #[arg(long, env = "LEASE_NAME", default_value = "tiketi-operator")]
@@ -39,6 +58,10 @@ struct Config {
     metrics_addr: SocketAddr,
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     log_format: String,
+    /// Remove the operator's finalizer from the watched TicketEvents and exit (the chart's
+    /// post-delete hook: with the operator gone, it would block namespace and CRD deletion).
+    #[arg(long)]
+    release_finalizers: bool,
 }
 
 #[tokio::main]
@@ -53,7 +76,21 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let client = Client::try_default().await?;
+    let watch = Watch {
+        scope: Scope::parse(&cfg.watch_namespaces, &cfg.namespace).map_err(anyhow::Error::msg)?,
+        selector: Some(cfg.ticket_event_selector.trim().to_string()).filter(|s| !s.is_empty()),
+    };
+    tracing::info!(scope = ?watch.scope, selector = ?watch.selector, "reconciling");
+    // every response's Date header measures this replica's skew against the API server's clock
+    let clock = Arc::new(Clock::default());
+    let client: Client = kube::client::ClientBuilder::try_from(kube::Config::infer().await?)?
+        .with_layer(&clock::layer(clock.clone()))
+        .build();
+    if cfg.release_finalizers {
+        let n = tiketi_operator::uninstall::release_finalizers(client, &watch).await?;
+        tracing::info!(released = n, "finalizers released");
+        return Ok(());
+    }
     let identity = cfg
         .pod_name
         .clone()
@@ -80,6 +117,15 @@ async fn main() -> anyhow::Result<()> {
         None => None,
     };
     let metrics = Arc::new(Metrics::default());
+    let timing = Timing::default();
+    // a leader-loop round takes at most a retry plus the renew deadline (hanging calls time out)
+    let health = Arc::new(Health::new(3 * (timing.retry + timing.renew_deadline)));
+    let (leadership, fence) = if cfg.leader_election {
+        let (l, f) = Leadership::new();
+        (Some(l), f)
+    } else {
+        (None, Fence::always())
+    };
     let deps = Deps {
         recorder: Recorder::new(client.clone(), controller::reporter(Some(identity.clone()))),
         client: client.clone(),
@@ -87,15 +133,35 @@ async fn main() -> anyhow::Result<()> {
         redis,
         keys: tiketi_core::keys::Keys::new(cfg.redis_prefix.clone()),
         metrics: metrics.clone(),
+        fence,
+        clock: clock.clone(),
+        health: health.clone(),
+        allow: controller::Allow {
+            cooperate: cfg.allow_cooperate,
+            pod_starts: cfg.lead_time_auto,
+        },
+        identity: identity.clone(),
     };
 
     let web_metrics = metrics.clone();
+    let web_health = health.clone();
     let web = Router::new()
         .route(
             "/metrics",
-            get(move || std::future::ready(web_metrics.render())),
+            get(move || {
+                web_metrics.clock_skew_ms.set(clock.skew_ms());
+                std::future::ready(web_metrics.render())
+            }),
         )
-        .route("/healthz", get(|| std::future::ready("ok")));
+        .route(
+            "/healthz",
+            get(move || {
+                std::future::ready(match web_health.check() {
+                    Ok(()) => (axum::http::StatusCode::OK, "ok"),
+                    Err(why) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, why),
+                })
+            }),
+        );
     let listener = tokio::net::TcpListener::bind(cfg.metrics_addr).await?;
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, web).await {
@@ -103,31 +169,35 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    if !cfg.leader_election {
+    let Some(leadership) = leadership else {
         metrics.leader.set(1);
-        return controller::run(deps, shutdown_signal()).await;
-    }
+        return controller::run(deps, watch, shutdown_signal()).await;
+    };
     let elector = Elector::new(
         client,
         &cfg.namespace,
         &cfg.lease_name,
         identity.clone(),
-        Timing::default(),
+        timing,
     );
-    if !leader::acquire(&elector, shutdown_signal()).await {
+    let beat = {
+        let health = health.clone();
+        move || health.beat()
+    };
+    let Some(since) = leader::acquire(&elector, shutdown_signal(), beat.clone()).await else {
         return Ok(());
-    }
+    };
+    leadership.renewed(since, timing);
     tracing::info!(%identity, "leading");
     metrics.leader.set(1);
     // renew until the lease is lost or the renew deadline passes; then stop acting (and exit: a
     // standby takes over once the lease runs out)
-    let timing = elector.timing();
     let elector = Arc::new(elector);
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
     let renewing = {
         let elector = elector.clone();
         tokio::spawn(async move {
-            let why = leader::keep_leading(|| elector.try_lead(), timing).await;
+            let why = leader::keep_leading(|| elector.try_lead(), timing, &leadership, beat).await;
             tracing::warn!(?why, "leadership lost: stopping");
             let _ = lost_tx.send(());
         })
@@ -139,7 +209,7 @@ async fn main() -> anyhow::Result<()> {
             _ = lost_rx => {}
         }
     };
-    let result = controller::run(deps, stop).await;
+    let result = controller::run(deps, watch, stop).await;
     metrics.leader.set(0);
     // shut down (not lost): the controller stopped acting, so hand the lease over now rather than
     // leave the target leaderless for the rest of the lease

@@ -21,6 +21,11 @@ pub struct ErrorLabels {
     pub error: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchLabels {
+    pub watch: &'static str,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub reconciles: Counter,
@@ -31,6 +36,10 @@ pub struct Metrics {
     /// Scales refused because the target changed since the pass read it (decided again).
     pub stale_scales: Counter,
     pub leader: Gauge,
+    /// Errors of the HPA and ScaledObject watches (conflict detection is blind while they fail).
+    pub watch_errors: Family<WatchLabels, Counter>,
+    /// The API server's clock minus this replica's, in milliseconds.
+    pub clock_skew_ms: Gauge,
 }
 
 impl Default for Metrics {
@@ -45,7 +54,19 @@ impl Default for Metrics {
             scale_latency: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0]),
             stale_scales: Counter::default(),
             leader: Gauge::default(),
+            watch_errors: Family::default(),
+            clock_skew_ms: Gauge::default(),
         };
+        registry.register(
+            "watch_errors",
+            "Errors of the HPA and ScaledObject watches, by watch",
+            m.watch_errors.clone(),
+        );
+        registry.register(
+            "clock_skew_milliseconds",
+            "The API server's clock minus this replica's (phases and cooldowns use the API server's)",
+            m.clock_skew_ms.clone(),
+        );
         registry.register(
             "stale_scales",
             "Scales refused because the target changed since it was read; decided again",

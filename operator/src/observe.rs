@@ -1,10 +1,15 @@
 //! Observe: every read of one reconcile pass, gathered into one `Observed` value for `decide`.
 //! Sibling TicketEvents, HPAs and KEDA ScaledObjects come from the controller's reflector stores (no
-//! LIST per pass); the target Deployment is read fresh; PostgreSQL and Redis reads that fail are
+//! LIST per pass); the target Deployment is read fresh, and with it the wishes of the sales on it
+//! (annotations written with its replicas); PostgreSQL and Redis reads that fail are
 //! recorded as failed (`Read::Failed`), never abort the pass: `decide` falls back and says so.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
+use k8s_openapi::api::{
+    apps::v1::Deployment, autoscaling::v2::HorizontalPodAutoscaler, core::v1::Pod,
+};
 use kube::{
     Api, ResourceExt,
     api::{DynamicObject, ListParams},
@@ -20,6 +25,11 @@ pub const ORIGINAL_MIN_ANNOTATION: &str = "tiketi.io/original-min-replicas";
 pub const KEDA_PAUSED_REPLICAS: &str = "autoscaling.keda.sh/paused-replicas";
 /// Set beside KEDA's annotation, so only a pause the operator made is lifted by it.
 pub const PAUSED_BY_ANNOTATION: &str = "tiketi.io/paused-by";
+/// On a target: the identity (Lease holder name) of the replica that last wrote its replicas or a
+/// wish, in the same fenced update.
+pub const WRITTEN_BY_ANNOTATION: &str = "tiketi.io/written-by";
+/// KEDA's label on the HPA it creates for a ScaledObject.
+pub const KEDA_SCALED_OBJECT_LABEL: &str = "scaledobject.keda.sh/name";
 
 /// The outcome of one read outside Kubernetes.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +64,10 @@ pub struct Target {
     /// Pods that exist (`status.replicas`).
     pub existing: i32,
     pub ready: i32,
+    /// A rollout is in progress (`updatedReplicas` behind `spec.replicas`, or the new template not
+    /// observed yet): its surge pods are not ready yet either, but they were not asked for by a
+    /// scale-up.
+    pub rolling_out: bool,
 }
 
 impl Target {
@@ -61,17 +75,105 @@ impl Target {
     pub fn starting(&self) -> i32 {
         (self.replicas.max(self.existing) - self.ready).max(0)
     }
+
+    /// The starting replicas a scale-up asked for, which the warm-up credit counts on. During a
+    /// rollout the pods that are not Ready are mostly its surge, so only replicas asked for that do
+    /// not exist at all count; a mid-sale `helm upgrade` must not hold the queue steps back.
+    pub fn warming(&self) -> i32 {
+        if self.rolling_out {
+            (self.replicas - self.existing).max(0)
+        } else {
+            self.starting()
+        }
+    }
 }
 
 /// Another TicketEvent on the same target.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Sibling {
     pub name: String,
-    /// Its own wish (status.desiredReplicas) while it is live (pre-scaling to draining) and active.
+    /// Its wish as recorded on the target (see `TargetWish`) while it is live and active.
     pub live_wish: Option<i32>,
-    /// Its window says it is live but no live status was seen yet (its first pass, or the store
-    /// lagging its status write): its wish is unknown, so nobody may scale the target down.
+    /// Its window says it is live but the target carries no wish of it yet (its first pass): its
+    /// wish is unknown, so nobody may scale the target down.
     pub unsure: bool,
+}
+
+/// Annotations on the target: one per live sale, its wish. Written in the same resourceVersion-fenced
+/// update as the replicas, so a pass reads every sibling's wish at exactly the version of the
+/// replicas it decides from (a wish read from the TicketEvents' status would lag the scale it came
+/// with, and one sale could undo another's fresh scale-up).
+pub const WISH_ANNOTATION_PREFIX: &str = "wish.tiketi.io/";
+
+/// One sale's wish on the target, until its window ends (a TicketEvent removed without its
+/// finalizer cannot hold the target up for longer).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TargetWish {
+    pub replicas: i32,
+    /// RFC 3339: the end of the sale's window (closesAt plus the after-sale hold).
+    pub until: String,
+}
+
+impl TargetWish {
+    fn live_at(&self, now: DateTime<Utc>) -> bool {
+        DateTime::parse_from_rfc3339(&self.until).is_ok_and(|u| u > now)
+    }
+}
+
+/// The annotation key of TicketEvent `name`'s wish (an annotation name is at most 63 characters:
+/// longer names are cut and made unique by a hash).
+pub fn wish_key(name: &str) -> String {
+    const MAX: usize = 63;
+    if name.len() <= MAX {
+        return format!("{WISH_ANNOTATION_PREFIX}{name}");
+    }
+    // FNV-1a: stable across builds and platforms
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let head = name[..MAX - 9].trim_end_matches(['-', '.']);
+    format!("{WISH_ANNOTATION_PREFIX}{head}-{:08x}", hash as u32)
+}
+
+/// The wishes recorded on a target, by annotation key.
+pub fn wishes_on(d: &Deployment) -> std::collections::BTreeMap<String, TargetWish> {
+    d.annotations()
+        .iter()
+        .filter(|(k, _)| k.starts_with(WISH_ANNOTATION_PREFIX))
+        .filter_map(|(k, v)| Some((k.clone(), serde_json::from_str(v).ok()?)))
+        .collect()
+}
+
+/// The other sales on the target: every live wish recorded on it but `own`'s, and the TicketEvents
+/// on it (`on_target`, `own` excluded) whose window is live but which recorded no wish yet.
+pub fn siblings(
+    own: &str,
+    wishes: &std::collections::BTreeMap<String, TargetWish>,
+    on_target: &[&TicketEvent],
+    now: DateTime<Utc>,
+) -> Vec<Sibling> {
+    let own_key = wish_key(own);
+    let mut out: Vec<Sibling> = wishes
+        .iter()
+        .filter(|(k, w)| **k != own_key && w.live_at(now))
+        .map(|(k, w)| Sibling {
+            name: k[WISH_ANNOTATION_PREFIX.len()..].to_string(),
+            live_wish: Some(w.replicas),
+            unsure: false,
+        })
+        .collect();
+    out.extend(
+        on_target
+            .iter()
+            .filter(|t| t.name_any() != own && !wishes.contains_key(&wish_key(&t.name_any())))
+            .filter(|t| should_be_live(t, now))
+            .map(|t| Sibling {
+                name: t.name_any(),
+                live_wish: None,
+                unsure: true,
+            }),
+    );
+    out
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +234,14 @@ pub struct Observed {
     pub outflow: Read<Option<OutflowRecord>>,
     pub peak_users: Read<Option<i64>>,
     pub pod_starts: Vec<PodStart>,
+    /// An older TicketEvent (`namespace/name`) has the same `eventId`: it keeps the sale (the
+    /// waiting room's capacity key is per event), this one must not write anything for it.
+    pub duplicate_of: Option<String>,
+    /// This event's own wish as the target records it.
+    pub own_wish: Option<TargetWish>,
+    /// `spec.target` moved away from the Deployment that records this event's wish: that
+    /// Deployment's name and what was observed of it (as for a deletion), to give it back.
+    pub old_target: Option<(String, Box<Observed>)>,
 }
 
 impl Observed {
@@ -150,25 +260,46 @@ impl Observed {
             outflow: Read::Skipped,
             peak_users: Read::Skipped,
             pod_starts: vec![],
+            duplicate_of: None,
+            own_wish: None,
+            old_target: None,
         }
     }
 }
 
-fn live(te: &TicketEvent) -> Option<i32> {
-    let st = te.status.as_ref()?;
-    let is_live = matches!(
-        st.phase.as_deref(),
-        Some(phase::PRE_SCALING | phase::READY | phase::ON_SALE | phase::DRAINING)
-    );
-    (is_live && te.spec.mode == Mode::Active && te.metadata.deletion_timestamp.is_none())
-        .then_some(st.desired_replicas)
-        .flatten()
+/// The TicketEvent among `all` with `te`'s eventId that keeps the sale when it is not `te`: the
+/// oldest (creation time, then namespace and name), objects being deleted left out.
+pub fn duplicate_of(te: &TicketEvent, all: &[Arc<TicketEvent>]) -> Option<String> {
+    let rank = |t: &TicketEvent| {
+        (
+            t.metadata.creation_timestamp.as_ref().map(|c| c.0),
+            t.namespace().unwrap_or_default(),
+            t.name_any(),
+        )
+    };
+    let id = te.spec.event_id.to_ascii_lowercase();
+    let first = all
+        .iter()
+        .filter(|t| t.metadata.deletion_timestamp.is_none() || t.uid() == te.uid())
+        .filter(|t| t.spec.event_id.to_ascii_lowercase() == id)
+        .map(|t| t.as_ref())
+        .chain(std::iter::once(te))
+        .min_by_key(|t| rank(t))?;
+    (rank(first) != rank(te)).then(|| {
+        format!(
+            "{}/{}",
+            first.namespace().unwrap_or_default(),
+            first.name_any()
+        )
+    })
 }
 
 /// Whether `te`'s window makes it live now (whatever its status says).
 fn should_be_live(te: &TicketEvent, now: DateTime<Utc>) -> bool {
     let st = te.status.clone().unwrap_or_default();
-    te.spec.mode == Mode::Active
+    // a Failed one (e.g. a duplicate eventId) has no wish to wait for
+    st.phase.as_deref() != Some(phase::FAILED)
+        && te.spec.mode == Mode::Active
         && te.metadata.deletion_timestamp.is_none()
         && decide::parse(&te.spec, &st).is_ok_and(|p| {
             use crate::plan::Phase::*;
@@ -181,10 +312,16 @@ fn should_be_live(te: &TicketEvent, now: DateTime<Utc>) -> bool {
 
 fn target_of(d: &Deployment) -> Target {
     let status = d.status.as_ref();
+    let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let existing = status.and_then(|s| s.replicas).unwrap_or(0);
+    let updated = status.and_then(|s| s.updated_replicas).unwrap_or(existing);
+    let observed = status.and_then(|s| s.observed_generation);
     Target {
-        replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-        existing: status.and_then(|s| s.replicas).unwrap_or(0),
+        replicas,
+        existing,
         ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
+        rolling_out: updated < replicas.min(existing)
+            || observed.is_some_and(|g| Some(g) < d.metadata.generation),
     }
 }
 
@@ -200,6 +337,72 @@ fn scaled_object(o: &DynamicObject, target: &str) -> Option<Autoscaler> {
         paused_replicas: ann.get(KEDA_PAUSED_REPLICAS).and_then(|v| v.parse().ok()),
         paused_by: ann.get(PAUSED_BY_ANNOTATION).cloned(),
     })
+}
+
+/// The KEDA ScaledObject that owns an HPA (KEDA creates `keda-hpa-<name>` for each one).
+fn keda_owner(h: &HorizontalPodAutoscaler) -> Option<String> {
+    let by_ref = h
+        .owner_references()
+        .iter()
+        .find(|r| r.kind == "ScaledObject" && r.api_version.starts_with("keda.sh/"));
+    by_ref
+        .map(|r| r.name.clone())
+        .or_else(|| h.labels().get(KEDA_SCALED_OBJECT_LABEL).cloned())
+}
+
+/// The other autoscalers on Deployment `target` in `ns`, sorted by kind and name. An HPA KEDA owns
+/// is KEDA's: it is represented by its ScaledObject (even one the reflector has not seen yet), so
+/// cooperating pauses the ScaledObject and never writes to that HPA (KEDA would revert it).
+pub fn autoscalers_on(
+    hpas: &[Arc<HorizontalPodAutoscaler>],
+    scaled_objects: &[Arc<DynamicObject>],
+    ns: &str,
+    target: &str,
+) -> Vec<Autoscaler> {
+    let mut keda_owned = vec![];
+    let mut out: Vec<Autoscaler> = hpas
+        .iter()
+        .filter(|h| h.namespace().as_deref() == Some(ns))
+        .filter_map(|h| {
+            let spec = h.spec.as_ref()?;
+            if spec.scale_target_ref.kind != "Deployment" || spec.scale_target_ref.name != target {
+                return None;
+            }
+            if let Some(owner) = keda_owner(h) {
+                keda_owned.push(owner);
+                return None;
+            }
+            Some(Autoscaler::Hpa {
+                name: h.name_any(),
+                min: spec.min_replicas,
+                max: spec.max_replicas,
+                original_min: h
+                    .annotations()
+                    .get(ORIGINAL_MIN_ANNOTATION)
+                    .and_then(|v| v.parse().ok()),
+            })
+        })
+        .collect();
+    out.extend(
+        scaled_objects
+            .iter()
+            .filter(|so| so.namespace().as_deref() == Some(ns))
+            .filter_map(|so| scaled_object(so, target)),
+    );
+    for owner in keda_owned {
+        if !out
+            .iter()
+            .any(|a| matches!(a, Autoscaler::ScaledObject { name, .. } if *name == owner))
+        {
+            out.push(Autoscaler::ScaledObject {
+                name: owner,
+                paused_replicas: None,
+                paused_by: None,
+            });
+        }
+    }
+    out.sort_by(|a, b| (a.kind(), a.name()).cmp(&(b.kind(), b.name())));
+    out
 }
 
 /// Start-to-Ready times of the target's pods (only read for `leadTime: auto` while replicas start).
@@ -242,78 +445,69 @@ fn pod_start(p: &Pod) -> Option<PodStart> {
     })
 }
 
+/// Reads Deployment `target` fresh into `o` (replicas, version, the wishes it records) with the
+/// TicketEvents and autoscalers on it from the stores.
+async fn on_target(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    target: &str,
+    tickets: &[Arc<TicketEvent>],
+    o: &mut Observed,
+) -> Result<Option<Deployment>> {
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let deployment = deployments
+        .get_opt(target)
+        .await?
+        // a target being deleted (with its namespace, say) gets nothing back: the cleanup lets go
+        .filter(|d| !(o.deleting && d.metadata.deletion_timestamp.is_some()));
+    o.target = deployment.as_ref().map(target_of);
+    o.target_version = deployment
+        .as_ref()
+        .and_then(|d| d.metadata.resource_version.clone());
+    let on_target: Vec<&TicketEvent> = tickets
+        .iter()
+        .map(|t| t.as_ref())
+        .filter(|t| t.namespace().as_deref() == Some(ns) && t.spec.target.name == target)
+        .collect();
+    let wishes = deployment.as_ref().map(wishes_on).unwrap_or_default();
+    o.own_wish = wishes.get(&wish_key(name)).cloned();
+    o.siblings = siblings(name, &wishes, &on_target, ctx.clock.now());
+    o.autoscalers = autoscalers_on(
+        &ctx.stores.hpas.state(),
+        &ctx.stores.scaled_objects.state(),
+        ns,
+        target,
+    );
+    Ok(deployment)
+}
+
 pub async fn observe(ctx: &Context, te: &TicketEvent, deleting: bool) -> Result<Observed> {
     let ns = te.namespace().ok_or(crate::Error::NotNamespaced)?;
     let name = te.name_any();
     let s = &te.spec;
     let old = te.status.clone().unwrap_or_default();
+    let now = ctx.clock.now();
     let mut o = Observed::empty(&format!("{ns}/{name}"));
     o.generation = te.metadata.generation;
     o.deleting = deleting;
 
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let deployment = deployments.get_opt(&s.target.name).await?;
-    o.target = deployment.as_ref().map(target_of);
-    o.target_version = deployment
-        .as_ref()
-        .and_then(|d| d.metadata.resource_version.clone());
-
-    o.siblings = ctx
-        .stores
-        .tickets
-        .state()
-        .iter()
-        .filter(|t| {
-            t.namespace().as_deref() == Some(ns.as_str())
-                && t.name_any() != name
-                && t.spec.target == s.target
-        })
-        .map(|t| {
-            let live_wish = live(t);
-            Sibling {
-                name: t.name_any(),
-                live_wish,
-                unsure: live_wish.is_none() && should_be_live(t, chrono::Utc::now()),
-            }
-        })
-        .collect();
-    o.autoscalers = ctx
-        .stores
-        .hpas
-        .state()
-        .iter()
-        .filter(|h| h.namespace().as_deref() == Some(ns.as_str()))
-        .filter_map(|h| {
-            let spec = h.spec.as_ref()?;
-            (spec.scale_target_ref.kind == "Deployment"
-                && spec.scale_target_ref.name == s.target.name)
-                .then(|| Autoscaler::Hpa {
-                    name: h.name_any(),
-                    min: spec.min_replicas,
-                    max: spec.max_replicas,
-                    original_min: h
-                        .annotations()
-                        .get(ORIGINAL_MIN_ANNOTATION)
-                        .and_then(|v| v.parse().ok()),
-                })
-        })
-        .collect();
-    o.autoscalers.extend(
-        ctx.stores
-            .scaled_objects
-            .state()
-            .iter()
-            .filter(|so| so.namespace().as_deref() == Some(ns.as_str()))
-            .filter_map(|so| scaled_object(so, &s.target.name)),
-    );
-    o.autoscalers
-        .sort_by(|a, b| (a.kind(), a.name()).cmp(&(b.kind(), b.name())));
+    let tickets = ctx.stores.tickets.state();
+    o.duplicate_of = duplicate_of(te, &tickets);
+    let deployment = on_target(ctx, &ns, &name, &s.target.name, &tickets, &mut o).await?;
+    if let Some(held) = old.wish_target.as_ref().filter(|t| **t != s.target.name) {
+        let mut released = Observed::empty(&o.key);
+        released.generation = o.generation;
+        released.deleting = true;
+        on_target(ctx, &ns, &name, held, &tickets, &mut released).await?;
+        o.old_target = Some((held.clone(), Box::new(released)));
+    }
 
     // which outside reads this phase needs
     let Ok(p) = decide::parse(s, &old) else {
         return Ok(o);
     };
-    let (ph, _) = crate::plan::phase_at(&p.window, chrono::Utc::now());
+    let (ph, _) = crate::plan::phase_at(&p.window, now);
     use crate::plan::Phase::*;
     let frozen = matches!(ph, OnSale | Draining | Completed) && old.forecast.is_some();
     if let (Some(db), false, false) = (&ctx.db, frozen, deleting) {
@@ -329,7 +523,8 @@ pub async fn observe(ctx: &Context, te: &TicketEvent, deleting: bool) -> Result<
         }
     }
     // leadTime auto learns from pods that turned Ready since the last pass saw a change
-    if let (Some(d), true, PreScaling | OnSale) = (&deployment, s.lead_time == LEAD_TIME_AUTO, ph)
+    let auto = s.lead_time == LEAD_TIME_AUTO && ctx.allow.pod_starts;
+    if let (Some(d), true, PreScaling | OnSale) = (&deployment, auto, ph)
         && o.target
             .is_some_and(|t| Some(t.ready) != old.ready_replicas)
     {

@@ -200,14 +200,19 @@ pub struct Bounds {
     pub budget: Option<i32>,
 }
 
-/// `wanted` raised to `floor` and `min`, lowered to `max` and the budget. The budget always wins:
-/// more replicas than the database can serve would fail every request, not just the surplus.
+/// The least replicas the operator ever asks of a target: a sale's service at 0 serves nobody.
+pub const MIN_TARGET_REPLICAS: i32 = 1;
+
+/// `wanted` raised to `floor` and `min`, lowered to `max` and the budget. The budget wins over the
+/// wish (more replicas than the database can serve would fail every request, not just the surplus)
+/// but never takes the target below `MIN_TARGET_REPLICAS`.
 pub fn clamp(wanted: i32, floor: i32, b: Bounds) -> (i32, bool) {
     let within = wanted.max(floor).max(b.min).min(b.max);
-    match b.budget {
-        Some(cap) if within > cap => (cap.max(0), true),
+    let (n, limited) = match b.budget {
+        Some(cap) if within > cap => (cap, true),
         _ => (within, false),
-    }
+    };
+    (n.max(MIN_TARGET_REPLICAS), limited)
 }
 
 /// Drain-time target: replicas that empty `depth` queued users within `within_secs` when each ready
@@ -393,6 +398,23 @@ mod tests {
         assert_eq!(clamp(30, 3, Bounds { budget: None, ..b }), (20, false));
     }
 
+    /// A budget that leaves room for no replica (or a minReplicas of 0) never takes the target to 0.
+    #[test]
+    fn clamp_never_goes_below_one_replica() {
+        let b = Bounds {
+            min: 2,
+            max: 20,
+            budget: Some(budget_cap(100, 10, 95)),
+        };
+        assert_eq!(clamp(5, 5, b), (1, true));
+        let zero = Bounds {
+            min: 0,
+            max: 20,
+            budget: None,
+        };
+        assert_eq!(clamp(0, 0, zero), (1, false));
+    }
+
     #[test]
     fn drain_capacity_and_lead_time_maths() {
         assert_eq!(drain_replicas(6000, Some(10.0), 60), Some(10));
@@ -449,8 +471,9 @@ mod tests {
         fn prop_clamp_never_exceeds_max_or_budget(wanted in -10i32..10_000, floor in -10i32..10_000, min in 0i32..50, extra in 0i32..50, cap in proptest::option::of(0i32..100)) {
             let b = Bounds { min, max: min + extra, budget: cap };
             let (n, limited) = clamp(wanted, floor, b);
-            prop_assert!(n <= b.max);
-            if let Some(c) = cap { prop_assert!(n <= c); }
+            prop_assert!(n >= MIN_TARGET_REPLICAS);
+            prop_assert!(n <= b.max.max(MIN_TARGET_REPLICAS));
+            if let Some(c) = cap { prop_assert!(n <= c.max(MIN_TARGET_REPLICAS)); }
             prop_assert!(limited == cap.is_some_and(|c| wanted.max(floor).max(min).min(min + extra) > c));
         }
 

@@ -33,13 +33,17 @@ pub async fn history(db: &PgPool, artist: &str, current: Uuid) -> sqlx::Result<V
         .collect())
 }
 
-/// The highest concurrent users the service recorded for this sale so far.
+/// This sale's peak demand so far: the distinct users on the page or in the queue, the highest
+/// minute — the measure the forecast is made in (`artist_sale_peaks.peak_demand_users`), so forecast
+/// and actual compare like for like (admissions alone are capped by the waiting room).
 pub async fn actual_peak(db: &PgPool, event: Uuid) -> sqlx::Result<Option<i64>> {
-    let peak: Option<i32> =
-        sqlx::query_scalar("SELECT max(concurrent_users) FROM traffic_logs WHERE event_id = $1")
-            .bind(event)
-            .fetch_one(db)
-            .await?;
+    let peak: Option<i32> = sqlx::query_scalar(
+        "SELECT max(COALESCE(demand_users, concurrent_users + queue_users)) FROM traffic_logs
+         WHERE event_id = $1",
+    )
+    .bind(event)
+    .fetch_one(db)
+    .await?;
     Ok(peak.map(i64::from))
 }
 
@@ -93,10 +97,11 @@ pub async fn publish_capacity(
     keys: &tiketi_core::keys::Keys,
     event: Uuid,
     users: i64,
+    now: DateTime<Utc>,
 ) -> Result<(), fred::error::Error> {
     let record = CapacityRecord {
         users,
-        at_ms: Utc::now().timestamp_millis(),
+        at_ms: now.timestamp_millis(),
     };
     let value = serde_json::to_string(&record).unwrap_or_default();
     redis

@@ -23,6 +23,7 @@ fn observed(replicas: i32, history: &[SalePeak], depth: Option<i64>) -> Observed
             replicas,
             existing: replicas,
             ready: replicas,
+            ..Default::default()
         }),
         history: Read::Ok(history.to_vec()),
         queue_depth: depth.map_or(Read::Skipped, Read::Ok),
@@ -48,7 +49,15 @@ fn wish_of(out: &Outcome, old: &TicketEventStatus) -> Option<(i32, bool)> {
     let st = out.status.as_ref()?;
     let restored =
         st.phase.as_deref() == Some("Completed") && old.phase.as_deref() == Some("Completed");
-    let planned = !restored && !matches!(st.phase.as_deref(), Some("Scheduled" | "Failed"));
+    // postponed (scheduled again after a live pass): the baseline is its opinion
+    let postponed = st.phase.as_deref() == Some("Scheduled")
+        && matches!(
+            old.phase.as_deref(),
+            Some("PreScaling" | "Ready" | "OnSale" | "Draining")
+        )
+        && old.observed_generation != st.observed_generation;
+    let planned =
+        !restored && (postponed || !matches!(st.phase.as_deref(), Some("Scheduled" | "Failed")));
     let limited = st
         .conditions
         .iter()

@@ -7,7 +7,10 @@ use tiketi_crds::{
 };
 
 use super::{Capacity, Note, Outcome, note, spec::baseline, ts};
-use crate::observe::{Autoscaler, Observed};
+use crate::{
+    observe::{Autoscaler, Observed},
+    plan,
+};
 
 /// A write to another autoscaler on the target (`otherAutoscalers: Cooperate`).
 #[derive(Debug, Clone, PartialEq)]
@@ -204,8 +207,16 @@ pub(super) fn cooperate(
 /// want, or to the baseline, hand other autoscalers back, and say so.
 pub(super) fn cleanup(s: &TicketEventSpec, old: &TicketEventStatus, o: &Observed) -> Outcome {
     let mut out = Outcome::nothing();
+    // the wish goes with the restore (or alone when there is nothing to restore)
+    if o.target.is_some() && o.own_wish.is_some() {
+        out.wish = Some(None);
+    }
     out.event_id = s.event_id.parse().ok();
-    out.capacity = out.event_id.map(|_| Capacity::Remove);
+    // the capacity key is the event's: only an active plan that keeps the sale wrote it
+    out.capacity = out
+        .event_id
+        .filter(|_| s.mode == Mode::Active && o.duplicate_of.is_none())
+        .map(|_| Capacity::Remove);
     let applied = matches!(
         old.phase.as_deref(),
         Some(phase::PRE_SCALING | phase::READY | phase::ON_SALE | phase::DRAINING)
@@ -214,7 +225,9 @@ pub(super) fn cleanup(s: &TicketEventSpec, old: &TicketEventStatus, o: &Observed
         return out;
     };
     let others = others_max(o);
-    let restore = others.unwrap_or_else(|| baseline(s)).max(0);
+    let restore = others
+        .unwrap_or_else(|| baseline(s))
+        .max(plan::MIN_TARGET_REPLICAS);
     let why = match others {
         Some(n) => format!("the remaining sales want {n}"),
         None => format!("baseline {}", baseline(s)),

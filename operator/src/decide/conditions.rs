@@ -183,7 +183,10 @@ fn ready(i: &Inputs<'_>) -> (bool, &'static str, String) {
                 i.next.map(ts).unwrap_or_default()
             ),
         ),
-        (_, Some(d), _) if ready >= d => (true, "Warm", format!("{ready}/{d} replicas ready")),
+        // 0/0 is not warm: a sale is never served by no replica
+        (_, Some(d), _) if ready >= d && ready > 0 => {
+            (true, "Warm", format!("{ready}/{d} replicas ready"))
+        }
         (Phase::PreScaling, Some(d), _) => (
             false,
             "Warming",
@@ -194,7 +197,8 @@ fn ready(i: &Inputs<'_>) -> (bool, &'static str, String) {
             "NotWarmInTime",
             format!("{ready}/{d} replicas ready after opening"),
         ),
-        (_, _, _) => (true, "Idle", format!("{ready} replicas ready")),
+        (_, _, _) if ready > 0 => (true, "Idle", format!("{ready} replicas ready")),
+        (_, _, _) => (false, "NoReplicasReady", "no replica ready".into()),
     }
 }
 

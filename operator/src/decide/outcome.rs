@@ -7,7 +7,10 @@ use tiketi_crds::{TicketEventStatus, condition, phase};
 use uuid::Uuid;
 
 use super::AutoscalerPatch;
-use crate::{observe::Observed, status};
+use crate::{
+    observe::{Observed, TargetWish},
+    status,
+};
 
 /// A Kubernetes Event to publish. The Recorder folds events with the same reason and action into one
 /// series, so a scaling decision names its target in the action.
@@ -60,6 +63,21 @@ pub struct Outcome {
     pub capacity: Option<Capacity>,
     pub autoscaler: Option<AutoscalerPatch>,
     pub record: Option<SaleRecord>,
+    /// This event's wish on the target changes (`Some(None)`: removed); written in one fenced
+    /// update with `replicas`.
+    pub wish: Option<Option<TargetWish>>,
+    /// `spec.target` moved away from a Deployment this event's plan held: what gives it back,
+    /// applied first.
+    pub release: Option<Release>,
+}
+
+/// Giving back a Deployment the plan no longer targets: its own replicas, wish and autoscaler
+/// writes and events (as when the TicketEvent is deleted), fenced by `version`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Release {
+    pub target: String,
+    pub version: Option<String>,
+    pub outcome: Box<Outcome>,
 }
 
 impl Outcome {
@@ -74,16 +92,41 @@ impl Outcome {
             capacity: None,
             autoscaler: None,
             record: None,
+            wish: None,
+            release: None,
         }
     }
 }
 
 pub(super) fn invalid(old: &TicketEventStatus, o: &Observed, why: String) -> Outcome {
+    failed(old, o, "InvalidSpec", "invalid spec", why)
+}
+
+/// Another TicketEvent, older, has the same eventId: this one is Failed and writes nothing live
+/// (two plans on one waiting room would publish, and remove, each other's capacity).
+pub(super) fn duplicate(old: &TicketEventStatus, o: &Observed, first: &str) -> Outcome {
+    failed(
+        old,
+        o,
+        "DuplicateEventId",
+        "duplicate eventId",
+        format!("TicketEvent {first} already plans this eventId; delete one of them"),
+    )
+}
+
+/// Phase Failed with the Ready condition saying why, and nothing else done.
+fn failed(
+    old: &TicketEventStatus,
+    o: &Observed,
+    reason: &'static str,
+    what: &str,
+    why: String,
+) -> Outcome {
     let conditions = status::set(
         &old.conditions,
         condition::READY,
         false,
-        "InvalidSpec",
+        reason,
         why.clone(),
         o.generation,
     );
@@ -91,12 +134,12 @@ pub(super) fn invalid(old: &TicketEventStatus, o: &Observed, why: String) -> Out
     out.status = Some(TicketEventStatus {
         phase: Some(phase::FAILED.into()),
         observed_generation: o.generation,
-        summary: Some(format!("invalid spec: {why}")),
+        summary: Some(format!("{what}: {why}")),
         conditions,
         ..old.clone()
     });
     if old.phase.as_deref() != Some(phase::FAILED) {
-        out.events.push(note(true, "InvalidSpec", why));
+        out.events.push(note(true, reason, why));
     }
     out
 }

@@ -41,7 +41,9 @@ pub(super) fn own(
     now: DateTime<Utc>,
 ) -> Own {
     let (ph, next) = plan::phase_at(&p.window, now);
-    let (ready, starting) = o.target.map_or((0, 0), |t| (t.ready, t.starting()));
+    let (ready, starting, warming) = o
+        .target
+        .map_or((0, 0, 0), |t| (t.ready, t.starting(), t.warming()));
     let (f, source) = forecast(s, old, o, ph, now);
     let w = wish::wish(&wish::Inputs {
         s,
@@ -51,7 +53,7 @@ pub(super) fn own(
         phase: ph,
         forecast: &f,
         ready,
-        starting,
+        warming,
         now,
     });
     let budget = s

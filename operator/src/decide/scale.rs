@@ -114,6 +114,8 @@ pub(super) struct CapacityInputs<'a> {
 /// The users for `status.capacityUsers`, and the capacity change to publish.
 pub(super) fn capacity(i: &CapacityInputs<'_>) -> (Option<i64>, Option<Capacity>) {
     // what the waiting room may admit: this event's share of the capacity that is actually ready
+    // `Plan` shows the share in status but writes nothing the live waiting room reads
+    let active = i.s.mode == Mode::Active;
     if i.window && !i.refused {
         let own = i.desired.unwrap_or(0);
         let users = plan::capacity_share(
@@ -122,10 +124,34 @@ pub(super) fn capacity(i: &CapacityInputs<'_>) -> (Option<i64>, Option<Capacity>
             own.saturating_add(others_sum(i.o)),
             i.s.users_per_replica,
         );
-        (Some(users), Some(Capacity::Publish(users)))
-    } else if i.phase == Phase::Completed && i.old.phase.as_deref() != Some(phase::COMPLETED) {
+        (Some(users), active.then_some(Capacity::Publish(users)))
+    } else if active && released(i.phase, i.old, i.o) {
         (None, Some(Capacity::Remove))
     } else {
         (None, None)
     }
+}
+
+/// The plan the last status held is given up this pass: the sale completed, or it was postponed.
+pub(super) fn released(ph: Phase, old: &TicketEventStatus, o: &Observed) -> bool {
+    match ph {
+        Phase::Completed => old.phase.as_deref() != Some(phase::COMPLETED),
+        Phase::Scheduled => postponed(old, o),
+        _ => false,
+    }
+}
+
+/// Scheduled again while the last pass was live, after an edit of the spec (`opensAt` moved later).
+/// A `leadTime: auto` that shrank does not edit the spec: the plan keeps the target until it starts
+/// again rather than scale down and back up.
+pub(super) fn postponed(old: &TicketEventStatus, o: &Observed) -> bool {
+    was_live(old.phase.as_deref()) && o.generation != old.observed_generation
+}
+
+/// A phase in which the plan held the target (pre-scaling to draining).
+pub(super) fn was_live(phase: Option<&str>) -> bool {
+    matches!(
+        phase,
+        Some(phase::PRE_SCALING | phase::READY | phase::ON_SALE | phase::DRAINING)
+    )
 }

@@ -71,11 +71,13 @@ pub fn parse(s: &TicketEventSpec, st: &TicketEventStatus) -> Result<Parsed, Stri
     })
 }
 
+/// What the target goes back to after the sale (never below `MIN_TARGET_REPLICAS`).
 pub(super) fn baseline(s: &TicketEventSpec) -> i32 {
     s.after_sale
         .as_ref()
         .and_then(|a| a.replicas)
         .unwrap_or(s.min_replicas)
+        .max(plan::MIN_TARGET_REPLICAS)
 }
 
 pub fn ts(t: DateTime<Utc>) -> String {

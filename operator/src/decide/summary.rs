@@ -32,12 +32,22 @@ pub(super) struct Facts<'a> {
     pub(super) completed: Option<(i64, Option<i64>)>,
 }
 
-/// "forecast N users, actual peak M" (the SaleCompleted event says the same).
+/// "forecast N users, actual peak demand M (error +E%)" (the SaleCompleted event says the same).
 pub(super) fn forecast_vs_actual(forecast_users: i64, peak_users: Option<i64>) -> String {
+    let error = forecast_error_percent(forecast_users, peak_users)
+        .map_or(String::new(), |e| format!(" (error {e:+}%)"));
     format!(
-        "forecast {forecast_users} users, actual peak {}",
+        "forecast {forecast_users} users, actual peak demand {}{error}",
         peak_users.map_or("unknown".into(), |p| p.to_string())
     )
+}
+
+/// (peak - forecast) / forecast in percent, rounded; `None` without a peak or a forecast.
+pub(crate) fn forecast_error_percent(forecast_users: i64, peak_users: Option<i64>) -> Option<i64> {
+    let peak = peak_users?;
+    (forecast_users > 0).then(|| {
+        ((peak as f64 - forecast_users as f64) * 100.0 / forecast_users as f64).round() as i64
+    })
 }
 
 pub(super) fn summary(f: &Facts<'_>) -> String {

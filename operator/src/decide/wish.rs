@@ -104,9 +104,10 @@ pub(super) struct Inputs<'a> {
     pub(super) o: &'a Observed,
     pub(super) phase: Phase,
     pub(super) forecast: &'a Forecast,
-    /// The target's Ready and starting replicas.
+    /// The target's Ready replicas, and those a scale-up asked for that are still starting (not a
+    /// rollout's surge: `Target::warming`).
     pub(super) ready: i32,
-    pub(super) starting: i32,
+    pub(super) warming: i32,
     pub(super) now: DateTime<Utc>,
 }
 
@@ -119,7 +120,7 @@ pub(super) fn wish(i: &Inputs<'_>) -> Wish {
         phase: ph,
         forecast: f,
         ready,
-        starting,
+        warming,
         now,
     } = i;
     let mut memory = StepMemory {
@@ -134,6 +135,17 @@ pub(super) fn wish(i: &Inputs<'_>) -> Wish {
         drain: None,
     };
     match ph {
+        // the opening moved later while the plan held the target: give it back until pre-scaling
+        Phase::Scheduled if super::scale::postponed(old, o) => plain(
+            Some(p.baseline),
+            0,
+            format!(
+                "postponed: opening moved to {}; back to {} replicas until pre-scaling",
+                ts(p.window.opens),
+                p.baseline
+            ),
+            memory,
+        ),
         Phase::Scheduled => plain(
             None,
             0,
@@ -174,7 +186,7 @@ pub(super) fn wish(i: &Inputs<'_>) -> Wish {
                     .last_decision
                     .as_ref()
                     .and_then(|d| DateTime::parse_from_rfc3339(&d.at).ok());
-                let credit = starting > 0
+                let credit = warming > 0
                     && last_scaled.is_some_and(|t| {
                         (now - t.with_timezone(&Utc)).num_seconds() < WARM_UP_CREDIT_SECS
                     });
@@ -182,7 +194,7 @@ pub(super) fn wish(i: &Inputs<'_>) -> Wish {
                     // warm-up credit: the replicas still starting will serve soon; another step now
                     // would overshoot (the queue cannot shrink before they are Ready)
                     reason = format!(
-                        "{}: waits, warm-up credit: {starting} replica(s) still starting count toward {current}",
+                        "{}: waits, warm-up credit: {warming} replica(s) still starting count toward {current}",
                         step.reason
                     );
                 } else {
