@@ -173,3 +173,62 @@ podAntiAffinity:
             {{- include "tiketi.componentSelectorLabels" (dict "ctx" .ctx "component" .component) | nindent 12 }}
 {{- end -}}
 {{- end -}}
+
+{{/* Namespaces the operator reconciles: operator.watchNamespaces, default the release namespace; ["*"] = all. */}}
+{{- define "tiketi.operator.watchNamespaces" -}}
+{{- $w := .Values.operator.watchNamespaces | default (list .Release.Namespace) }}
+{{- if and (has "*" $w) (gt (len $w) 1) }}
+{{- fail "operator.watchNamespaces: \"*\" (every namespace) stands alone" }}
+{{- end }}
+{{- join "," $w }}
+{{- end }}
+
+{{/* The Secret key the operator's DATABASE_URL comes from. */}}
+{{- define "tiketi.operator.databaseUrlKey" -}}
+{{- if .Values.operator.databaseUrlKey }}{{ .Values.operator.databaseUrlKey }}
+{{- else if .Values.operator.databaseUrl }}OPERATOR_DATABASE_URL
+{{- else }}DATABASE_URL
+{{- end }}
+{{- end }}
+
+{{/* The operator's rules (a ClusterRole's or each watched namespace's Role): only what the enabled
+features use. Context: .Values.operator. */}}
+{{- define "tiketi.operator.rules" -}}
+# Reconcile source: the controller lists and watches TicketEvents. patch: the finalizer
+# (tiketi.io/restore-replicas) that gives the target back when a TicketEvent is deleted mid-sale,
+# added and removed with JSON patches of metadata.finalizers only.
+- apiGroups: ["tiketi.io"]
+  resources: ["ticketevents"]
+  verbs: ["get", "list", "watch", "patch"]
+# Phase, forecast, desired/ready replicas, conditions: server-side apply of the status subresource.
+- apiGroups: ["tiketi.io"]
+  resources: ["ticketevents/status"]
+  verbs: ["patch"]
+# Reads the target's replicas and ready replicas; watches Deployments so a readiness change wakes the
+# TicketEvents that target it. The actuator (patch): one merge patch, conditional on the
+# resourceVersion read, sets spec.replicas together with the sale's wish annotation
+# (wish.tiketi.io/<TicketEvent>), so sales sharing a Deployment decide from one version. RBAC cannot
+# narrow it to Deployments named by TicketEvents (resourceNames are static): who may create
+# TicketEvents in a watched namespace may scale its Deployments through the operator.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "patch"]
+# An HPA or KEDA ScaledObject on the target is detected (reflectors) and reported (TargetConflict).
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch"{{ if .allowCooperate }}, "patch"{{ end }}]
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["get", "list", "watch"{{ if .allowCooperate }}, "patch"{{ end }}]
+{{- if .leadTimeAuto }}
+# operator.leadTimeAuto: `leadTime: auto` measures start-to-Ready of the target's pods (listed by its
+# selector, only while replicas start).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+{{- end }}
+# One Kubernetes Event per decision, on the TicketEvent; patch updates a repeated Event's count.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
