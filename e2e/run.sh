@@ -8,11 +8,17 @@
 #   e2e/run.sh rehearsal  (make rehearsal; needs E2E_REAL_NODE=1) the full-dress sale opening instead of the tests:
 #                         report in target/rehearsal-report.md, non-zero exit on any broken invariant
 #   E2E_KEEP=1            leave the control plane running afterwards
+#   E2E_REPEAT=N          run the selected tests N times on the same cluster (a soak, e.g.
+#                         E2E_REPEAT=10 e2e/run.sh e2e_two_sales); stops at the first failing round
 #   E2E_REAL_NODE=1|0|auto (default 0; auto: 1 when run as root)
 #                         the local control plane with a real node as well (kubelet, kube-proxy, containerd; root):
 #                         the service and operator images are built with Docker (e2e/scripts/images.sh), imported
 #                         into the node, and the chart is installed as a user would (migration Job, probes, PDBs)
 #                         with the service and the operator as real pods; e2e/tests/real_pods.rs runs against them.
+#
+# With the local control plane KEDA's operator runs too (e2e/scripts/keda.sh, a host process like the control plane), so
+# the cooperation tests meet a real ScaledObject and the HPA KEDA makes for it. On an existing cluster the KEDA tests
+# run when KEDA's ScaledObject API is served there (install KEDA first), and skip otherwise.
 #
 # Without the real node (kwok nodes only) no container really runs, so the operator runs as two local processes
 # with the chart's ServiceAccount token; the chart's objects (CRD, RBAC, Deployments whose pods kwok makes Ready)
@@ -23,6 +29,8 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 run_dir=$root/.dev/e2e
 mkdir -p "$run_dir"
+# the tests write the logs of the operator processes they start there, and print them on failure
+export E2E_RUN_DIR=$run_dir
 log() { printf '[e2e +%ss] %s\n' "$SECONDS" "$*" >&2; }
 
 # The real node needs root (bridges, iptables, containerd): opt-in (E2E_REAL_NODE=1, or auto = when root); the
@@ -38,6 +46,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   if [ "${E2E_CLUSTER:-local}" = local ] && [ "${E2E_KEEP:-0}" != 1 ]; then
+    e2e/scripts/keda.sh stop >/dev/null 2>&1 || true
     e2e/scripts/control-plane.sh stop >/dev/null 2>&1 || true
     e2e/scripts/redis.sh stop >/dev/null 2>&1 || true
     if [ "$real_node" = 1 ]; then
@@ -62,10 +71,14 @@ real_node_install() {
   pod_db_url=$(sed -E "s#@127\.0\.0\.1:$pg_port/#@$TIKETI_K8S_NODE_IP:25432/#" <<<"$DATABASE_URL")
   pod_redis_url=redis://$TIKETI_K8S_NODE_IP:26379
   export E2E_POD_DATABASE_URL=$pod_db_url E2E_POD_REDIS_URL=$pod_redis_url
+  # kubectl logs reaches the kubelet, which asks the API server whether the API server's client may
+  # (webhook authorization): grant it as kubeadm does, so failing tests can print the operator pods' logs
+  kubectl create clusterrolebinding e2e-apiserver-kubelet-client --clusterrole=system:kubelet-api-admin \
+    --user=kube-apiserver-kubelet-client --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   log "real node: helm install (migration Job, service and operator pods)"
   local t0=$SECONDS
   helm upgrade --install tiketi charts/tiketi -n "$ns" --wait --wait-for-jobs --timeout 5m \
-    -f e2e/values/real-node.yaml \
+    -f e2e/values/real-node.yaml "${operator_values[@]}" \
     --set service.image.repository="${TIKETI_SERVICE_IMAGE%:*}" --set service.image.tag="${TIKETI_SERVICE_IMAGE##*:}" \
     --set operator.image.repository="${TIKETI_OPERATOR_IMAGE%:*}" --set operator.image.tag="${TIKETI_OPERATOR_IMAGE##*:}" \
     --set externalDatabase.url="$pod_db_url" --set externalRedis.url="$pod_redis_url" \
@@ -108,7 +121,8 @@ is_local_operator() { [[ "$1" == operator-[01] ]]; }
 log "PostgreSQL and Redis"
 eval "$(scripts/deps.sh start)"
 # the suite's own Redis (the rehearsal restarts it), not the development one
-eval "$(e2e/scripts/redis.sh start)"
+suite_redis=$(e2e/scripts/redis.sh start) # fails the run (set -e) if it does not start
+eval "$suite_redis"
 e2e_db=tiketi_e2e
 psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)" -c "CREATE DATABASE $e2e_db" >/dev/null
 DATABASE_URL=${DATABASE_URL%/*}/$e2e_db
@@ -125,11 +139,16 @@ else
   cargo build -q -p tiketi-service -p tiketi-operator
   bin=${CARGO_TARGET_DIR:-$root/target}/debug
   LOG_FORMAT=pretty "$bin/tiketi-service" migrate >/dev/null
+  # the tenancy test runs two more installs of the operator, one per namespace
+  export E2E_OPERATOR_BIN=$bin/tiketi-operator
 fi
 
 if [ "${E2E_CLUSTER:-local}" = local ]; then
   if [ "$real_node" = 1 ]; then log "local control plane with a real node"; else log "local control plane"; fi
   eval "$(TIKETI_K8S_REAL_NODE=$real_node e2e/scripts/control-plane.sh start)"
+  log "KEDA (keda-operator, KEDA's CRDs and RBAC)"
+  e2e/scripts/keda.sh start
+  export E2E_KEDA=1
 else
   log "existing cluster at ${KUBECONFIG:-~/.kube/config}"
 fi
@@ -139,6 +158,11 @@ done
 
 log "chart: lint, deterministic renders, server-side dry run of every template, install"
 ns=tiketi-system
+# the tests make a namespace each and cooperate with HPAs and KEDA, and measure pod start-up: this
+# install watches every namespace with those features on (a narrower one is tested in tenancy)
+# (but not the TicketEvents labelled tiketi.io/tenant: the tenancy test's own installs own those)
+operator_values=(--set 'operator.watchNamespaces={*}' --set 'operator.ticketEventSelector=!tiketi.io/tenant'
+  --set operator.allowCooperate=true --set operator.leadTimeAuto=true)
 # the chart never generates the JWT secret (renders must be deterministic): one per run
 jwt_secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 helm lint charts/tiketi --set secret.jwtSecret="$jwt_secret" >/dev/null
@@ -146,9 +170,9 @@ helm lint charts/tiketi -f charts/tiketi/values-kind.yaml >/dev/null
 e2e/scripts/chart-render.sh
 kubectl apply --server-side -f charts/tiketi/crds/ >/dev/null
 kubectl wait --for=condition=Established crd/ticketevents.tiketi.io --timeout=60s >/dev/null
-# KEDA's ScaledObject API without KEDA (its images cannot be pulled here): the cooperation test pauses one
-kubectl apply --server-side -f e2e/manifests/keda-scaledobject-crd.yaml >/dev/null
-kubectl wait --for=condition=Established crd/scaledobjects.keda.sh --timeout=60s >/dev/null
+if [ "${E2E_CLUSTER:-local}" != local ]; then
+  if kubectl get crd scaledobjects.keda.sh >/dev/null 2>&1; then export E2E_KEDA=1; else export E2E_KEDA=0; fi
+fi
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 helm template tiketi charts/tiketi -n "$ns" --set externalDatabase.url="$DATABASE_URL" --set externalRedis.url="$REDIS_URL" \
   --set secret.jwtSecret="$jwt_secret" --set grafanaDashboard.enabled=true | kubectl apply --dry-run=server -n "$ns" -f - >/dev/null
@@ -158,7 +182,7 @@ if [ "$real_node" = 1 ]; then
 else
   helm upgrade --install tiketi charts/tiketi -n "$ns" --wait --timeout 3m \
     --set externalDatabase.url="$DATABASE_URL" --set externalRedis.url="$REDIS_URL" --set secret.jwtSecret="$jwt_secret" \
-    --set migrations.job.enabled=false >/dev/null
+    --set migrations.job.enabled=false "${operator_values[@]}" >/dev/null
 fi
 
 log "the operator's ServiceAccount token (for the RBAC test)"
@@ -180,6 +204,7 @@ export E2E_OPERATOR_NAMESPACE=$ns
 for i in 0 1; do
   [ "$real_node" = 1 ] && break
   KUBECONFIG=$E2E_OPERATOR_KUBECONFIG POD_NAMESPACE=$ns POD_NAME="operator-$i" METRICS_ADDR="127.0.0.1:1808$i" \
+    WATCH_NAMESPACES='*' TICKET_EVENT_SELECTOR='!tiketi.io/tenant' ALLOW_COOPERATE=true LEAD_TIME_AUTO=true \
     LOG_FORMAT=pretty "$bin/tiketi-operator" >"$run_dir/operator-$i.log" 2>&1 &
   pids+=($!)
 done
@@ -196,5 +221,10 @@ if [ "${1:-}" = rehearsal ]; then
   exit 0
 fi
 log "tests"
-cargo test -p tiketi-e2e -- --ignored --test-threads=4 --nocapture "$@"
+# --no-fail-fast: a failure in the kwok tests still runs the real-pod tests (every failure in one run)
+repeat=${E2E_REPEAT:-1}
+for ((round = 1; round <= repeat; round++)); do
+  [ "$repeat" = 1 ] || log "round $round of $repeat"
+  cargo test -p tiketi-e2e --no-fail-fast -- --ignored --test-threads=4 --nocapture "$@"
+done
 log "passed"

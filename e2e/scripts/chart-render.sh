@@ -6,7 +6,11 @@
 #   - outside dev mode the JWT secret is required; in dev mode the Secret has none (the service's dev
 #     secret, the same on every replica);
 #   - changing the secret changes the pod templates' checksum, so pods roll instead of running with
-#     two secrets.
+#     two secrets;
+#   - the operator reconciles the release namespace only unless told otherwise, with a Role there
+#     (a ClusterRole only for watchNamespaces ["*"]), and its rules carry pods list and HPA/ScaledObject
+#     patch only when leadTimeAuto / allowCooperate ask for them;
+#   - the dev Redis has a maxmemory (with noeviction).
 # Usage: e2e/scripts/chart-render.sh   (helm on PATH, or HELM=/path/to/helm)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -44,4 +48,33 @@ checksums() { grep 'checksum/secret' | sort -u; }
 render "${prod[@]}" --set secret.jwtSecret="$secret_b" >"$tmp/prod.b"
 [ "$(checksums <"$tmp/prod.1")" != "$(checksums <"$tmp/prod.b")" ] || fail "a new JWT secret does not change checksum/secret"
 [ "$(checksums <"$tmp/prod.1" | wc -l)" -ge 1 ] || fail "no checksum/secret on the pod templates"
-echo "chart-render: renders deterministic, JWT secret required outside dev, checksum rolls pods"
+# tenancy and least privilege (the operator's rules in the default prod render)
+prod1=$tmp/prod.1
+grep -q 'kind: ClusterRole$' "$prod1" && fail "the default render grants cluster-wide rules (watchNamespaces is the release namespace)"
+grep -A1 'name: WATCH_NAMESPACES' "$prod1" | grep -q 'value: "tiketi"' || fail "the operator does not watch the release namespace only by default"
+grep -q 'name: tiketi-operator-reconcile' "$prod1" || fail "no Role for the watched namespace"
+grep -q 'resources: \["pods"\]' "$prod1" && fail "pods list granted without operator.leadTimeAuto"
+grep -A1 -E 'resources: \["(horizontalpodautoscalers|scaledobjects)"\]' "$prod1" | grep -q '"patch"' &&
+  fail "HPA/ScaledObject patch granted without operator.allowCooperate"
+# the actuator is one patch of the Deployment (replicas + the sale's wish annotation): nothing more on it,
+# and nothing on its /scale subresource
+grep -A1 'resources: \["deployments"\]' "$prod1" | grep -q 'verbs: \["get", "list", "watch", "patch"\]' ||
+  fail "deployments is not exactly get, list, watch, patch"
+grep -q 'deployments/scale' "$prod1" && fail "deployments/scale granted (the operator patches the Deployment)"
+render "${prod[@]}" --set secret.jwtSecret="$secret_a" --set 'operator.watchNamespaces={a,b}' >"$tmp/two"
+for ns in a b; do
+  grep -B3 "namespace: $ns\$" "$tmp/two" | grep -q 'name: tiketi-operator-reconcile' || fail "no Role in watched namespace $ns"
+done
+grep -q 'kind: ClusterRole$' "$tmp/two" && fail "named namespaces got a ClusterRole"
+render "${prod[@]}" --set secret.jwtSecret="$secret_a" --set 'operator.watchNamespaces={*}' \
+  --set operator.allowCooperate=true --set operator.leadTimeAuto=true >"$tmp/all"
+grep -q 'kind: ClusterRole$' "$tmp/all" || fail "watchNamespaces * without a ClusterRole"
+grep -q 'resources: \["pods"\]' "$tmp/all" || fail "operator.leadTimeAuto without pods list"
+[ "$(grep -A1 -E 'resources: \["(horizontalpodautoscalers|scaledobjects)"\]' "$tmp/all" | grep -c '"patch"')" -ge 2 ] ||
+  fail "operator.allowCooperate without HPA and ScaledObject patch"
+if out=$(render "${prod[@]}" --set secret.jwtSecret="$secret_a" --set 'operator.watchNamespaces={a,*}' 2>&1); then
+  fail "watchNamespaces mixing * with names rendered"
+fi
+grep -q -- '"--maxmemory", "' "$tmp/dev.1" || fail "the dev Redis has no maxmemory"
+
+echo "chart-render: renders deterministic, JWT secret required outside dev, checksum rolls pods, operator scoped and least-privilege"

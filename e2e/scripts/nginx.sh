@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # nginx (Debian's) in front of the chart's service pods, as an ingress controller puts it: it proxies straight to
 # the pods' endpoints (read from the Service's EndpointSlices, re-read while it runs, like ingress-nginx), upgrades
-# WebSockets, sets X-Forwarded-For (the chart's TRUSTED_PROXIES names the address it connects from) and keeps a
-# client on one pod (hash of the client address: Engine.IO long-polling needs every request of a session to reach
-# the pod that holds it; WebSocket clients do not care).
+# WebSockets, sets X-Forwarded-For to the client's address and drops a client's Forwarded (TRUSTED_PROXIES names the
+# address nginx connects from) and keeps a client on one pod (hash of the client address: Engine.IO long-polling
+# needs every request of a session to reach the pod that holds it; WebSocket clients do not care).
 #
 #   e2e/scripts/nginx.sh start NAMESPACE SERVICE   render the config, start nginx, and a loop that follows the
 #                                                  endpoints (reloads nginx when they change); prints E2E_NGINX_URL
@@ -88,7 +88,11 @@ http {
       proxy_set_header Upgrade \$http_upgrade;
       proxy_set_header Connection \$connection_upgrade;
       proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      # The edge proxy: the client's address is the peer it sees. It owns X-Forwarded-For (set, not
+      # appended: nothing in front of it is trusted) and drops a client's Forwarded, which the service
+      # ignores anyway (TRUSTED_PROXY_HEADER=x-forwarded-for) but a proxy must not pass on as if vouched.
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header Forwarded "";
       proxy_set_header X-Forwarded-Proto \$scheme;
       # ingress-nginx's defaults: a request in flight to a pod killed without a goodbye (its address just
       # vanishes, no RST) is answered 504 (or retried elsewhere if idempotent) after 60 s instead of hanging

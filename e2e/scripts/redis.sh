@@ -7,7 +7,9 @@
 #   e2e/scripts/redis.sh stop
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-port=${TIKETI_E2E_REDIS_PORT:-56380}
+# below 32768: a port in the ephemeral range (32768-60999) can be taken by any outgoing connection's
+# local end, and the bind then fails
+port=${TIKETI_E2E_REDIS_PORT:-26380}
 dir=$root/target/e2e-redis
 
 log() { printf '[e2e-redis] %s\n' "$*" >&2; }

@@ -13,7 +13,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, ResourceExt,
-    api::{ApiResource, DeleteParams, DynamicObject, ListParams, PostParams},
+    api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
 use tiketi_crds::TicketEvent;
@@ -216,6 +216,17 @@ async fn e2e_crd_is_served_and_bad_ticket_events_are_rejected() {
             spec(id, "A", hour, hour, json!({ "opensAt": "next friday" })),
             "opensAt must be RFC 3339",
         ),
+        (
+            "no-budget-room",
+            spec(
+                id,
+                "A",
+                hour,
+                hour,
+                json!({ "connectionBudget": { "maxConnections": 100, "poolPerReplica": 10, "reserved": 95 } }),
+            ),
+            "connectionBudget must leave room for minReplicas",
+        ),
     ];
     for (name, spec, message) in cases {
         let err = create_te(&client, &ns, name, spec).await.expect_err(name);
@@ -230,6 +241,53 @@ async fn e2e_crd_is_served_and_bad_ticket_events_are_rejected() {
     create_te(&client, &ns, "good", spec(id, "A", hour, hour, json!({})))
         .await
         .expect("a valid TicketEvent is accepted");
+    // once the operator has the sale live, its target cannot change (the old one would stay at sale
+    // size); other fields can
+    create_te(
+        &client,
+        &ns,
+        "live",
+        spec(
+            Uuid::new_v4(),
+            "A",
+            -chrono::Duration::minutes(1),
+            hour,
+            json!({}),
+        ),
+    )
+    .await
+    .expect("a live TicketEvent is accepted");
+    until(Duration::from_secs(30), "the live sale OnSale", || async {
+        status(&client, &ns, "live").await["phase"] == "OnSale"
+    })
+    .await;
+    let tickets = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        &ns,
+        &ApiResource::erase::<TicketEvent>(&()),
+    );
+    let moved = tickets
+        .patch(
+            "live",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({ "spec": { "target": { "kind": "Deployment", "name": "other" } } }),
+            ),
+        )
+        .await
+        .expect_err("target change refused while live");
+    assert!(
+        matches!(&moved, kube::Error::Api(s) if s.code == 422 && s.message.contains("target is immutable")),
+        "{moved}"
+    );
+    tickets
+        .patch(
+            "live",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "artist": "B" } })),
+        )
+        .await
+        .expect("other fields stay editable");
     Api::<Namespace>::all(client)
         .delete(&ns, &DeleteParams::default())
         .await
@@ -388,7 +446,7 @@ async fn e2e_queue_depth_scales_out_and_back_then_restores_the_baseline() {
 
     // what the service's traffic sampler would have written for this sale
     let db = sqlx::PgPool::connect(&env("DATABASE_URL")).await.unwrap();
-    sqlx::query("INSERT INTO traffic_logs (event_id, artist_name, minute, concurrent_users, queue_users, replicas) VALUES ($1, 'E2E QUEUE', date_trunc('minute', now()), 4321, 6000, 3)")
+    sqlx::query("INSERT INTO traffic_logs (event_id, artist_name, minute, concurrent_users, queue_users, replicas, demand_users) VALUES ($1, 'E2E QUEUE', date_trunc('minute', now()), 4321, 6000, 3, 9000)")
         .bind(event)
         .execute(&db)
         .await
@@ -424,9 +482,10 @@ async fn e2e_queue_depth_scales_out_and_back_then_restores_the_baseline() {
     let st = status(&client, &ns, "sale").await;
     assert_eq!(st["peakQueueDepth"], 6000);
     assert_eq!(
-        st["peakActualUsers"], 4321,
-        "actual peak recorded against the forecast"
+        st["peakActualUsers"], 9000,
+        "actual peak demand (distinct users on the page or queued) recorded against the forecast"
     );
+    assert_eq!(st["forecastErrorPercent"], 500, "(9000 - 1500) / 1500");
     let (forecast, actual): (i32, Option<i32>) = sqlx::query_as(
         "SELECT forecast_users, actual_peak_users FROM sale_forecasts WHERE event_id = $1",
     )
@@ -434,7 +493,7 @@ async fn e2e_queue_depth_scales_out_and_back_then_restores_the_baseline() {
     .fetch_one(&db)
     .await
     .unwrap();
-    assert_eq!((forecast, actual), (1500, Some(4321)));
+    assert_eq!((forecast, actual), (1500, Some(9000)));
     let events: Vec<String> = Api::<CoreEvent>::namespaced(client.clone(), &ns)
         .list(&ListParams::default())
         .await
@@ -748,15 +807,12 @@ async fn e2e_operator_service_account_is_sufficient_and_not_broader() {
 
 #[tokio::test]
 #[ignore = "needs a cluster: run e2e/run.sh"]
-async fn e2e_cooperate_raises_an_hpa_and_pauses_a_scaled_object_for_the_window_then_hands_them_back()
- {
+async fn e2e_cooperate_raises_an_hpa_for_the_window_then_hands_it_back() {
     use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
     let client = admin().await;
     let ns = namespace(&client, "cooperate").await;
     let svc = deployment(&client, &ns, "svc", 1).await;
-    deployment(&client, &ns, "keda-svc", 1).await;
-    // An HPA (min 1) on svc, driven by kube-controller-manager's HPA controller; a KEDA ScaledObject on
-    // keda-svc (the API only: no KEDA controller acts on it here).
+    // An HPA (min 1) on svc, driven by kube-controller-manager's HPA controller.
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
     let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
         "metadata": { "name": "svc" },
@@ -769,54 +825,31 @@ async fn e2e_cooperate_raises_an_hpa_and_pauses_a_scaled_object_for_the_window_t
     }))
     .unwrap();
     hpas.create(&PostParams::default(), &hpa).await.unwrap();
-    let so_resource = ApiResource::from_gvk_with_plural(
-        &kube::api::GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject"),
-        "scaledobjects",
-    );
-    let scaled_objects: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &ns, &so_resource);
-    let so: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
-        "metadata": { "name": "keda-svc" },
-        "spec": {
-            "scaleTargetRef": { "name": "keda-svc" },
-            "minReplicaCount": 1, "maxReplicaCount": 6,
-            "triggers": [{ "type": "cpu", "metricType": "Utilization", "metadata": { "value": "70" } }],
-        }
-    }))
-    .unwrap();
-    scaled_objects
-        .create(&PostParams::default(), &so)
-        .await
-        .expect("the ScaledObject API is served (e2e/manifests/keda-scaledobject-crd.yaml)");
 
-    // Two sales without history, in pre-scaling at once, open for 40 s, no after-sale hold:
+    // A sale without history, in pre-scaling at once, open for 40 s, no after-sale hold:
     // fallbackExpectedUsers 4500 / 1500 users per replica.
-    for (name, target) in [("hpa-sale", "svc"), ("keda-sale", "keda-svc")] {
-        create_te(
-            &client,
-            &ns,
-            name,
-            spec(
-                Uuid::new_v4(),
-                &format!("E2E cooperate {}", Uuid::new_v4().simple()),
-                chrono::Duration::seconds(15),
-                chrono::Duration::seconds(40),
-                json!({
-                    "target": { "kind": "Deployment", "name": target },
-                    "leadTime": "60s",
-                    "fallbackExpectedUsers": 4500,
-                    "otherAutoscalers": "Cooperate",
-                    "afterSale": { "hold": "0s" },
-                }),
-            ),
-        )
-        .await
-        .unwrap();
-    }
+    create_te(
+        &client,
+        &ns,
+        "hpa-sale",
+        spec(
+            Uuid::new_v4(),
+            &format!("E2E cooperate {}", Uuid::new_v4().simple()),
+            chrono::Duration::seconds(15),
+            chrono::Duration::seconds(40),
+            json!({
+                "leadTime": "60s",
+                "fallbackExpectedUsers": 4500,
+                "otherAutoscalers": "Cooperate",
+                "afterSale": { "hold": "0s" },
+            }),
+        ),
+    )
+    .await
+    .unwrap();
 
     // During the window: the HPA's minReplicas is raised to the sale's wish and the HPA controller (not the
-    // operator's /scale) brings svc there; the ScaledObject is paused at the wish with KEDA's annotation.
+    // operator's /scale) brings svc there.
     until(
         Duration::from_secs(30),
         "the HPA raised to the wish",
@@ -845,13 +878,509 @@ async fn e2e_cooperate_raises_an_hpa_and_pauses_a_scaled_object_for_the_window_t
         || async { replicas(&svc, "svc").await.0 == wish },
     )
     .await;
+    let st = status(&client, &ns, "hpa-sale").await;
+    assert_eq!(
+        condition(&st, "TargetConflict"),
+        (Some("False"), Some("Cooperating")),
+        "{st}"
+    );
+    assert!(
+        st["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("until the sale ends")),
+        "the summary says what it did to the other autoscaler: {}",
+        st["summary"]
+    );
+
+    // After the sale: the HPA's minReplicas is handed back as it was.
+    until(
+        Duration::from_secs(90),
+        "the HPA's minReplicas restored",
+        || async {
+            let h = hpas.get("svc").await.unwrap();
+            h.spec.as_ref().and_then(|s| s.min_replicas) == Some(1)
+                && !h
+                    .annotations()
+                    .contains_key("tiketi.io/original-min-replicas")
+        },
+    )
+    .await;
+    let reasons = event_reasons(&client, &ns).await;
+    assert!(reasons.iter().any(|r| r == "Cooperating"), "{reasons:?}");
+    assert!(!reasons.iter().any(|r| r == "Scaled"), "{reasons:?}");
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .ok();
+}
+
+/// Where the e2e run keeps its logs (`.dev/e2e`).
+fn run_dir() -> std::path::PathBuf {
+    std::env::var("E2E_RUN_DIR").map_or_else(
+        |_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dev/e2e"),
+        Into::into,
+    )
+}
+
+/// Operator logs a test prints when it fails (a timeout included), so the failure says what the
+/// operators did meanwhile: log files of local processes, or the operator pods of a namespace.
+enum Logs {
+    File(std::path::PathBuf),
+    Pods(String),
+    /// The TicketEvents and Deployments of a namespace, as stored.
+    Objects(String),
+}
+
+/// The suite's own operators: the chart's pods on the real node, else the two local processes.
+fn suite_operator_logs() -> Vec<Logs> {
+    if std::env::var("E2E_REAL_NODE").as_deref() == Ok("1") {
+        return vec![Logs::Pods(env("E2E_OPERATOR_NAMESPACE"))];
+    }
+    (0..2)
+        .map(|i| Logs::File(run_dir().join(format!("operator-{i}.log"))))
+        .collect()
+}
+
+struct LogsOnFailure(Vec<Logs>);
+
+impl Drop for LogsOnFailure {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for logs in &self.0 {
+            match logs {
+                Logs::File(path) => {
+                    let text = std::fs::read_to_string(path).unwrap_or_else(|e| e.to_string());
+                    let lines: Vec<&str> = text.lines().collect();
+                    let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+                    eprintln!("---- {} (last 80 lines) ----\n{tail}", path.display());
+                }
+                Logs::Objects(ns) => {
+                    let text =
+                        kubectl(&["-n", ns, "get", "ticketevents,deployments", "-o", "yaml"]);
+                    eprintln!("---- TicketEvents and Deployments in {ns} ----\n{text}");
+                }
+                Logs::Pods(ns) => {
+                    let pods = kubectl(&[
+                        "-n",
+                        ns,
+                        "get",
+                        "pods",
+                        "-l",
+                        "app.kubernetes.io/component=operator",
+                        "-o",
+                        "name",
+                    ]);
+                    for pod in pods.lines() {
+                        for previous in ["--previous=false", "--previous=true"] {
+                            let logs = kubectl(&["-n", ns, "logs", pod, "--tail=80", previous]);
+                            eprintln!("---- {ns}/{pod} ({previous}) ----\n{logs}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `kubectl ARGS`: its output, or why not (diagnostics only).
+fn kubectl(args: &[&str]) -> String {
+    std::process::Command::new("kubectl")
+        .args(args)
+        .output()
+        .map_or_else(
+            |e| e.to_string(),
+            |o| {
+                String::from_utf8_lossy(&o.stdout).into_owned()
+                    + &String::from_utf8_lossy(&o.stderr)
+            },
+        )
+}
+
+/// An operator install of its own, acting on namespace `ns` only (the chart's default) and on the
+/// TicketEvents labelled `tiketi.io/tenant`, with its own Lease.
+enum Install {
+    /// E2E_OPERATOR_BIN (the kwok run): a local process with identity `identity`, its log in
+    /// .dev/e2e; killed when dropped (the child is held for that).
+    Local {
+        _process: Box<tokio::process::Child>,
+        identity: String,
+    },
+    /// The real node: a second release of the chart in `ns`, its operator pods from the image the
+    /// node already holds (its namespace goes with the test's).
+    Release,
+}
+
+impl Install {
+    /// The identities its Events and Lease carry.
+    async fn identities(&self, client: &Client, ns: &str) -> Vec<String> {
+        match self {
+            Install::Local { identity, .. } => vec![identity.clone()],
+            Install::Release => {
+                Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns)
+                    .list(&ListParams::default().labels("app.kubernetes.io/component=operator"))
+                    .await
+                    .unwrap()
+                    .items
+                    .iter()
+                    .map(ResourceExt::name_any)
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Starts an install for `ns`, if this run can: (the install, where its logs are); None without
+/// E2E_OPERATOR_BIN and without the real node's operator image.
+async fn operator_install(ns: &str, identity: &str) -> Option<(Install, Logs)> {
+    if let Ok(bin) = std::env::var("E2E_OPERATOR_BIN") {
+        let log = run_dir().join(format!("{identity}-{ns}.log"));
+        let file = std::fs::File::create(&log).expect("the install's log file");
+        let child = tokio::process::Command::new(bin)
+            .env("POD_NAMESPACE", ns)
+            .env("POD_NAME", identity)
+            .env("LEASE_NAME", "tenant-operator")
+            .env("WATCH_NAMESPACES", "")
+            .env("TICKET_EVENT_SELECTOR", "tiketi.io/tenant")
+            .env("METRICS_ADDR", "127.0.0.1:0")
+            .env("LOG_FORMAT", "pretty")
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start an operator");
+        return Some((
+            Install::Local {
+                _process: Box::new(child),
+                identity: identity.into(),
+            },
+            Logs::File(log),
+        ));
+    }
+    if std::env::var("E2E_REAL_NODE").as_deref() != Ok("1") {
+        return None;
+    }
+    let image = env("TIKETI_OPERATOR_IMAGE");
+    let (repository, tag) = image
+        .rsplit_once(':')
+        .expect("TIKETI_OPERATOR_IMAGE is repo:tag");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let started = std::time::Instant::now();
+    let out = tokio::process::Command::new("helm")
+        .current_dir(&root)
+        .args([
+            "install",
+            "tenant",
+            "charts/tiketi",
+            "-n",
+            ns,
+            "--skip-crds",
+            "--wait",
+        ])
+        .args(["--timeout", "2m", "-f", "e2e/values/real-node.yaml"])
+        .args([
+            "--set",
+            "service.enabled=false",
+            "--set",
+            "migrations.job.enabled=false",
+        ])
+        .args(["--set", "operator.ticketEventSelector=tiketi.io/tenant"])
+        .args([
+            "--set",
+            "operator.useDatabase=false",
+            "--set",
+            "operator.useRedis=false",
+        ])
+        .args(["--set", &format!("operator.image.repository={repository}")])
+        .args(["--set", &format!("operator.image.tag={tag}")])
+        .output()
+        .await
+        .expect("run helm");
+    let logs = Logs::Pods(ns.into());
+    if !out.status.success() {
+        let _print = LogsOnFailure(vec![logs]);
+        panic!(
+            "helm install in {ns}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eprintln!(
+        "install {identity}: release tenant in {ns}, operator pods Ready after {:.1?}",
+        started.elapsed()
+    );
+    Some((Install::Release, logs))
+}
+
+/// A sale in its pre-scaling window with its target scaled: `PreScaling`, then `Ready` as soon as
+/// the pre-scaled replicas are all Ready — which kwok makes them at once, so `PreScaling` alone may
+/// not outlast one poll (a test waiting for it alone timed out although the install had pre-scaled).
+fn pre_scaled(status: &Value) -> bool {
+    status["phase"] == "PreScaling" || status["phase"] == "Ready"
+}
+
+/// Two installs, one per namespace (the chart's default: the release namespace only): each
+/// reconciles its own TicketEvent and target, and never touches the other's — no finalizer, no
+/// status, no scale, no Event.
+#[tokio::test]
+#[ignore = "needs a cluster: run e2e/run.sh"]
+async fn e2e_two_installs_in_two_namespaces_each_reconcile_only_their_own() {
+    let client = admin().await;
+    let mut logs = LogsOnFailure(suite_operator_logs());
+    let (ns_a, ns_b) = (
+        namespace(&client, "tenant-a").await,
+        namespace(&client, "tenant-b").await,
+    );
+    logs.0.push(Logs::Objects(ns_a.clone()));
+    logs.0.push(Logs::Objects(ns_b.clone()));
+    let svc_a = deployment(&client, &ns_a, "svc", 1).await;
+    let svc_b = deployment(&client, &ns_b, "svc", 1).await;
+    // labelled from the start: the suite's own install (selector !tiketi.io/tenant) leaves them alone
+    let ar = ApiResource::erase::<TicketEvent>(&());
+    for ns in [&ns_a, &ns_b] {
+        let te: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "tiketi.io/v1alpha1", "kind": "TicketEvent",
+            "metadata": { "name": "sale", "labels": { "tiketi.io/tenant": "e2e" } },
+            "spec": spec(
+                Uuid::new_v4(),
+                "Tenant",
+                chrono::Duration::minutes(10),
+                chrono::Duration::hours(1),
+                json!({ "fallbackExpectedUsers": 6000 }),
+            ),
+        }))
+        .unwrap();
+        Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
+            .create(&PostParams::default(), &te)
+            .await
+            .unwrap();
+    }
+    let Some((install_a, logs_a)) = operator_install(&ns_a, "tenant-a").await else {
+        eprintln!("neither E2E_OPERATOR_BIN nor the real node's operator image: skipped");
+        return;
+    };
+    logs.0.push(logs_a);
+    until(
+        Duration::from_secs(60),
+        "install A pre-scales A",
+        || async {
+            replicas(&svc_a, "svc").await.0 == 4
+                && pre_scaled(&status(&client, &ns_a, "sale").await)
+        },
+    )
+    .await;
+    let te_b = Api::<TicketEvent>::namespaced(client.clone(), &ns_b)
+        .get("sale")
+        .await
+        .unwrap();
+    assert!(te_b.status.is_none(), "install A wrote B's status");
+    assert!(
+        te_b.finalizers().is_empty(),
+        "install A took B's TicketEvent"
+    );
+    assert_eq!(
+        replicas(&svc_b, "svc").await.0,
+        1,
+        "install A scaled B's target"
+    );
+
+    let (install_b, logs_b) = operator_install(&ns_b, "tenant-b").await.unwrap();
+    logs.0.push(logs_b);
+    until(
+        Duration::from_secs(60),
+        "install B pre-scales B",
+        || async {
+            replicas(&svc_b, "svc").await.0 == 4
+                && pre_scaled(&status(&client, &ns_b, "sale").await)
+        },
+    )
+    .await;
+    // every Event of each namespace comes from its own install
+    for (ns, install) in [(&ns_a, &install_a), (&ns_b, &install_b)] {
+        let me = install.identities(&client, ns).await;
+        let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap();
+        let instances: Vec<_> = events
+            .items
+            .iter()
+            .filter(|e| e.reporting_controller.as_deref() == Some("tiketi-operator"))
+            .map(|e| e.reporting_instance.clone().unwrap_or_default())
+            .collect();
+        assert!(!instances.is_empty(), "no Event in {ns}");
+        assert!(
+            instances.iter().all(|i| me.contains(i)),
+            "Events in {ns} from {instances:?}, not only from its own install {me:?}"
+        );
+    }
+    // namespace deletion is not held up by the finalizers: each install lets go of its TicketEvent
+    // once the target is being deleted too. A release in the namespace would be deleted with it
+    // (its pods, its RBAC): it is given its TicketEvent back first, as `helm uninstall` would need.
+    for (ns, install) in [(&ns_a, &install_a), (&ns_b, &install_b)] {
+        if matches!(install, Install::Release) {
+            let tes = Api::<TicketEvent>::namespaced(client.clone(), ns);
+            tes.delete("sale", &DeleteParams::default()).await.unwrap();
+            until(
+                Duration::from_secs(60),
+                "the release's TicketEvent restored and gone",
+                || async { tes.get_opt("sale").await.is_ok_and(|t| t.is_none()) },
+            )
+            .await;
+        }
+    }
+    for ns in [&ns_a, &ns_b] {
+        Api::<Namespace>::all(client.clone())
+            .delete(ns, &DeleteParams::default())
+            .await
+            .ok();
+    }
+    for ns in [&ns_a, &ns_b] {
+        let tes = Api::<TicketEvent>::namespaced(client.clone(), ns);
+        until(
+            Duration::from_secs(60),
+            "the TicketEvent gone with its namespace",
+            || async { tes.get_opt("sale").await.is_ok_and(|t| t.is_none()) },
+        )
+        .await;
+    }
+}
+
+/// A condition's (status, reason) in a TicketEvent status.
+fn condition<'a>(st: &'a Value, kind: &str) -> (Option<&'a str>, Option<&'a str>) {
+    st["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
+        .map(|c| (c["status"].as_str(), c["reason"].as_str()))
+        .unwrap_or_default()
+}
+
+/// KEDA runs (e2e/run.sh sets E2E_KEDA=1 when it started keda-operator, or found KEDA on an existing cluster);
+/// without it the KEDA tests say they are skipped and pass.
+fn keda_runs(test: &str) -> bool {
+    let runs = std::env::var("E2E_KEDA").as_deref() == Ok("1");
+    if !runs {
+        eprintln!(
+            "{test}: skipped: no KEDA in this cluster (e2e/run.sh starts it on the local control plane)"
+        );
+    }
+    runs
+}
+
+/// A Deployment with a KEDA ScaledObject on it (cpu trigger, 1-6 replicas), once KEDA itself (e2e/scripts/keda.sh
+/// runs keda-operator) has made its HPA, `keda-hpa-<name>`, owned by the ScaledObject. A cpu trigger's HPA uses a
+/// Resource metric, so no KEDA metrics API server is needed.
+async fn keda_scaled(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> (
+    Api<DynamicObject>,
+    Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>,
+) {
+    deployment(client, ns, name, 1).await;
+    let so_resource = ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject"),
+        "scaledobjects",
+    );
+    let scaled_objects: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &so_resource);
+    let so: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": { "name": name },
+        "spec": {
+            "scaleTargetRef": { "name": name },
+            "minReplicaCount": 1, "maxReplicaCount": 6,
+            "triggers": [{ "type": "cpu", "metricType": "Utilization", "metadata": { "value": "70" } }],
+        }
+    }))
+    .unwrap();
+    scaled_objects
+        .create(&PostParams::default(), &so)
+        .await
+        .expect("the ScaledObject API is served (KEDA's CRDs, e2e/scripts/keda.sh)");
+    let hpas = Api::namespaced(client.clone(), ns);
+    let keda_hpa = format!("keda-hpa-{name}");
+    until(
+        Duration::from_secs(60),
+        "KEDA to create its HPA for the ScaledObject (is keda-operator running?)",
+        || async {
+            hpas.get_opt(&keda_hpa).await.unwrap().is_some_and(
+                |h: k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler| {
+                    h.owner_references()
+                        .iter()
+                        .any(|o| o.kind == "ScaledObject" && o.name == name)
+                },
+            )
+        },
+    )
+    .await;
+    (scaled_objects, hpas)
+}
+
+/// The operator never writes to KEDA's HPA: KEDA would revert it (and deletes it while paused).
+async fn assert_keda_hpa_untouched(
+    hpas: &Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>,
+    name: &str,
+) {
+    if let Some(h) = hpas.get_opt(name).await.unwrap() {
+        assert!(
+            !h.annotations()
+                .contains_key("tiketi.io/original-min-replicas"),
+            "the operator wrote to KEDA's HPA {name}: {:?}",
+            h.metadata.annotations
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: run e2e/run.sh"]
+async fn e2e_cooperate_pauses_a_real_keda_scaled_object_never_its_hpa_then_hands_it_back() {
+    if !keda_runs("keda cooperate") {
+        return;
+    }
+    let mut keda_log = LogsOnFailure(suite_operator_logs());
+    keda_log.0.push(Logs::File(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dev/keda/keda-operator.log"),
+    ));
+    let client = admin().await;
+    let ns = namespace(&client, "keda-coop").await;
+    let (scaled_objects, hpas) = keda_scaled(&client, &ns, "svc").await;
+    let svc: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+
+    // A sale without history, in pre-scaling at once, open for 40 s, no after-sale hold:
+    // fallbackExpectedUsers 4500 / 1500 users per replica.
+    create_te(
+        &client,
+        &ns,
+        "keda-sale",
+        spec(
+            Uuid::new_v4(),
+            &format!("E2E keda cooperate {}", Uuid::new_v4().simple()),
+            chrono::Duration::seconds(15),
+            chrono::Duration::seconds(40),
+            json!({
+                "leadTime": "60s",
+                "fallbackExpectedUsers": 4500,
+                "otherAutoscalers": "Cooperate",
+                "afterSale": { "hold": "0s" },
+            }),
+        ),
+    )
+    .await
+    .unwrap();
+
+    // During the window: the ScaledObject is paused at the wish with KEDA's annotation, and KEDA (not the
+    // operator's /scale) brings svc there.
     until(
         Duration::from_secs(30),
         "the ScaledObject paused at the wish",
         || async {
+            assert_keda_hpa_untouched(&hpas, "keda-hpa-svc").await;
             let st = status(&client, &ns, "keda-sale").await;
             let want = st["desiredReplicas"].as_i64().unwrap_or(0);
-            let so = scaled_objects.get("keda-svc").await.unwrap();
+            let so = scaled_objects.get("svc").await.unwrap();
             let ann = so.annotations();
             want > 1
                 && ann.get("autoscaling.keda.sh/paused-replicas") == Some(&want.to_string())
@@ -861,57 +1390,139 @@ async fn e2e_cooperate_raises_an_hpa_and_pauses_a_scaled_object_for_the_window_t
         },
     )
     .await;
-    for sale in ["hpa-sale", "keda-sale"] {
-        let st = status(&client, &ns, sale).await;
-        let conflict = st["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "TargetConflict")
-            .cloned()
-            .unwrap_or_default();
-        assert_eq!(
-            (conflict["status"].as_str(), conflict["reason"].as_str()),
-            (Some("False"), Some("Cooperating")),
-            "{sale}: {conflict}"
-        );
-        assert!(
-            st["summary"]
-                .as_str()
-                .is_some_and(|s| s.contains("until the sale ends")),
-            "{sale}: the summary says what it did to the other autoscaler: {}",
-            st["summary"]
-        );
-    }
-    // The operator never scaled keda-svc itself: KEDA (paused) owns it.
+    let wish = status(&client, &ns, "keda-sale").await["desiredReplicas"]
+        .as_i64()
+        .unwrap_or(0);
+    until(
+        Duration::from_secs(60),
+        "KEDA to hold svc at the paused replica count",
+        || async {
+            let so = scaled_objects.get("svc").await.unwrap();
+            replicas(&svc, "svc").await.0 as i64 == wish
+                && so.data["status"]["pausedReplicaCount"].as_i64() == Some(wish)
+        },
+    )
+    .await;
+    let st = status(&client, &ns, "keda-sale").await;
     assert_eq!(
-        replicas(&Api::namespaced(client.clone(), &ns), "keda-svc")
-            .await
-            .0,
-        1
+        condition(&st, "TargetConflict"),
+        (Some("False"), Some("Cooperating")),
+        "{st}"
+    );
+    assert_eq!(
+        (
+            st["autoscaler"]["kind"].as_str(),
+            st["autoscaler"]["name"].as_str()
+        ),
+        (Some("ScaledObject"), Some("svc")),
+        "{st}"
+    );
+    assert!(
+        st["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("until the sale ends")),
+        "the summary says what it did to the ScaledObject: {}",
+        st["summary"]
     );
 
-    // After the sale: the HPA's minReplicas and the ScaledObject are handed back as they were.
+    // After the sale: the pause is lifted and KEDA takes over again with its HPA, as it was.
     until(
         Duration::from_secs(90),
-        "the HPA's minReplicas restored and the pause lifted",
+        "the pause lifted and KEDA's HPA back",
         || async {
-            let h = hpas.get("svc").await.unwrap();
-            let so = scaled_objects.get("keda-svc").await.unwrap();
-            h.spec.as_ref().and_then(|s| s.min_replicas) == Some(1)
-                && !h
-                    .annotations()
-                    .contains_key("tiketi.io/original-min-replicas")
-                && !so
-                    .annotations()
-                    .contains_key("autoscaling.keda.sh/paused-replicas")
+            assert_keda_hpa_untouched(&hpas, "keda-hpa-svc").await;
+            let so = scaled_objects.get("svc").await.unwrap();
+            !so.annotations()
+                .contains_key("autoscaling.keda.sh/paused-replicas")
                 && !so.annotations().contains_key("tiketi.io/paused-by")
+                && hpas
+                    .get_opt("keda-hpa-svc")
+                    .await
+                    .unwrap()
+                    .is_some_and(|h| h.spec.as_ref().and_then(|s| s.min_replicas) == Some(1))
         },
     )
     .await;
     let reasons = event_reasons(&client, &ns).await;
     assert!(reasons.iter().any(|r| r == "Cooperating"), "{reasons:?}");
     assert!(!reasons.iter().any(|r| r == "Scaled"), "{reasons:?}");
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .ok();
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: run e2e/run.sh"]
+async fn e2e_report_names_a_real_keda_scaled_object_as_the_conflict_and_never_scales() {
+    if !keda_runs("keda report") {
+        return;
+    }
+    let client = admin().await;
+    let ns = namespace(&client, "keda-report").await;
+    let (scaled_objects, hpas) = keda_scaled(&client, &ns, "svc").await;
+    let svc: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+
+    // The same sale as above with the default policy, Report: it would want 3 replicas.
+    create_te(
+        &client,
+        &ns,
+        "keda-sale",
+        spec(
+            Uuid::new_v4(),
+            &format!("E2E keda report {}", Uuid::new_v4().simple()),
+            chrono::Duration::seconds(15),
+            chrono::Duration::seconds(40),
+            json!({
+                "leadTime": "60s",
+                "fallbackExpectedUsers": 4500,
+                "afterSale": { "hold": "0s" },
+            }),
+        ),
+    )
+    .await
+    .unwrap();
+    until(
+        Duration::from_secs(30),
+        "the conflict with the ScaledObject reported",
+        || async {
+            let st = status(&client, &ns, "keda-sale").await;
+            st["phase"] == "PreScaling"
+                && condition(&st, "TargetConflict") == (Some("True"), Some("ScaledObject"))
+        },
+    )
+    .await;
+    let st = status(&client, &ns, "keda-sale").await;
+    assert_eq!(
+        (
+            st["autoscaler"]["kind"].as_str(),
+            st["autoscaler"]["name"].as_str()
+        ),
+        (Some("ScaledObject"), Some("svc")),
+        "{st}"
+    );
+    // Through the opening, when it would have scaled: svc, the ScaledObject and KEDA's HPA are left alone.
+    until(Duration::from_secs(45), "the sale to open", || async {
+        assert_keda_hpa_untouched(&hpas, "keda-hpa-svc").await;
+        status(&client, &ns, "keda-sale").await["phase"] == "OnSale"
+    })
+    .await;
+    assert_eq!(replicas(&svc, "svc").await.0, 1);
+    let so = scaled_objects.get("svc").await.unwrap();
+    assert!(
+        !so.annotations()
+            .contains_key("autoscaling.keda.sh/paused-replicas"),
+        "{:?}",
+        so.metadata.annotations
+    );
+    let h = hpas.get("keda-hpa-svc").await.unwrap();
+    assert_eq!(h.spec.as_ref().and_then(|s| s.min_replicas), Some(1));
+    let reasons = event_reasons(&client, &ns).await;
+    assert!(reasons.iter().any(|r| r == "TargetConflict"), "{reasons:?}");
+    assert!(
+        !reasons.iter().any(|r| r == "Scaled" || r == "Cooperating"),
+        "{reasons:?}"
+    );
     Api::<Namespace>::all(client)
         .delete(&ns, &DeleteParams::default())
         .await

@@ -6,8 +6,12 @@
 
 mod cluster;
 mod faults;
+mod hostile;
+mod operator;
 mod proxy;
 mod rehearsal;
 mod scaling;
 mod sockets;
 mod support;
+mod timeline;
+mod verdicts;

@@ -250,14 +250,19 @@ pub async fn next_text(ws: &mut Ws) -> Option<String> {
 
 /// Waits for the event `name`; returns its payload.
 pub async fn wait_event(ws: &mut Ws, name: &str) -> Value {
+    next_event(ws, name)
+        .await
+        .unwrap_or_else(|| panic!("connection ended before {name}"))
+}
+
+/// The payload of the next event `name`; None when the connection ended first.
+pub async fn next_event(ws: &mut Ws, name: &str) -> Option<Value> {
     let prefix = format!("42[\"{name}\"");
     loop {
-        let m = next_text(ws)
-            .await
-            .unwrap_or_else(|| panic!("connection ended before {name}"));
+        let m = next_text(ws).await?;
         if m.starts_with(&prefix) {
-            let mut parts: Vec<Value> = serde_json::from_str(&m[2..]).unwrap();
-            return parts.swap_remove(1);
+            let mut parts: Vec<Value> = serde_json::from_str(&m[2..]).ok()?;
+            return (parts.len() > 1).then(|| parts.swap_remove(1));
         }
     }
 }
@@ -420,4 +425,244 @@ pub async fn dependency_status(
     all["checks"][dependency]["status"]
         .as_str()
         .map(str::to_string)
+}
+
+/// A Socket.IO WebSocket through the proxy at `base` from the client address `source` (nginx balances by
+/// it), before any Engine.IO packet; or why not.
+pub async fn ws_from(base: &str, source: &str) -> Result<Ws, String> {
+    let url = format!(
+        "{}/socket.io/?EIO=4&transport=websocket",
+        base.replacen("http", "ws", 1)
+    );
+    let proxy: std::net::SocketAddr = base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .map_err(|e| format!("proxy address {base}: {e}"))?;
+    let tcp = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    tcp.bind(std::net::SocketAddr::new(
+        source.parse().map_err(|e| format!("{source}: {e}"))?,
+        0,
+    ))
+    .map_err(|e| format!("bind {source}: {e}"))?;
+    let tcp = tcp
+        .connect(proxy)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let (ws, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+            .await
+            .map_err(|e| format!("upgrade: {e}"))?;
+    Ok(ws)
+}
+
+/// A fresh namespace for one test (the suite's operator pods watch every namespace).
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let name = format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    name
+}
+
+pub async fn delete_namespace(client: &Client, ns: &str) {
+    Api::<Namespace>::all(client.clone())
+        .delete(ns, &DeleteParams::default())
+        .await
+        .ok();
+}
+
+/// A Deployment on the kwok nodes (pods Ready at once, nothing runs): a target the operator pods scale
+/// quickly, without the real node's pod start-up.
+pub async fn kwok_deployment(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    replicas: i32,
+) -> Api<Deployment> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": {
+                    "containers": [{ "name": "app", "image": "registry.k8s.io/pause:3.10" }],
+                    "tolerations": [{ "key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule" }]
+                }
+            }
+        }
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &d)
+        .await
+        .expect("create deployment");
+    api
+}
+
+/// `kubectl ARGS` (run.sh puts it on PATH); its stdout, or its stderr as the error.
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("kubectl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("kubectl: {e}"))?;
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Prints the operator pods' logs (current and previous containers) when the test fails, so a
+/// timeout says what the operator did meanwhile.
+pub struct OperatorLogsOnFailure(pub String);
+
+impl Drop for OperatorLogsOnFailure {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        eprintln!("{}", operator_logs(&self.0));
+        let lease =
+            kubectl(&["-n", &self.0, "get", "lease", "-o", "wide"], None).unwrap_or_else(|e| e);
+        eprintln!("---- leases in {} ----\n{lease}", self.0);
+    }
+}
+
+/// The last lines of every operator pod's log in `ns`, and of its previous container (a restart).
+pub fn operator_logs(ns: &str) -> String {
+    let names = kubectl(
+        &[
+            "-n",
+            ns,
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/component=operator",
+            "-o",
+            "name",
+        ],
+        None,
+    )
+    .unwrap_or_else(|e| e);
+    let mut out = String::new();
+    for pod in names.lines() {
+        for previous in ["--previous=false", "--previous=true"] {
+            let logs = kubectl(&["-n", ns, "logs", pod, "--tail=80", previous], None)
+                .unwrap_or_else(|e| e);
+            out.push_str(&format!("---- {ns}/{pod} ({previous}) ----\n{logs}\n"));
+        }
+    }
+    out
+}
+
+/// Prints the TicketEvents and Deployments of a test's namespace when the test fails.
+pub struct ObjectsOnFailure(pub String);
+
+impl Drop for ObjectsOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let ns = &self.0;
+            let objects = kubectl(
+                &["-n", ns, "get", "ticketevents,deployments", "-o", "yaml"],
+                None,
+            )
+            .unwrap_or_else(|e| e);
+            eprintln!("---- TicketEvents and Deployments in {ns} ----\n{objects}");
+        }
+    }
+}
+
+/// The leading operator pod of the release (Lease holder, Ready) and a Ready standby.
+pub async fn leader_and_standby(client: &Client, ns: &str) -> (String, String) {
+    let leases = Api::<Lease>::namespaced(client.clone(), ns);
+    until(
+        Duration::from_secs(60),
+        "a leading operator pod and a Ready standby",
+        || async {
+            let holder = leases
+                .get("tiketi-operator")
+                .await
+                .ok()?
+                .spec?
+                .holder_identity?;
+            let list = pods(client, ns, "operator").await;
+            list.iter()
+                .find(|p| p.name_any() == holder && is_ready(p))?;
+            let standby = list
+                .iter()
+                .find(|p| p.name_any() != holder && is_ready(p))?;
+            Some((holder, standby.name_any()))
+        },
+    )
+    .await
+}
+
+/// The host pid of the operator process of pod `pod` (the real node's containers are host
+/// processes; the pod name is in its environment as POD_NAME).
+pub fn operator_pid(pod: &str) -> Option<u32> {
+    let needle = format!("POD_NAME={pod}\0");
+    std::fs::read_dir("/proc").ok()?.find_map(|e| {
+        let e = e.ok()?;
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        // the image starts it through a symlink (entrypoint): its comm says so, its exe does not
+        let exe = std::fs::read_link(e.path().join("exe")).ok()?;
+        if !exe.to_string_lossy().ends_with("tiketi-operator") {
+            return None;
+        }
+        let environ = std::fs::read(e.path().join("environ")).ok()?;
+        environ
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+            .then_some(pid)
+    })
+}
+
+/// Sends `signal` (e.g. "STOP", "CONT") to host process `pid`; false when it is gone.
+pub fn signal(pid: u32, signal: &str) -> bool {
+    std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+pub fn restarts(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .map_or(0, |c| c.restart_count)
+}
+
+/// A Redis client on the suite's Redis, and the keys under the prefix the pods use.
+pub async fn redis() -> (fred::prelude::Client, tiketi_core::keys::Keys) {
+    use fred::prelude::ClientLike;
+    let redis = fred::prelude::Builder::from_config(
+        fred::prelude::Config::from_url(&env("REDIS_URL")).unwrap(),
+    )
+    .build()
+    .unwrap();
+    redis.init().await.unwrap();
+    let keys = tiketi_core::keys::Keys::new(
+        std::env::var("REDIS_PREFIX").unwrap_or_else(|_| tiketi_core::keys::DEFAULT_PREFIX.into()),
+    );
+    (redis, keys)
 }
