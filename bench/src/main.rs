@@ -1,4 +1,4 @@
-//! `tiketi-bench`: the load generator and benchmark driver (issue 6, DESIGN.md §6). It starts the
+//! `tiketi-bench`: the load generator and benchmark driver (docs/design.md §6). It starts the
 //! servers itself (TIKETI release binary, and the Node socket.io reference for side-by-side
 //! ratios), seeds PostgreSQL, drives raw Engine.IO/Socket.IO clients from several agent processes
 //! and loopback source addresses, and prints a table (and JSON) of figures against the targets.
@@ -23,7 +23,7 @@ use crate::{report::Report, servers::Env};
 #[derive(Parser)]
 #[command(
     name = "tiketi-bench",
-    about = "Benchmarks TIKETI against DESIGN.md §6 and a Node socket.io reference"
+    about = "Benchmarks TIKETI against docs/design.md §6 and a Node socket.io reference"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -47,10 +47,14 @@ pub enum Scenario {
     Fanout,
     /// Seat-hold storm on distinct seats, then racers per seat.
     Holds,
+    /// An opening: most buyers click a few hot seats of a large map; won and lost answers.
+    Hotseats,
     /// Waiting-room join burst, admission and position updates.
     Queue,
     /// GET /api/events and /api/events/:id throughput and latency.
     Rest,
+    /// Anonymous readers of the largest seat map while holds run: reads/s, holds' p99.
+    Herd,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -59,7 +63,7 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "connections,fanout,holds,queue,rest"
+        default_value = "connections,fanout,holds,hotseats,queue,rest,herd"
     )]
     pub scenarios: Vec<Scenario>,
     /// Socket.IO clients for connections and fanout.
@@ -93,7 +97,13 @@ pub struct Args {
     pub race_seats: usize,
     #[arg(long, default_value_t = 10)]
     pub racers: usize,
-    /// HTTP requests in flight for holds and queue joins.
+    /// Holds of the hot-seat scenario, each by a distinct buyer (90 % on 3 % of the seats).
+    #[arg(long, default_value_t = 20_000)]
+    pub hot_holds: usize,
+    /// Seats of the hot-seat scenario's map.
+    #[arg(long, default_value_t = 20_000)]
+    pub hot_map_seats: usize,
+    /// HTTP requests in flight for holds (every scenario) and queue joins.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
     /// Waiting-room joins in the burst.
@@ -102,6 +112,12 @@ pub struct Args {
     /// Socket clients in the waiting room receiving position updates.
     #[arg(long, default_value_t = 5_000)]
     pub queue_waiters: usize,
+    /// Holds alone, then as many beside the seat-map readers (herd).
+    #[arg(long, default_value_t = 1_000)]
+    pub herd_holds: usize,
+    /// Seat-map readers looping during the herd's holds.
+    #[arg(long, default_value_t = 64)]
+    pub herd_readers: usize,
     /// Seconds per REST endpoint.
     #[arg(long, default_value_t = 10)]
     pub rest_seconds: u64,
@@ -213,11 +229,17 @@ async fn drive(args: Args) -> Result<()> {
     if ctx.wants(Scenario::Holds) {
         scenarios::holds::run(&mut ctx).await?;
     }
+    if ctx.wants(Scenario::Hotseats) {
+        scenarios::hotseats::run(&mut ctx).await?;
+    }
     if ctx.wants(Scenario::Queue) {
         scenarios::queue::run(&mut ctx).await?;
     }
     if ctx.wants(Scenario::Rest) {
         scenarios::rest::run(&mut ctx).await?;
+    }
+    if ctx.wants(Scenario::Herd) {
+        scenarios::herd::run(&mut ctx).await?;
     }
     let table = ctx.report.table();
     println!("\n{table}");

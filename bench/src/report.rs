@@ -12,7 +12,7 @@ pub struct Row {
     pub tiketi: Option<f64>,
     pub node: Option<f64>,
     pub unit: String,
-    /// The DESIGN.md §6 target in words, when there is one.
+    /// The docs/design.md §6 target in words, when there is one.
     pub target: Option<String>,
     /// Whether tiketi meets it.
     pub met: Option<bool>,

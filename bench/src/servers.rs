@@ -111,7 +111,8 @@ fn tiketi(env: &Env, port: u16) -> Result<Child> {
         .env("RUST_LOG", "warn")
         // every simulated user comes from the loopback: per-IP limits would measure themselves
         .env("RESERVE_RATE_LIMIT_PER_IP_PER_MINUTE", "0")
-        .env("QUEUE_CHECK_RATE_LIMIT_PER_IP_PER_MINUTE", "0");
+        .env("QUEUE_CHECK_RATE_LIMIT_PER_IP_PER_MINUTE", "0")
+        .env("SOCKET_HANDSHAKES_PER_ADDRESS_PER_MINUTE", "0");
     for (k, v) in &env.service_env {
         cmd.env(k, v);
     }

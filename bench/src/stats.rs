@@ -26,6 +26,11 @@ impl Latencies {
         self.0.saturating_record(v);
     }
 
+    /// Records one measured duration.
+    pub fn record(&mut self, took: std::time::Duration) {
+        self.record_us(i64::try_from(took.as_micros()).unwrap_or(i64::MAX));
+    }
+
     pub fn merge(&mut self, other: &Latencies) {
         self.0.add(&other.0).ok();
     }

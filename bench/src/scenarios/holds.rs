@@ -35,22 +35,25 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     order.shuffle(&mut rand::rng());
     let cpu_before = CpuSplit::now(&stack.pids());
     let started = Instant::now();
-    let results: Vec<(u16, Duration)> = stream::iter(order)
-        .map(|i| hold(&http, &url, &tokens[i], event, seats[i]))
-        .buffer_unordered(ctx.args.concurrency)
-        .collect()
-        .await;
+    let results = storm(
+        &http,
+        &url,
+        event,
+        order.iter().map(|&i| (tokens[i].as_str(), seats[i])),
+        ctx.args.concurrency,
+    )
+    .await;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = CpuSplit::now(&stack.pids()).since(cpu_before);
     let mut lat = Latencies::default();
     let mut ok = 0usize;
     let mut errors = std::collections::BTreeMap::<u16, usize>::new();
-    for (status, took) in &results {
-        lat.record_us(i64::try_from(took.as_micros()).unwrap_or(i64::MAX));
-        if *status == 201 {
+    for a in &results {
+        lat.record(a.took);
+        if a.status == 201 {
             ok += 1;
         } else {
-            *errors.entry(*status).or_default() += 1;
+            *errors.entry(a.status).or_default() += 1;
         }
     }
     let s_lat = lat.summary();
@@ -96,7 +99,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
             async move {
                 let racers = (0..r).map(|j| hold(http, url, &tokens[h + k * r + j], event, *seat));
                 let answers = futures::future::join_all(racers).await;
-                (k, answers.into_iter().map(|(st, _)| st).collect())
+                (k, answers.into_iter().map(|a| a.status).collect())
             }
         })
         .buffer_unordered((ctx.args.concurrency / r.max(1)).max(1))
@@ -143,29 +146,64 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-/// One `POST /api/seats/reserve` of one seat: its status (0 if no answer) and how long it took.
+/// Sends every (buyer's token, seat) hold, `concurrency` in flight; the answers in the holds' order.
+pub async fn storm<'a>(
+    http: &reqwest::Client,
+    url: &str,
+    event: Uuid,
+    holds: impl Iterator<Item = (&'a str, Uuid)>,
+    concurrency: usize,
+) -> Vec<Answer> {
+    let mut answers: Vec<(usize, Answer)> = stream::iter(holds.enumerate())
+        .map(|(i, (token, seat))| async move { (i, hold(http, url, token, event, seat).await) })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    answers.sort_unstable_by_key(|(i, _)| *i);
+    answers.into_iter().map(|(_, a)| a).collect()
+}
+
+/// One answer to a hold.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// 0 if no answer came.
+    pub status: u16,
+    /// The `code` of a refusal's body (e.g. `SEAT_TAKEN`).
+    pub code: Option<String>,
+    pub took: Duration,
+}
+
+/// One `POST /api/seats/reserve` of one seat.
 pub async fn hold(
     http: &reqwest::Client,
     url: &str,
     token: &str,
     event: Uuid,
     seat: Uuid,
-) -> (u16, Duration) {
+) -> Answer {
     let started = Instant::now();
-    let status = http
+    let sent = http
         .post(url)
         .bearer_auth(token)
         .json(&json!({ "eventId": event, "seatIds": [seat] }))
         .send()
         .await;
-    let status = match status {
+    let (status, code) = match sent {
         // read the body so the connection goes back to the pool
         Ok(r) => {
-            let s = r.status().as_u16();
-            r.bytes().await.ok();
-            s
+            let status = r.status().as_u16();
+            let body = r.bytes().await.unwrap_or_default();
+            let code = (status >= 400)
+                .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+                .flatten()
+                .and_then(|v| v.get("code")?.as_str().map(str::to_string));
+            (status, code)
         }
-        Err(_) => 0,
+        Err(_) => (0, None),
     };
-    (status, started.elapsed())
+    Answer {
+        status,
+        code,
+        took: started.elapsed(),
+    }
 }

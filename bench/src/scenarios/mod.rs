@@ -1,4 +1,6 @@
+pub mod herd;
 pub mod holds;
+pub mod hotseats;
 pub mod queue;
 pub mod realtime;
 pub mod rest;

@@ -92,7 +92,9 @@ async fn during_holds(ctx: &mut Ctx, stack: &Stack, secs: u64, conns: usize) -> 
                 tick.tick().await;
                 let (http, url) = (http.clone(), hold_url.clone());
                 inflight.spawn(async move {
-                    super::holds::hold(&http, &url, &token, event, seat).await.0
+                    super::holds::hold(&http, &url, &token, event, seat)
+                        .await
+                        .status
                 });
             }
             let (mut ok, mut other) = (0u64, 0u64);
