@@ -22,7 +22,7 @@ test: deps ## run every test (unit, API against real PostgreSQL and Redis)
 chaos: deps ## fault injection on three real replicas (replica SIGKILL, Redis restart); prints target/chaos-report.md
 	@scripts/chaos.sh
 
-bench: deps ## benchmarks against DESIGN.md §6 and a Node socket.io reference (≈10 min; BENCH_ARGS="--clients 19000")
+bench: deps ## benchmarks against docs/design.md §6 and a Node socket.io reference (≈10 min; BENCH_ARGS="--clients 19000")
 	@scripts/bench.sh $(BENCH_ARGS)
 
 e2e: ## e2e on a real Kubernetes API server (local control plane built with Go; E2E_REAL_NODE=1: real pods on a kubelet node, root; E2E_CLUSTER=existing for kind)
@@ -35,11 +35,12 @@ crd: ## regenerate the TicketEvent CRD yaml (and the chart's copy)
 	cargo run -q -p tiketi-crds --bin crdgen > crds/ticketevent.yaml
 	cp crds/ticketevent.yaml charts/tiketi/crds/ticketevent.yaml
 
-lint: ## formatting and clippy, as CI runs them
-	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+check: ## the static checks exactly as CI runs them: format, clippy, docs, generated artefacts, dependencies, scripts
+	@scripts/check.sh
+
+lint: check
 
 stop: ## stop the local PostgreSQL and Redis
 	@$(DEPS) stop
 
-.PHONY: help deps run test chaos bench e2e rehearsal crd lint stop
+.PHONY: help deps run test chaos bench e2e rehearsal crd check lint stop

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks (DESIGN.md §6, docs/benchmarks.md): installs what is missing (wrk from apt, the Node
+# Benchmarks (docs/design.md §6, docs/benchmarks.md): installs what is missing (wrk from apt, the Node
 # reference server's pinned packages), builds the release binaries, runs tiketi-bench against
 # servers it starts itself on loopback, prints the table and writes target/bench/results.{json,md}.
 # Flags pass through, e.g. `scripts/bench.sh --clients 19000 --scenarios connections`.
