@@ -18,13 +18,12 @@ use tiketi_crds::TicketEvent;
 
 use crate::{
     Result,
-    controller::{Context, MANAGER},
+    context::{
+        Context, KEDA_PAUSED_REPLICAS, MANAGER, ORIGINAL_MIN_ANNOTATION, PAUSED_BY_ANNOTATION,
+        WRITTEN_BY_ANNOTATION, wish_key,
+    },
     decide::{AutoscalerPatch, Capacity, Note, Outcome},
     metrics::{DecisionLabels, ErrorLabels, EventLabels},
-    observe::{
-        KEDA_PAUSED_REPLICAS, ORIGINAL_MIN_ANNOTATION, PAUSED_BY_ANNOTATION, WRITTEN_BY_ANNOTATION,
-        wish_key,
-    },
     signals,
 };
 

@@ -3,28 +3,28 @@
 //! applies it. Everything is recomputed from the spec, the clock and what is observed, so restarts
 //! lose nothing. A finalizer gives the target back when a TicketEvent is deleted mid-sale.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use k8s_openapi::api::{apps::v1::Deployment, autoscaling::v2::HorizontalPodAutoscaler};
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, Client, ResourceExt,
-    api::{DynamicObject, ListParams},
+    api::ListParams,
     runtime::{
         Controller, WatchStreamExt,
         controller::Action,
         events::{Recorder, Reporter},
         finalizer::{self, Event as Finalizer},
-        reflector::{self, ObjectRef, Store},
+        reflector::{self, ObjectRef},
         watcher,
     },
 };
 use tiketi_crds::{OtherAutoscalers, TicketEvent};
-use tokio::sync::Mutex;
 
 use crate::{
     Error, Result, act,
     clock::Clock,
+    context::{Allow, Context, FINALIZER, MANAGER, Stores},
     decide,
     health::Health,
     leader::Fence,
@@ -33,87 +33,8 @@ use crate::{
     scope::{self, Scope},
 };
 
-pub const MANAGER: &str = "tiketi-operator";
-/// Held while the operator may still have to give the target back.
-pub const FINALIZER: &str = "tiketi.io/restore-replicas";
-
 /// How soon a pass whose scale found the target changed runs again.
 pub const RETRY_STALE: Duration = Duration::from_millis(200);
-
-/// How long a pass waits for the stores to hold a first complete list before it fails (and is
-/// retried with backoff): deciding without them would miss a sibling sale or an HPA on the target.
-pub const STORES_READY_WITHIN: Duration = Duration::from_secs(30);
-
-/// What the reconciler reads without asking the API server each pass.
-#[derive(Clone)]
-pub struct Stores {
-    pub tickets: Store<TicketEvent>,
-    pub hpas: Store<HorizontalPodAutoscaler>,
-    pub scaled_objects: Store<DynamicObject>,
-    /// Whether ScaledObjects are served (KEDA installed) at start: only then is their store waited for.
-    pub keda: bool,
-}
-
-impl Stores {
-    /// Until each store has had a complete list: a pass on a half-filled store would miss an HPA
-    /// driving the target (and scale against it) or a sibling sale (and scale below its wish).
-    pub async fn ready(&self) -> Result<()> {
-        let all = async {
-            self.tickets.wait_until_ready().await?;
-            self.hpas.wait_until_ready().await?;
-            if self.keda {
-                self.scaled_objects.wait_until_ready().await?;
-            }
-            Ok::<_, kube::runtime::reflector::store::WriterDropped>(())
-        };
-        match tokio::time::timeout(STORES_READY_WITHIN, all).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(Error::StoresNotReady),
-        }
-    }
-}
-
-pub struct Context {
-    pub client: Client,
-    pub recorder: Recorder,
-    pub db: Option<sqlx::PgPool>,
-    pub redis: Option<fred::clients::Pool>,
-    pub keys: tiketi_core::keys::Keys,
-    pub metrics: Arc<Metrics>,
-    pub stores: Stores,
-    /// consecutive failures per object, for exponential backoff (kube has no per-object backoff)
-    pub failures: Mutex<HashMap<ObjectRef<TicketEvent>, u32>>,
-    /// Leadership: every write asks it first, and a pass ends when it is lost.
-    pub fence: Fence,
-    /// The API server's time (phases, cooldowns, capacity timestamps).
-    pub clock: Arc<Clock>,
-    pub allow: Allow,
-    /// This replica's identity (its Lease holder name): recorded on each target write
-    /// (`WRITTEN_BY_ANNOTATION`), so who scaled a Deployment last can be told after a takeover.
-    pub identity: String,
-}
-
-/// What this install may do beyond reading and scaling (its RBAC grants exactly these).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Allow {
-    /// `otherAutoscalers: Cooperate`: patch HPAs and ScaledObjects. Without it such a TicketEvent is
-    /// treated as `Report` (its status says so).
-    pub cooperate: bool,
-    /// `leadTime: auto`: list the target's pods to measure their start-up. Without it `auto` keeps
-    /// its default lead time.
-    pub pod_starts: bool,
-}
-
-impl Context {
-    /// Before each write of a pass: still leading, or the pass stops here.
-    pub fn fence(&self) -> Result<()> {
-        if self.fence.leads() {
-            Ok(())
-        } else {
-            Err(Error::NotLeading)
-        }
-    }
-}
 
 /// One pass on a TicketEvent as the API server stores it now.
 async fn pass(te: Arc<TicketEvent>, ctx: &Context, deleting: bool) -> Result<Action> {

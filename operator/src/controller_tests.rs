@@ -71,7 +71,7 @@ async fn reconcile_adds_the_finalizer_before_anything_else() {
     let mut te = ticket_event("new", Duration::minutes(10));
     te.metadata.finalizers = None;
     let mut finalized = te.clone();
-    finalized.metadata.finalizers = Some(vec![crate::controller::FINALIZER.into()]);
+    finalized.metadata.finalizers = Some(vec![crate::context::FINALIZER.into()]);
     let (result, _) = reconcile_scripted(
         &te,
         World::new(),

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tiketi_crds::{TicketEvent, TicketEventSpec, TicketEventStatus};
 
 use crate::{
-    controller::{Context, FINALIZER, Stores},
+    context::{Context, FINALIZER, Stores},
     metrics::Metrics,
 };
 
@@ -347,7 +347,7 @@ pub fn context_with(
         failures: Default::default(),
         fence,
         clock,
-        allow: crate::controller::Allow {
+        allow: crate::context::Allow {
             cooperate: true,
             pod_starts: true,
         },
@@ -421,7 +421,7 @@ pub fn deployment_named(
                     until: until.clone(),
                 };
                 (
-                    crate::observe::wish_key(name),
+                    crate::context::wish_key(name),
                     serde_json::to_string(&w).unwrap(),
                 )
             })
@@ -432,7 +432,7 @@ pub fn deployment_named(
 
 /// The wish annotation a call wrote for TicketEvent `name` (`Some(Null)`: removed).
 pub fn written_wish(call: &Call, name: &str) -> Option<Value> {
-    let v = call.body["metadata"]["annotations"].get(crate::observe::wish_key(name))?;
+    let v = call.body["metadata"]["annotations"].get(crate::context::wish_key(name))?;
     Some(match v.as_str() {
         Some(s) => serde_json::from_str(s).unwrap(),
         None => Value::Null,

@@ -2,6 +2,7 @@
 
 pub mod act;
 pub mod clock;
+pub mod context;
 pub mod controller;
 #[cfg(test)]
 mod controller_tests;

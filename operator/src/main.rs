@@ -136,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
         fence,
         clock: clock.clone(),
         health: health.clone(),
-        allow: controller::Allow {
+        allow: tiketi_operator::context::Allow {
             cooperate: cfg.allow_cooperate,
             pod_starts: cfg.lead_time_auto,
         },

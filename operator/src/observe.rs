@@ -17,19 +17,16 @@ use kube::{
 use tiketi_core::rules::OutflowRecord;
 use tiketi_crds::{LEAD_TIME_AUTO, Mode, TicketEvent, phase};
 
-use crate::{Result, controller::Context, decide, plan::SalePeak, signals};
-
-/// Annotation on an HPA whose `minReplicas` the operator raised: the value to restore.
-pub const ORIGINAL_MIN_ANNOTATION: &str = "tiketi.io/original-min-replicas";
-/// KEDA's pause annotation: the ScaledObject holds the target at this many replicas.
-pub const KEDA_PAUSED_REPLICAS: &str = "autoscaling.keda.sh/paused-replicas";
-/// Set beside KEDA's annotation, so only a pause the operator made is lifted by it.
-pub const PAUSED_BY_ANNOTATION: &str = "tiketi.io/paused-by";
-/// On a target: the identity (Lease holder name) of the replica that last wrote its replicas or a
-/// wish, in the same fenced update.
-pub const WRITTEN_BY_ANNOTATION: &str = "tiketi.io/written-by";
-/// KEDA's label on the HPA it creates for a ScaledObject.
-pub const KEDA_SCALED_OBJECT_LABEL: &str = "scaledobject.keda.sh/name";
+use crate::{
+    Result,
+    context::{
+        Context, KEDA_PAUSED_REPLICAS, KEDA_SCALED_OBJECT_LABEL, ORIGINAL_MIN_ANNOTATION,
+        PAUSED_BY_ANNOTATION, WISH_ANNOTATION_PREFIX, wish_key,
+    },
+    decide,
+    plan::SalePeak,
+    signals,
+};
 
 /// The outcome of one read outside Kubernetes.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,12 +96,6 @@ pub struct Sibling {
     pub unsure: bool,
 }
 
-/// Annotations on the target: one per live sale, its wish. Written in the same resourceVersion-fenced
-/// update as the replicas, so a pass reads every sibling's wish at exactly the version of the
-/// replicas it decides from (a wish read from the TicketEvents' status would lag the scale it came
-/// with, and one sale could undo another's fresh scale-up).
-pub const WISH_ANNOTATION_PREFIX: &str = "wish.tiketi.io/";
-
 /// One sale's wish on the target, until its window ends (a TicketEvent removed without its
 /// finalizer cannot hold the target up for longer).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -118,21 +109,6 @@ impl TargetWish {
     fn live_at(&self, now: DateTime<Utc>) -> bool {
         DateTime::parse_from_rfc3339(&self.until).is_ok_and(|u| u > now)
     }
-}
-
-/// The annotation key of TicketEvent `name`'s wish (an annotation name is at most 63 characters:
-/// longer names are cut and made unique by a hash).
-pub fn wish_key(name: &str) -> String {
-    const MAX: usize = 63;
-    if name.len() <= MAX {
-        return format!("{WISH_ANNOTATION_PREFIX}{name}");
-    }
-    // FNV-1a: stable across builds and platforms
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    let head = name[..MAX - 9].trim_end_matches(['-', '.']);
-    format!("{WISH_ANNOTATION_PREFIX}{head}-{:08x}", hash as u32)
 }
 
 /// The wishes recorded on a target, by annotation key.

@@ -11,10 +11,7 @@ use kube::{
 use serde_json::json;
 use tiketi_crds::TicketEvent;
 
-use crate::{
-    controller::{FINALIZER, Watch},
-    scope,
-};
+use crate::{context::FINALIZER, controller::Watch, scope};
 
 /// Removes the finalizer from every watched TicketEvent holding it; returns how many.
 pub async fn release_finalizers(client: kube::Client, watch: &Watch) -> kube::Result<usize> {

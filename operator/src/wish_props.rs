@@ -94,7 +94,7 @@ fn pass(
             rolling_out: false,
         }),
         target_version: Some(seen.version.to_string()),
-        own_wish: wishes.get(&observe::wish_key(&name)).cloned(),
+        own_wish: wishes.get(&crate::context::wish_key(&name)).cloned(),
         siblings: observe::siblings(&name, &wishes, &on_target, now()),
         ..Observed::empty(&format!("default/{name}"))
     };
@@ -109,12 +109,13 @@ fn pass(
         }
         match &out.wish {
             Some(Some(w)) => {
-                stored
-                    .annotations
-                    .insert(observe::wish_key(&name), serde_json::to_string(w).unwrap());
+                stored.annotations.insert(
+                    crate::context::wish_key(&name),
+                    serde_json::to_string(w).unwrap(),
+                );
             }
             Some(None) => {
-                stored.annotations.remove(&observe::wish_key(&name));
+                stored.annotations.remove(&crate::context::wish_key(&name));
             }
             None => {}
         }
