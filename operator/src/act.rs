@@ -1,9 +1,11 @@
 //! Act: applies an `Outcome` — the other autoscaler's patch and the target's replicas with this
-//! sale's wish first (the only writes whose failure fails the pass, so they are retried with
-//! backoff), then the status by server-side apply,
-//! the Kubernetes Events, the waiting room's capacity and the forecast-vs-actual row (logged and
-//! counted when they fail: they never undo or block a decision already made). Every write first asks
-//! the leadership fence (`Context::fence`): a replica that lost the lease stops before the next one.
+//! sale's wish first, then the removal of a released capacity key (these writes fail the pass, so
+//! they are retried with backoff), then the status by server-side apply, the Kubernetes Events, a
+//! published capacity and the forecast-vs-actual row (logged and counted when they fail: they never
+//! undo or block a decision already made). A release is decided once, on the pass whose status
+//! leaves the live phase, so whatever it releases is written before that status. Every write first
+//! asks the leadership fence (`Context::fence`): a replica that lost the lease stops before the next
+//! one.
 
 use std::time::Instant;
 
@@ -181,6 +183,12 @@ pub async fn act(
         patch_autoscaler(ctx, &ns, patch).await?;
     }
     write_target(ctx, &ns, &name, target, &out, target_version).await?;
+    if let (Some(r), Some(Capacity::Remove), Some(event)) =
+        (&ctx.redis, &out.capacity, out.event_id)
+    {
+        ctx.fence()?;
+        signals::remove_capacity(r, &ctx.keys, event).await?;
+    }
     if let Some(st) = &out.status {
         if let Some(f) = &st.forecast {
             ctx.metrics
@@ -204,15 +212,12 @@ pub async fn act(
         }
     }
     publish(ctx, te, &out.events).await?;
-    if let (Some(r), Some(c), Some(event)) = (&ctx.redis, &out.capacity, out.event_id) {
+    if let (Some(r), Some(Capacity::Publish(users)), Some(event)) =
+        (&ctx.redis, &out.capacity, out.event_id)
+    {
         ctx.fence()?;
-        let done = match c {
-            Capacity::Publish(users) => {
-                signals::publish_capacity(r, &ctx.keys, event, *users, ctx.clock.now()).await
-            }
-            Capacity::Remove => signals::remove_capacity(r, &ctx.keys, event).await,
-        };
-        if let Err(e) = done {
+        let now = ctx.clock.now();
+        if let Err(e) = signals::publish_capacity(r, &ctx.keys, event, *users, now).await {
             soft_failure(ctx, "capacity", &e);
         }
     }

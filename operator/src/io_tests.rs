@@ -299,3 +299,85 @@ async fn operator_role_reads_history_writes_forecasts_and_nothing_else() {
         "users readable by the operator role"
     );
 }
+
+/// A postponed sale releases its capacity key before its status leaves the live phase: the release
+/// is decided on that pass only, so a removal Redis refuses fails the pass (the status stays live)
+/// and the retry, with Redis back, removes the key. Here Redis refuses it through an ACL user
+/// without DEL.
+#[tokio::test]
+async fn reconcile_postponed_sale_keeps_its_live_phase_until_the_capacity_is_removed() {
+    use fred::prelude::Value;
+    let r = redis().await;
+    let keys = Keys::new(format!("optest:{}", Uuid::new_v4().simple()));
+    let user = format!("optest_{}", Uuid::new_v4().simple());
+    let _: Value = r
+        .next()
+        .custom(
+            fred::cmd!("ACL"),
+            vec![
+                "SETUSER", &user, "on", ">pw", "~*", "&*", "+@all", "-del", "-unlink",
+            ],
+        )
+        .await
+        .unwrap();
+    let refusing = {
+        let url = env("REDIS_URL").replacen("redis://", &format!("redis://{user}:pw@"), 1);
+        let pool = Builder::from_config(Config::from_url(&url).unwrap())
+            .build_pool(1)
+            .unwrap();
+        pool.connect_pool();
+        pool.wait_for_connect().await.unwrap();
+        pool
+    };
+    // on sale at 9 replicas, then opensAt moved 5 h later (a new generation)
+    let mut te = with_status(ticket_event("postponed", Minutes::hours(5)), "OnSale", 9);
+    te.metadata.generation = Some(2);
+    te.status.as_mut().unwrap().observed_generation = Some(1);
+    let event: Uuid = te.spec.event_id.parse().unwrap();
+    crate::signals::publish_capacity(&r, &keys, event, 13_500, chrono::Utc::now())
+        .await
+        .unwrap();
+
+    let (result, calls) = reconcile_scripted_with(
+        &te,
+        World::new().ticket(&te),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment_with(9, 9, &[("postponed", 9)]),
+            Expect::scale(9, 2),
+        ],
+        None,
+        Some(refusing.clone()),
+        keys.clone(),
+    )
+    .await;
+    assert!(result.is_err(), "a refused removal fails the pass");
+    assert!(!calls.iter().any(|c| c.path.ends_with("/status")));
+    let kept: bool = r.exists(keys.capacity(event)).await.unwrap();
+    assert!(kept, "the DEL was refused");
+
+    // the retry: the target is at 2 already, the status still says OnSale
+    let (result, calls) = reconcile_scripted_with(
+        &te,
+        World::new().ticket(&te),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::status(&te, json!({ "phase": "Scheduled" })),
+            Expect::event("Phase"),
+        ],
+        None,
+        Some(r.clone()),
+        keys.clone(),
+    )
+    .await;
+    result.unwrap();
+    assert!(calls.iter().any(|c| c.path.ends_with("/status")));
+    let kept: bool = r.exists(keys.capacity(event)).await.unwrap();
+    assert!(!kept, "the capacity key removed on the retry");
+    let _: Value = r
+        .next()
+        .custom(fred::cmd!("ACL"), vec!["DELUSER", &user])
+        .await
+        .unwrap();
+}
