@@ -169,7 +169,7 @@ helm lint charts/tiketi --set secret.jwtSecret="$jwt_secret" >/dev/null
 helm lint charts/tiketi -f charts/tiketi/values-kind.yaml >/dev/null
 e2e/scripts/chart-render.sh
 kubectl apply --server-side -f charts/tiketi/crds/ >/dev/null
-kubectl wait --for=condition=Established crd/ticketevents.tiketi.io --timeout=60s >/dev/null
+e2e/scripts/crds-established.sh 60 ticketevents.tiketi.io
 if [ "${E2E_CLUSTER:-local}" != local ]; then
   if kubectl get crd scaledobjects.keda.sh >/dev/null 2>&1; then export E2E_KEDA=1; else export E2E_KEDA=0; fi
 fi

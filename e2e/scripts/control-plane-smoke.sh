@@ -93,7 +93,7 @@ spec:
             properties:
               capacity: {type: integer, minimum: 1}
 EOF
-kubectl wait --for=condition=Established crd/smokerooms.smoke.tiketi.dev --timeout=30s >/dev/null
+"$(dirname "${BASH_SOURCE[0]}")/crds-established.sh" 30 smokerooms.smoke.tiketi.dev
 printf '{"apiVersion":"smoke.tiketi.dev/v1alpha1","kind":"SmokeRoom","metadata":{"name":"r1","namespace":"%s"},"spec":{"capacity":5}}' "$ns" |
   kubectl apply -f - >/dev/null
 [ "$(kubectl -n "$ns" get smokeroom r1 -o jsonpath='{.spec.capacity}')" = 5 ] || fail "custom resource not served"

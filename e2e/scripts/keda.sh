@@ -186,9 +186,9 @@ install_apis() {
   kc create namespace "$keda_ns" --dry-run=client -o yaml | kc apply -f - >/dev/null
   kc apply --server-side --force-conflicts -f "$keda_dir/crds/" >/dev/null
   kc apply --server-side --force-conflicts -f "$keda_dir/rbac/" >/dev/null
-  kc wait --for=condition=Established crd/scaledobjects.keda.sh crd/scaledjobs.keda.sh \
-    crd/triggerauthentications.keda.sh crd/clustertriggerauthentications.keda.sh \
-    crd/cloudeventsources.eventing.keda.sh crd/clustercloudeventsources.eventing.keda.sh --timeout=60s >/dev/null
+  "$script_dir/crds-established.sh" --kubeconfig "$admin_kubeconfig" 60 scaledobjects.keda.sh scaledjobs.keda.sh \
+    triggerauthentications.keda.sh clustertriggerauthentications.keda.sh \
+    cloudeventsources.eventing.keda.sh clustercloudeventsources.eventing.keda.sh
 }
 
 ready() { curl -fsS "http://127.0.0.1:$probe_port/readyz" >/dev/null 2>&1; }

@@ -72,7 +72,7 @@ operator_tag=$(build_and_load tiketi-operator Dockerfile.operator)
 # reaches a reused cluster.
 log "applying the TicketEvent CRD"
 kc apply --server-side --force-conflicts -f "$chart/crds/" >&2
-kc wait --for=condition=Established --timeout=60s crd/ticketevents.tiketi.io >&2
+"$script_dir/crds-established.sh" --context "$context" 60 ticketevents.tiketi.io >&2
 
 log "installing release $release in namespace $namespace (values-kind.yaml)"
 helm_args=(upgrade --install "$release" "$chart" --kube-context "$context" --namespace "$namespace" --create-namespace
