@@ -18,6 +18,7 @@ use tokio::sync::Mutex;
 
 use crate::{Error, Result, clock::Clock, leader::Fence, metrics::Metrics};
 
+/// The field manager of the operator's server-side applies and the controller named in its Events.
 pub const MANAGER: &str = "tiketi-operator";
 /// Held while the operator may still have to give the target back.
 pub const FINALIZER: &str = "tiketi.io/restore-replicas";
