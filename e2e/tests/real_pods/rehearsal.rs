@@ -831,7 +831,7 @@ async fn rehearsal_full_dress_sale_opening() {
     let tag = Uuid::new_v4().simple().to_string();
     let artist_a = format!("Rehearsal A {}", &tag[..8]);
     let artist_b = format!("Rehearsal B {}", &tag[..8]);
-    history(&artist_a, 3000).await;
+    history(&artist_a, &[3000; 3]).await;
     let seats_per_sale = (n_users / 4).max(10) as i32;
     let opens_at = Utc::now() + chrono::Duration::seconds(75);
     let (event_a, seats_a) = sale(&db, &artist_a, seats_per_sale, opens_at).await;
@@ -866,7 +866,8 @@ async fn rehearsal_full_dress_sale_opening() {
                 ] },
             }),
         )
-        .await;
+        .await
+        .unwrap();
     }
     run.note(format!(
         "two TicketEvents on {name}, opening at {}",
