@@ -16,7 +16,7 @@ pub use kube::{
 pub use serde_json::{Value, json};
 pub use tiketi_crds::TicketEvent;
 pub use tiketi_e2e::cluster::*;
-pub use tokio_tungstenite::tungstenite::Message;
+pub use tiketi_testkit::sio::{self, Frame, Ws, event_frame};
 pub use uuid::Uuid;
 
 /// True when the real node is there; else prints why the test does nothing.
@@ -135,51 +135,20 @@ pub static SERVICE_DEPLOYMENT: tokio::sync::Mutex<()> = tokio::sync::Mutex::cons
 /// One test at a time may delete an operator pod or rely on every operator pod staying (its token).
 pub static OPERATOR_PODS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-pub type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// Each Socket.IO frame within a minute (a pod's start-up, the proxy's read timeout).
+const SIO_WAIT: Duration = Duration::from_secs(60);
 
+/// A Socket.IO client of `base` (http://ADDRESS:PORT) connected with `token`.
 pub async fn sio_connect(base: &str, token: &str) -> Ws {
-    let url = format!(
-        "{}/socket.io/?EIO=4&transport=websocket",
-        base.replacen("http", "ws", 1)
-    );
-    let (mut ws, _) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async(url),
-    )
-    .await
-    .expect("websocket upgrade in time")
-    .expect("websocket upgrade");
-    let open = next_text(&mut ws).await.expect("engine.io open");
-    assert!(open.starts_with('0'), "engine.io open: {open}");
-    ws.send(Message::text(format!("40{}", json!({ "token": token }))))
+    let server = sio::resolve(base).await.expect("the server's address");
+    let mut ws = tokio::time::timeout(Duration::from_secs(10), sio::open(server, None, None))
         .await
-        .unwrap();
-    loop {
-        let m = next_text(&mut ws).await.expect("socket.io connect ack");
-        if m.starts_with("40") {
-            return ws;
-        }
-        assert!(!m.starts_with("44"), "connect refused: {m}");
-    }
-}
-
-/// The next text frame (answering pings); None when the connection ended.
-pub async fn next_text(ws: &mut Ws) -> Option<String> {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
-            .await
-            .ok()??
-            .ok()?;
-        match msg {
-            Message::Text(t) if t.as_str() == "2" => {
-                ws.send(Message::text("3")).await.ok()?;
-            }
-            Message::Text(t) => return Some(t.to_string()),
-            Message::Close(_) => return None,
-            _ => {}
-        }
-    }
+        .expect("websocket upgrade in time")
+        .expect("websocket upgrade");
+    sio::handshake(&mut ws, token, SIO_WAIT)
+        .await
+        .expect("engine.io open and socket.io connect ack");
+    ws
 }
 
 /// Waits for the event `name`; returns its payload.
@@ -189,14 +158,12 @@ pub async fn wait_event(ws: &mut Ws, name: &str) -> Value {
         .unwrap_or_else(|| panic!("connection ended before {name}"))
 }
 
-/// The payload of the next event `name`; None when the connection ended first.
+/// The payload of the next event `name` (pings answered); None when the connection ended first.
 pub async fn next_event(ws: &mut Ws, name: &str) -> Option<Value> {
-    let prefix = format!("42[\"{name}\"");
     loop {
-        let m = next_text(ws).await?;
-        if m.starts_with(&prefix) {
-            let mut parts: Vec<Value> = serde_json::from_str(&m[2..]).ok()?;
-            return (parts.len() > 1).then(|| parts.swap_remove(1));
+        let m = sio::next_text(ws, SIO_WAIT).await.ok()?;
+        if let Some(payload) = sio::event_payload(&m, name) {
+            return Some(payload);
         }
     }
 }
@@ -216,19 +183,14 @@ pub async fn ending(ws: &mut Ws, within: Duration) -> Ending {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let msg = tokio::time::timeout(left, ws.next())
+        let frame = tokio::time::timeout(left, sio::next_frame(ws))
             .await
             .expect("the connection of a terminated pod ends within its grace period");
-        match msg {
-            None => return Ending::Dropped("end of stream".into()),
-            Some(Err(e)) => return Ending::Dropped(e.to_string()),
-            Some(Ok(Message::Close(_))) => return Ending::Closed,
-            Some(Ok(Message::Text(t))) if t.as_str() == "1" => return Ending::Closed,
-            Some(Ok(Message::Text(t))) if t.starts_with("41") => return Ending::ServerDisconnect,
-            Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
-                ws.send(Message::text("3")).await.ok();
-            }
-            Some(Ok(_)) => {}
+        match frame {
+            Frame::Closed => return Ending::Closed,
+            Frame::Dropped(why) => return Ending::Dropped(why),
+            Frame::Text(t) if t.starts_with("41") => return Ending::ServerDisconnect,
+            Frame::Text(_) => {}
         }
     }
 }
@@ -364,30 +326,13 @@ pub async fn dependency_status(
 /// A Socket.IO WebSocket through the proxy at `base` from the client address `source` (nginx balances by
 /// it), before any Engine.IO packet; or why not.
 pub async fn ws_from(base: &str, source: &str) -> Result<Ws, String> {
-    let url = format!(
-        "{}/socket.io/?EIO=4&transport=websocket",
-        base.replacen("http", "ws", 1)
-    );
-    let proxy: std::net::SocketAddr = base
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .map_err(|e| format!("proxy address {base}: {e}"))?;
-    let tcp = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-    tcp.bind(std::net::SocketAddr::new(
-        source.parse().map_err(|e| format!("{source}: {e}"))?,
-        0,
-    ))
-    .map_err(|e| format!("bind {source}: {e}"))?;
-    let tcp = tcp
-        .connect(proxy)
+    let proxy = sio::resolve(base)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let (ws, _) =
-        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
-            .await
-            .map_err(|e| format!("upgrade: {e}"))?;
-    Ok(ws)
+        .map_err(|e| format!("proxy address {base}: {e:#}"))?;
+    let source = source.parse().map_err(|e| format!("{source}: {e}"))?;
+    sio::open(proxy, Some(source), None)
+        .await
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// The leading operator pod of the release (Lease holder, Ready) and a Ready standby.
