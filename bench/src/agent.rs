@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::{
@@ -20,7 +20,6 @@ use tokio::{
     process::{Child, ChildStdin, ChildStdout, Command},
     sync::{Semaphore, watch},
 };
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::sio;
 
@@ -165,24 +164,16 @@ async fn client(
     loop {
         tokio::select! {
             _ = stop.changed() => return (records, false),
-            msg = ws.next() => {
+            frame = sio::next_frame(&mut ws) => {
                 let at = sio::now_us();
-                let text = match msg {
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                let text = match frame {
+                    sio::Frame::Text(t) => t,
+                    sio::Frame::Closed | sio::Frame::Dropped(_) => {
                         // wait for stop so the driver sees the drop in the totals
                         stop.changed().await.ok();
                         return (records, true);
                     }
-                    Some(Ok(_)) => continue,
                 };
-                if text.as_str() == "2" {
-                    if ws.send(Message::text("3")).await.is_err() {
-                        stop.changed().await.ok();
-                        return (records, true);
-                    }
-                    continue;
-                }
                 if let Some((name, payload)) = sio::parse_event(&text, &job.record) {
                     let key = payload.get(&job.key_field).map(|k| match k {
                         Value::String(s) => s.clone(),

@@ -1,1 +1,3 @@
-//! Tests only: see tests/ and run.sh.
+//! Tests only: see tests/ and run.sh. The library holds what both test targets share (`cluster`).
+
+pub mod cluster;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use fred::prelude::{ClientLike, SortedSetsInterface};
+use fred::prelude::SortedSetsInterface;
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Event as CoreEvent, Namespace, Secret},
@@ -17,52 +17,11 @@ use kube::{
 };
 use serde_json::{Value, json};
 use tiketi_crds::TicketEvent;
+use tiketi_e2e::cluster::{
+    Logs, LogsOnFailure, admin, create_te, delete_namespace, env, history, kwok_deployment,
+    namespace, on_real_node, redis, status, until,
+};
 use uuid::Uuid;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by e2e/run.sh"))
-}
-
-async fn admin() -> Client {
-    Client::try_default()
-        .await
-        .expect("KUBECONFIG points at the e2e cluster")
-}
-
-/// A fresh namespace for one test.
-async fn namespace(client: &Client, prefix: &str) -> String {
-    let name = format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("create namespace");
-    name
-}
-
-/// A Deployment the operator may scale; kwok (or kind's kubelet) makes its pods Ready.
-async fn deployment(client: &Client, ns: &str, name: &str, replicas: i32) -> Api<Deployment> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let d: Deployment = serde_json::from_value(json!({
-        "metadata": { "name": name },
-        "spec": {
-            "replicas": replicas,
-            "selector": { "matchLabels": { "app": name } },
-            "template": {
-                "metadata": { "labels": { "app": name } },
-                "spec": {
-                    "containers": [{ "name": "app", "image": std::env::var("E2E_IMAGE").unwrap_or_else(|_| "registry.k8s.io/pause:3.10".into()) }],
-                    "tolerations": [{ "key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule" }]
-                }
-            }
-        }
-    }))
-    .unwrap();
-    api.create(&PostParams::default(), &d)
-        .await
-        .expect("create deployment");
-    api
-}
 
 fn spec(
     event_id: Uuid,
@@ -88,52 +47,12 @@ fn spec(
     spec
 }
 
-/// Creates a TicketEvent from raw JSON (untyped, so invalid specs reach the API server's validation).
-async fn create_te(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    spec: Value,
-) -> Result<DynamicObject, kube::Error> {
-    let ar = ApiResource::erase::<TicketEvent>(&());
-    let obj: DynamicObject =
-        serde_json::from_value(json!({ "apiVersion": "tiketi.io/v1alpha1", "kind": "TicketEvent", "metadata": { "name": name }, "spec": spec }))
-            .unwrap();
-    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
-        .create(&PostParams::default(), &obj)
-        .await
-}
-
-/// Polls until `check` is true (no fixed sleeps); panics with `what` after `timeout`.
-async fn until<F, Fut>(timeout: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 async fn replicas(api: &Api<Deployment>, name: &str) -> (i32, i32) {
     let d = api.get(name).await.unwrap();
     (
         d.spec.and_then(|s| s.replicas).unwrap_or(0),
         d.status.and_then(|s| s.ready_replicas).unwrap_or(0),
     )
-}
-
-async fn status(client: &Client, ns: &str, name: &str) -> Value {
-    let te = Api::<TicketEvent>::namespaced(client.clone(), ns)
-        .get(name)
-        .await
-        .unwrap();
-    serde_json::to_value(te.status.unwrap_or_default()).unwrap()
 }
 
 async fn event_reasons(client: &Client, ns: &str) -> Vec<String> {
@@ -288,29 +207,7 @@ async fn e2e_crd_is_served_and_bad_ticket_events_are_rejected() {
         )
         .await
         .expect("other fields stay editable");
-    Api::<Namespace>::all(client)
-        .delete(&ns, &DeleteParams::default())
-        .await
-        .ok();
-}
-
-/// History in traffic_logs for `artist`: past sales (one per peak), 30, 60 and 90 days ago.
-async fn history(artist: &str, peaks: &[i32]) {
-    let db = sqlx::PgPool::connect(&env("DATABASE_URL")).await.unwrap();
-    for (i, peak) in peaks.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO traffic_logs (event_id, artist_name, minute, concurrent_users, queue_users, replicas)
-             SELECT $1, $2, date_trunc('minute', now()) - make_interval(days => $4) + make_interval(mins => m), $3 * m / 10, 0, 2
-             FROM generate_series(1, 10) m",
-        )
-        .bind(Uuid::new_v4())
-        .bind(artist)
-        .bind(peak)
-        .bind(30 * (i as i32 + 1))
-        .execute(&db)
-        .await
-        .unwrap();
-    }
+    delete_namespace(&client, &ns).await;
 }
 
 #[tokio::test]
@@ -318,7 +215,7 @@ async fn history(artist: &str, peaks: &[i32]) {
 async fn e2e_history_prescales_the_service_before_the_opening() {
     let client = admin().await;
     let ns = namespace(&client, "prescale").await;
-    let deployments = deployment(&client, &ns, "svc", 1).await;
+    let deployments = kwok_deployment(&client, &ns, "svc", 1).await;
     let artist = format!("E2E {}", Uuid::new_v4().simple());
     // three past sales: the recency-weighted median is 12000 users, 12000 / 1500 = 8 replicas
     history(&artist, &[12_000, 9_000, 15_000]).await;
@@ -370,10 +267,7 @@ async fn e2e_history_prescales_the_service_before_the_opening() {
     );
     let reasons = event_reasons(&client, &ns).await;
     assert!(reasons.iter().any(|r| r == "Scaled"), "{reasons:?}");
-    Api::<Namespace>::all(client)
-        .delete(&ns, &DeleteParams::default())
-        .await
-        .ok();
+    delete_namespace(&client, &ns).await;
 }
 
 #[tokio::test]
@@ -381,7 +275,7 @@ async fn e2e_history_prescales_the_service_before_the_opening() {
 async fn e2e_queue_depth_scales_out_and_back_then_restores_the_baseline() {
     let client = admin().await;
     let ns = namespace(&client, "queue").await;
-    let deployments = deployment(&client, &ns, "svc", 1).await;
+    let deployments = kwok_deployment(&client, &ns, "svc", 1).await;
     let event = Uuid::new_v4();
     // the default thresholds (+2 above 5000, -1 below 1000) with cooldowns short enough for a test
     let rules = json!({ "pollSeconds": 1, "rules": [
@@ -409,15 +303,7 @@ async fn e2e_queue_depth_scales_out_and_back_then_restores_the_baseline() {
     })
     .await;
 
-    let redis = fred::prelude::Builder::from_config(
-        fred::prelude::Config::from_url(&env("REDIS_URL")).unwrap(),
-    )
-    .build()
-    .unwrap();
-    redis.init().await.unwrap();
-    let keys = tiketi_core::keys::Keys::new(
-        std::env::var("REDIS_PREFIX").unwrap_or_else(|_| tiketi_core::keys::DEFAULT_PREFIX.into()),
-    );
+    let (redis, keys) = redis().await;
     let queue = keys.queue(event);
     let users = |n: usize| {
         (0..n)
@@ -539,10 +425,7 @@ async fn e2e_queue_depth_scales_out_and_back_then_restores_the_baseline() {
         st["lastDecision"]["replicas"], 1,
         "the last decision is the last one taken"
     );
-    Api::<Namespace>::all(client)
-        .delete(&ns, &DeleteParams::default())
-        .await
-        .ok();
+    delete_namespace(&client, &ns).await;
 }
 
 /// Issue 11a end to end: two sales on one Deployment; the short one completes while the long one is
@@ -554,7 +437,7 @@ async fn e2e_queue_depth_scales_out_and_back_then_restores_the_baseline() {
 async fn e2e_two_sales_on_one_deployment_never_drop_below_the_live_one() {
     let client = admin().await;
     let ns = namespace(&client, "two").await;
-    let deployments = deployment(&client, &ns, "svc", 1).await;
+    let deployments = kwok_deployment(&client, &ns, "svc", 1).await;
     let (short_event, long_event) = (Uuid::new_v4(), Uuid::new_v4());
     // short: 3000 fallback users = 2 replicas, on sale 15 s, 3 s hold; long: 7500 = 5 replicas
     let short = json!({ "fallbackExpectedUsers": 3000, "afterSale": { "hold": "3s", "replicas": 1 },
@@ -631,15 +514,7 @@ async fn e2e_two_sales_on_one_deployment_never_drop_below_the_live_one() {
     assert_eq!(replicas(&deployments, "svc").await.0, 5);
 
     // the live sale's queue grows; the service measured 5 admissions/s (1 per ready replica)
-    let redis = fred::prelude::Builder::from_config(
-        fred::prelude::Config::from_url(&env("REDIS_URL")).unwrap(),
-    )
-    .build()
-    .unwrap();
-    redis.init().await.unwrap();
-    let keys = tiketi_core::keys::Keys::new(
-        std::env::var("REDIS_PREFIX").unwrap_or_else(|_| tiketi_core::keys::DEFAULT_PREFIX.into()),
-    );
+    let (redis, keys) = redis().await;
     let outflow = tiketi_core::rules::OutflowRecord {
         per_second: 5.5,
         admitted_per_second: 5.0,
@@ -738,10 +613,7 @@ async fn e2e_two_sales_on_one_deployment_never_drop_below_the_live_one() {
     )
     .await
     .unwrap();
-    Api::<Namespace>::all(client)
-        .delete(&ns, &DeleteParams::default())
-        .await
-        .ok();
+    delete_namespace(&client, &ns).await;
 }
 
 #[tokio::test]
@@ -811,7 +683,7 @@ async fn e2e_cooperate_raises_an_hpa_for_the_window_then_hands_it_back() {
     use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
     let client = admin().await;
     let ns = namespace(&client, "cooperate").await;
-    let svc = deployment(&client, &ns, "svc", 1).await;
+    let svc = kwok_deployment(&client, &ns, "svc", 1).await;
     // An HPA (min 1) on svc, driven by kube-controller-manager's HPA controller.
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
     let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
@@ -908,10 +780,7 @@ async fn e2e_cooperate_raises_an_hpa_for_the_window_then_hands_it_back() {
     let reasons = event_reasons(&client, &ns).await;
     assert!(reasons.iter().any(|r| r == "Cooperating"), "{reasons:?}");
     assert!(!reasons.iter().any(|r| r == "Scaled"), "{reasons:?}");
-    Api::<Namespace>::all(client)
-        .delete(&ns, &DeleteParams::default())
-        .await
-        .ok();
+    delete_namespace(&client, &ns).await;
 }
 
 /// Where the e2e run keeps its logs (`.dev/e2e`).
@@ -922,80 +791,14 @@ fn run_dir() -> std::path::PathBuf {
     )
 }
 
-/// Operator logs a test prints when it fails (a timeout included), so the failure says what the
-/// operators did meanwhile: log files of local processes, or the operator pods of a namespace.
-enum Logs {
-    File(std::path::PathBuf),
-    Pods(String),
-    /// The TicketEvents and Deployments of a namespace, as stored.
-    Objects(String),
-}
-
 /// The suite's own operators: the chart's pods on the real node, else the two local processes.
 fn suite_operator_logs() -> Vec<Logs> {
-    if std::env::var("E2E_REAL_NODE").as_deref() == Ok("1") {
+    if on_real_node() {
         return vec![Logs::Pods(env("E2E_OPERATOR_NAMESPACE"))];
     }
     (0..2)
         .map(|i| Logs::File(run_dir().join(format!("operator-{i}.log"))))
         .collect()
-}
-
-struct LogsOnFailure(Vec<Logs>);
-
-impl Drop for LogsOnFailure {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        for logs in &self.0 {
-            match logs {
-                Logs::File(path) => {
-                    let text = std::fs::read_to_string(path).unwrap_or_else(|e| e.to_string());
-                    let lines: Vec<&str> = text.lines().collect();
-                    let tail = lines[lines.len().saturating_sub(80)..].join("\n");
-                    eprintln!("---- {} (last 80 lines) ----\n{tail}", path.display());
-                }
-                Logs::Objects(ns) => {
-                    let text =
-                        kubectl(&["-n", ns, "get", "ticketevents,deployments", "-o", "yaml"]);
-                    eprintln!("---- TicketEvents and Deployments in {ns} ----\n{text}");
-                }
-                Logs::Pods(ns) => {
-                    let pods = kubectl(&[
-                        "-n",
-                        ns,
-                        "get",
-                        "pods",
-                        "-l",
-                        "app.kubernetes.io/component=operator",
-                        "-o",
-                        "name",
-                    ]);
-                    for pod in pods.lines() {
-                        for previous in ["--previous=false", "--previous=true"] {
-                            let logs = kubectl(&["-n", ns, "logs", pod, "--tail=80", previous]);
-                            eprintln!("---- {ns}/{pod} ({previous}) ----\n{logs}");
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// `kubectl ARGS`: its output, or why not (diagnostics only).
-fn kubectl(args: &[&str]) -> String {
-    std::process::Command::new("kubectl")
-        .args(args)
-        .output()
-        .map_or_else(
-            |e| e.to_string(),
-            |o| {
-                String::from_utf8_lossy(&o.stdout).into_owned()
-                    + &String::from_utf8_lossy(&o.stderr)
-            },
-        )
 }
 
 /// An operator install of its own, acting on namespace `ns` only (the chart's default) and on the
@@ -1060,7 +863,7 @@ async fn operator_install(ns: &str, identity: &str) -> Option<(Install, Logs)> {
             Logs::File(log),
         ));
     }
-    if std::env::var("E2E_REAL_NODE").as_deref() != Ok("1") {
+    if !on_real_node() {
         return None;
     }
     let image = env("TIKETI_OPERATOR_IMAGE");
@@ -1135,8 +938,8 @@ async fn e2e_two_installs_in_two_namespaces_each_reconcile_only_their_own() {
     );
     logs.0.push(Logs::Objects(ns_a.clone()));
     logs.0.push(Logs::Objects(ns_b.clone()));
-    let svc_a = deployment(&client, &ns_a, "svc", 1).await;
-    let svc_b = deployment(&client, &ns_b, "svc", 1).await;
+    let svc_a = kwok_deployment(&client, &ns_a, "svc", 1).await;
+    let svc_b = kwok_deployment(&client, &ns_b, "svc", 1).await;
     // labelled from the start: the suite's own install (selector !tiketi.io/tenant) leaves them alone
     let ar = ApiResource::erase::<TicketEvent>(&());
     for ns in [&ns_a, &ns_b] {
@@ -1232,10 +1035,7 @@ async fn e2e_two_installs_in_two_namespaces_each_reconcile_only_their_own() {
         }
     }
     for ns in [&ns_a, &ns_b] {
-        Api::<Namespace>::all(client.clone())
-            .delete(ns, &DeleteParams::default())
-            .await
-            .ok();
+        delete_namespace(&client, ns).await;
     }
     for ns in [&ns_a, &ns_b] {
         let tes = Api::<TicketEvent>::namespaced(client.clone(), ns);
@@ -1280,7 +1080,7 @@ async fn keda_scaled(
     Api<DynamicObject>,
     Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>,
 ) {
-    deployment(client, ns, name, 1).await;
+    kwok_deployment(client, ns, name, 1).await;
     let so_resource = ApiResource::from_gvk_with_plural(
         &kube::api::GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject"),
         "scaledobjects",
@@ -1446,10 +1246,7 @@ async fn e2e_cooperate_pauses_a_real_keda_scaled_object_never_its_hpa_then_hands
     let reasons = event_reasons(&client, &ns).await;
     assert!(reasons.iter().any(|r| r == "Cooperating"), "{reasons:?}");
     assert!(!reasons.iter().any(|r| r == "Scaled"), "{reasons:?}");
-    Api::<Namespace>::all(client)
-        .delete(&ns, &DeleteParams::default())
-        .await
-        .ok();
+    delete_namespace(&client, &ns).await;
 }
 
 #[tokio::test]
@@ -1523,8 +1320,5 @@ async fn e2e_report_names_a_real_keda_scaled_object_as_the_conflict_and_never_sc
         !reasons.iter().any(|r| r == "Scaled" || r == "Cooperating"),
         "{reasons:?}"
     );
-    Api::<Namespace>::all(client)
-        .delete(&ns, &DeleteParams::default())
-        .await
-        .ok();
+    delete_namespace(&client, &ns).await;
 }

@@ -2,6 +2,9 @@
 //! PostgreSQL: creating 100k users through the API would measure argon2, and every suite needs the
 //! same databases, users and seat events. Migrations and tokens stay with each caller (the API
 //! tests migrate in-process, the chaos suite through the real binary, the bench mints its own).
+//! `sio` is the raw Socket.IO client of the load generator and the real-pod tests.
+
+pub mod sio;
 
 use anyhow::{Context, Result};
 use sqlx::{Connection, PgConnection, PgPool};

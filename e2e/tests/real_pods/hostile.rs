@@ -599,25 +599,19 @@ pub async fn tokenless_sockets(nginx: &str, n: usize, after: Duration) -> Tokenl
                 Ok(Err(e)) => return Err(e.split(':').next().unwrap_or("error").to_string()),
                 Err(_) => return Err("no upgrade in 10 s".into()),
             };
-        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) if t.starts_with('0') => {}
+        // the Engine.IO open, then never the CONNECT that sio::handshake would send: the script's whole point
+        match tokio::time::timeout(Duration::from_secs(10), sio::next_frame(&mut ws)).await {
+            Ok(Frame::Text(t)) if t.starts_with('0') => {}
             _ => return Err("no Engine.IO open".into()),
         }
         let until = tokio::time::Instant::now() + after;
         loop {
             let left = until.saturating_duration_since(tokio::time::Instant::now());
-            match tokio::time::timeout(left, ws.next()).await {
+            // pings answered, as the script does
+            match tokio::time::timeout(left, sio::next_frame(&mut ws)).await {
                 Err(_) => return Ok(true),
-                Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "2" => {
-                    if ws.send(Message::text("3")).await.is_err() {
-                        return Ok(false);
-                    }
-                }
-                Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "1" => return Ok(false),
-                Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => {
-                    return Ok(false);
-                }
-                Ok(Some(Ok(_))) => {}
+                Ok(Frame::Closed | Frame::Dropped(_)) => return Ok(false),
+                Ok(Frame::Text(_)) => {}
             }
         }
     });

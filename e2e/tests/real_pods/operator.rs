@@ -117,9 +117,9 @@ async fn real_pods_operator_leader_frozen_mid_sale_standby_takes_over_and_the_ol
     let started = tokio::time::Instant::now();
     let client = admin().await;
     let release = release_ns();
-    let _logs = OperatorLogsOnFailure(release.clone());
+    let _logs = LogsOnFailure(vec![Logs::Pods(release.clone())]);
     let ns = namespace(&client, "takeover").await;
-    let _objects = ObjectsOnFailure(ns.clone());
+    let _objects = LogsOnFailure(vec![Logs::Objects(ns.clone())]);
     let (old, standby) = leader_and_standby(&client, &release).await;
     let (redis, keys) = redis().await;
     let now = Utc::now();
@@ -148,7 +148,8 @@ async fn real_pods_operator_leader_frozen_mid_sale_standby_takes_over_and_the_ol
                     { "above": 100, "change": 1, "cooldownSeconds": 1 } ] },
             }),
         )
-        .await;
+        .await
+        .unwrap();
         let users: Vec<(f64, String)> =
             (0..5000).map(|i| (i as f64, format!("user-{i}"))).collect();
         let _: () = redis
@@ -393,9 +394,9 @@ async fn real_pods_operator_delete_while_the_restore_is_refused_keeps_the_finali
     let started = tokio::time::Instant::now();
     let client = admin().await;
     let release = release_ns();
-    let _logs = OperatorLogsOnFailure(release.clone());
+    let _logs = LogsOnFailure(vec![Logs::Pods(release.clone())]);
     let ns = namespace(&client, "refused").await;
-    let _objects = ObjectsOnFailure(ns.clone());
+    let _objects = LogsOnFailure(vec![Logs::Objects(ns.clone())]);
     let deployments = kwok_deployment(&client, &ns, "svc", 2).await;
     let now = Utc::now();
     let te = "sale";
@@ -415,7 +416,8 @@ async fn real_pods_operator_delete_while_the_restore_is_refused_keeps_the_finali
             "fallbackExpectedUsers": 6000,
         }),
     )
-    .await;
+    .await
+    .unwrap();
     let tes = Api::<TicketEvent>::namespaced(client.clone(), &ns);
     until(
         Duration::from_secs(60),
@@ -553,9 +555,9 @@ async fn real_pods_operator_postponed_mid_sale_releases_the_target_and_the_capac
     let started = tokio::time::Instant::now();
     let client = admin().await;
     let release = release_ns();
-    let _logs = OperatorLogsOnFailure(release.clone());
+    let _logs = LogsOnFailure(vec![Logs::Pods(release.clone())]);
     let ns = namespace(&client, "postponed").await;
-    let _objects = ObjectsOnFailure(ns.clone());
+    let _objects = LogsOnFailure(vec![Logs::Objects(ns.clone())]);
     let deployments = kwok_deployment(&client, &ns, "svc", 2).await;
     let (redis, keys) = redis().await;
     let event = Uuid::new_v4();
@@ -578,7 +580,8 @@ async fn real_pods_operator_postponed_mid_sale_releases_the_target_and_the_capac
             "fallbackExpectedUsers": 6000,
         }),
     )
-    .await;
+    .await
+    .unwrap();
     let tes = Api::<TicketEvent>::namespaced(client.clone(), &ns);
     let wish = format!("wish.tiketi.io/{te}");
     until(

@@ -35,12 +35,9 @@ async fn real_pods_behind_nginx_websocket_polling_affinity_and_forwarded_client_
     // WebSocket through the proxy (Upgrade / Connection passed on).
     let token = register(&from("127.0.0.1"), &nginx).await;
     let mut ws = sio_connect(&nginx, &token).await;
-    ws.send(Message::text(format!(
-        "42{}",
-        json!(["join-event", { "eventId": event }])
-    )))
-    .await
-    .unwrap();
+    ws.send(event_frame("join-event", &json!({ "eventId": event })))
+        .await
+        .unwrap();
     let info = wait_event(&mut ws, "room-info").await;
     eprintln!("websocket through nginx: room-info {info}");
     // Long-polling clients from four addresses: every request of a session must reach the pod holding it.
@@ -51,7 +48,7 @@ async fn real_pods_behind_nginx_websocket_polling_affinity_and_forwarded_client_
         assert_eq!(code, 200, "{open}");
         let handshake: Value = serde_json::from_str(open.trim_start_matches('0')).unwrap();
         let sid = handshake["sid"].as_str().unwrap().to_string();
-        let connect = format!("40{}", json!({ "token": token }));
+        let connect = sio::connect_packet(&token);
         let (code, body) = poll(&http, &nginx, Some(&sid), Some(connect)).await;
         assert_eq!(
             (code, body.as_str()),
@@ -59,7 +56,7 @@ async fn real_pods_behind_nginx_websocket_polling_affinity_and_forwarded_client_
             "polling CONNECT of 127.0.0.{i}"
         );
         poll_until(&http, &nginx, &sid, "40").await;
-        let join = format!("42{}", json!(["join-event", { "eventId": event }]));
+        let join = sio::event_packet("join-event", &json!({ "eventId": event }));
         let (code, body) = poll(&http, &nginx, Some(&sid), Some(join)).await;
         assert_eq!((code, body.as_str()), (200, "ok"));
         let packets = poll_until(&http, &nginx, &sid, "42[\"room-info\"").await;

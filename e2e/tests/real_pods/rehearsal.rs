@@ -196,7 +196,7 @@ async fn sale(
 /// A live seat-map socket of one user: reconnects (as socket.io-client does) whenever its connection ends and
 /// expects `session-restored` with its event each time, until the run stops.
 async fn live_socket(run: Arc<Run>, n: usize, token: String, event: Uuid) {
-    let join = format!("42{}", json!(["join-event", { "eventId": event }]));
+    let join = json!({ "eventId": event });
     let from = source(n);
     let mut ws =
         match tokio::time::timeout(Duration::from_secs(20), connect(&run.nginx, &from, &token))
@@ -216,19 +216,17 @@ async fn live_socket(run: Arc<Run>, n: usize, token: String, event: Uuid) {
                 return;
             }
         };
-    if ws.send(Message::text(join.clone())).await.is_err() {
+    if ws.send(event_frame("join-event", &join)).await.is_err() {
         return;
     }
     while !run.stop.load(Relaxed) {
-        let ended = match tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
-            Err(_) => false,
-            Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "2" => {
-                ws.send(Message::text("3")).await.is_err()
-            }
-            Ok(Some(Ok(Message::Text(t)))) => t.as_str() == "1" || t.starts_with("41"),
-            Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => true,
-            Ok(Some(Ok(_))) => false,
-        };
+        // pings answered; closed, dropped or a server DISCONNECT ends it
+        let ended =
+            match tokio::time::timeout(Duration::from_secs(1), sio::next_frame(&mut ws)).await {
+                Err(_) => false,
+                Ok(Frame::Text(t)) => t.starts_with("41"),
+                Ok(Frame::Closed | Frame::Dropped(_)) => true,
+            };
         if !ended {
             continue;
         }
@@ -270,22 +268,10 @@ async fn live_socket(run: Arc<Run>, n: usize, token: String, event: Uuid) {
 /// it), or why not.
 async fn connect(base: &str, source: &str, token: &str) -> Result<Ws, String> {
     let mut ws = ws_from(base, source).await?;
-    let open = next_text(&mut ws).await.ok_or("no Engine.IO open")?;
-    if !open.starts_with('0') {
-        return Err(format!("Engine.IO open: {open}"));
-    }
-    ws.send(Message::text(format!("40{}", json!({ "token": token }))))
+    sio::handshake(&mut ws, token, Duration::from_secs(60))
         .await
-        .map_err(|e| format!("CONNECT: {e}"))?;
-    loop {
-        let m = next_text(&mut ws).await.ok_or("no CONNECT answer")?;
-        if m.starts_with("40") {
-            return Ok(ws);
-        }
-        if m.starts_with("44") {
-            return Err(format!("CONNECT refused: {m}"));
-        }
-    }
+        .map_err(|e| format!("{e:#}"))?;
+    Ok(ws)
 }
 
 /// The client address of user `n`: 20 users per address, as behind a few hundred home routers.
@@ -831,7 +817,7 @@ async fn rehearsal_full_dress_sale_opening() {
     let tag = Uuid::new_v4().simple().to_string();
     let artist_a = format!("Rehearsal A {}", &tag[..8]);
     let artist_b = format!("Rehearsal B {}", &tag[..8]);
-    history(&artist_a, 3000).await;
+    history(&artist_a, &[3000; 3]).await;
     let seats_per_sale = (n_users / 4).max(10) as i32;
     let opens_at = Utc::now() + chrono::Duration::seconds(75);
     let (event_a, seats_a) = sale(&db, &artist_a, seats_per_sale, opens_at).await;
@@ -866,7 +852,8 @@ async fn rehearsal_full_dress_sale_opening() {
                 ] },
             }),
         )
-        .await;
+        .await
+        .unwrap();
     }
     run.note(format!(
         "two TicketEvents on {name}, opening at {}",

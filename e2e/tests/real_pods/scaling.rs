@@ -19,7 +19,7 @@ async fn real_pods_operator_prescales_before_opens_at_and_start_to_ready_is_meas
         .collect();
     let artist = format!("E2E real {}", Uuid::new_v4().simple());
     // 4000 users at 1000 per replica: 4 replicas, pre-scaled leadTime (25 s) before an opening 45 s away.
-    history(&artist, 4000).await;
+    history(&artist, &[4000; 3]).await;
     let opens_at = Utc::now() + chrono::Duration::seconds(45);
     let te = format!("real-{}", &Uuid::new_v4().simple().to_string()[..8]);
     create_te(
@@ -38,7 +38,8 @@ async fn real_pods_operator_prescales_before_opens_at_and_start_to_ready_is_meas
             "leadTime": "25s",
         }),
     )
-    .await;
+    .await
+    .unwrap();
     let scaled_at = until(
         Duration::from_secs(60),
         "the operator to scale the service to 4",
@@ -112,7 +113,7 @@ async fn real_pods_operator_prescales_before_opens_at_and_start_to_ready_is_meas
 #[tokio::test]
 #[ignore = "needs a cluster: run e2e/run.sh"]
 async fn real_pods_queue_depth_scales_real_pods_out_and_back() {
-    use fred::prelude::{ClientLike, KeysInterface, SortedSetsInterface};
+    use fred::prelude::{KeysInterface, SortedSetsInterface};
     if !real_node("real_pods_queue_depth_scales_real_pods_out_and_back") {
         return;
     }
@@ -145,16 +146,9 @@ async fn real_pods_queue_depth_scales_real_pods_out_and_back() {
                 { "below": 1000, "change": -1, "cooldownSeconds": 1 } ] },
         }),
     )
-    .await;
-    let redis = fred::prelude::Builder::from_config(
-        fred::prelude::Config::from_url(&env("REDIS_URL")).unwrap(),
-    )
-    .build()
+    .await
     .unwrap();
-    redis.init().await.unwrap();
-    let keys = tiketi_core::keys::Keys::new(
-        std::env::var("REDIS_PREFIX").unwrap_or_else(|_| tiketi_core::keys::DEFAULT_PREFIX.into()),
-    );
+    let (redis, keys) = redis().await;
     let queue = keys.queue(event);
     let users: Vec<(f64, String)> = (0..6000).map(|i| (i as f64, format!("user-{i}"))).collect();
     let _: () = redis

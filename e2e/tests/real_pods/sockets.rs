@@ -23,12 +23,9 @@ async fn real_pods_scale_down_drains_sockets_and_sessions_are_restored_on_anothe
     for _ in 0..3 {
         let token = register(&http, &base).await;
         let mut ws = sio_connect(&leaving_url, &token).await;
-        ws.send(Message::text(format!(
-            "42{}",
-            json!(["join-event", { "eventId": event }])
-        )))
-        .await
-        .unwrap();
+        ws.send(event_frame("join-event", &json!({ "eventId": event })))
+            .await
+            .unwrap();
         wait_event(&mut ws, "room-info").await;
         sockets.push((token, ws));
     }
@@ -97,12 +94,9 @@ async fn real_pods_rolling_restart_mid_sale_answers_every_request_and_restores_e
     for _ in 0..3 {
         let token = register(&http, &base).await;
         let mut ws = sio_connect(&base, &token).await;
-        ws.send(Message::text(format!(
-            "42{}",
-            json!(["join-event", { "eventId": event }])
-        )))
-        .await
-        .unwrap();
+        ws.send(event_frame("join-event", &json!({ "eventId": event })))
+            .await
+            .unwrap();
         wait_event(&mut ws, "room-info").await;
         users.push((token, ws));
     }

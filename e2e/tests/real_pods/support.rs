@@ -11,53 +11,25 @@ pub use k8s_openapi::api::{
 };
 pub use kube::{
     Api, Client, ResourceExt,
-    api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 pub use serde_json::{Value, json};
 pub use tiketi_crds::TicketEvent;
-pub use tokio_tungstenite::tungstenite::Message;
+pub use tiketi_e2e::cluster::*;
+pub use tiketi_testkit::sio::{self, Frame, Ws, event_frame};
 pub use uuid::Uuid;
 
 /// True when the real node is there; else prints why the test does nothing.
 pub fn real_node(test: &str) -> bool {
-    if std::env::var("E2E_REAL_NODE").as_deref() == Ok("1") {
+    if on_real_node() {
         return true;
     }
     eprintln!("{test}: skipped: no real node (run E2E_REAL_NODE=1 e2e/run.sh as root)");
     false
 }
 
-pub fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by e2e/run.sh"))
-}
-
-pub async fn admin() -> Client {
-    Client::try_default()
-        .await
-        .expect("KUBECONFIG points at the e2e cluster")
-}
-
 pub fn release_ns() -> String {
     env("E2E_OPERATOR_NAMESPACE")
-}
-
-/// Polls until `check` gives a value (no fixed sleeps); panics with `what` after `timeout`.
-pub async fn until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 pub fn component_selector(component: &str) -> ListParams {
@@ -157,95 +129,26 @@ pub async fn settle(client: &Client, n: usize) -> Vec<Pod> {
     .await
 }
 
-/// History rows for `artist` (three past sales peaking at `peak`), as the traffic sampler writes them.
-pub async fn history(artist: &str, peak: i32) {
-    let db = sqlx::PgPool::connect(&env("DATABASE_URL")).await.unwrap();
-    for days in [30, 60, 90] {
-        sqlx::query(
-            "INSERT INTO traffic_logs (event_id, artist_name, minute, concurrent_users, queue_users, replicas)
-             SELECT $1, $2, date_trunc('minute', now()) - make_interval(days => $4) + make_interval(mins => m), $3 * m / 10, 0, 2
-             FROM generate_series(1, 10) m",
-        )
-        .bind(Uuid::new_v4())
-        .bind(artist)
-        .bind(peak)
-        .bind(days)
-        .execute(&db)
-        .await
-        .unwrap();
-    }
-}
-
-pub async fn create_te(client: &Client, ns: &str, name: &str, spec: Value) {
-    let ar = ApiResource::erase::<TicketEvent>(&());
-    let obj: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "tiketi.io/v1alpha1", "kind": "TicketEvent", "metadata": { "name": name }, "spec": spec
-    }))
-    .unwrap();
-    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
-        .create(&PostParams::default(), &obj)
-        .await
-        .unwrap();
-}
-
-pub async fn delete_te(client: &Client, ns: &str, name: &str) {
-    Api::<TicketEvent>::namespaced(client.clone(), ns)
-        .delete(name, &DeleteParams::default())
-        .await
-        .ok();
-}
-
 /// One test at a time may resize the chart's service Deployment or cut its dependencies (they share them).
 pub static SERVICE_DEPLOYMENT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// One test at a time may delete an operator pod or rely on every operator pod staying (its token).
 pub static OPERATOR_PODS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-pub type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// Each Socket.IO frame within a minute (a pod's start-up, the proxy's read timeout).
+const SIO_WAIT: Duration = Duration::from_secs(60);
 
+/// A Socket.IO client of `base` (http://ADDRESS:PORT) connected with `token`.
 pub async fn sio_connect(base: &str, token: &str) -> Ws {
-    let url = format!(
-        "{}/socket.io/?EIO=4&transport=websocket",
-        base.replacen("http", "ws", 1)
-    );
-    let (mut ws, _) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async(url),
-    )
-    .await
-    .expect("websocket upgrade in time")
-    .expect("websocket upgrade");
-    let open = next_text(&mut ws).await.expect("engine.io open");
-    assert!(open.starts_with('0'), "engine.io open: {open}");
-    ws.send(Message::text(format!("40{}", json!({ "token": token }))))
+    let server = sio::resolve(base).await.expect("the server's address");
+    let mut ws = tokio::time::timeout(Duration::from_secs(10), sio::open(server, None, None))
         .await
-        .unwrap();
-    loop {
-        let m = next_text(&mut ws).await.expect("socket.io connect ack");
-        if m.starts_with("40") {
-            return ws;
-        }
-        assert!(!m.starts_with("44"), "connect refused: {m}");
-    }
-}
-
-/// The next text frame (answering pings); None when the connection ended.
-pub async fn next_text(ws: &mut Ws) -> Option<String> {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
-            .await
-            .ok()??
-            .ok()?;
-        match msg {
-            Message::Text(t) if t.as_str() == "2" => {
-                ws.send(Message::text("3")).await.ok()?;
-            }
-            Message::Text(t) => return Some(t.to_string()),
-            Message::Close(_) => return None,
-            _ => {}
-        }
-    }
+        .expect("websocket upgrade in time")
+        .expect("websocket upgrade");
+    sio::handshake(&mut ws, token, SIO_WAIT)
+        .await
+        .expect("engine.io open and socket.io connect ack");
+    ws
 }
 
 /// Waits for the event `name`; returns its payload.
@@ -255,14 +158,12 @@ pub async fn wait_event(ws: &mut Ws, name: &str) -> Value {
         .unwrap_or_else(|| panic!("connection ended before {name}"))
 }
 
-/// The payload of the next event `name`; None when the connection ended first.
+/// The payload of the next event `name` (pings answered); None when the connection ended first.
 pub async fn next_event(ws: &mut Ws, name: &str) -> Option<Value> {
-    let prefix = format!("42[\"{name}\"");
     loop {
-        let m = next_text(ws).await?;
-        if m.starts_with(&prefix) {
-            let mut parts: Vec<Value> = serde_json::from_str(&m[2..]).ok()?;
-            return (parts.len() > 1).then(|| parts.swap_remove(1));
+        let m = sio::next_text(ws, SIO_WAIT).await.ok()?;
+        if let Some(payload) = sio::event_payload(&m, name) {
+            return Some(payload);
         }
     }
 }
@@ -282,19 +183,14 @@ pub async fn ending(ws: &mut Ws, within: Duration) -> Ending {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let msg = tokio::time::timeout(left, ws.next())
+        let frame = tokio::time::timeout(left, sio::next_frame(ws))
             .await
             .expect("the connection of a terminated pod ends within its grace period");
-        match msg {
-            None => return Ending::Dropped("end of stream".into()),
-            Some(Err(e)) => return Ending::Dropped(e.to_string()),
-            Some(Ok(Message::Close(_))) => return Ending::Closed,
-            Some(Ok(Message::Text(t))) if t.as_str() == "1" => return Ending::Closed,
-            Some(Ok(Message::Text(t))) if t.starts_with("41") => return Ending::ServerDisconnect,
-            Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
-                ws.send(Message::text("3")).await.ok();
-            }
-            Some(Ok(_)) => {}
+        match frame {
+            Frame::Closed => return Ending::Closed,
+            Frame::Dropped(why) => return Ending::Dropped(why),
+            Frame::Text(t) if t.starts_with("41") => return Ending::ServerDisconnect,
+            Frame::Text(_) => {}
         }
     }
 }
@@ -430,165 +326,13 @@ pub async fn dependency_status(
 /// A Socket.IO WebSocket through the proxy at `base` from the client address `source` (nginx balances by
 /// it), before any Engine.IO packet; or why not.
 pub async fn ws_from(base: &str, source: &str) -> Result<Ws, String> {
-    let url = format!(
-        "{}/socket.io/?EIO=4&transport=websocket",
-        base.replacen("http", "ws", 1)
-    );
-    let proxy: std::net::SocketAddr = base
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .map_err(|e| format!("proxy address {base}: {e}"))?;
-    let tcp = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-    tcp.bind(std::net::SocketAddr::new(
-        source.parse().map_err(|e| format!("{source}: {e}"))?,
-        0,
-    ))
-    .map_err(|e| format!("bind {source}: {e}"))?;
-    let tcp = tcp
-        .connect(proxy)
+    let proxy = sio::resolve(base)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let (ws, _) =
-        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
-            .await
-            .map_err(|e| format!("upgrade: {e}"))?;
-    Ok(ws)
-}
-
-/// A fresh namespace for one test (the suite's operator pods watch every namespace).
-pub async fn namespace(client: &Client, prefix: &str) -> String {
-    let name = format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
+        .map_err(|e| format!("proxy address {base}: {e:#}"))?;
+    let source = source.parse().map_err(|e| format!("{source}: {e}"))?;
+    sio::open(proxy, Some(source), None)
         .await
-        .expect("create namespace");
-    name
-}
-
-pub async fn delete_namespace(client: &Client, ns: &str) {
-    Api::<Namespace>::all(client.clone())
-        .delete(ns, &DeleteParams::default())
-        .await
-        .ok();
-}
-
-/// A Deployment on the kwok nodes (pods Ready at once, nothing runs): a target the operator pods scale
-/// quickly, without the real node's pod start-up.
-pub async fn kwok_deployment(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    replicas: i32,
-) -> Api<Deployment> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let d: Deployment = serde_json::from_value(json!({
-        "metadata": { "name": name },
-        "spec": {
-            "replicas": replicas,
-            "selector": { "matchLabels": { "app": name } },
-            "template": {
-                "metadata": { "labels": { "app": name } },
-                "spec": {
-                    "containers": [{ "name": "app", "image": "registry.k8s.io/pause:3.10" }],
-                    "tolerations": [{ "key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule" }]
-                }
-            }
-        }
-    }))
-    .unwrap();
-    api.create(&PostParams::default(), &d)
-        .await
-        .expect("create deployment");
-    api
-}
-
-/// `kubectl ARGS` (run.sh puts it on PATH); its stdout, or its stderr as the error.
-pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-    use std::io::Write;
-    let mut child = std::process::Command::new("kubectl")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("kubectl: {e}"))?;
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .map_err(|e| e.to_string())?;
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-/// Prints the operator pods' logs (current and previous containers) when the test fails, so a
-/// timeout says what the operator did meanwhile.
-pub struct OperatorLogsOnFailure(pub String);
-
-impl Drop for OperatorLogsOnFailure {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        eprintln!("{}", operator_logs(&self.0));
-        let lease =
-            kubectl(&["-n", &self.0, "get", "lease", "-o", "wide"], None).unwrap_or_else(|e| e);
-        eprintln!("---- leases in {} ----\n{lease}", self.0);
-    }
-}
-
-/// The last lines of every operator pod's log in `ns`, and of its previous container (a restart).
-pub fn operator_logs(ns: &str) -> String {
-    let names = kubectl(
-        &[
-            "-n",
-            ns,
-            "get",
-            "pods",
-            "-l",
-            "app.kubernetes.io/component=operator",
-            "-o",
-            "name",
-        ],
-        None,
-    )
-    .unwrap_or_else(|e| e);
-    let mut out = String::new();
-    for pod in names.lines() {
-        for previous in ["--previous=false", "--previous=true"] {
-            let logs = kubectl(&["-n", ns, "logs", pod, "--tail=80", previous], None)
-                .unwrap_or_else(|e| e);
-            out.push_str(&format!("---- {ns}/{pod} ({previous}) ----\n{logs}\n"));
-        }
-    }
-    out
-}
-
-/// Prints the TicketEvents and Deployments of a test's namespace when the test fails.
-pub struct ObjectsOnFailure(pub String);
-
-impl Drop for ObjectsOnFailure {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let ns = &self.0;
-            let objects = kubectl(
-                &["-n", ns, "get", "ticketevents,deployments", "-o", "yaml"],
-                None,
-            )
-            .unwrap_or_else(|e| e);
-            eprintln!("---- TicketEvents and Deployments in {ns} ----\n{objects}");
-        }
-    }
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// The leading operator pod of the release (Lease holder, Ready) and a Ready standby.
@@ -650,19 +394,4 @@ pub fn restarts(pod: &Pod) -> i32 {
         .and_then(|s| s.container_statuses.as_ref())
         .and_then(|c| c.first())
         .map_or(0, |c| c.restart_count)
-}
-
-/// A Redis client on the suite's Redis, and the keys under the prefix the pods use.
-pub async fn redis() -> (fred::prelude::Client, tiketi_core::keys::Keys) {
-    use fred::prelude::ClientLike;
-    let redis = fred::prelude::Builder::from_config(
-        fred::prelude::Config::from_url(&env("REDIS_URL")).unwrap(),
-    )
-    .build()
-    .unwrap();
-    redis.init().await.unwrap();
-    let keys = tiketi_core::keys::Keys::new(
-        std::env::var("REDIS_PREFIX").unwrap_or_else(|_| tiketi_core::keys::DEFAULT_PREFIX.into()),
-    );
-    (redis, keys)
 }
