@@ -669,11 +669,35 @@ pub enum PayEnd {
     Refused(String),
 }
 
-/// The attempts of one impatient payment: each status, "abandoned" when the client gave up waiting.
+/// The attempts of one impatient payment, in order.
 #[derive(Debug, Clone)]
 pub struct PayRetry {
-    pub attempts: Vec<String>,
+    pub attempts: Vec<PayAttempt>,
     pub end: PayEnd,
+}
+
+/// One attempt: its status ("abandoned" when the client gave up waiting, "error" without an answer),
+/// the answer's `code`, and when it was sent and answered (the report tells an answer of the ingress
+/// for a request in flight on a killed pod by them).
+#[derive(Debug, Clone)]
+pub struct PayAttempt {
+    pub status: String,
+    pub code: Value,
+    pub sent: tokio::time::Instant,
+    pub answered: tokio::time::Instant,
+}
+
+impl PayAttempt {
+    #[cfg(test)]
+    fn answered(status: &str) -> Self {
+        let now = tokio::time::Instant::now();
+        Self {
+            status: status.into(),
+            code: Value::Null,
+            sent: now,
+            answered: now,
+        }
+    }
 }
 
 /// Pays `reservation` giving each attempt `patience`, and sends it again (the same body) after a
@@ -688,6 +712,7 @@ pub async fn pay_with_retries(
     let pay = json!({ "reservationId": reservation, "paymentMethod": "kakao_pay" });
     let mut attempts = Vec::new();
     for _ in 0..5 {
+        let sent = tokio::time::Instant::now();
         let r = http
             .post(format!("{nginx}/api/payments/process"))
             .bearer_auth(token)
@@ -706,10 +731,15 @@ pub async fn pay_with_retries(
             Err(e) if e.is_timeout() => ("abandoned".to_string(), Value::Null),
             Err(_) => ("error".to_string(), Value::Null),
         };
-        attempts.push(status.clone());
-        let gave_up_before = attempts[..attempts.len() - 1]
+        let gave_up_before = attempts
             .iter()
-            .any(|a| a == "abandoned");
+            .any(|a: &PayAttempt| a.status == "abandoned");
+        attempts.push(PayAttempt {
+            status: status.clone(),
+            code: body["code"].clone(),
+            sent,
+            answered: tokio::time::Instant::now(),
+        });
         let end = match status.as_str() {
             "200" => Some(PayEnd::Paid),
             "400" if body["code"] == "ALREADY_PAID" && gave_up_before => Some(PayEnd::Settled),
@@ -722,7 +752,10 @@ pub async fn pay_with_retries(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let last = attempts.last().cloned().unwrap_or_default();
+    let last = attempts
+        .last()
+        .map(|a| a.status.clone())
+        .unwrap_or_default();
     PayRetry {
         attempts,
         end: PayEnd::Refused(last),
@@ -745,7 +778,11 @@ impl PayRetryFigures {
     pub fn add(&mut self, r: &PayRetry, during_herd: bool) {
         self.payers += 1;
         self.attempts += r.attempts.len() as u64;
-        self.abandoned += r.attempts.iter().filter(|a| *a == "abandoned").count() as u64;
+        self.abandoned += r
+            .attempts
+            .iter()
+            .filter(|a| a.status == "abandoned")
+            .count() as u64;
         self.during_herd += u64::from(during_herd);
         match &r.end {
             PayEnd::Paid => self.paid += 1,
@@ -912,14 +949,17 @@ mod tests {
     fn pay_retries_count_a_settled_payment_and_catch_a_lost_one() {
         let mut f = PayRetryFigures::default();
         let settled = PayRetry {
-            attempts: vec!["abandoned".into(), "400".into()],
+            attempts: vec![
+                PayAttempt::answered("abandoned"),
+                PayAttempt::answered("400"),
+            ],
             end: PayEnd::Settled,
         };
         f.add(&settled, true);
         assert_eq!((f.settled, f.abandoned, f.during_herd), (1, 1, 1));
         assert!(pay_retry_verdict(&f).is_empty());
         let lost = PayRetry {
-            attempts: vec!["503".into(); 5],
+            attempts: vec![PayAttempt::answered("503"); 5],
             end: PayEnd::Refused("503".into()),
         };
         f.add(&lost, false);

@@ -62,6 +62,8 @@ struct Run {
     stop: AtomicBool,
     /// Run seconds the pods' Redis was cut or restarting (an open one ends at infinity).
     redis_faults: Mutex<Vec<(f64, f64)>>,
+    /// Run seconds a service pod was deleted with grace 0.
+    pod_kills: Mutex<Vec<f64>>,
     /// The seat-map herd is running: payers pay impatiently then (the pool is saturated).
     herd_on: AtomicBool,
     /// For the timeline picture: (run seconds, sale index, waiting-room depth) and (run seconds, fans
@@ -99,6 +101,33 @@ impl Run {
             .unwrap()
             .iter()
             .any(|(from, to)| sent >= from - 1.0 && sent <= to + 5.0)
+    }
+    fn pod_kill_starts(&self) {
+        let at = self.t0.elapsed().as_secs_f64();
+        self.pod_kills.lock().unwrap().push(at);
+    }
+    /// The report's key of an answer: a 502/504 of a request in flight on the killed pod, a fail-closed
+    /// 503 during a Redis fault, or `what status`.
+    fn status_key(
+        &self,
+        what: &str,
+        status: u16,
+        code: &Value,
+        sent: f64,
+        answered: f64,
+    ) -> String {
+        if matches!(status, 502 | 504)
+            && verdicts::in_flight_at_kill(&self.pod_kills.lock().unwrap(), sent, answered)
+        {
+            format!("{what} {}", verdicts::IN_FLIGHT_AT_POD_KILL)
+        } else if status == 503
+            && (code == "REDIS_UNAVAILABLE" || code == "QUEUE_UNAVAILABLE")
+            && self.in_redis_fault(sent)
+        {
+            format!("{what} {}", verdicts::DURING_REDIS_FAULT)
+        } else {
+            format!("{what} {status}")
+        }
     }
     /// One request through nginx: its status (0 when no answer within the client's 90 s) and JSON body.
     async fn call(&self, req: reqwest::RequestBuilder, what: &str) -> (u16, Value) {
@@ -139,14 +168,8 @@ impl Run {
             }
             _ => {}
         }
-        let key = if status == 503
-            && (body["code"] == "REDIS_UNAVAILABLE" || body["code"] == "QUEUE_UNAVAILABLE")
-            && self.in_redis_fault(sent)
-        {
-            format!("{what} {}", verdicts::DURING_REDIS_FAULT)
-        } else {
-            format!("{what} {status}")
-        };
+        let answered = self.t0.elapsed().as_secs_f64();
+        let key = self.status_key(what, status, &body["code"], sent, answered);
         *self.tally.statuses.lock().unwrap().entry(key).or_default() += 1;
         (status, body)
     }
@@ -440,7 +463,15 @@ async fn purchase(
         {
             let mut statuses = run.tally.statuses.lock().unwrap();
             for a in &retry.attempts {
-                *statuses.entry(format!("pay-impatient {a}")).or_default() += 1;
+                let (sent, answered) = (
+                    a.sent.duration_since(run.t0).as_secs_f64(),
+                    a.answered.duration_since(run.t0).as_secs_f64(),
+                );
+                let key = match a.status.parse::<u16>() {
+                    Ok(s) => run.status_key("pay-impatient", s, &a.code, sent, answered),
+                    Err(_) => format!("pay-impatient {}", a.status),
+                };
+                *statuses.entry(key).or_default() += 1;
             }
         }
         if matches!(retry.end, hostile::PayEnd::Paid | hostile::PayEnd::Settled) {
@@ -796,6 +827,7 @@ async fn rehearsal_full_dress_sale_opening() {
         nginx: env("E2E_NGINX_URL"),
         stop: AtomicBool::new(false),
         redis_faults: Mutex::default(),
+        pod_kills: Mutex::default(),
         herd_on: AtomicBool::new(false),
         depths: Mutex::default(),
         admissions: Mutex::default(),
@@ -1062,6 +1094,7 @@ async fn rehearsal_full_dress_sale_opening() {
         .into_iter()
         .find(is_ready)
         .expect("a ready service pod");
+    run.pod_kill_starts();
     pods_api
         .delete(
             &victim.name_any(),

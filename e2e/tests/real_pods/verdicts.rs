@@ -109,6 +109,24 @@ pub fn crowd(c: &Crowd) -> Vec<(CrowdRule, String)> {
 /// service failing closed, as it must, not a server error.
 pub const DURING_REDIS_FAULT: &str = "503 during an injected Redis fault";
 
+/// The report's status of a 502 or 504 the ingress answered for a request that was in flight on the
+/// pod the rehearsal killed without a goodbye (grace 0): nginx cannot send a POST that reached the
+/// dead pod elsewhere, and the client retries as a browser's user would. A request sent after the
+/// kill and still answered 502 stays a server error (nginx retries a connection the pod refused).
+pub const IN_FLIGHT_AT_POD_KILL: &str = "in flight on the killed pod (502/504)";
+
+/// Whether a request sent at `sent` and answered at `answered` (run seconds) was in flight when a pod
+/// was killed at one of `kills`: the kill lands within `KILL_LANDS_WITHIN` seconds of the delete (the
+/// kubelet acts on a grace-0 delete as soon as it sees it).
+pub fn in_flight_at_kill(kills: &[f64], sent: f64, answered: f64) -> bool {
+    kills
+        .iter()
+        .any(|&k| sent <= k + KILL_LANDS_WITHIN && answered >= k)
+}
+
+/// How long after the delete of a pod with grace 0 its process is surely gone.
+pub const KILL_LANDS_WITHIN: f64 = 5.0;
+
 /// No 5xx answer at all, except the registration's 503 (documented: retried by the storm) and the
 /// fail-closed answers during an injected Redis fault. `statuses` is keyed "what status", as in the
 /// report's table.
@@ -120,6 +138,7 @@ pub fn no_server_errors(statuses: &BTreeMap<String, u64>) -> Vec<String> {
             status.starts_with('5')
                 && k.as_str() != "register 503"
                 && !k.ends_with(DURING_REDIS_FAULT)
+                && !k.ends_with(IN_FLIGHT_AT_POD_KILL)
         })
         .map(|(k, n)| format!("{n} answers {k}"))
         .collect()
@@ -359,6 +378,7 @@ mod tests {
         s.insert("register 503".to_string(), 3);
         s.insert("hold 201".to_string(), 4);
         s.insert(format!("queue-check {DURING_REDIS_FAULT}"), 7);
+        s.insert(format!("pay-impatient {IN_FLIGHT_AT_POD_KILL}"), 1);
         assert!(no_server_errors(&s).is_empty());
         s.insert("hold 500".to_string(), 1);
         s.insert("pay 503".to_string(), 2);
@@ -366,6 +386,28 @@ mod tests {
             no_server_errors(&s),
             vec!["1 answers hold 500", "2 answers pay 503"]
         );
+    }
+
+    #[test]
+    fn in_flight_at_kill_wants_the_request_alive_when_the_pod_went() {
+        let kills = [85.3];
+        assert!(
+            in_flight_at_kill(&kills, 84.9, 85.4),
+            "sent before, answered after"
+        );
+        assert!(
+            in_flight_at_kill(&kills, 86.0, 86.1),
+            "sent while the kill lands"
+        );
+        assert!(
+            !in_flight_at_kill(&kills, 80.0, 84.0),
+            "answered before the kill"
+        );
+        assert!(
+            !in_flight_at_kill(&kills, 91.0, 91.2),
+            "sent after the pod was gone"
+        );
+        assert!(!in_flight_at_kill(&[], 84.9, 85.4), "no kill");
     }
 
     fn row(id: Uuid, status: &str, payment: &str) -> LedgerRow {
