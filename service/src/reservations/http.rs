@@ -12,10 +12,8 @@ use uuid::Uuid;
 
 use crate::{
     body::{Body, Field},
-    effects,
     error::{Code, Error, OrMessage, Result},
     extract::{AuthUser, path_id},
-    metrics::KindLabels,
     state::AppState,
 };
 
@@ -86,16 +84,9 @@ async fn book(
         }
         parsed.push((id, quantity as i32));
     }
-    let admission = crate::reservations::may_buy(&state, user.id, ip, event_id).await?;
-    let (booking, fx) = super::book_tickets(&state, user.id, event_id, &parsed, admission)
+    let booking = super::operations::book(&state, user.id, ip, event_id, &parsed)
         .await
         .or_message("예매에 실패했습니다.")?;
-    state
-        .metrics
-        .reservations_created
-        .get_or_create(&KindLabels { kind: "ticket" })
-        .inc();
-    effects::apply(&state, fx.event(Some(event_id))).await;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -141,16 +132,8 @@ async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
     let id = path_id(&id, "Invalid id format")?;
-    let fx = super::cancel(&state, user.id, id)
+    super::operations::cancel(&state, user.id, id)
         .await
         .or_message("예매 취소에 실패했습니다.")?;
-    state
-        .metrics
-        .reservations_cancelled
-        .get_or_create(&KindLabels {
-            kind: "user_cancel",
-        })
-        .inc();
-    effects::apply(&state, fx).await;
     Ok(Json(json!({ "message": "예매가 취소되었습니다." })))
 }

@@ -7,6 +7,7 @@ pub mod db;
 pub mod http;
 pub mod items;
 pub mod lifecycle;
+pub mod operations;
 pub mod views;
 
 use chrono::{DateTime, Utc};

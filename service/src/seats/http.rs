@@ -14,10 +14,8 @@ use uuid::Uuid;
 use super::{db, snapshot};
 use crate::{
     body::{Body, Field},
-    effects,
     error::{Code, Error, OrMessage, Result},
     extract::{AuthUser, Buyer, path_id},
-    metrics::KindLabels,
     reservations,
     state::AppState,
 };
@@ -122,23 +120,9 @@ async fn reserve(
             ids.push(id);
         }
     }
-    let started = std::time::Instant::now();
-    let admission = crate::reservations::may_buy(&state, user.id, ip, event_id).await?;
-    let (hold, fx) = reservations::hold_seats(&state, user.id, event_id, &ids, admission)
+    let hold = reservations::operations::hold(&state, user.id, ip, event_id, &ids)
         .await
         .or_message("좌석 예약에 실패했습니다.")?;
-    state
-        .metrics
-        .reservations_created
-        .get_or_create(&KindLabels { kind: "seat" })
-        .inc();
-    // the hold changes no cached page (see `Effects::add_notices`), only the seat map's snapshot:
-    // its notices go out and the map is marked stale
-    effects::apply(&state, fx).await;
-    state
-        .metrics
-        .hold_duration
-        .observe(started.elapsed().as_secs_f64());
     let seats: Vec<Value> = hold
         .seats
         .iter()
