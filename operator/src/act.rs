@@ -1,11 +1,11 @@
 //! Act: applies an `Outcome` — the other autoscaler's patch and the target's replicas with this
-//! sale's wish first, then the removal of a released capacity key (these writes fail the pass, so
-//! they are retried with backoff), then the status by server-side apply, the Kubernetes Events, a
-//! published capacity and the forecast-vs-actual row (logged and counted when they fail: they never
-//! undo or block a decision already made). A release is decided once, on the pass whose status
-//! leaves the live phase, so whatever it releases is written before that status. Every write first
-//! asks the leadership fence (`Context::fence`): a replica that lost the lease stops before the next
-//! one.
+//! sale's wish first, then the removal of a released capacity key and the forecast-vs-actual row of
+//! a completed sale (these writes fail the pass, so they are retried with backoff), then the status
+//! by server-side apply, the Kubernetes Events and a published capacity (logged and counted when it
+//! fails: it never undoes or blocks a decision already made). A release and a completion are decided
+//! once, on the pass whose status leaves the phase, so what they write goes before that status.
+//! Every write first asks the leadership fence (`Context::fence`): a replica that lost the lease
+//! stops before the next one.
 
 use std::time::Instant;
 
@@ -189,6 +189,20 @@ pub async fn act(
         ctx.fence()?;
         signals::remove_capacity(r, &ctx.keys, event).await?;
     }
+    if let (Some(db), Some(rec), Some(event)) = (&ctx.db, &out.record, out.event_id) {
+        ctx.fence()?;
+        let row = signals::SaleOutcome {
+            event,
+            artist: &te.spec.artist,
+            ticket_event: &format!("{ns}/{name}"),
+            forecast_users: rec.forecast_users,
+            forecast_replicas: rec.forecast_replicas,
+            method: &rec.method,
+            peak_users: rec.peak_users,
+            peak_queue: rec.peak_queue,
+        };
+        signals::record_outcome(db, &row).await?;
+    }
     if let Some(st) = &out.status {
         if let Some(f) = &st.forecast {
             ctx.metrics
@@ -219,22 +233,6 @@ pub async fn act(
         let now = ctx.clock.now();
         if let Err(e) = signals::publish_capacity(r, &ctx.keys, event, *users, now).await {
             soft_failure(ctx, "capacity", &e);
-        }
-    }
-    if let (Some(db), Some(rec), Some(event)) = (&ctx.db, &out.record, out.event_id) {
-        ctx.fence()?;
-        let row = signals::SaleOutcome {
-            event,
-            artist: &te.spec.artist,
-            ticket_event: &format!("{ns}/{name}"),
-            forecast_users: rec.forecast_users,
-            forecast_replicas: rec.forecast_replicas,
-            method: &rec.method,
-            peak_users: rec.peak_users,
-            peak_queue: rec.peak_queue,
-        };
-        if let Err(e) = signals::record_outcome(db, &row).await {
-            soft_failure(ctx, "forecast_record", &e);
         }
     }
     Ok(())

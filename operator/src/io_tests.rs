@@ -381,3 +381,51 @@ async fn reconcile_postponed_sale_keeps_its_live_phase_until_the_capacity_is_rem
         .await
         .unwrap();
 }
+
+/// A completed sale's forecast-vs-actual row is written before the status says Completed: the record
+/// is decided on that pass only, so with PostgreSQL down the pass fails (the target is already back
+/// at the baseline) and the retry records it once PostgreSQL answers.
+#[tokio::test]
+async fn reconcile_completed_sale_keeps_draining_until_its_record_is_written() {
+    let te = with_status(ticket_event("recorded", Minutes::hours(-3)), "Draining", 9);
+    let event: Uuid = te.spec.event_id.parse().unwrap();
+    let (result, calls) = reconcile_scripted_with(
+        &te,
+        World::new().ticket(&te),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(9, 9),
+            Expect::scale(9, 2),
+        ],
+        Some(dead_database()),
+        None,
+        Keys::default(),
+    )
+    .await;
+    assert!(result.is_err(), "an unwritten record fails the pass");
+    assert!(!calls.iter().any(|c| c.path.ends_with("/status")));
+
+    let db = database().await;
+    let (result, _) = reconcile_scripted_with(
+        &te,
+        World::new().ticket(&te),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::status(&te, json!({ "phase": "Completed" })),
+            Expect::event("SaleCompleted"),
+            Expect::event("Phase"),
+        ],
+        Some(db.clone()),
+        None,
+        Keys::default(),
+    )
+    .await;
+    result.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM sale_forecasts WHERE event_id = $1")
+        .bind(event)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+}
