@@ -29,7 +29,6 @@ fn count(s: &Statuses, key: &str) -> u64 {
     s.get(key).copied().unwrap_or(0)
 }
 
-/// "status" of an answer, "timeout" or "error" when none came.
 /// Sends `req`, and once more when the kept-alive connection it reused was closed under it (nginx
 /// closes idle ones on every reload, e.g. when a pod turns Ready), as a browser does; a failure that
 /// persists, or a timeout, stays a failure.
@@ -41,6 +40,7 @@ async fn send(req: reqwest::RequestBuilder) -> Result<reqwest::Response, reqwest
     }
 }
 
+/// "status" of an answer, "timeout" or "error" when none came.
 fn answered(r: &Result<reqwest::Response, reqwest::Error>) -> String {
     match r {
         Ok(r) => r.status().as_u16().to_string(),
@@ -503,7 +503,8 @@ pub async fn list_flood(
             if tokio::time::Instant::now() >= until {
                 return None;
             }
-            let r = http.get(url).send().await;
+            // a flood that meets an nginx reload resends like any client of a kept-alive connection
+            let r = send(http.get(url)).await;
             Some(match r {
                 Ok(r) => {
                     let s = r.status().as_u16().to_string();
