@@ -30,6 +30,7 @@ use crate::{
     leader::Fence,
     metrics::{Metrics, WatchLabels},
     observe,
+    sale::Sale,
     scope::{self, Scope},
 };
 
@@ -38,16 +39,18 @@ pub const RETRY_STALE: Duration = Duration::from_millis(200);
 
 /// One pass on a TicketEvent as the API server stores it now.
 async fn pass(te: Arc<TicketEvent>, ctx: &Context, deleting: bool) -> Result<Action> {
-    let observed = observe::observe(ctx, &te, deleting).await?;
     let old = te.status.clone().unwrap_or_default();
     let mut spec = std::borrow::Cow::Borrowed(&te.spec);
-    if !ctx.allow.cooperate && spec.other_autoscalers == OtherAutoscalers::Cooperate {
-        if !observed.autoscalers.is_empty() {
-            tracing::warn!(te = %te.name_any(), "otherAutoscalers: Cooperate is not allowed by this install (operator.allowCooperate): reporting only");
-        }
+    let narrowed = !ctx.allow.cooperate && spec.other_autoscalers == OtherAutoscalers::Cooperate;
+    if narrowed {
         spec.to_mut().other_autoscalers = OtherAutoscalers::Report;
     }
-    let outcome = decide::decide(&spec, &old, &observed, ctx.clock.now());
+    let sale = Sale::new(&spec, &old);
+    let observed = observe::observe(ctx, &te, &sale, deleting).await?;
+    if narrowed && !observed.autoscalers.is_empty() {
+        tracing::warn!(te = %te.name_any(), "otherAutoscalers: Cooperate is not allowed by this install (operator.allowCooperate): reporting only");
+    }
+    let outcome = decide::decide(&sale, &observed, ctx.clock.now());
     let requeue = outcome.requeue;
     match act::act(ctx, &te, outcome, observed.target_version.as_deref()).await {
         // decided from a target another pass scaled meanwhile (a sibling sale): decide again from

@@ -12,7 +12,7 @@ mod conditions;
 mod outcome;
 mod own;
 mod scale;
-mod spec;
+mod startup;
 mod summary;
 mod wish;
 
@@ -23,8 +23,7 @@ pub use outcome::{Capacity, Note, Outcome, Release, SaleRecord};
 use outcome::{duplicate, invalid, note};
 use own::own;
 use scale::{CapacityInputs, capacity, own_scale, plan_decision};
-pub use spec::{Parsed, parse, ts};
-use spec::{parse_ts, startup};
+use startup::startup;
 pub(crate) use summary::forecast_error_percent;
 use summary::{Facts, Replicas, forecast_vs_actual, summary};
 use wish::Source;
@@ -33,17 +32,14 @@ pub use wish::forecast_from;
 use crate::{
     observe::{Observed, Read, TargetWish},
     plan::Phase,
+    sale::{Parsed, Sale, baseline, parse_ts, ts},
 };
 
 /// One pass, in order: this event's own plan (`own`), the largest wish on the target, another
 /// autoscaler on it, our own `/scale`, the plan-mode decision, the capacity to publish, the
 /// conditions, the peaks and the sale record, the events, the summary, the status and the requeue.
-pub fn decide(
-    s: &TicketEventSpec,
-    old: &TicketEventStatus,
-    o: &Observed,
-    now: DateTime<Utc>,
-) -> Outcome {
+pub fn decide(sale: &Sale<'_>, o: &Observed, now: DateTime<Utc>) -> Outcome {
+    let (s, old) = (sale.spec, sale.old);
     let release = release(s, old, o);
     if o.deleting {
         return Outcome {
@@ -51,14 +47,14 @@ pub fn decide(
             ..cleanup(s, old, o)
         };
     }
-    let p = match parse(s, old) {
+    let p = match &sale.parsed {
         Ok(p) => p,
-        Err(why) => return invalid(old, o, why),
+        Err(why) => return invalid(old, o, why.clone()),
     };
     if let Some(first) = &o.duplicate_of {
         return duplicate(old, o, first);
     }
-    let own = own(s, old, o, &p, now);
+    let own = own(s, old, o, p, now);
     let ph = own.phase;
     let others = others_max(o);
     // the largest live wish on the target always wins, whatever this event's phase

@@ -7,9 +7,20 @@ use tiketi_crds::{
 };
 
 use crate::{
-    decide::{AutoscalerPatch, Capacity, Outcome, decide},
+    decide::{self, AutoscalerPatch, Capacity, Outcome},
     observe::{Autoscaler, Observed, PodStart, Read, Sibling, Target},
+    sale::Sale,
 };
+
+/// One pass of `decide` on spec `s` with last status `old`.
+fn decide(
+    s: &TicketEventSpec,
+    old: &TicketEventStatus,
+    o: &Observed,
+    now: DateTime<Utc>,
+) -> Outcome {
+    decide::decide(&Sale::new(s, old), o, now)
+}
 
 pub fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 1, 11, 0, 0).unwrap()

@@ -409,7 +409,7 @@ pub fn deployment_named(
     ready: i32,
     wishes: &[(&str, i32)],
 ) -> Deployment {
-    let until = crate::decide::ts(chrono::Utc::now() + chrono::Duration::days(1));
+    let until = crate::sale::ts(chrono::Utc::now() + chrono::Duration::days(1));
     let mut d = deployment(replicas, ready);
     d.metadata.name = Some(name.into());
     d.metadata.annotations = Some(

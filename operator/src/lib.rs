@@ -18,6 +18,7 @@ pub mod leader;
 pub mod metrics;
 pub mod observe;
 pub mod plan;
+pub mod sale;
 pub mod scope;
 #[cfg(test)]
 mod shared_cluster_tests;

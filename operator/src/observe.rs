@@ -23,8 +23,8 @@ use crate::{
         Context, KEDA_PAUSED_REPLICAS, KEDA_SCALED_OBJECT_LABEL, ORIGINAL_MIN_ANNOTATION,
         PAUSED_BY_ANNOTATION, WISH_ANNOTATION_PREFIX, wish_key,
     },
-    decide,
-    plan::SalePeak,
+    plan::{Phase, SalePeak},
+    sale::Sale,
     signals,
 };
 
@@ -277,13 +277,10 @@ fn should_be_live(te: &TicketEvent, now: DateTime<Utc>) -> bool {
     st.phase.as_deref() != Some(phase::FAILED)
         && te.spec.mode == Mode::Active
         && te.metadata.deletion_timestamp.is_none()
-        && decide::parse(&te.spec, &st).is_ok_and(|p| {
-            use crate::plan::Phase::*;
-            matches!(
-                crate::plan::phase_at(&p.window, now).0,
-                PreScaling | OnSale | Draining
-            )
-        })
+        && matches!(
+            Sale::new(&te.spec, &st).phase_at(now),
+            Some(Phase::PreScaling | Phase::OnSale | Phase::Draining)
+        )
 }
 
 fn target_of(d: &Deployment) -> Target {
@@ -458,11 +455,17 @@ async fn on_target(
     Ok(deployment)
 }
 
-pub async fn observe(ctx: &Context, te: &TicketEvent, deleting: bool) -> Result<Observed> {
+/// What the pass on `te` needs from the cluster, PostgreSQL and Redis; which reads, `sale`'s phase
+/// says.
+pub async fn observe(
+    ctx: &Context,
+    te: &TicketEvent,
+    sale: &Sale<'_>,
+    deleting: bool,
+) -> Result<Observed> {
     let ns = te.namespace().ok_or(crate::Error::NotNamespaced)?;
     let name = te.name_any();
-    let s = &te.spec;
-    let old = te.status.clone().unwrap_or_default();
+    let (s, old) = (sale.spec, sale.old);
     let now = ctx.clock.now();
     let mut o = Observed::empty(&format!("{ns}/{name}"));
     o.generation = te.metadata.generation;
@@ -480,10 +483,9 @@ pub async fn observe(ctx: &Context, te: &TicketEvent, deleting: bool) -> Result<
     }
 
     // which outside reads this phase needs
-    let Ok(p) = decide::parse(s, &old) else {
+    let (Ok(p), Some(ph)) = (&sale.parsed, sale.phase_at(now)) else {
         return Ok(o);
     };
-    let (ph, _) = crate::plan::phase_at(&p.window, now);
     use crate::plan::Phase::*;
     let frozen = matches!(ph, OnSale | Draining | Completed) && old.forecast.is_some();
     if let (Some(db), false, false) = (&ctx.db, frozen, deleting) {

@@ -11,9 +11,11 @@ use tiketi_crds::{
 };
 
 use crate::{
-    decide::{self, Outcome, parse, ts},
+    decide::{self, Outcome},
     observe::{Observed, Read, Sibling, Target},
     plan::{self, SalePeak},
+    sale::Sale,
+    sale::{parse, ts},
 };
 
 /// The observation of a pass: the target at `replicas`, all Ready, the queue at `depth`.
@@ -41,7 +43,11 @@ fn decide(
 ) -> Result<Option<(i32, bool)>, String> {
     let old = te.status.clone().unwrap_or_default();
     parse(&te.spec, &old)?;
-    let out = decide::decide(&te.spec, &old, &observed(2, history, depth), now);
+    let out = decide::decide(
+        &Sale::new(&te.spec, &old),
+        &observed(2, history, depth),
+        now,
+    );
     Ok(wish_of(&out, &old))
 }
 
@@ -512,7 +518,7 @@ proptest! {
                 at_ms: 0,
                 replicas: None,
             }));
-            let out = decide::decide(&te.spec, &old, &o, base());
+            let out = decide::decide(&Sale::new(&te.spec, &old), &o, base());
             out.status.unwrap().desired_replicas.unwrap()
         };
         let (lo, hi) = (d1.min(d2), d1.max(d2));
@@ -533,7 +539,7 @@ proptest! {
         let mut o = observed(current, &[], Some(depth));
         o.siblings = vec![Sibling { name: "other".into(), live_wish: Some(sibling), unsure: false }];
         let now = base() + chrono::Duration::minutes(offset);
-        let out = decide::decide(&te.spec, &status, &o, now);
+        let out = decide::decide(&Sale::new(&te.spec, &status), &o, now);
         if out.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed") {
             return Ok(());
         }
@@ -561,7 +567,7 @@ proptest! {
         let (mut ups, mut downs) = (0, 0);
         for (i, w) in wiggle.iter().enumerate() {
             let now = base() + chrono::Duration::seconds(i as i64);
-            let out = decide::decide(&te.spec, &old, &observed(replicas, &[], Some(threshold + w)), now);
+            let out = decide::decide(&Sale::new(&te.spec, &old), &observed(replicas, &[], Some(threshold + w)), now);
             if let Some(n) = out.replicas {
                 if n > replicas { ups += 1 } else { downs += 1 }
                 replicas = n;

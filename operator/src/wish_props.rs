@@ -14,6 +14,7 @@ use tiketi_crds::{TicketEvent, TicketEventSpec, TicketEventStatus};
 use crate::{
     decide,
     observe::{self, Observed, Target},
+    sale::Sale,
 };
 
 fn now() -> DateTime<Utc> {
@@ -99,7 +100,7 @@ fn pass(
         ..Observed::empty(&format!("default/{name}"))
     };
     let old = te.status.clone().unwrap_or_default();
-    let out = decide::decide(&te.spec, &old, &o, now());
+    let out = decide::decide(&Sale::new(&te.spec, &old), &o, now());
     if out.replicas.is_some() || out.wish.is_some() {
         if seen.version != stored.version {
             return None;

@@ -6,7 +6,7 @@ use tiketi_crds::{
     AutoscalerStatus, Decision, Mode, OtherAutoscalers, TicketEventSpec, TicketEventStatus, phase,
 };
 
-use super::{Capacity, Note, Outcome, note, spec::baseline, ts};
+use super::{Capacity, Note, Outcome, baseline, note, ts};
 use crate::{
     observe::{Autoscaler, Observed},
     plan,

@@ -1,14 +1,39 @@
-//! The spec, validated and parsed (times and durations are strings in the CRD), the start-up times
-//! `leadTime: auto` learns from, and the RFC 3339 timestamps status uses.
+//! One TicketEvent as a pass reads it: the spec, the last status and the spec validated and parsed
+//! once (times and durations are strings in the CRD). `observe` chooses its reads from the phase it
+//! gives, `decide` decides from it; and the RFC 3339 timestamps status uses.
 
 use chrono::{DateTime, Utc};
-use tiketi_crds::{LEAD_TIME_AUTO, StartupStatus, TicketEventSpec, TicketEventStatus, duration};
+use tiketi_crds::{LEAD_TIME_AUTO, TicketEventSpec, TicketEventStatus, duration};
 use uuid::Uuid;
 
-use crate::{
-    observe::Observed,
-    plan::{self, Window},
-};
+use crate::plan::{self, Phase, Window};
+
+/// What one pass works from. The spec is the one the install lets the pass act on (`controller`
+/// narrows `otherAutoscalers` where the install forbids cooperating).
+pub struct Sale<'a> {
+    pub spec: &'a TicketEventSpec,
+    pub old: &'a TicketEventStatus,
+    /// The spec parsed, or why it is refused.
+    pub parsed: Result<Parsed, String>,
+}
+
+impl<'a> Sale<'a> {
+    pub fn new(spec: &'a TicketEventSpec, old: &'a TicketEventStatus) -> Self {
+        Self {
+            spec,
+            old,
+            parsed: parse(spec, old),
+        }
+    }
+
+    /// The phase the window gives at `now` (whatever status says); `None` for a refused spec.
+    pub fn phase_at(&self, now: DateTime<Utc>) -> Option<Phase> {
+        self.parsed
+            .as_ref()
+            .ok()
+            .map(|p| plan::phase_at(&p.window, now).0)
+    }
+}
 
 /// The spec, parsed (times and durations are strings in the CRD).
 pub struct Parsed {
@@ -20,8 +45,6 @@ pub struct Parsed {
 /// Longest `leadTime` and `afterSale.hold` the operator plans with: keeps every instant of the window
 /// representable (an absurd duration would overflow the date arithmetic).
 const MAX_WINDOW_DURATION_SECS: i64 = 366 * 86_400;
-/// Start-to-Ready samples kept in status for `leadTime: auto`.
-const STARTUP_SAMPLES: usize = 20;
 
 /// The spec, validated (the CEL rules again, see `TicketEventSpec::validate`) and parsed; `leadTime:
 /// auto` takes the lead time measured so far from `st`.
@@ -72,7 +95,7 @@ pub fn parse(s: &TicketEventSpec, st: &TicketEventStatus) -> Result<Parsed, Stri
 }
 
 /// What the target goes back to after the sale (never below `MIN_TARGET_REPLICAS`).
-pub(super) fn baseline(s: &TicketEventSpec) -> i32 {
+pub fn baseline(s: &TicketEventSpec) -> i32 {
     s.after_sale
         .as_ref()
         .and_then(|a| a.replicas)
@@ -84,37 +107,8 @@ pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-pub(super) fn parse_ts(s: &Option<String>) -> Option<DateTime<Utc>> {
+pub fn parse_ts(s: &Option<String>) -> Option<DateTime<Utc>> {
     s.as_deref()
         .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
         .map(|t| t.with_timezone(&Utc))
-}
-
-/// Learns pod start-to-Ready times for `leadTime: auto`.
-pub(super) fn startup(
-    s: &TicketEventSpec,
-    old: &TicketEventStatus,
-    o: &Observed,
-) -> Option<StartupStatus> {
-    if s.lead_time != LEAD_TIME_AUTO {
-        return old.startup.clone();
-    }
-    let mut st = old.startup.clone().unwrap_or_default();
-    let until = parse_ts(&st.measured_until);
-    let mut fresh: Vec<_> = o
-        .pod_starts
-        .iter()
-        .filter(|p| until.is_none_or(|u| p.ready_at > u))
-        .collect();
-    fresh.sort_by_key(|p| p.ready_at);
-    for p in &fresh {
-        st.samples_seconds.push(p.seconds);
-    }
-    let excess = st.samples_seconds.len().saturating_sub(STARTUP_SAMPLES);
-    st.samples_seconds.drain(..excess);
-    if let Some(last) = fresh.last() {
-        st.measured_until = Some(ts(last.ready_at));
-    }
-    st.lead_time_seconds = Some(plan::auto_lead_secs(&st.samples_seconds));
-    Some(st)
 }
