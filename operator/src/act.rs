@@ -53,7 +53,7 @@ async fn patch_autoscaler(ctx: &Context, ns: &str, patch: &AutoscalerPatch) -> R
             } else if *restored {
                 body["metadata"] = json!({ "annotations": { ORIGINAL_MIN_ANNOTATION: null } });
             }
-            let api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), ns);
+            let api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.shared.client.clone(), ns);
             api.patch(name, &pp, &Patch::Merge(&body)).await?;
         }
         AutoscalerPatch::KedaPause { name, replicas, by } => {
@@ -62,7 +62,7 @@ async fn patch_autoscaler(ctx: &Context, ns: &str, patch: &AutoscalerPatch) -> R
                 None => json!({ KEDA_PAUSED_REPLICAS: null, PAUSED_BY_ANNOTATION: null }),
             };
             let api: Api<DynamicObject> =
-                Api::namespaced_with(ctx.client.clone(), ns, &scaled_object_resource());
+                Api::namespaced_with(ctx.shared.client.clone(), ns, &scaled_object_resource());
             api.patch(
                 name,
                 &pp,
@@ -76,7 +76,8 @@ async fn patch_autoscaler(ctx: &Context, ns: &str, patch: &AutoscalerPatch) -> R
 
 fn soft_failure(ctx: &Context, what: &'static str, error: &dyn std::fmt::Display) {
     tracing::warn!(%error, "{what} failed; the decision stands");
-    ctx.metrics
+    ctx.shared
+        .metrics
         .failures
         .get_or_create(&ErrorLabels { error: what })
         .inc();
@@ -96,11 +97,11 @@ async fn write_target(
         return Ok(());
     }
     ctx.fence()?;
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.shared.client.clone(), ns);
     let started = Instant::now();
     let mut body = json!({ "metadata": {
         "resourceVersion": version,
-        "annotations": { WRITTEN_BY_ANNOTATION: ctx.identity },
+        "annotations": { WRITTEN_BY_ANNOTATION: ctx.shared.identity },
     } });
     if let Some(n) = out.replicas {
         body["spec"] = json!({ "replicas": n });
@@ -119,10 +120,12 @@ async fn write_target(
         other => other?,
     };
     if let Some(n) = out.replicas {
-        ctx.metrics
+        ctx.shared
+            .metrics
             .scale_latency
             .observe(started.elapsed().as_secs_f64());
-        ctx.metrics
+        ctx.shared
+            .metrics
             .decisions
             .get_or_create(&DecisionLabels {
                 direction: if n > out.replicas_before {
@@ -151,7 +154,7 @@ async fn publish(ctx: &Context, te: &TicketEvent, notes: &[Note]) -> Result<()> 
             secondary: None,
         };
         ctx.fence()?;
-        if let Err(e) = ctx.recorder.publish(&ev, &te.object_ref(&())).await {
+        if let Err(e) = ctx.shared.recorder.publish(&ev, &te.object_ref(&())).await {
             tracing::warn!(error = %e, "event not published");
         }
     }
@@ -184,12 +187,12 @@ pub async fn act(
     }
     write_target(ctx, &ns, &name, target, &out, target_version).await?;
     if let (Some(r), Some(Capacity::Remove), Some(event)) =
-        (&ctx.redis, &out.capacity, out.event_id)
+        (&ctx.shared.redis, &out.capacity, out.event_id)
     {
         ctx.fence()?;
-        signals::remove_capacity(r, &ctx.keys, event).await?;
+        signals::remove_capacity(r, &ctx.shared.keys, event).await?;
     }
-    if let (Some(db), Some(rec), Some(event)) = (&ctx.db, &out.record, out.event_id) {
+    if let (Some(db), Some(rec), Some(event)) = (&ctx.shared.db, &out.record, out.event_id) {
         ctx.fence()?;
         let row = signals::SaleOutcome {
             event,
@@ -205,7 +208,8 @@ pub async fn act(
     }
     if let Some(st) = &out.status {
         if let Some(f) = &st.forecast {
-            ctx.metrics
+            ctx.shared
+                .metrics
                 .forecast_users
                 .get_or_create(&EventLabels {
                     ticket_event: format!("{ns}/{name}"),
@@ -214,7 +218,7 @@ pub async fn act(
         }
         if Some(st) != te.status.as_ref() {
             ctx.fence()?;
-            let api: Api<TicketEvent> = Api::namespaced(ctx.client.clone(), &ns);
+            let api: Api<TicketEvent> = Api::namespaced(ctx.shared.client.clone(), &ns);
             let patch =
                 json!({ "apiVersion": "tiketi.io/v1alpha1", "kind": "TicketEvent", "status": st });
             api.patch_status(
@@ -227,11 +231,11 @@ pub async fn act(
     }
     publish(ctx, te, &out.events).await?;
     if let (Some(r), Some(Capacity::Publish(users)), Some(event)) =
-        (&ctx.redis, &out.capacity, out.event_id)
+        (&ctx.shared.redis, &out.capacity, out.event_id)
     {
         ctx.fence()?;
-        let now = ctx.clock.now();
-        if let Err(e) = signals::publish_capacity(r, &ctx.keys, event, *users, now).await {
+        let now = ctx.shared.clock.now();
+        if let Err(e) = signals::publish_capacity(r, &ctx.shared.keys, event, *users, now).await {
             soft_failure(ctx, "capacity", &e);
         }
     }

@@ -56,16 +56,15 @@ impl Stores {
     }
 }
 
-pub struct Context {
+/// What every pass of this process shares, whichever namespace's controller runs it.
+#[derive(Clone)]
+pub struct Shared {
     pub client: Client,
     pub recorder: Recorder,
     pub db: Option<sqlx::PgPool>,
     pub redis: Option<fred::clients::Pool>,
     pub keys: tiketi_core::keys::Keys,
     pub metrics: Arc<Metrics>,
-    pub stores: Stores,
-    /// consecutive failures per object, for exponential backoff (kube has no per-object backoff)
-    pub failures: Mutex<HashMap<ObjectRef<TicketEvent>, u32>>,
     /// Leadership: every write asks it first, and a pass ends when it is lost.
     pub fence: Fence,
     /// The API server's time (phases, cooldowns, capacity timestamps).
@@ -74,6 +73,14 @@ pub struct Context {
     /// This replica's identity (its Lease holder name): recorded on each target write
     /// (`WRITTEN_BY_ANNOTATION`), so who scaled a Deployment last can be told after a takeover.
     pub identity: String,
+}
+
+/// What a pass runs with: the shared clients and the stores of its controller.
+pub struct Context {
+    pub shared: Shared,
+    pub stores: Stores,
+    /// consecutive failures per object, for exponential backoff (kube has no per-object backoff)
+    pub failures: Mutex<HashMap<ObjectRef<TicketEvent>, u32>>,
 }
 
 /// What this install may do beyond reading and scaling (its RBAC grants exactly these).
@@ -90,7 +97,7 @@ pub struct Allow {
 impl Context {
     /// Before each write of a pass: still leading, or the pass stops here.
     pub fn fence(&self) -> Result<()> {
-        if self.fence.leads() {
+        if self.shared.fence.leads() {
             Ok(())
         } else {
             Err(Error::NotLeading)

@@ -8,12 +8,12 @@ use std::{sync::Arc, time::Duration};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
-    Api, Client, ResourceExt,
+    Api, ResourceExt,
     api::ListParams,
     runtime::{
         Controller, WatchStreamExt,
         controller::Action,
-        events::{Recorder, Reporter},
+        events::Reporter,
         finalizer::{self, Event as Finalizer},
         reflector::{self, ObjectRef},
         watcher,
@@ -23,11 +23,9 @@ use tiketi_crds::{OtherAutoscalers, TicketEvent};
 
 use crate::{
     Error, Result, act,
-    clock::Clock,
-    context::{Allow, Context, FINALIZER, MANAGER, Stores},
+    context::{Context, FINALIZER, MANAGER, Shared, Stores},
     decide,
     health::Health,
-    leader::Fence,
     metrics::{Metrics, WatchLabels},
     observe,
     sale::Sale,
@@ -41,7 +39,8 @@ pub const RETRY_STALE: Duration = Duration::from_millis(200);
 async fn pass(te: Arc<TicketEvent>, ctx: &Context, deleting: bool) -> Result<Action> {
     let old = te.status.clone().unwrap_or_default();
     let mut spec = std::borrow::Cow::Borrowed(&te.spec);
-    let narrowed = !ctx.allow.cooperate && spec.other_autoscalers == OtherAutoscalers::Cooperate;
+    let narrowed =
+        !ctx.shared.allow.cooperate && spec.other_autoscalers == OtherAutoscalers::Cooperate;
     if narrowed {
         spec.to_mut().other_autoscalers = OtherAutoscalers::Report;
     }
@@ -50,14 +49,14 @@ async fn pass(te: Arc<TicketEvent>, ctx: &Context, deleting: bool) -> Result<Act
     if narrowed && !observed.autoscalers.is_empty() {
         tracing::warn!(te = %te.name_any(), "otherAutoscalers: Cooperate is not allowed by this install (operator.allowCooperate): reporting only");
     }
-    let outcome = decide::decide(&sale, &observed, ctx.clock.now());
+    let outcome = decide::decide(&sale, &observed, ctx.shared.clock.now());
     let requeue = outcome.requeue;
     match act::act(ctx, &te, outcome, observed.target_version.as_deref()).await {
         // decided from a target another pass scaled meanwhile (a sibling sale): decide again from
         // what is there now rather than undo that scale. While deleting, an `Ok` would let the
         // finalizer go with the target still at sale size: the cleanup fails and is retried instead.
         Err(Error::TargetChanged) if !deleting => {
-            ctx.metrics.stale_scales.inc();
+            ctx.shared.metrics.stale_scales.inc();
             tracing::info!(te = %te.name_any(), "target changed since read: deciding again");
             Ok(Action::requeue(RETRY_STALE))
         }
@@ -69,10 +68,10 @@ async fn pass(te: Arc<TicketEvent>, ctx: &Context, deleting: bool) -> Result<Act
 /// A pass is cancelled as soon as leadership is lost (or its renewal overdue): no write of it can go
 /// out after the renew deadline, which passes before a standby may take the lease over.
 pub async fn reconcile(te: Arc<TicketEvent>, ctx: Arc<Context>) -> Result<Action> {
-    ctx.metrics.reconciles.inc();
+    ctx.shared.metrics.reconciles.inc();
     tokio::select! {
         biased;
-        _ = ctx.fence.lost() => Err(Error::NotLeading),
+        _ = ctx.shared.fence.lost() => Err(Error::NotLeading),
         r = reconcile_leading(te, &ctx) => r,
     }
 }
@@ -81,7 +80,7 @@ async fn reconcile_leading(te: Arc<TicketEvent>, ctx: &Arc<Context>) -> Result<A
     ctx.stores.ready().await?;
     ctx.fence()?;
     let ns = te.namespace().ok_or(Error::NotNamespaced)?;
-    let api: Api<TicketEvent> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<TicketEvent> = Api::namespaced(ctx.shared.client.clone(), &ns);
     // the watch cache may lag our own last status write by a pass; status is written whole (SSA), so
     // start from the object as stored, or an older decision would overwrite a newer one
     let Some(fresh) = api.get_opt(&te.name_any()).await? else {
@@ -112,7 +111,8 @@ async fn reconcile_leading(te: Arc<TicketEvent>, ctx: &Arc<Context>) -> Result<A
 
 /// Exponential backoff per object: 1 s, 2 s, 4 s … capped at 5 minutes.
 pub fn error_policy(te: Arc<TicketEvent>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
+    ctx.shared
+        .metrics
         .failures
         .get_or_create(&crate::metrics::ErrorLabels {
             error: error.label(),
@@ -129,21 +129,6 @@ pub fn error_policy(te: Arc<TicketEvent>, error: &Error, ctx: Arc<Context>) -> A
         Err(_) => 1,
     };
     Action::requeue(Duration::from_secs(1u64 << n.min(8)).min(Duration::from_secs(300)))
-}
-
-/// What `run` needs besides the stores it builds.
-pub struct Deps {
-    pub client: Client,
-    pub recorder: Recorder,
-    pub db: Option<sqlx::PgPool>,
-    pub redis: Option<fred::clients::Pool>,
-    pub keys: tiketi_core::keys::Keys,
-    pub metrics: Arc<Metrics>,
-    pub fence: Fence,
-    pub clock: Arc<Clock>,
-    pub health: Arc<Health>,
-    pub allow: Allow,
-    pub identity: String,
 }
 
 /// What this install reconciles.
@@ -195,7 +180,8 @@ where
 /// own stores. Deployment changes wake the events that target them. HPAs and KEDA ScaledObjects are
 /// mirrored by reflectors (a cluster without KEDA just has none).
 pub async fn run(
-    deps: Deps,
+    shared: Shared,
+    health: Arc<Health>,
     watch: Watch,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
@@ -204,27 +190,26 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let deps = Arc::new(deps);
     let runs = watch.scope.namespaces().into_iter().map(|ns| {
         let mut stop = stop_rx.clone();
-        run_in(deps.clone(), ns, watch.selector.clone(), async move {
+        run_in(shared.clone(), ns, watch.selector.clone(), async move {
             let _ = stop.wait_for(|s| *s).await;
         })
     });
     let result = futures::future::try_join_all(runs).await.map(|_| ());
     if !*stop_rx.borrow() {
-        deps.health.controller_ended();
+        health.controller_ended();
     }
     result
 }
 
 async fn run_in(
-    deps: Arc<Deps>,
+    shared: Shared,
     ns: Option<String>,
     selector: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
-    let client = deps.client.clone();
+    let client = shared.client.clone();
     let ns = ns.as_deref();
     let api: Api<TicketEvent> = scope::api(client.clone(), ns);
     if let Err(e) = api.list(&ListParams::default().limit(1)).await {
@@ -258,22 +243,17 @@ async fn run_in(
             hpa_writer,
             scope::api(client.clone(), ns),
             "HorizontalPodAutoscaler",
-            deps.metrics.clone(),
+            shared.metrics.clone(),
         )),
         tokio::spawn(reflect(
             so_writer,
             so_api,
             "ScaledObject",
-            deps.metrics.clone(),
+            shared.metrics.clone(),
         )),
     ];
     let ctx = Arc::new(Context {
-        client: deps.client.clone(),
-        recorder: deps.recorder.clone(),
-        db: deps.db.clone(),
-        redis: deps.redis.clone(),
-        keys: deps.keys.clone(),
-        metrics: deps.metrics.clone(),
+        shared,
         stores: Stores {
             tickets: tickets.clone(),
             hpas,
@@ -281,10 +261,6 @@ async fn run_in(
             keda,
         },
         failures: Default::default(),
-        fence: deps.fence.clone(),
-        clock: deps.clock.clone(),
-        allow: deps.allow,
-        identity: deps.identity.clone(),
     });
     controller
         .watches(

@@ -334,24 +334,26 @@ pub fn context_with(
     clock: Arc<crate::clock::Clock>,
 ) -> Context {
     Context {
-        recorder: Recorder::new(
-            client.clone(),
-            crate::controller::reporter(Some("test".into())),
-        ),
-        client,
-        db,
-        redis,
-        keys,
-        metrics: Arc::new(Metrics::default()),
+        shared: crate::context::Shared {
+            recorder: Recorder::new(
+                client.clone(),
+                crate::controller::reporter(Some("test".into())),
+            ),
+            client,
+            db,
+            redis,
+            keys,
+            metrics: Arc::new(Metrics::default()),
+            fence,
+            clock,
+            allow: crate::context::Allow {
+                cooperate: true,
+                pod_starts: true,
+            },
+            identity: "test".into(),
+        },
         stores,
         failures: Default::default(),
-        fence,
-        clock,
-        allow: crate::context::Allow {
-            cooperate: true,
-            pod_starts: true,
-        },
-        identity: "test".into(),
     }
 }
 

@@ -5,7 +5,7 @@ use clap::Parser;
 use kube::{Client, runtime::events::Recorder};
 use tiketi_operator::{
     clock::{self, Clock},
-    controller::{self, Deps, Watch},
+    controller::{self, Watch},
     health::Health,
     leader::{self, Elector, Fence, Leadership, Timing},
     metrics::Metrics,
@@ -126,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         (None, Fence::always())
     };
-    let deps = Deps {
+    let shared = tiketi_operator::context::Shared {
         recorder: Recorder::new(client.clone(), controller::reporter(Some(identity.clone()))),
         client: client.clone(),
         db,
@@ -135,7 +135,6 @@ async fn main() -> anyhow::Result<()> {
         metrics: metrics.clone(),
         fence,
         clock: clock.clone(),
-        health: health.clone(),
         allow: tiketi_operator::context::Allow {
             cooperate: cfg.allow_cooperate,
             pod_starts: cfg.lead_time_auto,
@@ -171,7 +170,7 @@ async fn main() -> anyhow::Result<()> {
 
     let Some(leadership) = leadership else {
         metrics.leader.set(1);
-        return controller::run(deps, watch, shutdown_signal()).await;
+        return controller::run(shared, health, watch, shutdown_signal()).await;
     };
     let elector = Elector::new(
         client,
@@ -209,7 +208,7 @@ async fn main() -> anyhow::Result<()> {
             _ = lost_rx => {}
         }
     };
-    let result = controller::run(deps, watch, stop).await;
+    let result = controller::run(shared, health, watch, stop).await;
     metrics.leader.set(0);
     // shut down (not lost): the controller stopped acting, so hand the lease over now rather than
     // leave the target leaderless for the rest of the lease

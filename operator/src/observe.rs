@@ -392,7 +392,7 @@ async fn pod_starts(ctx: &Context, ns: &str, d: &Deployment) -> Result<Vec<PodSt
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",");
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(ctx.shared.client.clone(), ns);
     let list = pods.list(&ListParams::default().labels(&selector)).await?;
     Ok(list.items.iter().filter_map(pod_start).collect())
 }
@@ -428,7 +428,7 @@ async fn on_target(
     tickets: &[Arc<TicketEvent>],
     o: &mut Observed,
 ) -> Result<Option<Deployment>> {
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.shared.client.clone(), ns);
     let deployment = deployments
         .get_opt(target)
         .await?
@@ -445,7 +445,7 @@ async fn on_target(
         .collect();
     let wishes = deployment.as_ref().map(wishes_on).unwrap_or_default();
     o.own_wish = wishes.get(&wish_key(name)).cloned();
-    o.siblings = siblings(name, &wishes, &on_target, ctx.clock.now());
+    o.siblings = siblings(name, &wishes, &on_target, ctx.shared.clock.now());
     o.autoscalers = autoscalers_on(
         &ctx.stores.hpas.state(),
         &ctx.stores.scaled_objects.state(),
@@ -466,7 +466,7 @@ pub async fn observe(
     let ns = te.namespace().ok_or(crate::Error::NotNamespaced)?;
     let name = te.name_any();
     let (s, old) = (sale.spec, sale.old);
-    let now = ctx.clock.now();
+    let now = ctx.shared.clock.now();
     let mut o = Observed::empty(&format!("{ns}/{name}"));
     o.generation = te.metadata.generation;
     o.deleting = deleting;
@@ -488,20 +488,20 @@ pub async fn observe(
     };
     use crate::plan::Phase::*;
     let frozen = matches!(ph, OnSale | Draining | Completed) && old.forecast.is_some();
-    if let (Some(db), false, false) = (&ctx.db, frozen, deleting) {
+    if let (Some(db), false, false) = (&ctx.shared.db, frozen, deleting) {
         o.history = Read::from(signals::history(db, &s.artist, p.event).await);
     }
-    if let (Some(db), OnSale | Draining | Completed, false) = (&ctx.db, ph, deleting) {
+    if let (Some(db), OnSale | Draining | Completed, false) = (&ctx.shared.db, ph, deleting) {
         o.peak_users = Read::from(signals::actual_peak(db, p.event).await);
     }
-    if let (Some(r), OnSale | Draining, false) = (&ctx.redis, ph, deleting) {
-        o.queue_depth = Read::from(signals::queue_depth(r, &ctx.keys, p.event).await);
+    if let (Some(r), OnSale | Draining, false) = (&ctx.shared.redis, ph, deleting) {
+        o.queue_depth = Read::from(signals::queue_depth(r, &ctx.shared.keys, p.event).await);
         if s.queue_scaling.drain_within_seconds.is_some() {
-            o.outflow = Read::from(signals::outflow(r, &ctx.keys, p.event).await);
+            o.outflow = Read::from(signals::outflow(r, &ctx.shared.keys, p.event).await);
         }
     }
     // leadTime auto learns from pods that turned Ready since the last pass saw a change
-    let auto = s.lead_time == LEAD_TIME_AUTO && ctx.allow.pod_starts;
+    let auto = s.lead_time == LEAD_TIME_AUTO && ctx.shared.allow.pod_starts;
     if let (Some(d), true, PreScaling | OnSale) = (&deployment, auto, ph)
         && o.target
             .is_some_and(|t| Some(t.ready) != old.ready_replicas)

@@ -183,7 +183,7 @@ async fn shared_cooperate_not_allowed_reports_instead_of_patching_the_hpa() {
         crate::leader::Fence::always(),
         Default::default(),
     );
-    ctx.allow.cooperate = false;
+    ctx.shared.allow.cooperate = false;
     crate::controller::reconcile(Arc::new(te), Arc::new(ctx))
         .await
         .unwrap();
