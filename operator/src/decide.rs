@@ -22,7 +22,7 @@ use conditions::{conditions, degraded_signals};
 pub use outcome::{Capacity, Note, Outcome, Release, SaleRecord};
 use outcome::{duplicate, invalid, note};
 use own::own;
-use scale::{CapacityInputs, capacity, own_scale, plan_decision};
+use scale::{CapacityInputs, capacity, own_scale, plan_mode_decision};
 use startup::startup;
 pub(crate) use summary::forecast_error_percent;
 use summary::{Facts, Replicas, forecast_vs_actual, summary};
@@ -74,7 +74,7 @@ pub fn decide(sale: &Sale<'_>, o: &Observed, now: DateTime<Utc>) -> Outcome {
         .clone()
         .or(other.decision.clone())
         .or_else(|| old.last_decision.clone());
-    let decision = plan_decision(s, own.desired, &own.reason, decision, now);
+    let decision = plan_mode_decision(s, own.desired, &own.reason, decision, now);
     let (capacity_users, capacity) = capacity(&CapacityInputs {
         s,
         old,

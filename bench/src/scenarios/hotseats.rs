@@ -34,13 +34,13 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         n >= 100 && size >= 100,
         "hotseats needs at least 100 holds and 100 seats"
     );
-    let plan = plan(size, n, &mut rand::rng());
-    let (hot, hot_holds) = (plan.hot_racers.len(), plan.hot_racers.iter().sum::<usize>());
-    let n = plan.targets.len();
+    let picks = clicks(size, n, &mut rand::rng());
+    let (hot, hot_holds) = (picks.hot_racers.len(), picks.hot_racers.iter().sum::<usize>());
+    let n = picks.targets.len();
     println!(
         "\n== hotseats: {n} holds on a {size}-seat map: {hot_holds} on {hot} hot seats ({}–{} buyers each), {} on distinct cold seats",
-        plan.hot_racers[hot - 1],
-        plan.hot_racers[0],
+        picks.hot_racers[hot - 1],
+        picks.hot_racers[0],
         n - hot_holds,
     );
     let (event, seats) = fixtures::seat_event(&ctx.db, "hotseats", size, 1_000_000).await?;
@@ -54,7 +54,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
 
     let cpu_before = CpuSplit::now(&stack.pids());
     let started = std::time::Instant::now();
-    let clicks = plan.targets.iter().map(|&s| seats[s]);
+    let clicks = picks.targets.iter().map(|&s| seats[s]);
     let answers = storm(
         &http,
         &url,
@@ -76,7 +76,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     let (mut lost, mut server_errors) = (0usize, 0usize);
     let mut other = std::collections::BTreeMap::<String, usize>::new();
     for (i, a) in answers.iter().enumerate() {
-        let seat = seats[plan.targets[i]];
+        let seat = seats[picks.targets[i]];
         match (a.status, a.code.as_deref()) {
             (201, _) => {
                 won.push((seat, users[i]));
@@ -110,7 +110,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         lost_s.p99_ms,
     );
 
-    let clicked: HashSet<Uuid> = plan.targets.iter().map(|&s| seats[s]).collect();
+    let clicked: HashSet<Uuid> = picks.targets.iter().map(|&s| seats[s]).collect();
     let live: Vec<(Uuid, Uuid)> = sqlx::query_as(
         "SELECT i.seat_id, r.user_id FROM reservations r
          JOIN reservation_items i ON i.reservation_id = r.id
@@ -200,7 +200,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
 
 /// Who clicks what.
 #[derive(Debug)]
-struct Plan {
+struct Clicks {
     /// Buyers of each hot seat, hottest first.
     hot_racers: Vec<usize>,
     /// The seat (index into the map) buyer i clicks; buyers send in this order.
@@ -210,7 +210,7 @@ struct Plan {
 /// `requests` clicks on a map of `seats`: `HOT_SHARE` of them on the hottest `HOT_SEATS` of the
 /// seats (fewer hot seats if each would otherwise get under `MIN_RACERS` buyers), the rest on
 /// distinct cold seats, shuffled.
-fn plan(seats: usize, requests: usize, rng: &mut impl Rng) -> Plan {
+fn clicks(seats: usize, requests: usize, rng: &mut impl Rng) -> Clicks {
     let hot_requests = (requests as f64 * HOT_SHARE).round() as usize;
     let hot = ((seats as f64 * HOT_SEATS).ceil() as usize)
         .min(hot_requests / MIN_RACERS)
@@ -226,7 +226,7 @@ fn plan(seats: usize, requests: usize, rng: &mut impl Rng) -> Plan {
         .chain(order[hot..hot + cold].iter().copied())
         .collect();
     targets.shuffle(rng);
-    Plan {
+    Clicks {
         hot_racers,
         targets,
     }
@@ -321,20 +321,20 @@ mod tests {
 
     #[test]
     fn nine_in_ten_clicks_land_on_three_percent_of_the_map() {
-        let p = plan(20_000, 20_000, &mut rand::rng());
+        let p = clicks(20_000, 20_000, &mut rand::rng());
         assert_eq!(p.targets.len(), 20_000);
         assert_eq!(p.hot_racers.len(), 600);
-        let mut clicks = HashMap::<usize, usize>::new();
+        let mut per_seat = HashMap::<usize, usize>::new();
         for &s in &p.targets {
-            *clicks.entry(s).or_default() += 1;
+            *per_seat.entry(s).or_default() += 1;
         }
-        let mut counts: Vec<usize> = clicks.values().copied().collect();
+        let mut counts: Vec<usize> = per_seat.values().copied().collect();
         counts.sort_unstable_by(|a, b| b.cmp(a));
         assert_eq!(counts[..600], p.hot_racers[..], "hot seats as planned");
         assert!(counts[600..].iter().all(|&c| c == 1), "cold seats distinct");
         assert_eq!(counts.len() - 600, 2_000);
         // a small run keeps the floor by making fewer seats hot
-        let small = plan(20_000, 200, &mut rand::rng());
+        let small = clicks(20_000, 200, &mut rand::rng());
         assert_eq!(small.hot_racers, vec![10; 18]);
         assert_eq!(small.targets.len(), 200);
     }

@@ -77,7 +77,7 @@ pub(super) fn own_scale(
 }
 
 /// In plan mode the decision records what would be done, whenever the wish changes.
-pub(super) fn plan_decision(
+pub(super) fn plan_mode_decision(
     s: &TicketEventSpec,
     desired: Option<i32>,
     reason: &str,
