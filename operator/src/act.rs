@@ -26,7 +26,7 @@ use crate::{
     },
     decide::{AutoscalerPatch, Capacity, Note, Outcome},
     metrics::{DecisionLabels, ErrorLabels, EventLabels},
-    signals,
+    sale_data,
 };
 
 pub fn scaled_object_resource() -> ApiResource {
@@ -190,11 +190,11 @@ pub async fn act(
         (&ctx.shared.redis, &out.capacity, out.event_id)
     {
         ctx.fence()?;
-        signals::remove_capacity(r, &ctx.shared.keys, event).await?;
+        sale_data::remove_capacity(r, &ctx.shared.keys, event).await?;
     }
     if let (Some(db), Some(rec), Some(event)) = (&ctx.shared.db, &out.record, out.event_id) {
         ctx.fence()?;
-        let row = signals::SaleOutcome {
+        let row = sale_data::SaleOutcome {
             event,
             artist: &te.spec.artist,
             ticket_event: &format!("{ns}/{name}"),
@@ -204,7 +204,7 @@ pub async fn act(
             peak_users: rec.peak_users,
             peak_queue: rec.peak_queue,
         };
-        signals::record_outcome(db, &row).await?;
+        sale_data::record_outcome(db, &row).await?;
     }
     if let Some(st) = &out.status {
         if let Some(f) = &st.forecast {
@@ -235,7 +235,7 @@ pub async fn act(
     {
         ctx.fence()?;
         let now = ctx.shared.clock.now();
-        if let Err(e) = signals::publish_capacity(r, &ctx.shared.keys, event, *users, now).await {
+        if let Err(e) = sale_data::publish_capacity(r, &ctx.shared.keys, event, *users, now).await {
             soft_failure(ctx, "capacity", &e);
         }
     }

@@ -180,7 +180,7 @@ async fn reconcile_on_sale_reads_the_queue_and_publishes_this_event_s_capacity()
 
 /// 11d: the forecast learns demand (users on the page plus those waiting), not the capped admissions.
 #[tokio::test]
-async fn signals_history_is_the_demand_of_past_sales() {
+async fn sale_data_history_is_the_demand_of_past_sales() {
     let db = database().await;
     let past = Uuid::new_v4();
     for (minute, users, queue, demand) in [(0, 1000, 9000, Some(10_200)), (1, 1000, 4000, None)] {
@@ -199,10 +199,10 @@ async fn signals_history_is_the_demand_of_past_sales() {
     }
     // the sale's own actual peak is the same measure, not the 1000 admitted
     assert_eq!(
-        crate::signals::actual_peak(&db, past).await.unwrap(),
+        crate::sale_data::actual_peak(&db, past).await.unwrap(),
         Some(10_200)
     );
-    let history = crate::signals::history(&db, "iu", Uuid::new_v4())
+    let history = crate::sale_data::history(&db, "iu", Uuid::new_v4())
         .await
         .unwrap();
     assert_eq!(history.len(), 1);
@@ -226,7 +226,7 @@ async fn signals_outcome_records_the_forecast_error_as_the_status_shows_it() {
     ];
     for (forecast, peak) in cases {
         let event = Uuid::new_v4();
-        let row = crate::signals::SaleOutcome {
+        let row = crate::sale_data::SaleOutcome {
             event,
             artist: "IU",
             ticket_event: "default/iu",
@@ -236,7 +236,7 @@ async fn signals_outcome_records_the_forecast_error_as_the_status_shows_it() {
             peak_users: peak,
             peak_queue: None,
         };
-        crate::signals::record_outcome(&db, &row).await.unwrap();
+        crate::sale_data::record_outcome(&db, &row).await.unwrap();
         let stored: Option<i32> =
             sqlx::query_scalar("SELECT error_percent FROM sale_forecasts WHERE event_id = $1")
                 .bind(event)
@@ -274,9 +274,9 @@ async fn operator_role_reads_history_writes_forecasts_and_nothing_else() {
         .await
         .unwrap();
     let event = Uuid::new_v4();
-    crate::signals::history(&op, "IU", event).await.unwrap();
-    crate::signals::actual_peak(&op, event).await.unwrap();
-    let row = crate::signals::SaleOutcome {
+    crate::sale_data::history(&op, "IU", event).await.unwrap();
+    crate::sale_data::actual_peak(&op, event).await.unwrap();
+    let row = crate::sale_data::SaleOutcome {
         event,
         artist: "IU",
         ticket_event: "default/iu",
@@ -286,8 +286,8 @@ async fn operator_role_reads_history_writes_forecasts_and_nothing_else() {
         peak_users: Some(100),
         peak_queue: Some(10),
     };
-    crate::signals::record_outcome(&op, &row).await.unwrap();
-    crate::signals::record_outcome(&op, &row).await.unwrap();
+    crate::sale_data::record_outcome(&op, &row).await.unwrap();
+    crate::sale_data::record_outcome(&op, &row).await.unwrap();
     let denied = sqlx::query("SELECT count(*) FROM users").execute(&op).await;
     let code = denied.err().and_then(|e| {
         e.as_database_error()
@@ -334,7 +334,7 @@ async fn reconcile_postponed_sale_keeps_its_live_phase_until_the_capacity_is_rem
     te.metadata.generation = Some(2);
     te.status.as_mut().unwrap().observed_generation = Some(1);
     let event: Uuid = te.spec.event_id.parse().unwrap();
-    crate::signals::publish_capacity(&r, &keys, event, 13_500, chrono::Utc::now())
+    crate::sale_data::publish_capacity(&r, &keys, event, 13_500, chrono::Utc::now())
         .await
         .unwrap();
 

@@ -19,10 +19,10 @@ pub mod metrics;
 pub mod observe;
 pub mod plan;
 pub mod sale;
+pub mod sale_data;
 pub mod scope;
 #[cfg(test)]
 mod shared_cluster_tests;
-pub mod signals;
 #[cfg(test)]
 mod spec_props;
 pub mod status;

@@ -25,7 +25,7 @@ use crate::{
     },
     plan::{Phase, SalePeak},
     sale::Sale,
-    signals,
+    sale_data,
 };
 
 /// The outcome of one read outside Kubernetes.
@@ -489,15 +489,15 @@ pub async fn observe(
     use crate::plan::Phase::*;
     let frozen = matches!(ph, OnSale | Draining | Completed) && old.forecast.is_some();
     if let (Some(db), false, false) = (&ctx.shared.db, frozen, deleting) {
-        o.history = Read::from(signals::history(db, &s.artist, p.event).await);
+        o.history = Read::from(sale_data::history(db, &s.artist, p.event).await);
     }
     if let (Some(db), OnSale | Draining | Completed, false) = (&ctx.shared.db, ph, deleting) {
-        o.peak_users = Read::from(signals::actual_peak(db, p.event).await);
+        o.peak_users = Read::from(sale_data::actual_peak(db, p.event).await);
     }
     if let (Some(r), OnSale | Draining, false) = (&ctx.shared.redis, ph, deleting) {
-        o.queue_depth = Read::from(signals::queue_depth(r, &ctx.shared.keys, p.event).await);
+        o.queue_depth = Read::from(sale_data::queue_depth(r, &ctx.shared.keys, p.event).await);
         if s.queue_scaling.drain_within_seconds.is_some() {
-            o.outflow = Read::from(signals::outflow(r, &ctx.shared.keys, p.event).await);
+            o.outflow = Read::from(sale_data::outflow(r, &ctx.shared.keys, p.event).await);
         }
     }
     // leadTime auto learns from pods that turned Ready since the last pass saw a change

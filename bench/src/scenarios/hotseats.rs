@@ -35,7 +35,10 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         "hotseats needs at least 100 holds and 100 seats"
     );
     let picks = clicks(size, n, &mut rand::rng());
-    let (hot, hot_holds) = (picks.hot_racers.len(), picks.hot_racers.iter().sum::<usize>());
+    let (hot, hot_holds) = (
+        picks.hot_racers.len(),
+        picks.hot_racers.iter().sum::<usize>(),
+    );
     let n = picks.targets.len();
     println!(
         "\n== hotseats: {n} holds on a {size}-seat map: {hot_holds} on {hot} hot seats ({}–{} buyers each), {} on distinct cold seats",
