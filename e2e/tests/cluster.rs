@@ -47,6 +47,23 @@ fn spec(
     spec
 }
 
+/// A sale cooperating with the target's autoscaler, without history, in pre-scaling at once, open for
+/// 40 s, no after-sale hold: fallbackExpectedUsers 4500 / 1500 users per replica = a wish of 3.
+fn cooperating_sale(artist: &str) -> Value {
+    spec(
+        Uuid::new_v4(),
+        &format!("{artist} {}", Uuid::new_v4().simple()),
+        chrono::Duration::seconds(15),
+        chrono::Duration::seconds(40),
+        json!({
+            "leadTime": "60s",
+            "fallbackExpectedUsers": 4500,
+            "otherAutoscalers": "Cooperate",
+            "afterSale": { "hold": "0s" },
+        }),
+    )
+}
+
 async fn replicas(api: &Api<Deployment>, name: &str) -> (i32, i32) {
     let d = api.get(name).await.unwrap();
     (
@@ -698,27 +715,9 @@ async fn e2e_cooperate_raises_an_hpa_for_the_window_then_hands_it_back() {
     .unwrap();
     hpas.create(&PostParams::default(), &hpa).await.unwrap();
 
-    // A sale without history, in pre-scaling at once, open for 40 s, no after-sale hold:
-    // fallbackExpectedUsers 4500 / 1500 users per replica.
-    create_te(
-        &client,
-        &ns,
-        "hpa-sale",
-        spec(
-            Uuid::new_v4(),
-            &format!("E2E cooperate {}", Uuid::new_v4().simple()),
-            chrono::Duration::seconds(15),
-            chrono::Duration::seconds(40),
-            json!({
-                "leadTime": "60s",
-                "fallbackExpectedUsers": 4500,
-                "otherAutoscalers": "Cooperate",
-                "afterSale": { "hold": "0s" },
-            }),
-        ),
-    )
-    .await
-    .unwrap();
+    create_te(&client, &ns, "hpa-sale", cooperating_sale("E2E cooperate"))
+        .await
+        .unwrap();
 
     // During the window: the HPA's minReplicas is raised to the sale's wish and the HPA controller (not the
     // operator's /scale) brings svc there.
@@ -1149,24 +1148,11 @@ async fn e2e_cooperate_pauses_a_real_keda_scaled_object_never_its_hpa_then_hands
     let (scaled_objects, hpas) = keda_scaled(&client, &ns, "svc").await;
     let svc: Api<Deployment> = Api::namespaced(client.clone(), &ns);
 
-    // A sale without history, in pre-scaling at once, open for 40 s, no after-sale hold:
-    // fallbackExpectedUsers 4500 / 1500 users per replica.
     create_te(
         &client,
         &ns,
         "keda-sale",
-        spec(
-            Uuid::new_v4(),
-            &format!("E2E keda cooperate {}", Uuid::new_v4().simple()),
-            chrono::Duration::seconds(15),
-            chrono::Duration::seconds(40),
-            json!({
-                "leadTime": "60s",
-                "fallbackExpectedUsers": 4500,
-                "otherAutoscalers": "Cooperate",
-                "afterSale": { "hold": "0s" },
-            }),
-        ),
+        cooperating_sale("E2E keda cooperate"),
     )
     .await
     .unwrap();
