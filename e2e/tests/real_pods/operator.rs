@@ -17,6 +17,28 @@ const RETRY: Duration = Duration::from_secs(2);
 /// Sales scaling at once when the leader freezes: as many passes due when it is thawed.
 const SALES: usize = 4;
 
+/// What each test here starts from: the admin client, the release's namespace and a fresh namespace
+/// for the test's objects; the operator pods' logs and the objects are printed if the test fails.
+struct Scene {
+    client: Client,
+    release: String,
+    ns: String,
+    _logs: LogsOnFailure,
+}
+
+async fn scene(prefix: &str) -> Scene {
+    let client = admin().await;
+    let release = release_ns();
+    let ns = namespace(&client, prefix).await;
+    let _logs = LogsOnFailure(vec![Logs::Objects(ns.clone()), Logs::Pods(release.clone())]);
+    Scene {
+        client,
+        release,
+        ns,
+        _logs,
+    }
+}
+
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -115,11 +137,12 @@ async fn real_pods_operator_leader_frozen_mid_sale_standby_takes_over_and_the_ol
     let _one = SERVICE_DEPLOYMENT.lock().await;
     let _operators = OPERATOR_PODS.lock().await;
     let started = tokio::time::Instant::now();
-    let client = admin().await;
-    let release = release_ns();
-    let _logs = LogsOnFailure(vec![Logs::Pods(release.clone())]);
-    let ns = namespace(&client, "takeover").await;
-    let _objects = LogsOnFailure(vec![Logs::Objects(ns.clone())]);
+    let Scene {
+        client,
+        release,
+        ns,
+        _logs,
+    } = scene("takeover").await;
     let (old, standby) = leader_and_standby(&client, &release).await;
     let (redis, keys) = redis().await;
     let now = Utc::now();
@@ -392,11 +415,12 @@ async fn real_pods_operator_delete_while_the_restore_is_refused_keeps_the_finali
     }
     let _operators = OPERATOR_PODS.lock().await;
     let started = tokio::time::Instant::now();
-    let client = admin().await;
-    let release = release_ns();
-    let _logs = LogsOnFailure(vec![Logs::Pods(release.clone())]);
-    let ns = namespace(&client, "refused").await;
-    let _objects = LogsOnFailure(vec![Logs::Objects(ns.clone())]);
+    let Scene {
+        client,
+        release,
+        ns,
+        _logs,
+    } = scene("refused").await;
     let deployments = kwok_deployment(&client, &ns, "svc", 2).await;
     let now = Utc::now();
     let te = "sale";
@@ -553,11 +577,9 @@ async fn real_pods_operator_postponed_mid_sale_releases_the_target_and_the_capac
     use fred::prelude::KeysInterface;
     let _operators = OPERATOR_PODS.lock().await;
     let started = tokio::time::Instant::now();
-    let client = admin().await;
-    let release = release_ns();
-    let _logs = LogsOnFailure(vec![Logs::Pods(release.clone())]);
-    let ns = namespace(&client, "postponed").await;
-    let _objects = LogsOnFailure(vec![Logs::Objects(ns.clone())]);
+    let Scene {
+        client, ns, _logs, ..
+    } = scene("postponed").await;
     let deployments = kwok_deployment(&client, &ns, "svc", 2).await;
     let (redis, keys) = redis().await;
     let event = Uuid::new_v4();
