@@ -11,9 +11,8 @@ use uuid::Uuid;
 
 use crate::{
     body::{Body, Field},
-    error::{Code, Error, OrMessage, Result},
+    error::{Code, Error, Result},
     extract::AuthUser,
-    metrics::PaymentLabels,
     state::AppState,
 };
 
@@ -55,34 +54,7 @@ async fn process(
     let method = method.ok_or_else(|| {
         Error::bad_request(Code::InvalidPaymentMethod, "유효하지 않은 결제 수단입니다.")
     })?;
-    crate::ratelimit::check(
-        &state,
-        "reserve",
-        &user.id.to_string(),
-        state.config.reserve_rate_limit,
-    )
-    .await?;
-    let started = std::time::Instant::now();
-    let outcome = super::pay(&state, user.id, id, method)
-        .await
-        .or_message("결제 처리 중 오류가 발생했습니다.");
-    state
-        .metrics
-        .payment_duration
-        .observe(started.elapsed().as_secs_f64());
-    let status = if outcome.is_ok() { "success" } else { "failed" };
-    state
-        .metrics
-        .payments
-        .get_or_create(&PaymentLabels {
-            status,
-            payment_method: method.to_string(),
-        })
-        .inc();
-    let paid = outcome?;
-    if let Some(amount) = paid.pointer("/payment/totalAmount").and_then(Value::as_f64) {
-        state.metrics.payment_amount.observe(amount);
-    }
+    let paid = super::operations::process(&state, user.id, id, method).await?;
     Ok(Json(paid))
 }
 

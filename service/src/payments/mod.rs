@@ -14,6 +14,7 @@
 pub mod db;
 pub mod http;
 pub mod intent;
+pub mod operations;
 pub mod provider;
 pub mod recovery;
 
