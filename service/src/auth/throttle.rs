@@ -109,8 +109,8 @@ pub async fn begin(state: &AppState, account: &str, address: &str) -> Result<Att
         return Ok(Attempt(None));
     }
     let window = policy.window.as_secs() as i64;
-    let by_address = state.keys.login_failures(account, address);
-    let by_account = state.keys.login_account_failures(account);
+    // one slot: the transactions below touch both
+    let [by_address, by_account] = state.keys.login_throttle(account, address);
     let tx = state.redis.next().multi();
     let counted: Result<(i64, i64, Option<i64>, i64), _> = state
         .redis_breaker

@@ -120,7 +120,7 @@ async fn tick_once(
         let lane = lanes.entry(event_id).or_default();
         lane.credit = (lane.credit + per_tick).min(per_tick.max(1.0) * 2.0);
         let max = lane.credit.floor() as i64;
-        let keys = vec![state.keys.queue(event_id), state.keys.active(event_id)];
+        let keys = tiketi_core::keys::together(state.keys.waiting_room(event_id));
         let args = vec![
             chrono::Utc::now().timestamp_millis().to_string(),
             limit.to_string(),

@@ -2,14 +2,14 @@
 -- KEYS[1] queue  (ZSET user -> score: arrival ms, or a random instant of the opening window)
 -- KEYS[2] active (ZSET user -> admission expiry ms)
 -- KEYS[3] draws  (HASH user -> the lottery score drawn for the user, kept after leaving)
--- KEYS[4] index  (SET of events with waiters: the admission loop's work list)
--- KEYS[5] outflow (the admission loop's measured outflow, JSON; read for the ETA)
+-- KEYS[4] outflow (the admission loop's measured outflow, JSON; read for the ETA)
+-- (all in the event's slot: the admission loop's work list spans events, so the caller adds a queued
+-- waiter's event to it beside this script)
 -- ARGV[1] user   ARGV[2] now ms   ARGV[3] threshold   ARGV[4] admission ttl ms
 -- ARGV[5] mode: 'fifo' | 'lottery' (queue at ARGV[6], never admit at once) | 'early' (enter nothing)
 -- ARGV[6] queue score of a new entry (fifo: arrival ms, raised to stay behind the last in line;
 --         lottery: a fresh draw, used only if the user has none yet)
 -- ARGV[7] lottery: when the draws may be forgotten (ms since the epoch)
--- ARGV[8] the event id (the index's member)
 -- Returns {queued (0/1), position (0 if not queued), active users before this call, queue size,
 --          the outflow record or '', the expiry (ms) of the admission whose end opens this place or '',
 --          the user's admission: 'admitted' (by the admission loop), 'gate' (a place taken at an
@@ -17,16 +17,14 @@
 -- A place taken at an open gate is scored expiry + 0.5 ms: the mark tells PostgreSQL not to count it
 -- while its clock is still inside the opening lottery window (a replica whose clock is ahead may
 -- think the lottery over); the admission loop's own ZADD replaces the mark.
--- A queued place also puts the event on the work list and reads what its ETA is computed from, so
--- a join is one round trip (see queue::estimate).
+-- A queued place also reads what its ETA is computed from (see queue::estimate).
 local queue, active = KEYS[1], KEYS[2]
 local user, now, threshold, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local mode, score = ARGV[5], ARGV[6]
 
--- a queued answer: register the waiter's event with the admission loop and read the ETA's inputs
+-- a queued answer: read the ETA's inputs
 local function queued(position, current, size)
-  redis.call('SADD', KEYS[4], ARGV[8])
-  local outflow = redis.call('GET', KEYS[5]) or ''
+  local outflow = redis.call('GET', KEYS[4]) or ''
   local nth = ''
   if outflow == '' and current > 0 and current >= threshold then
     local entry = redis.call('ZRANGE', active, (position - 1) % current, (position - 1) % current, 'WITHSCORES')

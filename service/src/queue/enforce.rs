@@ -44,7 +44,7 @@ pub async fn admission(state: &AppState, event_id: Uuid, user_id: Uuid) -> Resul
     } else {
         arrival_at(state, gate, now).mode()
     };
-    let keys = vec![state.keys.queue(event_id), state.keys.active(event_id)];
+    let keys = tiketi_core::keys::together(state.keys.waiting_room(event_id));
     let args = vec![
         user_id.to_string(),
         now.to_string(),

@@ -7,7 +7,7 @@ use fred::{
     prelude::{KeysInterface, SetsInterface, SortedSetsInterface},
     types::{Limit, scripts::Script},
 };
-use tiketi_core::rules::OutflowRecord;
+use tiketi_core::{keys::together, rules::OutflowRecord};
 use uuid::Uuid;
 
 use super::{
@@ -31,8 +31,8 @@ pub struct Position {
 
 /// Enters the user: around the sale's opening into the queue at a random place (`opening`); later
 /// admitted at once while there is room and nobody waits, else queued. An existing place is kept.
-/// One round trip: the script also registers a waiter's event with the admission loop and reads
-/// what the place's ETA is computed from.
+/// The script also reads what the place's ETA is computed from; a queued waiter's event is then put
+/// on the admission loop's work list (another slot on a Redis Cluster, so not in the script).
 pub async fn check(
     state: &AppState,
     event_id: Uuid,
@@ -45,13 +45,7 @@ pub async fn check(
         opening::Arrival::Lottery(score) => score.to_string(),
         _ => now.to_string(),
     };
-    let keys = vec![
-        state.keys.queue(event_id),
-        state.keys.active(event_id),
-        state.keys.lottery_draws(event_id),
-        state.keys.queue_index(),
-        state.keys.outflow(event_id),
-    ];
+    let keys = together(state.keys.waiting_room_entry(event_id));
     // draws outlive the opening window by a day: long enough for every return during the sale
     let forget_draws_ms = gate
         .opens_ms
@@ -65,7 +59,6 @@ pub async fn check(
         arrival.mode().to_string(),
         score,
         forget_draws_ms.to_string(),
-        event_id.to_string(),
     ];
     let reply: Vec<fred::types::Value> = state
         .redis_breaker
@@ -77,6 +70,9 @@ pub async fn check(
     // remembered for a Redis outage: this user keeps buying through this replica
     if let Some(seen) = verdict.admission() {
         state.admissions.record(event_id, user_id, seen);
+    }
+    if position.queued {
+        index(state, event_id).await?;
     }
     let eta = estimate(
         position.position,
@@ -217,10 +213,7 @@ pub async fn clear(state: &AppState, event_id: Uuid) -> Result<(), Error> {
     state.admissions.forget_event(event_id);
     let _: i64 = state
         .redis
-        .del(vec![
-            state.keys.queue(event_id),
-            state.keys.active(event_id),
-        ])
+        .del(together(state.keys.waiting_room(event_id)))
         .await?;
     Ok(())
 }

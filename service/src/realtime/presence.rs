@@ -125,7 +125,7 @@ impl RoomSockets {
 }
 
 fn keys_of(keys: &Keys, event: Uuid) -> Vec<String> {
-    vec![keys.presence(event), keys.presence_seen(event)]
+    tiketi_core::keys::together(keys.presence_pair(event))
 }
 
 /// The user count of a script's `{users, dropped}` answer.
