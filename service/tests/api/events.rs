@@ -414,24 +414,25 @@ async fn events_cached_pages_follow_changes_at_once_here_and_within_a_second_els
     assert!(caught_up, "the other replica kept serving the old page");
 }
 
-/// How many cached event-list pages the test's Redis prefix holds.
+/// How many cached event-list pages the test's Redis prefix holds (on every primary of a cluster).
 async fn list_pages_in_redis(app: &TestApp) -> usize {
-    use fred::prelude::KeysInterface;
+    use fred::interfaces::ClientLike;
+    use futures::TryStreamExt;
     let pattern = format!("{}:events:list:*", app.config.redis_prefix);
-    let (mut cursor, mut n) = ("0".to_string(), 0);
-    loop {
-        let (next, keys): (String, Vec<String>) = app
-            .state
-            .redis
-            .scan_page(cursor, pattern.clone(), Some(1000), None)
+    let client = app.state.redis.next();
+    let keys: Vec<_> = if client.is_clustered() {
+        client
+            .scan_cluster_buffered(pattern, Some(1000), None)
+            .try_collect()
             .await
-            .unwrap();
-        n += keys.len();
-        if next == "0" {
-            return n;
-        }
-        cursor = next;
+    } else {
+        client
+            .scan_buffered(pattern, Some(1000), None)
+            .try_collect()
+            .await
     }
+    .unwrap();
+    keys.len()
 }
 
 #[tokio::test]
