@@ -310,18 +310,27 @@ async fn reconcile_postponed_sale_keeps_its_live_phase_until_the_capacity_is_rem
     let r = redis().await;
     let keys = Keys::new(format!("optest:{}", Uuid::new_v4().simple()));
     let user = format!("optest_{}", Uuid::new_v4().simple());
-    let _: Value = r
-        .next()
-        .custom(
-            fred::cmd!("ACL"),
-            vec![
-                "SETUSER", &user, "on", ">pw", "~*", "&*", "+@all", "-del", "-unlink",
-            ],
-        )
-        .await
-        .unwrap();
+    let acl = vec![
+        "SETUSER", &user, "on", ">pw", "~*", "&*", "+@all", "-del", "-unlink",
+    ];
+    let client = r.next();
+    // ACL users live per node: on a Redis Cluster every primary learns this one
+    match client.is_clustered() {
+        true => {
+            for node in client.active_connections() {
+                let _: Value = client
+                    .with_cluster_node(node)
+                    .custom(fred::cmd!("ACL"), acl.clone())
+                    .await
+                    .unwrap();
+            }
+        }
+        false => {
+            let _: Value = client.custom(fred::cmd!("ACL"), acl).await.unwrap();
+        }
+    }
     let refusing = {
-        let url = env("REDIS_URL").replacen("redis://", &format!("redis://{user}:pw@"), 1);
+        let url = env("REDIS_URL").replacen("://", &format!("://{user}:pw@"), 1);
         let pool = Builder::from_config(Config::from_url(&url).unwrap())
             .build_pool(1)
             .unwrap();
