@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Project-local PostgreSQL and Redis for development and tests.
 #   scripts/deps.sh start   install (apt, if missing) and start both under .dev/, idempotent
-#   scripts/deps.sh stop    stop both
+#   scripts/deps.sh stop    stop both (and the tests' Redis Cluster, scripts/redis-cluster.sh)
 #   scripts/deps.sh env     print the exports that point the service at them
 # Ports default to 55432/56379 so a system-wide PostgreSQL or Redis is never touched.
 set -euo pipefail
@@ -122,6 +122,8 @@ stop_all() {
     pg_run "$bin/pg_ctl" -D "$dev/pg" -m fast stop >/dev/null 2>&1 || true
   fi
   redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+  # the tests' Redis Cluster, if make test started one
+  [ -d "$dev/redis-cluster" ] && "$root/scripts/redis-cluster.sh" stop
   log "stopped"
 }
 
