@@ -65,20 +65,49 @@ pub fn decide(mode: CheckMode, verdict: &Verdict, at_start: bool) -> Action {
     }
 }
 
-/// Reads the policy with CONFIG GET (2 s at most). (A custom command: fred's `i-config` interface
-/// would be a new feature build for one call.)
+/// Reads the policy with CONFIG GET (2 s at most). On a Redis Cluster every primary is asked (each
+/// has its own configuration) and the first that would evict answers for all. (A custom command:
+/// fred's `i-config` interface would be a new feature build for one call.)
 pub async fn read_policy(redis: &Pool) -> Result<String, String> {
+    let client = redis.next();
+    let nodes = if client.is_clustered() {
+        client.active_connections().into_iter().map(Some).collect()
+    } else {
+        vec![None]
+    };
+    let mut policy = String::new();
+    for node in nodes {
+        let at = node
+            .as_ref()
+            .map(|n| format!(" on {n}"))
+            .unwrap_or_default();
+        let got = read_one(client, node)
+            .await
+            .map_err(|e| format!("{e}{at}"))?;
+        if policy.is_empty() || policy == "noeviction" {
+            policy = got;
+        }
+    }
+    Ok(policy)
+}
+
+async fn read_one(
+    client: &fred::clients::Client,
+    node: Option<fred::types::config::Server>,
+) -> Result<String, String> {
     let cmd = CustomCommand::new_static("CONFIG", None, false);
-    let got = tokio::time::timeout(
-        Duration::from_secs(2),
-        redis.custom::<std::collections::HashMap<String, String>, _>(
-            cmd,
-            vec!["GET", "maxmemory-policy"],
-        ),
-    )
-    .await
-    .map_err(|_| "timed out".to_string())?
-    .map_err(|e| e.to_string())?;
+    let args = vec!["GET", "maxmemory-policy"];
+    let ask = async {
+        match node {
+            Some(n) => client.with_cluster_node(n).custom(cmd, args).await,
+            None => client.custom(cmd, args).await,
+        }
+    };
+    let got: std::collections::HashMap<String, String> =
+        tokio::time::timeout(Duration::from_secs(2), ask)
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|e| e.to_string())?;
     got.get("maxmemory-policy")
         .cloned()
         .ok_or_else(|| "CONFIG GET maxmemory-policy answered nothing".to_string())

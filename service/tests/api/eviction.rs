@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     common::{TestApp, database_url, eventually},
-    redis_server::RedisServer,
+    redis_server::{RedisCluster, RedisServer},
 };
 
 fn config(redis: &RedisServer, mode: Option<CheckMode>) -> Config {
@@ -97,4 +97,29 @@ async fn eviction_policy_is_checked_again_after_a_reconnect() {
     })
     .await;
     assert!(seen, "the reconnect did not re-check the policy");
+}
+
+/// Each node of a Redis Cluster has its own configuration: one primary that evicts is enough to lose
+/// the waiting room of the events in its slots, so the check asks every primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eviction_policy_is_checked_on_every_primary_of_a_cluster() {
+    let noeviction: &[&str] = &["--maxmemory-policy", "noeviction"];
+    for evicting in 0..3 {
+        let mut args = [noeviction; 3];
+        args[evicting] = &["--maxmemory-policy", "allkeys-lru"];
+        let cluster = RedisCluster::start(args).await;
+        let mut c = Config::for_tests(
+            &database_url(),
+            &cluster.url(),
+            &format!("test:{}", Uuid::new_v4().simple()),
+        );
+        c.redis_eviction_policy_check = Some(CheckMode::Refuse);
+        let Err(e) = Service::build(c).await else {
+            panic!("started on a cluster whose node {evicting} evicts")
+        };
+        assert!(
+            e.to_string().contains("maxmemory-policy is allkeys-lru"),
+            "{e}"
+        );
+    }
 }
