@@ -1,4 +1,4 @@
-//! Real processes for the chaos suite: a private redis-server, `tiketi-service` replicas built by
+//! Real processes for the chaos suite: a private redis-server or Redis Cluster, `tiketi-service` replicas built by
 //! cargo, a migrated database, users with tokens, and an HTTP client that tallies every answer.
 
 use std::{
@@ -131,20 +131,179 @@ impl Redis {
         }
         Ok(())
     }
+}
 
-    /// A fresh client (cheap; made per use because the server restarts under the suite).
-    pub async fn client(&self) -> anyhow::Result<fred::clients::Client> {
-        let client = Builder::from_config(RedisConfig::from_url(&self.url())?).build()?;
-        client.init().await?;
-        Ok(client)
+/// A fresh client of the Redis (or Redis Cluster) at `url`.
+pub async fn client(url: &str) -> anyhow::Result<fred::clients::Client> {
+    let client = Builder::from_config(RedisConfig::from_url(url)?).build()?;
+    client.init().await?;
+    Ok(client)
+}
+
+/// The realtime session hash of `user` (what a reconnect restores) in the Redis at `url`.
+pub async fn session(url: &str, user: Uuid) -> anyhow::Result<HashMap<String, String>> {
+    let c = client(url).await?;
+    let map = c.hgetall(Keys::new(PREFIX).session(user)).await;
+    c.quit().await.ok();
+    Ok(map?)
+}
+
+/// A private Redis Cluster: three primaries, each with one replica, on free loopback ports (the
+/// cluster bus on its own free port), AOF off. A primary SIGKILLed is replaced by its replica after
+/// `cluster-node-timeout` (1 s).
+pub struct RedisCluster {
+    nodes: Vec<ClusterNode>,
+}
+
+struct ClusterNode {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisCluster {
+    pub async fn start(dir: &Path) -> anyhow::Result<Self> {
+        let mut nodes = Vec::new();
+        for i in 0..6 {
+            let (port, bus) = (free_port(), free_port());
+            let dir = dir.join(format!("redis-{i}"));
+            std::fs::create_dir_all(&dir)?;
+            let mut cmd = guarded("redis-server");
+            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--daemonize", "no", "--save", "", "--appendonly", "no"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus.to_string(),
+                ])
+                .args(["--cluster-node-timeout", "1000"])
+                .args(["--cluster-replica-validity-factor", "0"])
+                // a new replica syncs at once (the default waits 5 s for more replicas)
+                .args(["--repl-diskless-sync-delay", "0"])
+                .arg("--dir")
+                .arg(&dir);
+            let log = File::create(dir.join("redis.log"))?;
+            cmd.stdout(log.try_clone()?).stderr(log);
+            let child = Some(cmd.spawn().context("redis-server is installed")?);
+            nodes.push(ClusterNode { port, child });
+            if !listening(port, Duration::from_secs(10)).await {
+                bail!("redis-server did not listen on {port}");
+            }
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .context("redis-cli is installed")?;
+        anyhow::ensure!(created.success(), "redis-cli --cluster create failed");
+        let cluster = RedisCluster { nodes };
+        let ok = eventually(Duration::from_secs(15), || async {
+            (0..6).all(|i| cluster.state_ok(i))
+        })
+        .await;
+        anyhow::ensure!(
+            ok,
+            "the cluster did not reach cluster_state:ok on every node"
+        );
+        Ok(cluster)
     }
 
-    /// The realtime session hash of `user` (what a reconnect restores).
-    pub async fn session(&self, user: Uuid) -> anyhow::Result<HashMap<String, String>> {
-        let c = self.client().await?;
-        let map = c.hgetall(Keys::new(PREFIX).session(user)).await?;
-        c.quit().await.ok();
-        Ok(map)
+    /// The `redis-cluster://` URL fred reads: every node as a seed, so a client still finds the
+    /// cluster with one of them dead.
+    pub fn url(&self) -> String {
+        let others: Vec<String> = self.nodes[1..]
+            .iter()
+            .map(|n| format!("node=127.0.0.1:{}", n.port))
+            .collect();
+        format!(
+            "redis-cluster://127.0.0.1:{}?{}",
+            self.nodes[0].port,
+            others.join("&")
+        )
+    }
+
+    fn cli(&self, node: usize, args: &[&str]) -> Option<String> {
+        Command::new("redis-cli")
+            .args(["-p", &self.nodes[node].port.to_string()])
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    fn state_ok(&self, node: usize) -> bool {
+        self.cli(node, &["cluster", "info"])
+            .is_some_and(|i| i.contains("cluster_state:ok"))
+    }
+
+    /// The node serving `key` as primary, as node `asked` (alive) sees the cluster now.
+    fn primary_of_as_seen_by(&self, asked: usize, key: &str) -> Option<usize> {
+        let slot: u16 = self
+            .cli(asked, &["cluster", "keyslot", key])?
+            .trim()
+            .parse()
+            .ok()?;
+        let nodes = self.cli(asked, &["cluster", "nodes"])?;
+        nodes.lines().find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (addr, flags) = (f.get(1)?, f.get(2)?);
+            let serves = flags.contains("master")
+                && !flags.contains("fail")
+                && f[8..].iter().any(|r| match r.split_once('-') {
+                    Some((lo, hi)) => {
+                        lo.parse().is_ok_and(|lo: u16| lo <= slot)
+                            && hi.parse().is_ok_and(|hi: u16| slot <= hi)
+                    }
+                    None => r.parse() == Ok(slot),
+                });
+            let port: u16 = addr.split(['@', ':']).nth(1)?.parse().ok()?;
+            serves
+                .then(|| self.nodes.iter().position(|n| n.port == port))
+                .flatten()
+        })
+    }
+
+    pub fn primary_of(&self, key: &str) -> Option<usize> {
+        let asked = self.nodes.iter().position(|n| n.child.is_some())?;
+        self.primary_of_as_seen_by(asked, key)
+    }
+
+    /// SIGKILL of node `i`: what its replica has not received yet is lost.
+    pub fn kill(&mut self, i: usize) {
+        kill_child(&mut self.nodes[i].child);
+    }
+
+    /// Until a live node other than `dead` serves `key` as primary and every live node says the
+    /// cluster is ok: that node, or `None` after `within`.
+    pub async fn failed_over(&self, key: &str, dead: usize, within: Duration) -> Option<usize> {
+        let live: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].child.is_some())
+            .collect();
+        let done = eventually(within, || async {
+            live.iter().all(|&i| {
+                self.state_ok(i)
+                    && self
+                        .primary_of_as_seen_by(i, key)
+                        .is_some_and(|p| p != dead)
+            })
+        })
+        .await;
+        done.then(|| self.primary_of(key)).flatten()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            kill_child(&mut n.child);
+        }
     }
 }
 

@@ -1,11 +1,13 @@
 //! Fault injection against real `tiketi-service` processes (the binary cargo builds): three replicas
 //! on loopback sharing one PostgreSQL database and one private redis-server, driven over REST and by
 //! the frontend's socket.io-client. Scenarios: a replica SIGKILLed during a sale, Redis SIGKILLed and
-//! restarted during a sale (with and without AOF). Writes `target/chaos-report.md` and prints it;
+//! restarted during a sale (with and without AOF), and the primary serving the sale on a Redis
+//! Cluster SIGKILLed while users join (its replica takes over). Writes `target/chaos-report.md` and prints it;
 //! fails if any invariant fails. `make chaos` runs only this; `make test` runs it with the rest.
 
 #[path = "../api/common.rs"]
 mod common;
+mod failover;
 mod harness;
 mod redis_restart;
 mod replica_kill;
@@ -22,7 +24,7 @@ use std::{
 
 use report::{Rec, Scenario};
 
-/// Each scenario's time limit; with three scenarios the suite stays well under five minutes.
+/// Each scenario's time limit; with four scenarios the suite stays well under six minutes.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(90);
 
 /// Runs one scenario in its own task: a panic or the time limit ends it, dropping (and so killing)
@@ -89,6 +91,13 @@ async fn chaos_suite() {
             redis_restart::SETUP_NONE,
             root.join("redis-none"),
             |rec, logs| redis_restart::run(rec, logs, harness::Persistence::None),
+        )
+        .await,
+        run(
+            failover::TITLE,
+            failover::SETUP,
+            root.join("cluster-failover"),
+            failover::run,
         )
         .await,
     ];

@@ -3,17 +3,12 @@
 
 use std::{
     path::PathBuf,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
     time::{Duration, Instant},
 };
 
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::{
     common::eventually,
@@ -21,7 +16,8 @@ use crate::{
     report::Rec,
     sio::Clients,
     steps::{
-        Sale, connect, fill_waiting_room, home, ok, open_sale, sale_invariants, session_saved,
+        Buying, Sale, Sold, connect, fill_waiting_room, home, keep_reading, ok, open_sale,
+        sale_invariants, session_saved,
     },
 };
 
@@ -41,18 +37,6 @@ const WAITERS: usize = 12;
 const FRONT: usize = 3;
 const HOLD_SECS: u64 = 5;
 
-#[derive(Default)]
-struct Sold {
-    holds: Vec<Uuid>,
-    paid: Vec<Uuid>,
-    /// Holds and payments that were not 201/200, as answered.
-    refused: Vec<String>,
-    /// The slowest answers (the outage slows the Redis steps: rate limits fail open, the waiting-room
-    /// gate answers from remembered admissions or refuses with 503 `QUEUE_UNAVAILABLE`).
-    slowest_hold: Duration,
-    slowest_payment: Duration,
-}
-
 pub async fn run(rec: Rec, logs: PathBuf, mode: Persistence) -> anyhow::Result<()> {
     let mut redis = Redis::start(&logs, mode).await?;
     let settings = [
@@ -70,7 +54,7 @@ pub async fn run(rec: Rec, logs: PathBuf, mode: Persistence) -> anyhow::Result<(
         seats,
         buyers,
         waiters,
-    } = open_sale(&redis, &logs, &settings, THRESHOLD, WAITERS).await?;
+    } = open_sale(&redis.url(), &logs, &settings, THRESHOLD, WAITERS).await?;
     let http = Http::new(rec.meter.clone());
     let newcomers = users(&db, &jwt, 3).await?;
     let positions = fill_waiting_room(&http, &bases, event, &buyers, &waiters).await?;
@@ -95,97 +79,16 @@ pub async fn run(rec: Rec, logs: PathBuf, mode: Persistence) -> anyhow::Result<(
             joins,
         )
         .await?;
-        saved +=
-            usize::from(session_saved(&redis, waiters[i].id, &["eventId", "queueEventId"]).await);
+        saved += usize::from(
+            session_saved(&redis.url(), waiters[i].id, &["eventId", "queueEventId"]).await,
+        );
     }
     anyhow::ensure!(saved == FRONT, "sessions not saved");
 
     // the sale goes on: buyers hold and pay through every replica; a reader polls
-    let sold = Arc::new(Mutex::new(Sold::default()));
-    // the buyers stop between purchases (an abort could drop a hold the server already stored)
-    let stop = Arc::new(AtomicBool::new(false));
-    let buying = {
-        let (http, bases, sold, stop) = (http.clone(), bases.clone(), sold.clone(), stop.clone());
-        let (tokens, seats): (Vec<String>, Vec<Uuid>) = (
-            buyers.iter().map(|u| u.token.clone()).collect(),
-            seats.clone(),
-        );
-        tokio::spawn(async move {
-            for (n, seat) in seats.iter().enumerate() {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let (token, base) = (&tokens[n % tokens.len()], &bases[n % bases.len()]);
-                let body = json!({ "eventId": event, "seatIds": [seat] });
-                let Ok(a) = http
-                    .post(base, "/api/seats/reserve", Some(token), body)
-                    .await
-                else {
-                    continue;
-                };
-                {
-                    let mut sold = sold.lock().expect("sold");
-                    sold.slowest_hold = sold.slowest_hold.max(a.took);
-                }
-                if a.status != StatusCode::CREATED {
-                    sold.lock()
-                        .expect("sold")
-                        .refused
-                        .push(format!("hold {}: {}", a.status, a.body));
-                    continue;
-                }
-                let Some(id) = a.body["reservation"]["id"]
-                    .as_str()
-                    .and_then(|s| s.parse::<Uuid>().ok())
-                else {
-                    continue;
-                };
-                sold.lock().expect("sold").holds.push(id);
-                let pay = json!({ "reservationId": id, "paymentMethod": "naver_pay" });
-                let via = &bases[(n + 1) % bases.len()];
-                let answer = http
-                    .post(via, "/api/payments/process", Some(token), pay)
-                    .await;
-                if let Ok(a) = &answer {
-                    let mut sold = sold.lock().expect("sold");
-                    sold.slowest_payment = sold.slowest_payment.max(a.took);
-                }
-                match answer {
-                    Ok(a) if a.status == StatusCode::OK => sold.lock().expect("sold").paid.push(id),
-                    Ok(a) => sold
-                        .lock()
-                        .expect("sold")
-                        .refused
-                        .push(format!("payment {}: {}", a.status, a.body)),
-                    Err(e) => sold
-                        .lock()
-                        .expect("sold")
-                        .refused
-                        .push(format!("payment: {e}")),
-                }
-            }
-        })
-    };
-    let reading = {
-        let (http, bases) = (http.clone(), bases.clone());
-        let tokens: Vec<String> = waiters.iter().map(|u| u.token.clone()).collect();
-        tokio::spawn(async move {
-            for n in 0usize.. {
-                let base = &bases[n % bases.len()];
-                let path = if n % 2 == 0 {
-                    format!("/api/events/{event}")
-                } else {
-                    format!("/api/queue/status/{event}")
-                };
-                let _ = http.get(base, &path, Some(&tokens[n % tokens.len()])).await;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
-    let selling = eventually(Duration::from_secs(15), || async {
-        sold.lock().expect("sold").paid.len() >= 3
-    })
-    .await;
+    let buying = Buying::start(&http, &bases, &buyers, &seats, event);
+    let reading = keep_reading(&http, &bases, &waiters, event);
+    let selling = eventually(Duration::from_secs(15), || async { buying.paid() >= 3 }).await;
     anyhow::ensure!(selling, "the sale did not get going");
 
     // the outage
@@ -193,7 +96,7 @@ pub async fn run(rec: Rec, logs: PathBuf, mode: Persistence) -> anyhow::Result<(
     let down_at = Instant::now();
     rec.note(format!(
         "redis-server SIGKILLed with {} seats sold so far",
-        sold.lock().expect("sold").paid.len()
+        buying.paid()
     ));
     let probes = join_all(replicas.iter().enumerate().map(|(r, replica)| {
         let (http, base) = (http.clone(), replica.base.clone());
@@ -399,9 +302,9 @@ pub async fn run(rec: Rec, logs: PathBuf, mode: Persistence) -> anyhow::Result<(
         }
     }
 
-    stop.store(true, Ordering::Relaxed);
     reading.abort();
-    let _ = (buying.await, reading.await);
+    let _ = reading.await;
+    let sold = buying.finish().await;
 
     // the waiting room works again: in the AOF run the line moves on from where it was; without
     // persistence it is rebuilt in the order users check again
@@ -497,7 +400,7 @@ pub async fn run(rec: Rec, logs: PathBuf, mode: Persistence) -> anyhow::Result<(
         refused,
         slowest_hold,
         slowest_payment,
-    } = std::mem::take(&mut *sold.lock().expect("sold"));
+    } = sold;
     rec.note(format!(
         "{} seats held and {} paid through the replicas during the scenario; slowest hold {} ms, \
          slowest payment {} ms (Redis timeouts before the breakers open)",

@@ -57,7 +57,7 @@ pub async fn run(rec: Rec, logs: PathBuf) -> anyhow::Result<()> {
         buyers,
         waiters,
         ..
-    } = open_sale(&redis, &logs, &settings, THRESHOLD, WAITERS).await?;
+    } = open_sale(&redis.url(), &logs, &settings, THRESHOLD, WAITERS).await?;
     let http = Http::new(rec.meter.clone());
 
     let positions = fill_waiting_room(&http, &bases, event, &buyers, &waiters).await?;
@@ -96,11 +96,16 @@ pub async fn run(rec: Rec, logs: PathBuf) -> anyhow::Result<()> {
     }
     let mut saved = 0;
     for w in &waiters {
-        saved += usize::from(session_saved(&redis, w.id, &["eventId", "queueEventId"]).await);
+        saved += usize::from(session_saved(&redis.url(), w.id, &["eventId", "queueEventId"]).await);
     }
     for u in &buyers {
         saved += usize::from(
-            session_saved(&redis, u.id, &["eventId", "seatEventId", "selectedSeats"]).await,
+            session_saved(
+                &redis.url(),
+                u.id,
+                &["eventId", "seatEventId", "selectedSeats"],
+            )
+            .await,
         );
     }
     rec.check(

@@ -1,9 +1,17 @@
-//! Steps both scenarios share: filling the waiting room, connecting the frontend's socket client,
-//! and the PostgreSQL invariants of a sale.
+//! Steps the scenarios share: filling the waiting room, connecting the frontend's socket client,
+//! buyers buying and a reader reading through every replica, and the PostgreSQL invariants of a sale.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::{Context, bail, ensure};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tiketi_service::auth::jwt::JwtKeys;
@@ -11,7 +19,7 @@ use uuid::Uuid;
 
 use crate::{
     common::eventually,
-    harness::{Answer, Cluster, Http, Redis, Replica, User, fresh_database, seat_event, users},
+    harness::{Answer, Cluster, Http, Replica, User, fresh_database, seat_event, session, users},
     report::Rec,
     sio::Clients,
 };
@@ -31,7 +39,7 @@ pub struct Sale {
 }
 
 pub async fn open_sale(
-    redis: &Redis,
+    redis_url: &str,
     logs: &Path,
     settings: &[(&'static str, u64)],
     threshold: usize,
@@ -40,7 +48,7 @@ pub async fn open_sale(
     let db_url = fresh_database(logs).await?;
     let db = PgPool::connect(&db_url).await?;
     let cluster = settings.iter().fold(
-        Cluster::new(db_url, redis.url(), logs.to_path_buf()),
+        Cluster::new(db_url, redis_url.to_string(), logs.to_path_buf()),
         |c, (k, v)| c.set(k, v),
     );
     let (event, seats) = seat_event(&db, threshold as i32).await?;
@@ -147,14 +155,149 @@ pub async fn connect(
 
 /// Waits until the user's realtime session in Redis holds `fields` (the join handlers save it after
 /// answering, so a client cannot tell on its own).
-pub async fn session_saved(redis: &Redis, user: Uuid, fields: &[&str]) -> bool {
+pub async fn session_saved(redis_url: &str, user: Uuid, fields: &[&str]) -> bool {
     eventually(Duration::from_secs(10), || async {
-        redis
-            .session(user)
+        session(redis_url, user)
             .await
             .is_ok_and(|m| fields.iter().all(|f| m.contains_key(*f)))
     })
     .await
+}
+
+/// What the buyers bought, and what they were refused, while a scenario ran.
+#[derive(Default)]
+pub struct Sold {
+    pub holds: Vec<Uuid>,
+    pub paid: Vec<Uuid>,
+    /// Holds and payments that were not 201/200, as answered.
+    pub refused: Vec<String>,
+    /// The slowest answers (an outage slows the Redis steps: rate limits fail open, the waiting-room
+    /// gate answers from remembered admissions or refuses with 503 `QUEUE_UNAVAILABLE`).
+    pub slowest_hold: Duration,
+    pub slowest_payment: Duration,
+}
+
+/// The buyers holding and paying one seat after another through every replica, until finished.
+pub struct Buying {
+    sold: Arc<Mutex<Sold>>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Buying {
+    pub fn start(
+        http: &Http,
+        bases: &[String],
+        buyers: &[User],
+        seats: &[Uuid],
+        event: Uuid,
+    ) -> Self {
+        let sold = Arc::new(Mutex::new(Sold::default()));
+        // the buyers stop between purchases (an abort could drop a hold the server already stored)
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (http, bases, sold, stop) =
+                (http.clone(), bases.to_vec(), sold.clone(), stop.clone());
+            let (tokens, seats): (Vec<String>, Vec<Uuid>) = (
+                buyers.iter().map(|u| u.token.clone()).collect(),
+                seats.to_vec(),
+            );
+            tokio::spawn(async move {
+                for (n, seat) in seats.iter().enumerate() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let (token, base) = (&tokens[n % tokens.len()], &bases[n % bases.len()]);
+                    let body = json!({ "eventId": event, "seatIds": [seat] });
+                    let Ok(a) = http
+                        .post(base, "/api/seats/reserve", Some(token), body)
+                        .await
+                    else {
+                        continue;
+                    };
+                    {
+                        let mut sold = sold.lock().expect("sold");
+                        sold.slowest_hold = sold.slowest_hold.max(a.took);
+                    }
+                    if a.status != StatusCode::CREATED {
+                        sold.lock()
+                            .expect("sold")
+                            .refused
+                            .push(format!("hold {}: {}", a.status, a.body));
+                        continue;
+                    }
+                    let Some(id) = a.body["reservation"]["id"]
+                        .as_str()
+                        .and_then(|s| s.parse::<Uuid>().ok())
+                    else {
+                        continue;
+                    };
+                    sold.lock().expect("sold").holds.push(id);
+                    let pay = json!({ "reservationId": id, "paymentMethod": "naver_pay" });
+                    let via = &bases[(n + 1) % bases.len()];
+                    let answer = http
+                        .post(via, "/api/payments/process", Some(token), pay)
+                        .await;
+                    if let Ok(a) = &answer {
+                        let mut sold = sold.lock().expect("sold");
+                        sold.slowest_payment = sold.slowest_payment.max(a.took);
+                    }
+                    match answer {
+                        Ok(a) if a.status == StatusCode::OK => {
+                            sold.lock().expect("sold").paid.push(id)
+                        }
+                        Ok(a) => sold
+                            .lock()
+                            .expect("sold")
+                            .refused
+                            .push(format!("payment {}: {}", a.status, a.body)),
+                        Err(e) => sold
+                            .lock()
+                            .expect("sold")
+                            .refused
+                            .push(format!("payment: {e}")),
+                    }
+                }
+            })
+        };
+        Buying { sold, stop, task }
+    }
+
+    /// Purchases paid so far.
+    pub fn paid(&self) -> usize {
+        self.sold.lock().expect("sold").paid.len()
+    }
+
+    /// Stops after the purchase under way; what was sold.
+    pub async fn finish(self) -> Sold {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        std::mem::take(&mut *self.sold.lock().expect("sold"))
+    }
+}
+
+/// A reader polling the event page and a waiter's queue status through the replicas, every 50 ms,
+/// until aborted.
+pub fn keep_reading(
+    http: &Http,
+    bases: &[String],
+    waiters: &[User],
+    event: Uuid,
+) -> tokio::task::JoinHandle<()> {
+    let (http, bases) = (http.clone(), bases.to_vec());
+    let tokens: Vec<String> = waiters.iter().map(|u| u.token.clone()).collect();
+    tokio::spawn(async move {
+        for n in 0usize.. {
+            let base = &bases[n % bases.len()];
+            let path = if n % 2 == 0 {
+                format!("/api/events/{event}")
+            } else {
+                format!("/api/queue/status/{event}")
+            };
+            let _ = http.get(base, &path, Some(&tokens[n % tokens.len()])).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
 }
 
 /// The sale's PostgreSQL invariants, recorded in `rec`; `holds` are the reservation ids that were

@@ -1,0 +1,387 @@
+//! Scenario 3: on a Redis Cluster, the primary serving the sale's slot is SIGKILLed while users keep
+//! joining the waiting room; its replica is promoted. What was acknowledged must survive it.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::json;
+use tiketi_core::keys::Keys;
+
+use crate::{
+    common::eventually,
+    harness::{Http, PREFIX, RedisCluster, Replica, User, users},
+    report::Rec,
+    sio::Clients,
+    steps::{
+        Buying, Sale, Sold, connect, fill_waiting_room, home, keep_reading, ok, open_sale,
+        sale_invariants, session_saved,
+    },
+};
+
+pub const TITLE: &str = "3. SIGKILL the Redis Cluster primary serving the sale, mid-sale";
+pub const SETUP: &str = "Three replicas, one database, a private Redis Cluster (3 primaries, each \
+with a replica; cluster-node-timeout 1 s). Waiting-room threshold 3: three buyers are admitted, \
+twelve users queue; the first three in line have socket.io-client sockets. Throughout, the buyers \
+hold and pay seats through all three replicas, a reader polls, and newcomers keep joining the queue \
+through every replica (a 503 is retried, as the frontend does). The primary serving the event's \
+slot is SIGKILLed; its replica takes the slots over.";
+
+const THRESHOLD: usize = 3;
+const WAITERS: usize = 12;
+const FRONT: usize = 3;
+const NEWCOMERS: usize = 60;
+/// Newcomers answered before the kill; the others join across the failover.
+const JOINED_BEFORE_KILL: usize = 20;
+const HOLD_SECS: u64 = 5;
+/// How soon after the kill every replica must answer the waiting room again.
+const ANSWERS_AGAIN_WITHIN: Duration = Duration::from_secs(10);
+
+/// Newcomers' joins: the place each was told (user index, position), and the answers that were not
+/// a place (a 503 is retried until a place comes).
+#[derive(Default)]
+struct Joins {
+    told: Vec<(usize, i64)>,
+    retried: usize,
+    failed: Vec<String>,
+}
+
+/// Each newcomer joins through its home replica, retrying a 503 every 200 ms for up to 20 s.
+fn keep_joining(
+    http: &Http,
+    bases: &[String],
+    newcomers: &[User],
+    event: uuid::Uuid,
+) -> (Arc<Mutex<Joins>>, tokio::task::JoinHandle<()>) {
+    let joins = Arc::new(Mutex::new(Joins::default()));
+    let task = {
+        let (http, bases, joins) = (http.clone(), bases.to_vec(), joins.clone());
+        let tokens: Vec<String> = newcomers.iter().map(|u| u.token.clone()).collect();
+        tokio::spawn(async move {
+            let path = format!("/api/queue/check/{event}");
+            for (i, token) in tokens.iter().enumerate() {
+                let until = Instant::now() + Duration::from_secs(20);
+                loop {
+                    let a = http
+                        .post(&bases[home(i, bases.len())], &path, Some(token), json!({}))
+                        .await;
+                    let done = {
+                        let mut j = joins.lock().expect("joins");
+                        let retry = Instant::now() < until;
+                        match a {
+                            Ok(a) if a.status == StatusCode::OK && a.body["queued"] == true => {
+                                j.told.push((i, a.body["position"].as_i64().unwrap_or(0)));
+                                true
+                            }
+                            Ok(a) if a.status == StatusCode::SERVICE_UNAVAILABLE && retry => {
+                                j.retried += 1;
+                                false
+                            }
+                            Err(_) if retry => {
+                                j.retried += 1;
+                                false
+                            }
+                            Ok(a) => {
+                                j.failed
+                                    .push(format!("newcomer {i}: {} {}", a.status, a.body));
+                                true
+                            }
+                            Err(e) => {
+                                j.failed.push(format!("newcomer {i}: {e}"));
+                                true
+                            }
+                        }
+                    };
+                    if done {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    (joins, task)
+}
+
+pub async fn run(rec: Rec, logs: PathBuf) -> anyhow::Result<()> {
+    let mut cluster = RedisCluster::start(&logs).await?;
+    let url = cluster.url();
+    let settings = [
+        ("HOLD_SECONDS", HOLD_SECS),
+        ("HOLD_SWEEP_SECONDS", 1),
+        ("PAYMENT_DELAY_MIN_MS", 50),
+        ("PAYMENT_DELAY_MAX_MS", 200),
+    ];
+    let Sale {
+        db,
+        jwt,
+        mut replicas,
+        bases,
+        event,
+        seats,
+        buyers,
+        waiters,
+    } = open_sale(&url, &logs, &settings, THRESHOLD, WAITERS).await?;
+    let http = Http::new(rec.meter.clone());
+    let newcomers = users(&db, &jwt, NEWCOMERS).await?;
+    let positions = fill_waiting_room(&http, &bases, event, &buyers, &waiters).await?;
+    let at = |p: i64| {
+        positions
+            .iter()
+            .position(|x| *x == p)
+            .expect("a waiter at p")
+    };
+
+    let mut io = Clients::start();
+    let mut saved = 0;
+    for p in 1..=FRONT as i64 {
+        let i = at(p);
+        let joins =
+            json!([["join-event", { "eventId": event }], ["join-queue", { "eventId": event }]]);
+        connect(
+            &mut io,
+            &format!("w{i}"),
+            &bases[home(i, 3)],
+            &waiters[i].token,
+            joins,
+        )
+        .await?;
+        saved +=
+            usize::from(session_saved(&url, waiters[i].id, &["eventId", "queueEventId"]).await);
+    }
+    anyhow::ensure!(saved == FRONT, "sessions not saved");
+
+    let buying = Buying::start(&http, &bases, &buyers, &seats, event);
+    let reading = keep_reading(&http, &bases, &waiters, event);
+    let selling = eventually(Duration::from_secs(15), || async { buying.paid() >= 3 }).await;
+    anyhow::ensure!(selling, "the sale did not get going");
+    let (joins, joining) = keep_joining(&http, &bases, &newcomers, event);
+    let joined = eventually(Duration::from_secs(15), || async {
+        joins.lock().expect("joins").told.len() >= JOINED_BEFORE_KILL
+    })
+    .await;
+    anyhow::ensure!(joined, "newcomers did not get places before the kill");
+
+    // the fault: the primary serving the event's keys
+    let queue_key = Keys::new(PREFIX).queue(event);
+    let primary = cluster
+        .primary_of(&queue_key)
+        .ok_or_else(|| anyhow::anyhow!("no primary serves {queue_key}"))?;
+    cluster.kill(primary);
+    let killed_at = Instant::now();
+    rec.note(format!(
+        "primary SIGKILLed with {} seats sold and {} newcomers placed so far",
+        buying.paid(),
+        joins.lock().expect("joins").told.len()
+    ));
+    let promoted = cluster
+        .failed_over(&queue_key, primary, Duration::from_secs(20))
+        .await;
+    rec.check(
+        "the killed primary's replica takes its slots over",
+        promoted.is_some(),
+        format!(
+            "node {primary} killed; node {promoted:?} serves the sale {} ms later",
+            killed_at.elapsed().as_millis()
+        ),
+    );
+    let status_path = format!("/api/queue/status/{event}");
+    let answering = eventually(ANSWERS_AGAIN_WITHIN, || async {
+        join_all(
+            bases
+                .iter()
+                .map(|b| http.get(b, &status_path, Some(&waiters[at(1)].token))),
+        )
+        .await
+        .iter()
+        .all(|a| a.as_ref().is_ok_and(|a| a.status == StatusCode::OK))
+    })
+    .await;
+    let gap = killed_at.elapsed();
+    rec.check(
+        "the waiting room answers again on every replica within seconds of the kill",
+        answering,
+        format!(
+            "every replica answered queue status {} ms after the kill (limit {} s)",
+            gap.as_millis(),
+            ANSWERS_AGAIN_WITHIN.as_secs()
+        ),
+    );
+    let _ = joining.await;
+    let Joins {
+        told,
+        retried,
+        failed,
+    } = std::mem::take(&mut *joins.lock().expect("joins"));
+    rec.check(
+        "every newcomer gets a place (a 503 during the failover is retried)",
+        told.len() == NEWCOMERS && failed.is_empty(),
+        format!(
+            "{} of {NEWCOMERS} placed; {retried} answers retried; not placed: {failed:?}",
+            told.len()
+        ),
+    );
+
+    // every place told before, during and after the failover, read through another replica
+    let mut placed: Vec<(i64, i64)> = Vec::new(); // (told, now)
+    let mut lost = Vec::new();
+    let everyone = waiters
+        .iter()
+        .zip(positions.iter().copied())
+        .chain(told.iter().map(|&(i, p)| (&newcomers[i], p)));
+    for (k, (u, was)) in everyone.enumerate() {
+        let a = ok(http
+            .get(
+                &bases[(k + 1) % 3],
+                &format!("/api/queue/status/{event}"),
+                Some(&u.token),
+            )
+            .await)?;
+        match a.body["position"].as_i64() {
+            Some(now) if a.body["queued"] == true => placed.push((was, now)),
+            _ => lost.push(format!("told {was}: {}", a.body)),
+        }
+    }
+    let moved_back: Vec<(i64, i64)> = placed
+        .iter()
+        .copied()
+        .filter(|(was, now)| now > was)
+        .collect();
+    rec.check(
+        "no acknowledged queue position is lost or moved back",
+        lost.is_empty() && moved_back.is_empty(),
+        format!(
+            "{} places checked; lost {lost:?}; moved back (told, now) {moved_back:?}",
+            placed.len() + lost.len()
+        ),
+    );
+    let mut by_now = placed.clone();
+    by_now.sort_by_key(|&(_, now)| now);
+    let in_order = by_now
+        .windows(2)
+        .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1);
+    rec.check(
+        "the line keeps its order and no two users share a place",
+        in_order,
+        format!(
+            "{} places, ordered as they were told: {in_order}",
+            by_now.len()
+        ),
+    );
+    let current = ok(http
+        .get(
+            &bases[0],
+            &format!("/api/queue/status/{event}"),
+            Some(&waiters[0].token),
+        )
+        .await)?
+    .body["currentUsers"]
+        .as_i64()
+        .unwrap_or(-1);
+    let mut admitted = 0;
+    for (i, u) in buyers.iter().enumerate() {
+        let a = ok(http
+            .post(
+                &bases[(i + 2) % 3],
+                &format!("/api/queue/check/{event}"),
+                Some(&u.token),
+                json!({}),
+            )
+            .await)?;
+        admitted += usize::from(a.status == StatusCode::OK && a.body["queued"] == false);
+    }
+    rec.check(
+        "admissions survive and none is granted twice: the admitted set never passes the threshold",
+        admitted == THRESHOLD && current == THRESHOLD as i64,
+        format!("{admitted} of {THRESHOLD} buyers still admitted; {current} admitted in all"),
+    );
+
+    // sessions: a front socket reconnects to another replica and gets its session back
+    let front = format!("w{}", at(1));
+    let again = format!("{front}-again");
+    io.disconnect(&front).await;
+    connect(
+        &mut io,
+        &again,
+        &bases[(home(at(1), 3) + 1) % 3],
+        &waiters[at(1)].token,
+        json!([]),
+    )
+    .await?;
+    rec.reconnected();
+    let restored = io
+        .within(
+            &again,
+            "session-restored",
+            |_| true,
+            Duration::from_secs(10),
+        )
+        .await;
+    rec.check(
+        "a reconnecting socket gets its session back after the failover",
+        restored
+            .as_ref()
+            .is_some_and(|s| s["queueEventId"] == json!(event)),
+        format!("{restored:?}"),
+    );
+
+    reading.abort();
+    let _ = reading.await;
+    let Sold {
+        holds,
+        paid,
+        refused,
+        slowest_hold,
+        slowest_payment,
+    } = buying.finish().await;
+    let settled = eventually(Duration::from_secs(HOLD_SECS + 15), || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM reservations WHERE event_id = $1 AND status = 'pending'",
+        )
+        .bind(event)
+        .fetch_one(&db)
+        .await
+        .is_ok_and(|n| n == 0)
+    })
+    .await;
+    anyhow::ensure!(
+        settled,
+        "holds still pending {HOLD_SECS} s after the sale stopped"
+    );
+    rec.note(format!(
+        "{} seats held and {} paid through the replicas during the scenario; slowest hold {} ms, \
+         slowest payment {} ms",
+        holds.len(),
+        paid.len(),
+        slowest_hold.as_millis(),
+        slowest_payment.as_millis()
+    ));
+    for r in refused {
+        rec.note(format!("refused during the sale: {r}"));
+    }
+    sale_invariants(&rec, &db, event, &holds, &paid).await?;
+
+    let alive = replicas.iter_mut().all(Replica::alive);
+    let panics: usize = replicas.iter().map(Replica::panics).sum();
+    let tally = rec.meter.lock().expect("tally").clone();
+    let other_5xx: u64 = tally
+        .outcomes
+        .iter()
+        .filter(|(k, _)| k.starts_with('5') && k.as_str() != "503")
+        .map(|(_, v)| v)
+        .sum();
+    rec.check(
+        "the service never crashes: only 503 (each with Retry-After) as 5xx, no panic, all replicas alive",
+        alive && panics == 0 && other_5xx == 0 && tally.unavailable_without_retry_after == 0,
+        format!(
+            "alive {alive}; panics {panics}; other 5xx {other_5xx}; 503 without Retry-After {}",
+            tally.unavailable_without_retry_after
+        ),
+    );
+    Ok(())
+}
