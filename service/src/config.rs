@@ -163,6 +163,15 @@ pub struct Config {
     /// Arrivals up to this long after a sale opens still get a random place; later ones queue FIFO.
     #[arg(long, env = "FAIR_OPENING_WINDOW_SECONDS", default_value_t = 60)]
     pub fair_opening_window_seconds: u64,
+    /// Redis replicas that must have a waiting-room place or admission before it is told to the user
+    /// (`WAIT` after the write), so a failover of the primary cannot lose it. 0: do not wait (a
+    /// single Redis, or losing the last writes of a failover accepted). 1 with a replica per primary.
+    #[arg(long, env = "REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
+    /// How long a waiting-room write waits for `REDIS_WAIT_REPLICAS`; fewer by then: 503 +
+    /// `Retry-After`, and the retry keeps the place.
+    #[arg(long, env = "REDIS_WAIT_MS", default_value_t = 200)]
+    pub redis_wait_ms: u64,
     /// Tests only (no flag, no variable): shifts this replica's waiting-room clock by this many ms,
     /// to play a host whose clock is off. Buying is decided on PostgreSQL's clock whatever it is.
     #[arg(skip)]

@@ -15,6 +15,7 @@ pub mod gauges;
 pub mod http;
 pub mod opening;
 mod place;
+mod replicated;
 mod verdict;
 
 pub use enforce::{MSG_QUEUE_UNAVAILABLE, MSG_WAIT_YOUR_TURN, admission, not_admitted, unproven};

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{
     ADMISSION_TTL_MS, Eta, EtaInputs, Gate, Verdict, estimate, gate::arrival_at, now_ms, opening,
+    replicated,
 };
 use crate::{error::Error, state::AppState};
 
@@ -60,9 +61,17 @@ pub async fn check(
         score,
         forget_draws_ms.to_string(),
     ];
+    // one connection for the script and the wait for its replicas (WAIT counts this connection's
+    // writes)
+    let client = state.redis.next();
+    let queue = keys[0].clone();
     let reply: Vec<fred::types::Value> = state
         .redis_breaker
-        .observe(CHECK.evalsha_with_reload(state.redis.next(), keys, args))
+        .observe(async {
+            let reply = CHECK.evalsha_with_reload(client, keys, args).await?;
+            replicated::on_replicas(client, &queue, &state.config).await?;
+            Ok(reply)
+        })
         .await?;
     let (position, inputs, verdict) = parse_check_reply(&reply).ok_or_else(|| {
         Error::internal(anyhow::anyhow!("unexpected queue script reply {reply:?}"))

@@ -24,12 +24,13 @@ use crate::{
 };
 
 pub const TITLE: &str = "3. SIGKILL the Redis Cluster primary serving the sale, mid-sale";
-pub const SETUP: &str = "Three replicas, one database, a private Redis Cluster (3 primaries, each \
-with a replica; cluster-node-timeout 1 s). Waiting-room threshold 3: three buyers are admitted, \
-twelve users queue; the first three in line have socket.io-client sockets. Throughout, the buyers \
-hold and pay seats through all three replicas, a reader polls, and newcomers keep joining the queue \
-through every replica (a 503 is retried, as the frontend does). The primary serving the event's \
-slot is SIGKILLed; its replica takes the slots over.";
+pub const SETUP: &str = "Three replicas (REDIS_WAIT_REPLICAS=1), one database, a private Redis \
+Cluster (3 primaries, each with a replica; cluster-node-timeout 1 s). Waiting-room threshold 3: three \
+buyers are admitted, twelve users queue; the first three in line have socket.io-client sockets. \
+Throughout, the buyers hold and pay seats through all three replicas, a reader polls, and newcomers \
+keep joining the queue through every replica (a 503 is retried, as the frontend does). The replica \
+of the primary serving the event's slot is frozen (SIGSTOP: it lags), a join is tried, the primary \
+is SIGKILLed and the replica thawed: it takes the slots over with what it had.";
 
 const THRESHOLD: usize = 3;
 const WAITERS: usize = 12;
@@ -116,6 +117,8 @@ pub async fn run(rec: Rec, logs: PathBuf) -> anyhow::Result<()> {
         ("HOLD_SWEEP_SECONDS", 1),
         ("PAYMENT_DELAY_MIN_MS", 50),
         ("PAYMENT_DELAY_MAX_MS", 200),
+        // a place is told only once the primary's replica has it
+        ("REDIS_WAIT_REPLICAS", 1),
     ];
     let Sale {
         db,
@@ -129,6 +132,7 @@ pub async fn run(rec: Rec, logs: PathBuf) -> anyhow::Result<()> {
     } = open_sale(&url, &logs, &settings, THRESHOLD, WAITERS).await?;
     let http = Http::new(rec.meter.clone());
     let newcomers = users(&db, &jwt, NEWCOMERS).await?;
+    let late = users(&db, &jwt, 1).await?.remove(0);
     let positions = fill_waiting_room(&http, &bases, event, &buyers, &waiters).await?;
     let at = |p: i64| {
         positions
@@ -167,26 +171,61 @@ pub async fn run(rec: Rec, logs: PathBuf) -> anyhow::Result<()> {
     .await;
     anyhow::ensure!(joined, "newcomers did not get places before the kill");
 
-    // the fault: the primary serving the event's keys
+    // the fault: the replica of the primary serving the event's keys lags (frozen), so whatever the
+    // primary writes now exists nowhere else; then the primary dies and the replica, thawed, takes
+    // over with what it had
     let queue_key = Keys::new(PREFIX).queue(event);
     let primary = cluster
         .primary_of(&queue_key)
         .ok_or_else(|| anyhow::anyhow!("no primary serves {queue_key}"))?;
+    let replica = cluster
+        .replica_of(primary)
+        .ok_or_else(|| anyhow::anyhow!("primary {primary} has no replica"))?;
+    cluster.freeze(replica);
+    anyhow::ensure!(
+        cluster.cut_replicas(primary),
+        "the replication link was not cut"
+    );
+    let probe = ok(http
+        .post(
+            &bases[0],
+            &format!("/api/queue/check/{event}"),
+            Some(&late.token),
+            json!({}),
+        )
+        .await)?;
+    rec.check(
+        "while no replica has a write, no place is told (REDIS_WAIT_REPLICAS=1): 503 + Retry-After",
+        probe.status == StatusCode::SERVICE_UNAVAILABLE && probe.retry_after.is_some(),
+        format!(
+            "{} {} after {} ms",
+            probe.status,
+            probe.body,
+            probe.took.as_millis()
+        ),
+    );
     cluster.kill(primary);
     let killed_at = Instant::now();
+    cluster.thaw(replica);
     rec.note(format!(
-        "primary SIGKILLed with {} seats sold and {} newcomers placed so far",
+        "replica {replica} frozen and its link cut, then its primary {primary} SIGKILLed with {} \
+         seats sold and {} newcomers placed so far; the replica thawed",
         buying.paid(),
         joins.lock().expect("joins").told.len()
     ));
     let promoted = cluster
         .failed_over(&queue_key, primary, Duration::from_secs(20))
         .await;
+    let promoted_after = killed_at.elapsed();
+    // the killed node comes back as a pod would, and becomes the new primary's replica: until then
+    // the new primary has no replica to wait for, and tells nobody a place
+    cluster.restart(primary).await?;
     rec.check(
-        "the killed primary's replica takes its slots over",
+        "the killed primary's replica takes its slots over; the killed node rejoins as its replica",
         promoted.is_some(),
         format!(
-            "node {primary} killed; node {promoted:?} serves the sale {} ms later",
+            "node {primary} killed; node {promoted:?} serves the sale {} ms later; node {primary} restarted {} ms after the kill",
+            promoted_after.as_millis(),
             killed_at.elapsed().as_millis()
         ),
     );
@@ -230,10 +269,14 @@ pub async fn run(rec: Rec, logs: PathBuf) -> anyhow::Result<()> {
     // every place told before, during and after the failover, read through another replica
     let mut placed: Vec<(i64, i64)> = Vec::new(); // (told, now)
     let mut lost = Vec::new();
+    // the join tried while the replica lagged counts too, had it been told a place
+    let probed = (probe.status == StatusCode::OK && probe.body["queued"] == true)
+        .then(|| (&late, probe.body["position"].as_i64().unwrap_or(0)));
     let everyone = waiters
         .iter()
         .zip(positions.iter().copied())
-        .chain(told.iter().map(|&(i, p)| (&newcomers[i], p)));
+        .chain(told.iter().map(|&(i, p)| (&newcomers[i], p)))
+        .chain(probed);
     for (k, (u, was)) in everyone.enumerate() {
         let a = ok(http
             .get(

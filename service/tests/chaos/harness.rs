@@ -157,38 +157,53 @@ pub struct RedisCluster {
 
 struct ClusterNode {
     port: u16,
+    bus: u16,
+    dir: PathBuf,
     child: Option<Child>,
+}
+
+impl ClusterNode {
+    /// Starts the node (again: same ports and directory, so its `nodes.conf` brings it back into
+    /// the cluster).
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut cmd = guarded("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--daemonize", "no", "--save", "", "--appendonly", "no"])
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-port", &self.bus.to_string()])
+            .args(["--cluster-node-timeout", "1000"])
+            .args(["--cluster-replica-validity-factor", "0"])
+            // a new replica syncs at once (the default waits 5 s for more replicas)
+            .args(["--repl-diskless-sync-delay", "0"])
+            .arg("--dir")
+            .arg(&self.dir);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("redis.log"))?;
+        cmd.stdout(log.try_clone()?).stderr(log);
+        self.child = Some(cmd.spawn().context("redis-server is installed")?);
+        if !listening(self.port, Duration::from_secs(10)).await {
+            bail!("redis-server did not listen on {}", self.port);
+        }
+        Ok(())
+    }
 }
 
 impl RedisCluster {
     pub async fn start(dir: &Path) -> anyhow::Result<Self> {
         let mut nodes = Vec::new();
         for i in 0..6 {
-            let (port, bus) = (free_port(), free_port());
             let dir = dir.join(format!("redis-{i}"));
             std::fs::create_dir_all(&dir)?;
-            let mut cmd = guarded("redis-server");
-            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--daemonize", "no", "--save", "", "--appendonly", "no"])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-port",
-                    &bus.to_string(),
-                ])
-                .args(["--cluster-node-timeout", "1000"])
-                .args(["--cluster-replica-validity-factor", "0"])
-                // a new replica syncs at once (the default waits 5 s for more replicas)
-                .args(["--repl-diskless-sync-delay", "0"])
-                .arg("--dir")
-                .arg(&dir);
-            let log = File::create(dir.join("redis.log"))?;
-            cmd.stdout(log.try_clone()?).stderr(log);
-            let child = Some(cmd.spawn().context("redis-server is installed")?);
-            nodes.push(ClusterNode { port, child });
-            if !listening(port, Duration::from_secs(10)).await {
-                bail!("redis-server did not listen on {port}");
-            }
+            let mut node = ClusterNode {
+                port: free_port(),
+                bus: free_port(),
+                dir,
+                child: None,
+            };
+            node.spawn().await?;
+            nodes.push(node);
         }
         let addrs: Vec<String> = nodes
             .iter()
@@ -275,9 +290,51 @@ impl RedisCluster {
         self.primary_of_as_seen_by(asked, key)
     }
 
+    /// The replica of primary `primary`, as `primary` sees it.
+    pub fn replica_of(&self, primary: usize) -> Option<usize> {
+        let me = self.cli(primary, &["cluster", "myid"])?;
+        let nodes = self.cli(primary, &["cluster", "nodes"])?;
+        nodes.lines().find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.get(3) == Some(&me.trim())).then_some(())?;
+            let port: u16 = f.get(1)?.split(['@', ':']).nth(1)?.parse().ok()?;
+            self.nodes.iter().position(|n| n.port == port)
+        })
+    }
+
     /// SIGKILL of node `i`: what its replica has not received yet is lost.
     pub fn kill(&mut self, i: usize) {
         kill_child(&mut self.nodes[i].child);
+    }
+
+    /// Starts node `i` again after a kill, as a pod restarts: it rejoins as a replica of whoever took
+    /// its slots over.
+    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        self.nodes[i].spawn().await
+    }
+
+    /// Drops the replication links of primary `i` (`CLIENT KILL TYPE replica`): with its replica
+    /// frozen, nothing the primary writes from now on reaches it.
+    pub fn cut_replicas(&self, i: usize) -> bool {
+        self.cli(i, &["client", "kill", "type", "replica"])
+            .is_some()
+    }
+
+    /// SIGSTOP (`freeze`) and SIGCONT (`thaw`) of node `i`: a replica that lags behind its primary.
+    pub fn freeze(&self, i: usize) {
+        self.signal(i, "-STOP");
+    }
+
+    pub fn thaw(&self, i: usize) {
+        self.signal(i, "-CONT");
+    }
+
+    fn signal(&self, i: usize, sig: &str) {
+        if let Some(c) = &self.nodes[i].child {
+            let _ = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status();
+        }
     }
 
     /// Until a live node other than `dead` serves `key` as primary and every live node says the
