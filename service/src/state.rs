@@ -25,7 +25,7 @@ pub struct Shared {
     pub realtime: crate::realtime::Realtime,
     pub started: Instant,
     /// The in-process tier of the response cache.
-    pub local: crate::cache::Memory,
+    pub local: crate::cache::memory::Memory,
     /// Skips optional Redis steps at once during an outage (`breaker`).
     pub redis_breaker: Arc<crate::breaker::Breaker>,
     /// The waiting room's gate check on buying has its own breaker: an optional step's timeout does
@@ -93,7 +93,7 @@ impl Shared {
             config: Arc::new(config),
             metrics: metrics.clone(),
             started: Instant::now(),
-            local: crate::cache::Memory::default(),
+            local: crate::cache::memory::Memory::default(),
             payments,
             redis_breaker: Arc::new(crate::breaker::Breaker::new(metrics.clone())),
             gate_breaker: crate::breaker::Breaker::new(metrics.clone()),
