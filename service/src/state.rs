@@ -44,7 +44,7 @@ pub struct Shared {
     /// Seat map snapshots, one per event (`seats::snapshot`).
     pub seat_maps: crate::seats::snapshot::SeatMaps,
     /// News views counted here and not yet written (`news::views`).
-    pub news_views: crate::news::views::Views,
+    pub news_views: crate::news::pending::Views,
     /// Wakes the event-status job early: this replica changed an event's dates or sale window
     /// (`jobs::event_status`).
     pub event_status_wake: tokio::sync::Notify,
@@ -102,7 +102,7 @@ impl Shared {
             hasher,
             health: crate::health::deps::DependencyState::new(metrics.clone()),
             seat_maps,
-            news_views: crate::news::views::Views::default(),
+            news_views: crate::news::pending::Views::default(),
             event_status_wake: tokio::sync::Notify::new(),
             hold_batches,
         }
