@@ -121,7 +121,7 @@ pub async fn apply(state: &AppState, fx: Effects) {
     }
     seat_maps.sort_unstable();
     seat_maps.dedup();
-    seats::snapshot::changed(state, &seat_maps).await;
+    seats::map::changed(state, &seat_maps).await;
     crate::realtime::publish(state, notices).await;
 }
 
