@@ -122,7 +122,7 @@ pub async fn apply(state: &AppState, fx: Effects) {
     seat_maps.sort_unstable();
     seat_maps.dedup();
     seats::map::changed(state, &seat_maps).await;
-    crate::realtime::publish(state, notices).await;
+    crate::realtime::notices::publish(state, notices).await;
 }
 
 #[cfg(test)]

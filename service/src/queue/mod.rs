@@ -33,5 +33,8 @@ fn now_ms(config: &crate::config::Config) -> i64 {
     chrono::Utc::now().timestamp_millis() + config.clock_offset_ms
 }
 
+/// `queue-entry-allowed`'s message.
+pub const MSG_ENTRY_ALLOWED: &str = "입장이 허용되었습니다. 잠시 후 자동으로 이동합니다.";
+
 /// `queue-cleared`'s message.
 pub const MSG_CLEARED: &str = "관리자가 대기열을 초기화했습니다.";
