@@ -106,7 +106,7 @@ pub async fn apply(state: &AppState, fx: Effects) {
     for id in refunds {
         // the committed change marked the charges `refund_pending`; what fails here the payment
         // recovery job refunds later
-        crate::payments::refund_reservation(state, id).await;
+        crate::payments::refund::refund_reservation(state, id).await;
     }
     if lists {
         cache::invalidate_lists(state).await;
