@@ -25,6 +25,12 @@ pub type Adapter = FredAdapter<Emitter>;
 pub type Io = SocketIo<Adapter>;
 pub type Socket = socketioxide::extract::SocketRef<Adapter>;
 
+/// Who a socket belongs to (from its token; `handlers` sets it, `flood` names it in its log).
+#[derive(Clone, Debug)]
+pub struct SocketUser {
+    pub user_id: uuid::Uuid,
+}
+
 pub const MSG_AUTH_REQUIRED: &str = "Authentication required";
 pub const MSG_INVALID_TOKEN: &str = "Invalid authentication token";
 
