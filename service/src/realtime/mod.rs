@@ -4,10 +4,12 @@
 pub mod admission;
 pub mod flood;
 mod handlers;
+pub mod handshake;
 pub mod layer;
 pub mod notices;
 pub mod presence;
 pub mod room_info;
+pub mod room_sockets;
 pub mod session;
 
 use std::{
@@ -42,7 +44,7 @@ pub struct Realtime {
     io: OnceLock<Weak<Io>>,
     pub room_info: room_info::RoomInfo,
     /// This replica's sockets per event room, for the presence heartbeat.
-    pub presence: presence::RoomSockets,
+    pub presence: room_sockets::RoomSockets,
     pub flood: flood::Limits,
     /// The cap and per-address rate of new sessions.
     pub admission: admission::Admission,
@@ -53,7 +55,9 @@ impl Realtime {
         Self {
             io: OnceLock::new(),
             room_info: room_info::RoomInfo::default(),
-            presence: presence::RoomSockets::new(Duration::from_secs(config.presence_ttl_seconds)),
+            presence: room_sockets::RoomSockets::new(Duration::from_secs(
+                config.presence_ttl_seconds,
+            )),
             flood: flood::Limits::from_config(config),
             admission: admission::Admission::from_config(config, metrics),
         }
