@@ -51,7 +51,7 @@ pub fn router(state: AppState, sio: SocketIoLayer<crate::realtime::Adapter>) -> 
         .layer(middleware::map_request(detach_socket_request))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::realtime::admission::admit,
+            crate::realtime::handshake::admit,
         ))
         .layer(cors(&state.config.cors_origins))
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -106,7 +106,7 @@ pub async fn apply(state: &AppState, fx: Effects) {
     for id in refunds {
         // the committed change marked the charges `refund_pending`; what fails here the payment
         // recovery job refunds later
-        crate::payments::refund_reservation(state, id).await;
+        crate::payments::refund::refund_reservation(state, id).await;
     }
     if lists {
         cache::invalidate_lists(state).await;
@@ -121,8 +121,8 @@ pub async fn apply(state: &AppState, fx: Effects) {
     }
     seat_maps.sort_unstable();
     seat_maps.dedup();
-    seats::snapshot::changed(state, &seat_maps).await;
-    crate::realtime::publish(state, notices).await;
+    seats::map::changed(state, &seat_maps).await;
+    crate::realtime::notices::publish(state, notices).await;
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ where
         }
         let state = AppState::from_ref(state);
         let claims = verified_claims(&state, parts)?;
-        // the role is the database's, not the token's (cached for seconds, see cache::ROLE_TTL)
+        // the role is the database's, not the token's (cached for seconds, see cache::memory::ROLE_TTL)
         let role = match state.local.roles.get(&claims.user_id) {
             Some(role) => role,
             None => {

@@ -56,7 +56,7 @@ impl Service {
         let redis = stores::redis_pool(&config).await?;
         let jwt = std::sync::Arc::new(auth::jwt::JwtKeys::new(config.jwt_secret()?.as_bytes()));
         let state = AppState::new(db, redis, jwt, config);
-        let (sio_layer, io) = realtime::build(&state).await?;
+        let (sio_layer, io) = realtime::layer::build(&state).await?;
         eviction::check_at_start(&state).await?;
         let router = app::router(state.clone(), sio_layer);
         Ok(Self { state, router, io })

@@ -25,7 +25,7 @@ pub struct Shared {
     pub realtime: crate::realtime::Realtime,
     pub started: Instant,
     /// The in-process tier of the response cache.
-    pub local: crate::cache::Memory,
+    pub local: crate::cache::memory::Memory,
     /// Skips optional Redis steps at once during an outage (`breaker`).
     pub redis_breaker: Arc<crate::breaker::Breaker>,
     /// The waiting room's gate check on buying has its own breaker: an optional step's timeout does
@@ -44,7 +44,7 @@ pub struct Shared {
     /// Seat map snapshots, one per event (`seats::snapshot`).
     pub seat_maps: crate::seats::snapshot::SeatMaps,
     /// News views counted here and not yet written (`news::views`).
-    pub news_views: crate::news::views::Views,
+    pub news_views: crate::news::pending::Views,
     /// Wakes the event-status job early: this replica changed an event's dates or sale window
     /// (`jobs::event_status`).
     pub event_status_wake: tokio::sync::Notify,
@@ -93,7 +93,7 @@ impl Shared {
             config: Arc::new(config),
             metrics: metrics.clone(),
             started: Instant::now(),
-            local: crate::cache::Memory::default(),
+            local: crate::cache::memory::Memory::default(),
             payments,
             redis_breaker: Arc::new(crate::breaker::Breaker::new(metrics.clone())),
             gate_breaker: crate::breaker::Breaker::new(metrics.clone()),
@@ -102,7 +102,7 @@ impl Shared {
             hasher,
             health: crate::health::deps::DependencyState::new(metrics.clone()),
             seat_maps,
-            news_views: crate::news::views::Views::default(),
+            news_views: crate::news::pending::Views::default(),
             event_status_wake: tokio::sync::Notify::new(),
             hold_batches,
         }

@@ -17,6 +17,7 @@ pub mod intent;
 pub mod operations;
 pub mod provider;
 pub mod recovery;
+pub mod refund;
 
 use serde_json::{Value, json};
 use tiketi_core::time::to_wire;
@@ -31,11 +32,9 @@ use crate::{
     state::AppState,
 };
 use intent::{Move, State};
+pub use provider::PROVIDER_TIMEOUT;
 use provider::{ChargeRequest, Held, ProviderError};
-
-/// How long a provider call may take. The recovery job leaves intents alone for longer than this
-/// (`PAYMENT_RECOVERY_GRACE_SECONDS`), so it never races a request still waiting on the provider.
-pub const PROVIDER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+use refund::refund_now;
 
 fn not_found() -> Error {
     Error::rejected(Code::ReservationNotFound, "예약을 찾을 수 없습니다.")
@@ -235,52 +234,6 @@ async fn capture(state: &AppState, user_id: Uuid, intent: &db::IntentRow) -> Res
         },
         "reservation": details,
     }))
-}
-
-/// Refunds an intent in `refund_pending` at the provider and records it `refunded`. A failure
-/// leaves it `refund_pending`: the recovery job asks again.
-pub async fn refund_now(state: &AppState, intent_id: Uuid) {
-    // never the money of an intent that holds, or may still take, a confirmation
-    match db::lock_intent(&state.db, intent_id).await {
-        Ok(Some(State::RefundPending | State::Refunded | State::Failed)) => {}
-        Ok(other) => {
-            tracing::error!(intent = %intent_id, state = ?other, "refund of a live intent refused");
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, intent = %intent_id, "refund not made; the recovery job retries it");
-            return;
-        }
-    }
-    let asked = tokio::time::timeout(PROVIDER_TIMEOUT, state.payments.refund(intent_id)).await;
-    let refunded = match asked {
-        Ok(Ok(())) => db::move_now(&state.db, intent_id, Move::Refunded).await,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, intent = %intent_id, "refund failed; the recovery job retries it");
-            return;
-        }
-        Err(_) => {
-            tracing::warn!(intent = %intent_id, "refund timed out; the recovery job retries it");
-            return;
-        }
-    };
-    if let Err(e) = refunded {
-        tracing::warn!(error = %e, intent = %intent_id, "refund made but not recorded; the recovery job records it");
-    }
-}
-
-/// Makes the refunds a committed cancellation of the reservation recorded (`Effects::refund`).
-pub async fn refund_reservation(state: &AppState, reservation_id: Uuid) {
-    match db::refunds_pending_of(&state.db, reservation_id).await {
-        Ok(ids) => {
-            for id in ids {
-                refund_now(state, id).await;
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, reservation = %reservation_id, "pending refunds not read; the recovery job makes them");
-        }
-    }
 }
 
 /// What the provider holds for an intent whose charge answer was lost (recovery).

@@ -21,6 +21,10 @@ use futures::future::BoxFuture;
 use rand::Rng;
 use uuid::Uuid;
 
+/// How long a provider call may take. The recovery job leaves intents alone for longer than this
+/// (`PAYMENT_RECOVERY_GRACE_SECONDS`), so it never races a request still waiting on the provider.
+pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// The provider refused the charge and took nothing (card declined, limit, fraud check).

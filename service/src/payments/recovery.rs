@@ -119,7 +119,7 @@ async fn resolve(
         now = confirm_or_refund(state, i).await?;
     }
     if now == State::RefundPending {
-        super::refund_now(state, i.id).await;
+        super::refund::refund_now(state, i.id).await;
         return Ok(db::lock_intent(&state.db, i.id).await?);
     }
     Ok(Some(now))

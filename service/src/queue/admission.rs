@@ -36,8 +36,6 @@ const RATE_WINDOW: Duration = Duration::from_secs(2);
 /// The outflow is measured over the last this long (or since the lane started, if shorter).
 const OUTFLOW_WINDOW: Duration = Duration::from_secs(120);
 
-pub const MSG_ENTRY_ALLOWED: &str = "입장이 허용되었습니다. 잠시 후 자동으로 이동합니다.";
-
 /// Per-event bookkeeping of the leader (rebuilt from Redis by a new leader).
 #[derive(Default)]
 struct EventLane {

@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use fred::types::scripts::Script;
 use uuid::Uuid;
 
-use super::{ADMISSION_TTL_MS, Verdict, gate::arrival_at, limit, now_ms};
+use super::{ADMISSION_TTL_MS, Verdict, limit, limit::arrival_at, now_ms};
 use crate::{
     error::{Code, Error},
     state::AppState,
@@ -38,7 +38,7 @@ pub async fn admission(state: &AppState, event_id: Uuid, user_id: Uuid) -> Resul
     let Some(gate) = limit(state, event_id).await? else {
         return Ok(Verdict::NotAdmitted); // no such event: the reservation answers that
     };
-    let now = now_ms(state);
+    let now = now_ms(&state.config);
     let mode = if now < gate.opens_ms {
         "closed"
     } else {

@@ -35,7 +35,7 @@ pub async fn refresh(state: &AppState) {
                     state.redis.zcard(&q).await?,
                     state
                         .redis
-                        .zcount(&a, now_ms(state) as f64, f64::INFINITY)
+                        .zcount(&a, now_ms(&state.config) as f64, f64::INFINITY)
                         .await?,
                 ))
             })

@@ -11,7 +11,7 @@ use tiketi_core::{keys::together, rules::OutflowRecord};
 use uuid::Uuid;
 
 use super::{
-    ADMISSION_TTL_MS, Eta, EtaInputs, Gate, Verdict, estimate, gate::arrival_at, now_ms, opening,
+    ADMISSION_TTL_MS, Eta, EtaInputs, Gate, Verdict, estimate, limit::arrival_at, now_ms, opening,
     replicated,
 };
 use crate::{error::Error, state::AppState};
@@ -40,7 +40,7 @@ pub async fn check(
     user_id: Uuid,
     gate: Gate,
 ) -> Result<(Position, Eta), Error> {
-    let now = now_ms(state);
+    let now = now_ms(&state.config);
     let arrival = arrival_at(state, gate, now);
     let score = match arrival {
         opening::Arrival::Lottery(score) => score.to_string(),
@@ -133,7 +133,7 @@ pub async fn status(state: &AppState, event_id: Uuid, user_id: Uuid) -> Result<P
                 state.redis.zcard(&q).await?,
                 state
                     .redis
-                    .zcount(&a, now_ms(state) as f64, f64::INFINITY)
+                    .zcount(&a, now_ms(&state.config) as f64, f64::INFINITY)
                     .await?,
             ))
         })
@@ -172,7 +172,7 @@ pub async fn outflow(state: &AppState, event_id: Uuid) -> Option<OutflowRecord> 
 
 /// `estimate` for a place read without `check` (status, admin): reads its inputs first.
 pub async fn eta(state: &AppState, event_id: Uuid, gate: Gate, position: i64) -> Eta {
-    let now = now_ms(state);
+    let now = now_ms(&state.config);
     let mut inputs = EtaInputs::default();
     if position > 0 {
         inputs.outflow = outflow(state, event_id).await;

@@ -8,14 +8,14 @@
 //! An admitted session holds a [`Slot`] for its whole life: the slot rides in the handshake request's
 //! extensions, which engineioxide keeps with the session and drops when the session closes (a
 //! session that never sends its Socket.IO CONNECT is closed after `SOCKET_CONNECT_TIMEOUT_SECONDS`).
-//! Requests of an existing session (`sid=` in the query) pass untouched.
+//! Requests of an existing session (`sid=` in the query) pass untouched. The middleware is
+//! `handshake::admit`.
 //!
 //! Everything here is per process: the cap protects this pod's memory, and the rate keeps one address
 //! from taking a large part of it quickly.
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, SocketAddr},
     path::PathBuf,
     sync::{
         Arc, Mutex,
@@ -24,18 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{
-    extract::{ConnectInfo, Request, State},
-    middleware::Next,
-    response::{IntoResponse, Response},
-};
-
-use crate::{
-    config::Config,
-    error::Error,
-    metrics::{KindLabels, Metrics},
-    state::AppState,
-};
+use crate::{config::Config, error::Error, metrics::Metrics};
 
 /// The cap when no memory limit can be read at all.
 const FALLBACK_CAP: u32 = 10_000;
@@ -60,14 +49,14 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    fn kind(self) -> &'static str {
+    pub(super) fn kind(self) -> &'static str {
         match self {
             Refusal::Full => "full",
             Refusal::Rate(_) => "rate",
         }
     }
 
-    fn error(self) -> Error {
+    pub(super) fn error(self) -> Error {
         match self {
             Refusal::Full => Error::server_busy(FULL_RETRY_AFTER_SECS),
             Refusal::Rate(wait) => Error::TooManyRequests {
@@ -322,59 +311,6 @@ impl Admission {
     }
 }
 
-/// A request that opens a new Engine.IO session: to the Engine.IO path, without a `sid` (the same
-/// test engineioxide makes).
-fn opens_session(req: &Request) -> bool {
-    let path = req.uri().path();
-    let engine = path
-        .strip_prefix("/socket.io")
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-    engine
-        && !req
-            .uri()
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .any(|p| p.starts_with("sid="))
-}
-
-/// The middleware in front of socketioxide (outside `detach_socket_request`, which keeps the slot).
-pub async fn admit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    if !opens_session(&req) {
-        return next.run(req).await;
-    }
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let config = &state.config;
-    let ip = crate::client_ip::resolve(
-        peer,
-        req.headers(),
-        &config.trusted_proxies.0,
-        config.trusted_proxy_header,
-    );
-    let address = crate::client_ip::limit_key(ip);
-    match state.realtime.admission.admit(&address, Instant::now()) {
-        Ok(slot) => {
-            req.extensions_mut().insert(slot);
-            next.run(req).await
-        }
-        Err(refusal) => {
-            state
-                .metrics
-                .socket_refused
-                .get_or_create(&KindLabels {
-                    kind: refusal.kind(),
-                })
-                .inc();
-            tracing::debug!(%address, kind = refusal.kind(), "socket handshake refused");
-            refusal.error().into_response()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,25 +417,5 @@ mod tests {
                 .is_ok()
         );
         drop(held);
-    }
-
-    #[test]
-    fn admission_knows_a_handshake_from_a_sessions_request() {
-        let req = |uri: &str| {
-            axum::http::Request::builder()
-                .uri(uri)
-                .body(axum::body::Body::empty())
-                .unwrap()
-        };
-        assert!(opens_session(&req("/socket.io/?EIO=4&transport=websocket")));
-        assert!(opens_session(&req(
-            "/socket.io/?EIO=4&transport=polling&t=x"
-        )));
-        assert!(opens_session(&req("/socket.io")));
-        assert!(!opens_session(&req(
-            "/socket.io/?EIO=4&transport=polling&sid=AAAAAAAAAAAAAAHs"
-        )));
-        assert!(!opens_session(&req("/socket.iox/?EIO=4")));
-        assert!(!opens_session(&req("/api/events")));
     }
 }

@@ -142,10 +142,7 @@ fn trip(s: &Socket, g: &Guard, kind: &'static str) {
     if g.0.tripped.swap(true, Ordering::AcqRel) {
         return;
     }
-    let user = s
-        .extensions
-        .get::<super::handlers::SocketUser>()
-        .map(|u| u.user_id);
+    let user = s.extensions.get::<super::SocketUser>().map(|u| u.user_id);
     tracing::warn!(sid = %s.id, ?user, kind, "socket flood: disconnected");
     g.0.metrics
         .socket_floods

@@ -14,14 +14,10 @@ use tiketi_core::{
 };
 use uuid::Uuid;
 
-use super::{Io, MSG_AUTH_REQUIRED, MSG_INVALID_TOKEN, Socket, flood, presence, session};
+use super::{
+    Io, MSG_AUTH_REQUIRED, MSG_INVALID_TOKEN, Socket, SocketUser, flood, presence, session,
+};
 use crate::state::AppState;
-
-/// Who a socket belongs to (from its token).
-#[derive(Clone, Debug)]
-pub struct SocketUser {
-    pub user_id: Uuid,
-}
 
 /// Event rooms this socket counts in (for presence bookkeeping on leave and disconnect).
 #[derive(Clone, Default)]

@@ -6,13 +6,9 @@
 //! A replica that is SIGKILLed never sends its leaves, so its users' expiries lapse within the TTL;
 //! every change, heartbeat and count first drops lapsed users from both keys, so their counts leave
 //! `room-info` and `traffic_logs` instead of inflating them for the rest of the sale. Each replica
-//! keeps its own sockets per room in memory (`RoomSockets`), the source of its heartbeats.
+//! keeps its own sockets per room in memory (`room_sockets`), the source of its heartbeats.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, LazyLock, Mutex},
-    time::Duration,
-};
+use std::{sync::LazyLock, time::Duration};
 
 use fred::{clients::Pool, types::scripts::Script};
 use tiketi_core::keys::Keys;
@@ -77,53 +73,6 @@ static REFRESH: LazyLock<Script> = LazyLock::new(|| {
 /// Users per heartbeat script call (bounds the script's run time in a 10k-user room).
 const REFRESH_BATCH: usize = 500;
 
-/// This replica's sockets per event room and user.
-#[derive(Clone)]
-pub struct RoomSockets {
-    rooms: Arc<Mutex<HashMap<Uuid, HashMap<Uuid, i64>>>>,
-    ttl: Duration,
-}
-
-impl RoomSockets {
-    pub fn new(ttl: Duration) -> Self {
-        Self {
-            rooms: Arc::default(),
-            ttl: ttl.max(Duration::from_secs(1)),
-        }
-    }
-
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
-    fn change(&self, event: Uuid, user: Uuid, delta: i64) {
-        let Ok(mut rooms) = self.rooms.lock() else {
-            return;
-        };
-        let room = rooms.entry(event).or_default();
-        let n = room.entry(user).or_default();
-        *n += delta;
-        if *n <= 0 {
-            room.remove(&user);
-        }
-        if room.is_empty() {
-            rooms.remove(&event);
-        }
-    }
-
-    fn snapshot(&self) -> Vec<(Uuid, Vec<(Uuid, i64)>)> {
-        self.rooms
-            .lock()
-            .map(|rooms| {
-                rooms
-                    .iter()
-                    .map(|(e, users)| (*e, users.iter().map(|(u, n)| (*u, *n)).collect()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
 fn keys_of(keys: &Keys, event: Uuid) -> Vec<String> {
     tiketi_core::keys::together(keys.presence_pair(event))
 }
@@ -153,7 +102,7 @@ pub async fn change(
             vec![
                 user.to_string(),
                 delta.to_string(),
-                ttl_ms(state.realtime.presence.ttl),
+                ttl_ms(state.realtime.presence.ttl()),
             ],
         )
         .await?;
@@ -201,7 +150,7 @@ pub async fn also_queued(
 /// Vouches for this replica's users every TTL / 3 (two missed beats are tolerated) and sends the new
 /// `room-info` when lapsed users of a dead replica were dropped. Runs beside the server.
 pub async fn heartbeat(state: AppState) {
-    let mut tick = tokio::time::interval(state.realtime.presence.ttl / 3);
+    let mut tick = tokio::time::interval(state.realtime.presence.ttl() / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -227,7 +176,7 @@ async fn refresh(
     let mut out = (0, 0);
     for batch in users.chunks(REFRESH_BATCH) {
         let mut args = Vec::with_capacity(1 + batch.len() * 2);
-        args.push(ttl_ms(state.realtime.presence.ttl));
+        args.push(ttl_ms(state.realtime.presence.ttl()));
         for (user, sockets) in batch {
             args.push(user.to_string());
             args.push(sockets.to_string());
@@ -238,28 +187,4 @@ async fn refresh(
         out = (first(&counts), out.1 + counts.get(1).copied().unwrap_or(0));
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn presence_local_counts_sockets_and_forgets_empty_rooms() {
-        let local = RoomSockets::new(Duration::from_secs(30));
-        let (e, u1, u2) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        local.change(e, u1, 1);
-        local.change(e, u1, 1);
-        local.change(e, u2, 1);
-        local.change(e, u1, 0);
-        let mut users = local.snapshot().pop().unwrap().1;
-        users.sort();
-        let mut want = vec![(u1, 2), (u2, 1)];
-        want.sort();
-        assert_eq!(users, want);
-        local.change(e, u1, -1);
-        local.change(e, u1, -1);
-        local.change(e, u2, -1);
-        assert!(local.snapshot().is_empty());
-    }
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tiketi_core::time::to_wire;
 use uuid::Uuid;
 
-use super::{db, snapshot};
+use super::{db, map, snapshot};
 use crate::{
     body::{Body, Field},
     error::{Code, Error, OrMessage, Result},
@@ -49,7 +49,7 @@ async fn seat_map(
     headers: HeaderMap,
 ) -> Result<Response> {
     let event_id = path_id(&event_id, "Invalid event ID format")?;
-    let map = snapshot::current(&state, event_id)
+    let map = map::current(&state, event_id)
         .await
         .or_message("Failed to fetch seats")?;
     let etag = HeaderValue::from_str(&map.etag).map_err(Error::internal)?;

@@ -19,6 +19,9 @@
 //! Staleness bound: a change committed on this replica is on its map once the rebuild after it
 //! completes (a reader that finds no rebuild running starts it); one committed on another replica
 //! within `SEATMAP_REVALIDATE_MS` (250 ms) plus a rebuild; with Redis unreachable, `MAX_AGE`.
+//!
+//! This file holds the snapshots (`SeatMaps`, part of `AppState`) and the rules; `map` does the
+//! reading and the Redis writes, so the state's parts do not depend on functions taking the state.
 
 use std::{
     hash::{DefaultHasher, Hasher},
@@ -30,14 +33,9 @@ use std::{
 };
 
 use axum::body::Bytes;
-use fred::prelude::{Expiration, KeysInterface};
 use uuid::Uuid;
 
-use super::db;
-use crate::{
-    error::{Code, Error},
-    state::AppState,
-};
+use crate::error::Error;
 
 /// Longest a snapshot is served without rebuilding, whatever Redis says.
 pub const MAX_AGE: Duration = Duration::from_secs(5);
@@ -45,9 +43,6 @@ pub const MAX_AGE: Duration = Duration::from_secs(5);
 const SNAPSHOT_BYTES: u64 = 64 * 1024 * 1024;
 /// Events whose change sequence is tracked (a few words each).
 const TRACKED_EVENTS: u64 = 10_000;
-/// Life of a version token in Redis; an expired token reads as absent, which differs from any
-/// token a snapshot recorded, so expiry only costs one rebuild.
-const VERSION_TTL_SECS: i64 = 24 * 3600;
 
 /// One event's serialized seat map.
 #[derive(Clone)]
@@ -168,173 +163,80 @@ impl SeatMaps {
     /// A change of the event committed here: its snapshot is stale for this replica at once (its
     /// sequence no longer matches). It stays cached for the readers that arrive while the rebuild
     /// runs (`serves_during_refresh`): dropped, every one of them would queue behind the rebuild.
-    fn changed_here(&self, event_id: Uuid) {
+    pub(super) fn changed_here(&self, event_id: Uuid) {
         let slot = self.slot(event_id);
         slot.seq.store(
             self.next_seq.fetch_add(1, Ordering::Relaxed),
             Ordering::Release,
         );
     }
-}
 
-/// After a commit that changed these events' seats (or the events): stale here at once, and for
-/// the other replicas by a new version token in Redis.
-pub async fn changed(state: &AppState, events: &[Uuid]) {
-    for &id in events {
-        state.seat_maps.changed_here(id);
-        let token = Uuid::new_v4().simple().to_string();
-        let key = state.keys.seat_map_version(id);
-        if let Err(e) = state
-            .redis_breaker
-            .run(state.redis.set::<(), _, _>(
-                key,
-                token,
-                Some(Expiration::EX(VERSION_TTL_SECS)),
-                None,
-                false,
-            ))
-            .await
+    /// The current snapshot of the event: the cached one while `judge` serves it; otherwise, one
+    /// refresh at a time, the event's version token (`version`: `None` when Redis could not be
+    /// asked) is compared and the map rebuilt (`build`) if it changed. Each is awaited only when
+    /// needed, at most once.
+    pub async fn current(
+        &self,
+        event_id: Uuid,
+        version: impl Future<Output = Option<Option<String>>>,
+        build: impl Future<Output = Result<Bytes, Error>>,
+    ) -> Result<Arc<Snapshot>, Error> {
+        let slot = self.slot(event_id);
+        let cached = self.snapshots.get(&event_id);
+        let seq = slot.seq.load(Ordering::Acquire);
+        if let Some(s) = &cached
+            && judge(Some(s), seq, Instant::now(), self.revalidate) == Verdict::Serve
         {
-            tracing::warn!(error = ?e, event = %id, "seat map version not published; other replicas catch up within {MAX_AGE:?}");
+            return Ok(Arc::clone(s));
         }
-    }
-}
-
-/// The event's version token (`None`: Redis could not be asked).
-async fn version(state: &AppState, event_id: Uuid) -> Option<Option<String>> {
-    state
-        .redis_breaker
-        .run(
-            state
-                .redis
-                .get::<Option<String>, _>(state.keys.seat_map_version(event_id)),
-        )
-        .await
-        .ok()
-}
-
-/// The current seat map of the event.
-pub async fn current(state: &AppState, event_id: Uuid) -> Result<Arc<Snapshot>, Error> {
-    let maps = &state.seat_maps;
-    let slot = maps.slot(event_id);
-    let cached = maps.snapshots.get(&event_id);
-    let seq = slot.seq.load(Ordering::Acquire);
-    if let Some(s) = &cached
-        && judge(Some(s), seq, Instant::now(), maps.revalidate) == Verdict::Serve
-    {
-        return Ok(Arc::clone(s));
-    }
-    let _one = match slot.refresh.try_lock() {
-        Ok(one) => one,
-        Err(_) => {
-            if let Some(s) = cached
-                && serves_during_refresh(&s, Instant::now(), maps.revalidate)
-            {
-                return Ok(s);
+        let _one = match slot.refresh.try_lock() {
+            Ok(one) => one,
+            Err(_) => {
+                if let Some(s) = cached
+                    && serves_during_refresh(&s, Instant::now(), self.revalidate)
+                {
+                    return Ok(s);
+                }
+                slot.refresh.lock().await
             }
-            slot.refresh.lock().await
-        }
-    };
-    // the refresh another request just finished may have done the work
-    let seq = slot.seq.load(Ordering::Acquire);
-    let cached = maps.snapshots.get(&event_id);
-    let verdict = judge(cached.as_deref(), seq, Instant::now(), maps.revalidate);
-    let known = match (cached, verdict) {
-        (Some(s), Verdict::Serve) => return Ok(s),
-        (Some(s), Verdict::Revalidate) => {
-            let now = version(state, event_id).await;
-            // an unanswered check keeps the snapshot until `MAX_AGE`
-            if now.is_none() || now == s.version {
-                let checked = Arc::new(Snapshot {
-                    checked: Instant::now(),
-                    ..(*s).clone()
-                });
-                maps.snapshots.insert(event_id, Arc::clone(&checked));
-                return Ok(checked);
+        };
+        // the refresh another request just finished may have done the work
+        let seq = slot.seq.load(Ordering::Acquire);
+        let cached = self.snapshots.get(&event_id);
+        let verdict = judge(cached.as_deref(), seq, Instant::now(), self.revalidate);
+        let known = match (cached, verdict) {
+            (Some(s), Verdict::Serve) => return Ok(s),
+            (Some(s), Verdict::Revalidate) => {
+                let now = version.await;
+                // an unanswered check keeps the snapshot until `MAX_AGE`
+                if now.is_none() || now == s.version {
+                    let checked = Arc::new(Snapshot {
+                        checked: Instant::now(),
+                        ..(*s).clone()
+                    });
+                    self.snapshots.insert(event_id, Arc::clone(&checked));
+                    return Ok(checked);
+                }
+                now
             }
-            now
-        }
-        _ => version(state, event_id).await,
-    };
-    // the version and sequence are read before the map, so a change committed during the read
-    // leaves the snapshot marked older than it is, never newer
-    let body = build(state, event_id).await?;
-    let now = Instant::now();
-    let snapshot = Arc::new(Snapshot {
-        etag: etag_of(&body),
-        body,
-        seq,
-        version: known,
-        built: now,
-        checked: now,
-    });
-    maps.snapshots.insert(event_id, Arc::clone(&snapshot));
-    Ok(snapshot)
-}
-
-/// Reads and serializes the map (`{event:{id,title}, layout, seats}`, seats in venue order).
-async fn build(state: &AppState, event_id: Uuid) -> Result<Bytes, Error> {
-    state.seat_maps.builds.fetch_add(1, Ordering::Relaxed);
-    state.metrics.seatmap_snapshot_builds.inc();
-    let Some((id, title, layout)) = db::event_layout(&state.db, event_id).await? else {
-        return Err(Error::not_found(Code::EventNotFound, "Event not found"));
-    };
-    let layout = layout.ok_or_else(|| {
-        Error::not_found(
-            Code::SeatNotFound,
-            "This event does not have seat selection",
-        )
-    })?;
-    let seats = db::event_seats(&state.db, event_id).await?;
-    Ok(Bytes::from(serialize(id, &title, &layout, &seats)?))
-}
-
-/// The body as `{event:{id,title}, layout, seats}`. Keys in sorted order, as a `serde_json::Value`
-/// writes them (the map was once built as one), without building a `Value` per seat.
-fn serialize(
-    id: Uuid,
-    title: &str,
-    layout: &serde_json::Value,
-    seats: &[db::MapSeat],
-) -> Result<Vec<u8>, Error> {
-    #[derive(serde::Serialize)]
-    struct Body<'a> {
-        event: Event<'a>,
-        layout: &'a serde_json::Value,
-        seats: Vec<Seat<'a>>,
+            _ => version.await,
+        };
+        // the version and sequence are read before the map, so a change committed during the read
+        // leaves the snapshot marked older than it is, never newer
+        self.builds.fetch_add(1, Ordering::Relaxed);
+        let body = build.await?;
+        let now = Instant::now();
+        let snapshot = Arc::new(Snapshot {
+            etag: etag_of(&body),
+            body,
+            seq,
+            version: known,
+            built: now,
+            checked: now,
+        });
+        self.snapshots.insert(event_id, Arc::clone(&snapshot));
+        Ok(snapshot)
     }
-    #[derive(serde::Serialize)]
-    struct Event<'a> {
-        id: Uuid,
-        title: &'a str,
-    }
-    #[derive(serde::Serialize)]
-    struct Seat<'a> {
-        id: Uuid,
-        price: i32,
-        row_number: i32,
-        seat_label: &'a str,
-        seat_number: i32,
-        section: &'a str,
-        status: &'a str,
-    }
-    let body = Body {
-        event: Event { id, title },
-        layout,
-        seats: seats
-            .iter()
-            .map(|s| Seat {
-                id: s.id,
-                price: s.price,
-                row_number: s.row_number,
-                seat_label: &s.seat_label,
-                seat_number: s.seat_number,
-                section: &s.section,
-                status: &s.status,
-            })
-            .collect(),
-    };
-    serde_json::to_vec(&body).map_err(Error::internal)
 }
 
 #[cfg(test)]
@@ -397,29 +299,6 @@ mod tests {
         assert!(
             !serves_during_refresh(&kept, t + r, r),
             "nor served once unconfirmed"
-        );
-    }
-
-    #[test]
-    fn snapshot_body_is_what_the_json_value_wrote() {
-        let seat = |label: &str, status: &str| db::MapSeat {
-            id: Uuid::new_v4(),
-            section: "VIP".into(),
-            row_number: 1,
-            seat_number: 2,
-            seat_label: label.into(),
-            price: 150_000,
-            status: status.into(),
-        };
-        let seats = vec![seat("VIP-1-2", "available"), seat("VIP-1-3", "locked")];
-        let layout = serde_json::json!({ "sections": [{ "name": "VIP", "rows": 3, "seatsPerRow": 10, "price": 150000, "startRow": 1 }] });
-        let id = Uuid::new_v4();
-        let title = "공연 \"A\"";
-        let value = serde_json::json!({ "event": { "id": id, "title": title }, "layout": layout, "seats": seats });
-        let bytes = serialize(id, title, &layout, &seats).unwrap();
-        assert_eq!(
-            String::from_utf8(bytes).unwrap(),
-            serde_json::to_string(&value).unwrap()
         );
     }
 

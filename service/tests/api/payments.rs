@@ -753,7 +753,7 @@ async fn payments_refund_of_a_live_intent_is_refused() {
     let user = &app.users(1).await[0];
     let hold = app.hold_ok(&user.token, event, seats[0]).await;
     let charged = left_by_a_dead_replica(&app, hold, "charged", true).await;
-    tiketi_service::payments::refund_now(&app.state, charged).await;
+    tiketi_service::payments::refund::refund_now(&app.state, charged).await;
     assert_eq!(
         app.intents_of(hold).await,
         vec![(charged, "charged".into())]
@@ -768,7 +768,7 @@ async fn payments_refund_of_a_live_intent_is_refused() {
         .execute(&app.db)
         .await
         .unwrap();
-    tiketi_service::payments::refund_now(&app.state, charged).await;
+    tiketi_service::payments::refund::refund_now(&app.state, charged).await;
     assert_eq!(
         app.intents_of(hold).await,
         vec![(charged, "refunded".into())]
