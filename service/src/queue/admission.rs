@@ -48,7 +48,13 @@ struct EventLane {
     /// Since when this lane measures, and (when, admitted, left the queue) per publication window.
     measured_since: Option<Instant>,
     moves: VecDeque<(Instant, u64, u64)>,
+    /// Admitted users not told yet: their admission is not on a replica yet (`REDIS_WAIT_REPLICAS`).
+    unannounced: Vec<Uuid>,
 }
+
+/// Admissions kept for a later announcement at most (older ones are dropped: by then their users
+/// have checked their place, which says they are admitted).
+const UNANNOUNCED_MAX: usize = 10_000;
 
 pub async fn run(state: AppState) {
     let tick = Duration::from_millis(state.config.admission_tick_ms.max(20));
@@ -126,18 +132,36 @@ async fn tick_once(
             max.to_string(),
             event_gate.opens_ms.to_string(),
         ];
-        let reply: Vec<String> = ADMIT
-            .evalsha_with_reload(state.redis.next(), keys, args)
-            .await?;
+        let client = state.redis.next();
+        let queue = keys[0].clone();
+        let reply: Vec<String> = ADMIT.evalsha_with_reload(client, keys, args).await?;
         let size: i64 = reply.first().and_then(|s| s.parse().ok()).unwrap_or(0);
         let admitted = &reply[1.min(reply.len())..];
         lane.credit -= admitted.len() as f64;
-        let allowed = admitted
-            .iter()
-            .filter_map(|u| u.parse::<Uuid>().ok())
-            .map(|user_id| Notice::QueueEntryAllowed { event_id, user_id })
-            .collect();
-        effects::apply(state, Effects::announce(allowed)).await;
+        // told once a replica has them (REDIS_WAIT_REPLICAS): an admission a failover could still
+        // undo waits for a later tick's wait to succeed
+        lane.unannounced
+            .extend(admitted.iter().filter_map(|u| u.parse::<Uuid>().ok()));
+        let excess = lane.unannounced.len().saturating_sub(UNANNOUNCED_MAX);
+        lane.unannounced.drain(..excess);
+        if !lane.unannounced.is_empty() {
+            match super::replicated::on_replicas(client, &queue, &state.config).await {
+                Ok(()) => {
+                    let allowed = lane
+                        .unannounced
+                        .drain(..)
+                        .map(|user_id| Notice::QueueEntryAllowed { event_id, user_id })
+                        .collect();
+                    effects::apply(state, Effects::announce(allowed)).await;
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    %event_id,
+                    waiting = lane.unannounced.len(),
+                    "admissions not announced yet: not on a replica"
+                ),
+            }
+        }
         state.metrics.queue_admitted.inc_by(admitted.len() as u64);
 
         // measured outflow (admissions and users leaving the queue), for the waiters' ETAs and the

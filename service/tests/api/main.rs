@@ -24,6 +24,7 @@ mod queue;
 mod readiness;
 mod realtime;
 mod redis_server;
+mod replication;
 mod reservations;
 mod seats;
 mod sio;
