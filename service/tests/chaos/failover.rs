@@ -14,12 +14,12 @@ use tiketi_core::keys::Keys;
 
 use crate::{
     common::eventually,
-    harness::{Http, PREFIX, RedisCluster, Replica, User, users},
+    harness::{Http, PREFIX, RedisCluster, User, users},
     report::Rec,
     sio::Clients,
     steps::{
-        Buying, Sale, Sold, connect, fill_waiting_room, home, keep_reading, ok, open_sale,
-        sale_invariants, session_saved,
+        Buying, Sale, close_sale, connect, fill_waiting_room, home, keep_reading, never_crashed,
+        ok, open_sale, session_saved,
     },
 };
 
@@ -375,56 +375,7 @@ pub async fn run(rec: Rec, logs: PathBuf) -> anyhow::Result<()> {
 
     reading.abort();
     let _ = reading.await;
-    let Sold {
-        holds,
-        paid,
-        refused,
-        slowest_hold,
-        slowest_payment,
-    } = buying.finish().await;
-    let settled = eventually(Duration::from_secs(HOLD_SECS + 15), || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM reservations WHERE event_id = $1 AND status = 'pending'",
-        )
-        .bind(event)
-        .fetch_one(&db)
-        .await
-        .is_ok_and(|n| n == 0)
-    })
-    .await;
-    anyhow::ensure!(
-        settled,
-        "holds still pending {HOLD_SECS} s after the sale stopped"
-    );
-    rec.note(format!(
-        "{} seats held and {} paid through the replicas during the scenario; slowest hold {} ms, \
-         slowest payment {} ms",
-        holds.len(),
-        paid.len(),
-        slowest_hold.as_millis(),
-        slowest_payment.as_millis()
-    ));
-    for r in refused {
-        rec.note(format!("refused during the sale: {r}"));
-    }
-    sale_invariants(&rec, &db, event, &holds, &paid).await?;
-
-    let alive = replicas.iter_mut().all(Replica::alive);
-    let panics: usize = replicas.iter().map(Replica::panics).sum();
-    let tally = rec.meter.lock().expect("tally").clone();
-    let other_5xx: u64 = tally
-        .outcomes
-        .iter()
-        .filter(|(k, _)| k.starts_with('5') && k.as_str() != "503")
-        .map(|(_, v)| v)
-        .sum();
-    rec.check(
-        "the service never crashes: only 503 (each with Retry-After) as 5xx, no panic, all replicas alive",
-        alive && panics == 0 && other_5xx == 0 && tally.unavailable_without_retry_after == 0,
-        format!(
-            "alive {alive}; panics {panics}; other 5xx {other_5xx}; 503 without Retry-After {}",
-            tally.unavailable_without_retry_after
-        ),
-    );
+    close_sale(&rec, &db, event, buying.finish().await, HOLD_SECS).await?;
+    never_crashed(&rec, &mut replicas);
     Ok(())
 }

@@ -9,12 +9,12 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    common::eventually,
     harness::{Http, Persistence, Redis},
     report::Rec,
     sio::Clients,
     steps::{
-        Sale, connect, fill_waiting_room, home, ok, open_sale, sale_invariants, session_saved,
+        Sale, connect, fill_waiting_room, holds_settled, home, ok, open_sale, sale_invariants,
+        session_saved,
     },
 };
 
@@ -389,16 +389,7 @@ pub async fn run(rec: Rec, logs: PathBuf) -> anyhow::Result<()> {
     );
 
     // the killed replica's unpaid holds expire through the survivors' sweeper
-    let expired_all = eventually(Duration::from_secs(HOLD_SECS + 15), || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM reservations WHERE event_id = $1 AND status = 'pending'",
-        )
-        .bind(event)
-        .fetch_one(&db)
-        .await
-        .is_ok_and(|n| n == 0)
-    })
-    .await;
+    let expired_all = holds_settled(&db, event, Duration::from_secs(HOLD_SECS + 15)).await;
     let orphan_holds: Vec<Uuid> = holds
         .iter()
         .filter(|h| home(h.buyer, 3) == KILLED && !paid.contains_key(&h.reservation))

@@ -394,3 +394,67 @@ pub async fn sale_invariants(
     );
     Ok(())
 }
+
+/// Until the event has no pending hold left (each paid or expired by the sweeper), at most `within`.
+pub async fn holds_settled(db: &PgPool, event: Uuid, within: Duration) -> bool {
+    eventually(within, || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM reservations WHERE event_id = $1 AND status = 'pending'",
+        )
+        .bind(event)
+        .fetch_one(db)
+        .await
+        .is_ok_and(|n| n == 0)
+    })
+    .await
+}
+
+/// The end of a sale that ran through a fault: every hold settles within `hold_secs` (+ 15 s), what
+/// was sold is noted, and the sale's PostgreSQL invariants are checked.
+pub async fn close_sale(
+    rec: &Rec,
+    db: &PgPool,
+    event: Uuid,
+    sold: Sold,
+    hold_secs: u64,
+) -> anyhow::Result<()> {
+    let settled = holds_settled(db, event, Duration::from_secs(hold_secs + 15)).await;
+    ensure!(
+        settled,
+        "holds still pending {hold_secs} s after the sale stopped"
+    );
+    rec.note(format!(
+        "{} seats held and {} paid through the replicas during the scenario; slowest hold {} ms, \
+         slowest payment {} ms",
+        sold.holds.len(),
+        sold.paid.len(),
+        sold.slowest_hold.as_millis(),
+        sold.slowest_payment.as_millis()
+    ));
+    for r in &sold.refused {
+        rec.note(format!("refused during the sale: {r}"));
+    }
+    sale_invariants(rec, db, event, &sold.holds, &sold.paid).await
+}
+
+/// The service never crashed: every replica alive, no panic logged, and no 5xx answer but 503 with
+/// `Retry-After`.
+pub fn never_crashed(rec: &Rec, replicas: &mut [Replica]) {
+    let alive = replicas.iter_mut().all(Replica::alive);
+    let panics: usize = replicas.iter().map(Replica::panics).sum();
+    let tally = rec.meter.lock().expect("tally").clone();
+    let other_5xx: u64 = tally
+        .outcomes
+        .iter()
+        .filter(|(k, _)| k.starts_with('5') && k.as_str() != "503")
+        .map(|(_, v)| v)
+        .sum();
+    rec.check(
+        "the service never crashes: only 503 (each with Retry-After) as 5xx, no panic, all replicas alive",
+        alive && panics == 0 && other_5xx == 0 && tally.unavailable_without_retry_after == 0,
+        format!(
+            "alive {alive}; panics {panics}; other 5xx {other_5xx}; 503 without Retry-After {}",
+            tally.unavailable_without_retry_after
+        ),
+    );
+}
