@@ -349,6 +349,66 @@ pub async fn acquire(
     }
 }
 
+/// What leading does: `act` runs until the future it is given completes. That future completes when
+/// leadership is lost or `shutdown` fires.
+///
+/// The whole life of a leader-elected replica: wait for the Lease (or `shutdown`), then run `act`
+/// while renewing; leadership lost or the renew deadline passed → `act` is stopped and the process
+/// ends (a standby takes over once the lease runs out); shut down → `act` is stopped and the Lease
+/// handed over at once rather than left to run out. `beat` is called once per election round (the
+/// liveness probe), `leading` with whether this replica leads (the metric).
+pub async fn run<Shutdown, Act, ActFut>(
+    elector: Elector,
+    leadership: Leadership,
+    shutdown: impl Fn() -> Shutdown,
+    beat: impl Fn() + Clone + Send + 'static,
+    leading: impl Fn(bool),
+    act: Act,
+) -> anyhow::Result<()>
+where
+    Shutdown: Future<Output = ()> + Send + Sync + 'static,
+    Act: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send + Sync>>) -> ActFut,
+    ActFut: Future<Output = anyhow::Result<()>>,
+{
+    let timing = elector.timing;
+    let Some(since) = acquire(&elector, shutdown(), beat.clone()).await else {
+        return Ok(());
+    };
+    leadership.renewed(since, timing);
+    tracing::info!(identity = %elector.identity, "leading");
+    leading(true);
+    let elector = std::sync::Arc::new(elector);
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let renewing = {
+        let elector = elector.clone();
+        tokio::spawn(async move {
+            let why = keep_leading(|| elector.try_lead(), timing, &leadership, beat).await;
+            tracing::warn!(?why, "leadership lost: stopping");
+            let _ = lost_tx.send(());
+        })
+    };
+    let (shut_tx, shut_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutting_down = shutdown();
+    let stop = Box::pin(async move {
+        tokio::select! {
+            _ = shutting_down => { let _ = shut_tx.send(()); }
+            _ = lost_rx => {}
+        }
+    });
+    let result = act(stop).await;
+    leading(false);
+    if shut_rx.await.is_ok() {
+        renewing.abort();
+        match tokio::time::timeout(Duration::from_secs(3), elector.release()).await {
+            Ok(Ok(true)) => tracing::info!(identity = %elector.identity, "lease released"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "lease not released"),
+            Err(_) => tracing::warn!("lease not released: the API server did not answer"),
+        }
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -172,56 +172,21 @@ async fn main() -> anyhow::Result<()> {
         metrics.leader.set(1);
         return controller::run(shared, health, watch, shutdown_signal()).await;
     };
-    let elector = Elector::new(
-        client,
-        &cfg.namespace,
-        &cfg.lease_name,
-        identity.clone(),
-        timing,
-    );
-    let beat = {
-        let health = health.clone();
-        move || health.beat()
+    let health_for_controller = health.clone();
+    let elector = Elector::new(client, &cfg.namespace, &cfg.lease_name, identity, timing);
+    let beat = move || health.beat();
+    let leading = move |yes: bool| {
+        metrics.leader.set(i64::from(yes));
     };
-    let Some(since) = leader::acquire(&elector, shutdown_signal(), beat.clone()).await else {
-        return Ok(());
-    };
-    leadership.renewed(since, timing);
-    tracing::info!(%identity, "leading");
-    metrics.leader.set(1);
-    // renew until the lease is lost or the renew deadline passes; then stop acting (and exit: a
-    // standby takes over once the lease runs out)
-    let elector = Arc::new(elector);
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
-    let renewing = {
-        let elector = elector.clone();
-        tokio::spawn(async move {
-            let why = leader::keep_leading(|| elector.try_lead(), timing, &leadership, beat).await;
-            tracing::warn!(?why, "leadership lost: stopping");
-            let _ = lost_tx.send(());
-        })
-    };
-    let (shut_tx, shut_rx) = tokio::sync::oneshot::channel::<()>();
-    let stop = async move {
-        tokio::select! {
-            _ = shutdown_signal() => { let _ = shut_tx.send(()); }
-            _ = lost_rx => {}
-        }
-    };
-    let result = controller::run(shared, health, watch, stop).await;
-    metrics.leader.set(0);
-    // shut down (not lost): the controller stopped acting, so hand the lease over now rather than
-    // leave the target leaderless for the rest of the lease
-    if shut_rx.await.is_ok() {
-        renewing.abort();
-        match tokio::time::timeout(Duration::from_secs(3), elector.release()).await {
-            Ok(Ok(true)) => tracing::info!(%identity, "lease released"),
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "lease not released"),
-            Err(_) => tracing::warn!("lease not released: the API server did not answer"),
-        }
-    }
-    result
+    leader::run(
+        elector,
+        leadership,
+        shutdown_signal,
+        beat,
+        leading,
+        |stop| controller::run(shared, health_for_controller, watch, stop),
+    )
+    .await
 }
 
 async fn shutdown_signal() {
