@@ -7,6 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh start >/dev/null
 eval "$(scripts/deps.sh env)"
+# the queue joins run again on a Redis Cluster (3 primaries, 3 replicas); TIKETI_BENCH_CLUSTER=0 skips it
+if [ "${TIKETI_BENCH_CLUSTER:-1}" != 0 ]; then
+  REDIS_CLUSTER_URL=$(REDIS_URL=; eval "$(scripts/redis-cluster.sh start)"; echo "$REDIS_URL")
+  export REDIS_CLUSTER_URL
+fi
 
 if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
 apt_install() {
@@ -34,5 +39,11 @@ redis_port=${REDIS_URL##*:}
 redis_port=${redis_port%%/*}
 if command -v redis-cli >/dev/null; then
   redis-cli -p "$redis_port" --scan --pattern 'tiketi-bench-*' | xargs -r -n 500 redis-cli -p "$redis_port" del >/dev/null
+  if [ -n "${REDIS_CLUSTER_URL:-}" ]; then
+    # every primary of the cluster (-c follows MOVED for the keys of other slots)
+    for p in $(redis-cli -p "${TIKETI_CLUSTER_PORT:-57001}" cluster nodes | awk '/master/ {split($2, a, "[:@]"); print a[2]}'); do
+      redis-cli -p "$p" --scan --pattern 'tiketi-bench-*' | xargs -r -n 1 redis-cli -c -p "$p" del >/dev/null
+    done
+  fi
 fi
 exit "$status"

@@ -139,6 +139,10 @@ pub struct Args {
     pub database_url: String,
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:56379")]
     pub redis_url: String,
+    /// A Redis Cluster (`redis-cluster://…`) the queue joins also run on, with and without
+    /// `REDIS_WAIT_REPLICAS=1` (`make bench` starts one: scripts/redis-cluster.sh). Unset: skipped.
+    #[arg(long, env = "REDIS_CLUSTER_URL")]
+    pub redis_cluster_url: Option<String>,
     /// Extra settings for the TIKETI replicas, e.g. `--service-env DB_POOL_MAX=20` (repeatable).
     #[arg(long = "service-env", value_parser = parse_setting)]
     pub service_env: Vec<(String, String)>,
@@ -234,6 +238,9 @@ async fn drive(args: Args) -> Result<()> {
     }
     if ctx.wants(Scenario::Queue) {
         scenarios::queue::run(&mut ctx).await?;
+        if let Some(cluster) = ctx.args.redis_cluster_url.clone() {
+            scenarios::queue::on_cluster(&mut ctx, &cluster).await?;
+        }
     }
     if ctx.wants(Scenario::Rest) {
         scenarios::rest::run(&mut ctx).await?;

@@ -76,49 +76,31 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     tokio::time::sleep(LISTEN).await;
     let done = agent::finish_all(agents).await?;
 
-    // every user that got 200 is either waiting or admitted, exactly once
-    let redis = Builder::from_config(Config::from_url(&ctx.args.redis_url)?).build()?;
-    redis.init().await?;
-    let keys = Keys::new(ctx.env.redis_prefix.clone());
-    let waiting: Vec<String> = redis
-        .zrange(keys.queue(event), 0, -1, None, false, None, false)
-        .await?;
-    let admitted: Vec<String> = redis
-        .zrange(keys.active(event), 0, -1, None, false, None, false)
-        .await?;
-    redis.quit().await.ok();
-    let rank: std::collections::HashMap<&str, i64> = waiting
-        .iter()
-        .enumerate()
-        .map(|(r, u)| (u.as_str(), i64::try_from(r).unwrap_or(i64::MAX)))
-        .collect();
-    let admitted: HashSet<&str> = admitted.iter().map(String::as_str).collect();
-    let (mut ok, mut lost, mut twice, mut moved_back, mut refused) = (0, 0, 0, 0, 0);
-    let mut lat = Latencies::default();
-    for (i, a) in answers.iter().enumerate() {
-        lat.record_us(i64::try_from(a.took.as_micros()).unwrap_or(i64::MAX));
-        if a.status != 200 {
-            refused += 1;
-            continue;
-        }
-        ok += 1;
-        let user = users[i].to_string();
-        let (queued, active) = (rank.get(user.as_str()), admitted.contains(user.as_str()));
-        match (queued, active) {
-            (None, false) => lost += 1,
-            (Some(_), true) => twice += 1,
-            // positions only move forward: the place now is never behind the one announced
-            (Some(r), false) if a.position.is_some_and(|p| r + 1 > p) => moved_back += 1,
-            _ => {}
-        }
-    }
+    let v = verify(
+        &ctx.args.redis_url,
+        &ctx.env.redis_prefix,
+        event,
+        &users,
+        &answers,
+    )
+    .await?;
+    let Verified {
+        ok,
+        lost,
+        twice,
+        moved_back,
+        refused,
+        waiting,
+        admitted,
+        lat,
+    } = v;
     let s = lat.summary();
     println!(
         "   {ok} of {j} joined in {elapsed:.2} s ({:.0}/s), p99 {:.1} ms; {} waiting, {} admitted; lost {lost}, both {twice}, moved back {moved_back}, non-200 {refused}",
         ok as f64 / elapsed,
         s.p99_ms,
-        waiting.len(),
-        admitted.len()
+        waiting,
+        admitted
     );
     ctx.report.add(
         Figure::new("queue", &format!("join rate ({j} distinct users)"), "/s")
@@ -133,7 +115,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     ctx.report.add_cpu_per_op("queue", "join", cpu, ok);
     ctx.report.add(
         Figure::new("queue", "positions lost, duplicated or moved back", "")
-            .tiketi(f64::from(lost + twice + moved_back))
+            .tiketi((lost + twice + moved_back) as f64)
             .check(
                 "none, and every join answered 200",
                 lost + twice + moved_back == 0 && refused == 0,
@@ -219,4 +201,146 @@ async fn check(http: &reqwest::Client, url: &str, token: &str) -> Answer {
         took: started.elapsed(),
         at_us: chrono::Utc::now().timestamp_micros(),
     }
+}
+
+/// What Redis holds after a burst of joins, against what the joins were told.
+struct Verified {
+    ok: usize,
+    lost: usize,
+    twice: usize,
+    moved_back: usize,
+    refused: usize,
+    waiting: usize,
+    admitted: usize,
+    lat: Latencies,
+}
+
+/// Every user that got 200 is either waiting or admitted, exactly once, and never behind the place
+/// it was told.
+async fn verify(
+    redis_url: &str,
+    prefix: &str,
+    event: uuid::Uuid,
+    users: &[uuid::Uuid],
+    answers: &[Answer],
+) -> Result<Verified> {
+    let redis = Builder::from_config(Config::from_url(redis_url)?).build()?;
+    redis.init().await?;
+    let keys = Keys::new(prefix);
+    let waiting: Vec<String> = redis
+        .zrange(keys.queue(event), 0, -1, None, false, None, false)
+        .await?;
+    let admitted: Vec<String> = redis
+        .zrange(keys.active(event), 0, -1, None, false, None, false)
+        .await?;
+    redis.quit().await.ok();
+    let rank: std::collections::HashMap<&str, i64> = waiting
+        .iter()
+        .enumerate()
+        .map(|(r, u)| (u.as_str(), i64::try_from(r).unwrap_or(i64::MAX)))
+        .collect();
+    let admitted_set: HashSet<&str> = admitted.iter().map(String::as_str).collect();
+    let (mut ok, mut lost, mut twice, mut moved_back, mut refused) = (0, 0, 0, 0, 0);
+    let mut lat = Latencies::default();
+    for (i, a) in answers.iter().enumerate() {
+        lat.record_us(i64::try_from(a.took.as_micros()).unwrap_or(i64::MAX));
+        if a.status != 200 {
+            refused += 1;
+            continue;
+        }
+        ok += 1;
+        let user = users[i].to_string();
+        let (queued, active) = (
+            rank.get(user.as_str()),
+            admitted_set.contains(user.as_str()),
+        );
+        match (queued, active) {
+            (None, false) => lost += 1,
+            (Some(_), true) => twice += 1,
+            // positions only move forward: the place now is never behind the one announced
+            (Some(r), false) if a.position.is_some_and(|p| r + 1 > p) => moved_back += 1,
+            _ => {}
+        }
+    }
+    Ok(Verified {
+        ok,
+        lost,
+        twice,
+        moved_back,
+        refused,
+        waiting: waiting.len(),
+        admitted: admitted.len(),
+        lat,
+    })
+}
+
+/// The same joins (no waiters) on a Redis Cluster: one replica, then one waiting for a Redis replica
+/// to have each place (`REDIS_WAIT_REPLICAS=1`): the cost of a place that survives a failover.
+pub async fn on_cluster(ctx: &mut Ctx, cluster_url: &str) -> Result<()> {
+    let j = ctx.args.queue_joins;
+    for (wait, label) in [
+        (false, "on a Redis Cluster (3 primaries, 3 replicas)"),
+        (
+            true,
+            "on the cluster, each place on a replica first (REDIS_WAIT_REPLICAS=1)",
+        ),
+    ] {
+        println!("\n== queue {label}: {j} joins");
+        let (event, _) = fixtures::seat_event(&ctx.db, "queue-cluster", 0, THRESHOLD).await?;
+        let users = fixtures::users(&ctx.db, "clusterqueuer", j).await?;
+        let tokens = fixtures::tokens(&ctx.env.jwt_secret, &users)?;
+        let mut env = ctx.env.clone();
+        env.redis_url = cluster_url.to_string();
+        if wait {
+            env.service_env
+                .push(("REDIS_WAIT_REPLICAS".into(), "1".into()));
+        }
+        let stack = Stack::start(Kind::Tiketi, &env, 1, ctx.args.port).await?;
+        wait::idle(&stack.pids(), Duration::from_secs(30)).await;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(ctx.args.concurrency)
+            .build()?;
+        let url = format!("{}/api/queue/check/{event}", stack.base_url());
+        let started = Instant::now();
+        let answers: Vec<Answer> = stream::iter(0..j)
+            .map(|i| check(&http, &url, &tokens[i]))
+            .buffered(ctx.args.concurrency)
+            .collect()
+            .await;
+        let elapsed = started.elapsed().as_secs_f64();
+        stack.stop().await;
+        let v = verify(cluster_url, &env.redis_prefix, event, &users, &answers).await?;
+        let s = v.lat.summary();
+        println!(
+            "   {} of {j} joined in {elapsed:.2} s ({:.0}/s), p50 {:.1} p99 {:.1} ms; lost {}, both {}, moved back {}, non-200 {}",
+            v.ok,
+            v.ok as f64 / elapsed,
+            s.p50_ms,
+            s.p99_ms,
+            v.lost,
+            v.twice,
+            v.moved_back,
+            v.refused
+        );
+        ctx.report.add(
+            Figure::new("queue", &format!("join rate {label}"), "/s")
+                .tiketi(v.ok as f64 / elapsed)
+                .higher_is_better(),
+        );
+        ctx.report
+            .add(Figure::new("queue", &format!("join latency p99 {label}"), "ms").tiketi(s.p99_ms));
+        ctx.report.add(
+            Figure::new(
+                "queue",
+                &format!("positions lost, duplicated or moved back {label}"),
+                "",
+            )
+            .tiketi((v.lost + v.twice + v.moved_back) as f64)
+            .check(
+                "none, and every join answered 200",
+                v.lost + v.twice + v.moved_back == 0 && v.refused == 0,
+            ),
+        );
+    }
+    Ok(())
 }
