@@ -14,7 +14,7 @@ use crate::{
     agent::{self, Done, Job, Ready},
     fixtures,
     report::Figure,
-    servers::{Kind, Stack, cpu_seconds},
+    servers::{Env, Kind, Stack, cpu_seconds},
     sio::now_us,
     stats::Latencies,
     wait,
@@ -62,8 +62,8 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     println!("\n== connections / fanout: {n} clients, {m} broadcasts spaced + {m} in a burst");
     let listeners = fixtures::users(&ctx.db, "listener", n).await?;
     let tokens = fixtures::tokens(&ctx.env.jwt_secret, &listeners)?;
-    // two kinds × two topologies × (spaced + burst)
-    let holds = 2 * 2 * 2 * m;
+    // two kinds × two topologies × (spaced + burst), and TIKETI's replicas on a Redis Cluster
+    let holds = 2 * 2 * 2 * m + 2 * m;
     let (event, seats) = fixtures::seat_event(&ctx.db, "fan-out", holds, 1_000_000).await?;
     let buyers = fixtures::users(&ctx.db, "buyer", holds).await?;
     let mut triggers = Triggers {
@@ -81,18 +81,29 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     let fanout = ctx.wants(Scenario::Fanout);
     let mut one: HashMap<Kind, Run> = HashMap::new();
     let mut many: HashMap<Kind, Run> = HashMap::new();
+    let mut clustered: HashMap<Kind, Run> = HashMap::new();
+    let env = ctx.env.clone();
     for &kind in kinds {
         one.insert(
             kind,
-            measure(ctx, kind, 1, &tokens, &mut triggers, fanout).await?,
+            measure(ctx, &env, kind, 1, &tokens, &mut triggers, fanout).await?,
         );
         if fanout && ctx.args.replicas > 1 {
             let r = ctx.args.replicas;
             many.insert(
                 kind,
-                measure(ctx, kind, r, &tokens, &mut triggers, true).await?,
+                measure(ctx, &env, kind, r, &tokens, &mut triggers, true).await?,
             );
         }
+    }
+    if let (true, Some(url)) = (fanout && ctx.args.replicas > 1, &ctx.args.redis_cluster_url) {
+        let mut env = ctx.env.clone();
+        env.redis_url = url.clone();
+        let r = ctx.args.replicas;
+        clustered.insert(
+            Kind::Tiketi,
+            measure(ctx, &env, Kind::Tiketi, r, &tokens, &mut triggers, true).await?,
+        );
     }
     let t = &one[&Kind::Tiketi];
     let node = one.get(&Kind::Node);
@@ -124,15 +135,22 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         return Ok(());
     }
     let connected = t.ready.connected as f64;
-    for (label, runs) in [("1 replica", &one), ("replicas", &many)] {
+    for (label, runs) in [
+        ("1 replica", &one),
+        ("replicas", &many),
+        ("cluster", &clustered),
+    ] {
         let Some(t) = runs.get(&Kind::Tiketi) else {
             continue;
         };
         let node = runs.get(&Kind::Node);
-        let label = if label == "replicas" {
-            format!("{} replicas via Redis", ctx.args.replicas)
-        } else {
-            label.to_string()
+        let label = match label {
+            "replicas" => format!("{} replicas via Redis", ctx.args.replicas),
+            "cluster" => format!(
+                "{} replicas via a Redis Cluster (3 primaries)",
+                ctx.args.replicas
+            ),
+            _ => label.to_string(),
         };
         ctx.report.add(
             Figure::new(
@@ -211,6 +229,7 @@ fn rate(r: &Ready) -> f64 {
 
 async fn measure(
     ctx: &Ctx,
+    env: &Env,
     kind: Kind,
     replicas: usize,
     tokens: &[String],
@@ -218,7 +237,7 @@ async fn measure(
     fanout: bool,
 ) -> Result<Run> {
     println!("-- {} × {replicas}", kind.label());
-    let stack = Stack::start(kind, &ctx.env, replicas, ctx.args.port).await?;
+    let stack = Stack::start(kind, env, replicas, ctx.args.port).await?;
     wait::idle(&stack.pids(), Duration::from_secs(10)).await;
     let rss_before: u64 = stack.rss_kib()?.iter().sum();
     let job = Job {
