@@ -228,11 +228,19 @@ async fn tick_once(
             lane.last_update = Some(now);
         }
         if size == 0 && !changed {
-            // idle: drop it from the work list (a queued user's next check or status adds it back)
+            // idle: drop it from the work list, unless someone queued meanwhile (a replica adds an
+            // event it indexed at most once a second, so its next joiner may not add it back)
             let _: i64 = state
                 .redis
                 .srem(state.keys.queue_index(), event_id.to_string())
                 .await?;
+            let waiting: i64 = state.redis.zcard(state.keys.queue(event_id)).await?;
+            if waiting > 0 {
+                let _: i64 = state
+                    .redis
+                    .sadd(state.keys.queue_index(), event_id.to_string())
+                    .await?;
+            }
             lanes.remove(&event_id);
         }
     }

@@ -27,7 +27,14 @@ pub struct Gates {
     /// The last good capacity per capacity key (prefix and event), for when the published one is
     /// zero, stale or unreadable.
     pub(super) last_good: Mutex<HashMap<String, CapacityRecord>>,
+    /// Events this replica put on the admission loop's work list within `INDEXED_TTL`: a join storm
+    /// adds each event once a second, not once a join.
+    pub(super) indexed: moka::sync::Cache<Uuid, ()>,
 }
+
+/// How long a replica trusts that an event it indexed is still on the work list (the loop drops
+/// idle events; a queued user's check after this adds it back).
+const INDEXED_TTL: Duration = Duration::from_secs(1);
 
 impl Default for Gates {
     fn default() -> Self {
@@ -37,6 +44,10 @@ impl Default for Gates {
                 .time_to_live(GATE_TTL)
                 .build(),
             last_good: Mutex::default(),
+            indexed: moka::sync::Cache::builder()
+                .max_capacity(4096)
+                .time_to_live(INDEXED_TTL)
+                .build(),
         }
     }
 }

@@ -150,12 +150,16 @@ pub async fn status(state: &AppState, event_id: Uuid, user_id: Uuid) -> Result<P
     })
 }
 
-/// Puts the event on the admission loop's work list (idempotent).
+/// Puts the event on the admission loop's work list (idempotent; once a second per replica).
 async fn index(state: &AppState, event_id: Uuid) -> Result<(), Error> {
+    if state.gates.indexed.contains_key(&event_id) {
+        return Ok(());
+    }
     let _: i64 = state
         .redis
         .sadd(state.keys.queue_index(), event_id.to_string())
         .await?;
+    state.gates.indexed.insert(event_id, ());
     Ok(())
 }
 
