@@ -261,6 +261,21 @@ async fn realtime_reconnecting_to_another_replica_restores_the_session() {
     let joins = json!([["join-queue", { "eventId": event }], ["join-seat-selection", { "eventId": event }], ["join-event", { "eventId": event }]]);
     c.connect("first", &a, &user.token, joins).await;
     c.expect("first", "room-info", |_| true).await;
+    // the join handlers save the session after answering: a client cannot tell when, so wait for it
+    let saved = crate::common::eventually(std::time::Duration::from_secs(5), || async {
+        use fred::prelude::HashesInterface;
+        let session: std::collections::HashMap<String, String> = a
+            .state
+            .redis
+            .hgetall(a.state.keys.session(user.id))
+            .await
+            .unwrap_or_default();
+        ["eventId", "queueEventId", "seatEventId"]
+            .iter()
+            .all(|f| session.contains_key(*f))
+    })
+    .await;
+    assert!(saved, "the session was not saved");
     c.disconnect("first").await;
     c.expect("first", "disconnect", |_| true).await;
 
