@@ -57,6 +57,13 @@ pub fn session_timeouts(cfg: &Config) -> [(&'static str, String); 2] {
     ]
 }
 
+/// Connections of the Redis pool. `WAIT` blocks its connection until a replica acknowledges (a
+/// replica round trip): with `REDIS_WAIT_REPLICAS` the pool gets more connections, so joins waiting
+/// for their replica do not queue behind each other's waits.
+fn redis_pool_size(cfg: &Config) -> usize {
+    if cfg.redis_wait_replicas > 0 { 16 } else { 4 }
+}
+
 /// A Redis pool that never blocks a request for long: commands time out after 1 s during an outage
 /// (the caller answers 503) and the pool reconnects in the background, forever.
 pub async fn redis_pool(cfg: &Config) -> anyhow::Result<RedisPool> {
@@ -70,7 +77,7 @@ pub async fn redis_pool(cfg: &Config) -> anyhow::Result<RedisPool> {
             c.max_command_attempts = 2;
         })
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 2000, 2))
-        .build_pool(4)?;
+        .build_pool(redis_pool_size(cfg))?;
     pool.connect_pool();
     if tokio::time::timeout(Duration::from_secs(5), pool.wait_for_connect())
         .await
