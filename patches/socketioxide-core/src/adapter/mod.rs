@@ -375,11 +375,26 @@ pub trait CoreAdapter<E: SocketEmitter>: Sized + Send + Sync + 'static {
     // fn restore_session(&self, sid: i64) -> Session;
 }
 
+/// A room of this server got its first socket or lost its last one.
+///
+/// Reported to the hook set with [`CoreLocalAdapter::set_room_hook`], so that a remote adapter can
+/// follow which rooms exist locally (e.g. to subscribe to a channel per room).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomEvent {
+    /// The room got its first local socket.
+    Created(Room),
+    /// The room's last local socket left it.
+    Deleted(Room),
+}
+
+type RoomHook = Box<dyn Fn(RoomEvent) + Send + Sync>;
+
 /// The default adapter. Store the state in memory.
 pub struct CoreLocalAdapter<E> {
     rooms: RwLock<HashMap<Room, HashSet<Sid>>>,
     sockets: RwLock<HashMap<Sid, HashSet<Room>>>,
     emitter: E,
+    room_hook: Option<RoomHook>,
 }
 
 impl<E: SocketEmitter> CoreLocalAdapter<E> {
@@ -389,14 +404,36 @@ impl<E: SocketEmitter> CoreLocalAdapter<E> {
             rooms: RwLock::new(HashMap::new()),
             sockets: RwLock::new(HashMap::new()),
             emitter,
+            room_hook: None,
+        }
+    }
+
+    /// Sets a hook called with each [`RoomEvent`], in the order of the changes.
+    ///
+    /// It is called while the rooms are locked, so it must not block nor call back into the
+    /// adapter (e.g. it can push the event into an unbounded channel).
+    pub fn set_room_hook(&mut self, hook: impl Fn(RoomEvent) + Send + Sync + 'static) {
+        self.room_hook = Some(Box::new(hook));
+    }
+
+    fn room_event(&self, event: impl FnOnce() -> RoomEvent) {
+        if let Some(hook) = &self.room_hook {
+            hook(event());
         }
     }
 
     /// Clears all the rooms and sockets.
     pub fn close(&self) {
         let mut rooms = self.rooms.write().unwrap();
-        rooms.clear();
+        for (room, _) in rooms.drain() {
+            self.room_event(|| RoomEvent::Deleted(room));
+        }
         rooms.shrink_to_fit();
+    }
+
+    /// Returns whether a local socket is in the room.
+    pub fn has_room(&self, room: &str) -> bool {
+        self.rooms.read().unwrap().contains_key(room)
     }
 
     /// Adds the socket to all the rooms.
@@ -404,8 +441,22 @@ impl<E: SocketEmitter> CoreLocalAdapter<E> {
         let mut rooms_map = self.rooms.write().unwrap();
         let mut socket_map = self.sockets.write().unwrap();
         for room in rooms.into_room_iter() {
-            rooms_map.entry(room.clone()).or_default().insert(sid);
+            self.insert_sids(&mut rooms_map, room.clone(), &[sid]);
             socket_map.entry(sid).or_default().insert(room);
+        }
+    }
+
+    /// Adds the sockets to the room, creating it if they are the first ones.
+    fn insert_sids(&self, rooms_map: &mut HashMap<Room, HashSet<Sid>>, room: Room, sids: &[Sid]) {
+        if sids.is_empty() {
+            return;
+        }
+        match rooms_map.entry(room) {
+            hash_map::Entry::Occupied(mut entry) => entry.get_mut().extend(sids),
+            hash_map::Entry::Vacant(entry) => {
+                self.room_event(|| RoomEvent::Created(entry.key().clone()));
+                entry.insert(sids.iter().copied().collect());
+            }
         }
     }
 
@@ -414,11 +465,14 @@ impl<E: SocketEmitter> CoreLocalAdapter<E> {
         let mut rooms_map = self.rooms.write().unwrap();
         let mut socket_map = self.sockets.write().unwrap();
         for room in rooms.into_room_iter() {
-            remove_and_clean_entry(rooms_map.entry(room.clone()), &sid, || {
+            let emptied = remove_and_clean_entry(rooms_map.entry(room.clone()), &sid, || {
                 socket_map.entry(sid).and_modify(|r| {
                     r.remove(&room);
                 });
             });
+            if emptied {
+                self.room_event(|| RoomEvent::Deleted(room));
+            }
         }
     }
 
@@ -427,7 +481,9 @@ impl<E: SocketEmitter> CoreLocalAdapter<E> {
         let mut rooms_map = self.rooms.write().unwrap();
         if let Some(rooms) = self.sockets.write().unwrap().remove(&sid) {
             for room in rooms {
-                remove_and_clean_entry(rooms_map.entry(room.clone()), &sid, || ());
+                if remove_and_clean_entry(rooms_map.entry(room.clone()), &sid, || ()) {
+                    self.room_event(|| RoomEvent::Deleted(room));
+                }
             }
         }
     }
@@ -506,10 +562,7 @@ impl<E: SocketEmitter> CoreLocalAdapter<E> {
             }
         }
         for room in rooms {
-            let entry = room_map.entry(room).or_default();
-            for sid in &sids {
-                entry.insert(*sid);
-            }
+            self.insert_sids(&mut room_map, room, &sids);
         }
     }
 
@@ -522,7 +575,9 @@ impl<E: SocketEmitter> CoreLocalAdapter<E> {
         for room in rooms {
             for sid in &sids {
                 remove_and_clean_entry(socket_map.entry(*sid), &room, || ());
-                remove_and_clean_entry(rooms_map.entry(room.clone()), sid, || ());
+                if remove_and_clean_entry(rooms_map.entry(room.clone()), sid, || ()) {
+                    self.room_event(|| RoomEvent::Deleted(room.clone()));
+                }
             }
         }
     }
@@ -659,24 +714,26 @@ fn get_except_sids(except: &[Room], rooms: &HashMap<Room, HashSet<Sid>>) -> Hash
 }
 
 /// Remove a field from a HashSet value and remove it if empty.
-/// Call `cleanup` fn if the entry exists
+/// Call `cleanup` fn if the entry exists. Returns whether the entry was removed.
 #[inline]
 fn remove_and_clean_entry<K, T: Hash + Eq>(
     entry: hash_map::Entry<'_, K, HashSet<T>>,
     el: &T,
     cleanup: impl FnOnce(),
-) {
+) -> bool {
     //TODO: use hashmap raw entry when stabilized to avoid entry clone.
     // https://github.com/rust-lang/rust/issues/56167
     match entry {
         hash_map::Entry::Occupied(mut entry) => {
             entry.get_mut().remove(el);
-            if entry.get().is_empty() {
+            let emptied = entry.get().is_empty();
+            if emptied {
                 entry.remove_entry();
             }
             cleanup();
+            emptied
         }
-        hash_map::Entry::Vacant(_) => (),
+        hash_map::Entry::Vacant(_) => false,
     }
 }
 
@@ -842,6 +899,79 @@ pub(crate) mod test {
         sockets: [Sid; S],
     ) -> CoreLocalAdapter<StubSockets> {
         CoreLocalAdapter::new(StubSockets::new(&sockets))
+    }
+
+    /// An adapter whose room events are recorded, in order.
+    fn adapter_with_room_events<const S: usize>(
+        sockets: [Sid; S],
+    ) -> (
+        CoreLocalAdapter<StubSockets>,
+        Arc<std::sync::Mutex<Vec<RoomEvent>>>,
+    ) {
+        let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut adapter = create_adapter(sockets);
+        let recorded = events.clone();
+        adapter.set_room_hook(move |ev| recorded.lock().unwrap().push(ev));
+        (adapter, events)
+    }
+
+    #[test]
+    fn room_hook_reports_the_first_join_and_the_last_leave() {
+        use RoomEvent::{Created, Deleted};
+        let [a, b] = [Sid::new(), Sid::new()];
+        let (adapter, events) = adapter_with_room_events([a, b]);
+        adapter.add_all(a, ["room1", "room2"]);
+        adapter.add_all(b, ["room1"]);
+        adapter.del(a, "room1");
+        assert!(adapter.has_room("room1"));
+        adapter.del(b, "room1");
+        assert!(!adapter.has_room("room1"));
+        adapter.add_all(b, ["room1"]);
+        adapter.del_all(a);
+        adapter.del_all(b);
+        assert_eq!(
+            *events.lock().unwrap(),
+            [
+                Created("room1".into()),
+                Created("room2".into()),
+                Deleted("room1".into()),
+                Created("room1".into()),
+                Deleted("room2".into()),
+                Deleted("room1".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn room_hook_follows_remote_adds_dels_and_close() {
+        use RoomEvent::{Created, Deleted};
+        let [a, b] = [Sid::new(), Sid::new()];
+        let (adapter, events) = adapter_with_room_events([a, b]);
+        let all = || {
+            let mut opts = BroadcastOptions::default();
+            opts.add_flag(BroadcastFlags::Broadcast);
+            opts
+        };
+        let in_room = |room: &str| BroadcastOptions {
+            rooms: smallvec![room.to_owned().into()],
+            ..Default::default()
+        };
+        // no socket matches: no room is created
+        adapter.add_sockets(in_room("nobody"), "empty");
+        assert!(!adapter.has_room("empty"));
+        adapter.add_sockets(all(), "room1");
+        adapter.add_sockets(in_room("room1"), "room2");
+        adapter.del_sockets(all(), "room1");
+        adapter.close();
+        assert_eq!(
+            *events.lock().unwrap(),
+            [
+                Created("room1".into()),
+                Created("room2".into()),
+                Deleted("room1".into()),
+                Deleted("room2".into()),
+            ]
+        );
     }
 
     #[test]
