@@ -121,6 +121,11 @@
 //!   Messages sent to this channel will be always in the form `[req_id, data]`. This will allow the adapter to extract the request id
 //!   and route the response to the appropriate stream before deserializing the data.
 //!
+//! With [`RedisAdapterConfig::with_room_channels`], a server also subscribes to
+//! `"{prefix}-request#{namespace}#room#{room}#"` while it has sockets in `room`, and a broadcast
+//! to exactly one room (without acks, not targeted at one server) is published there instead of
+//! on the global channel: only the servers with sockets in the room receive it.
+//!
 //! All messages are encoded with msgpack.
 //!
 //! There are 7 types of requests:
@@ -140,7 +145,7 @@
 
 use std::{
     borrow::Cow,
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     fmt,
     future::{self, Future},
     pin::Pin,
@@ -165,7 +170,7 @@ use socketioxide_core::{
     adapter::errors::{AdapterError, BroadcastError},
     adapter::{
         BroadcastOptions, CoreAdapter, CoreLocalAdapter, DefinedAdapter, RemoteSocketData, Room,
-        RoomParam, SocketEmitter, Spawnable,
+        RoomEvent, RoomParam, SocketEmitter, Spawnable,
     },
     packet::Packet,
 };
@@ -230,6 +235,11 @@ pub struct RedisAdapterConfig {
     ///
     /// If your server is under heavy load, you might want to increase this value.
     pub stream_buffer: usize,
+
+    /// Whether a broadcast to a single room goes on a channel of its own. Default is false.
+    ///
+    /// See [`RedisAdapterConfig::with_room_channels`].
+    pub room_channels: bool,
 }
 impl RedisAdapterConfig {
     /// Create a new config.
@@ -266,6 +276,21 @@ impl RedisAdapterConfig {
         self.stream_buffer = buffer;
         self
     }
+
+    /// Publish each broadcast to exactly one room on a channel of that room, which a server
+    /// subscribes to only while it has sockets in the room. Default is false.
+    ///
+    /// Without it, every server receives and decodes every broadcast of the namespace, even
+    /// when none of its sockets is in the target room. Broadcasts to several rooms or to the whole
+    /// namespace, broadcasts with acks and every other request stay on the namespace channel.
+    ///
+    /// All the servers of a namespace must use the same setting. A broadcast published between a
+    /// room's first local join and the moment its subscription reaches redis is not received by
+    /// that server; broadcasts to different rooms are no longer ordered with each other.
+    pub fn with_room_channels(mut self, enabled: bool) -> Self {
+        self.room_channels = enabled;
+        self
+    }
 }
 
 impl Default for RedisAdapterConfig {
@@ -275,6 +300,7 @@ impl Default for RedisAdapterConfig {
             prefix: Cow::Borrowed("socket.io"),
             ack_response_buffer: 255,
             stream_buffer: 1024,
+            room_channels: false,
         }
     }
 }
@@ -378,6 +404,8 @@ pub struct CustomRedisAdapter<E, R> {
     req_chan: String,
     /// A map of response handlers used to await for responses from the remote servers.
     responses: Arc<Mutex<ResponseHandlers<Vec<u8>>>>,
+    /// With room channels, the local rooms' creations and deletions, taken by `init`.
+    room_events: Mutex<Option<mpsc::UnboundedReceiver<RoomEvent>>>,
 }
 
 impl<E, R> DefinedAdapter for CustomRedisAdapter<E, R> {}
@@ -388,9 +416,17 @@ impl<E: SocketEmitter, R: Driver> CoreAdapter<E> for CustomRedisAdapter<E, R> {
         Either<E::AckStream, AckStream<E, DropStream<MessageStream<Vec<u8>>, Vec<u8>>, Vec<u8>>>;
     type InitRes = InitRes<R>;
 
-    fn new(state: &Self::State, local: CoreLocalAdapter<E>) -> Self {
+    fn new(state: &Self::State, mut local: CoreLocalAdapter<E>) -> Self {
         let req_chan = format!("{}-request#{}#", state.config.prefix, local.path());
         let uid = local.server_id();
+        let room_events = state.config.room_channels.then(|| {
+            // unbounded: the hook runs under the rooms lock and must not wait
+            let (tx, rx) = mpsc::unbounded_channel();
+            local.set_room_hook(move |event| {
+                let _ = tx.send(event);
+            });
+            rx
+        });
         Self {
             local,
             req_chan,
@@ -398,6 +434,7 @@ impl<E: SocketEmitter, R: Driver> CoreAdapter<E> for CustomRedisAdapter<E, R> {
             driver: state.driver.clone(),
             config: state.config.clone(),
             responses: Arc::new(Mutex::new(HashMap::new())),
+            room_events: Mutex::new(room_events),
         }
     }
 
@@ -416,6 +453,10 @@ impl<E: SocketEmitter, R: Driver> CoreAdapter<E> for CustomRedisAdapter<E, R> {
             let response_stream = self.subscribe(response_chan.clone()).await?;
             let stream = futures_util::stream::select(global_stream, specific_stream);
             let stream = futures_util::stream::select(stream, response_stream);
+            // rooms created before this point are queued in the channel
+            if let Some(events) = self.room_events.lock().unwrap().take() {
+                tokio::spawn(self.clone().follow_rooms(events, response_chan.clone()));
+            }
             tokio::spawn(self.pipe_stream(stream, response_chan));
             on_success();
             Ok(())
@@ -459,7 +500,7 @@ impl<E: SocketEmitter, R: Driver> CoreAdapter<E> for CustomRedisAdapter<E, R> {
     ) -> Result<(), BroadcastError> {
         if !opts.is_local(self.uid) {
             let req = RequestOut::new(self.uid, RequestTypeOut::Broadcast(&packet), &opts);
-            self.send_req(req, opts.server_id)
+            self.send_req_on(req, self.get_broadcast_chan(&opts))
                 .await
                 .map_err(AdapterError::from)?;
         }
@@ -702,6 +743,64 @@ impl<E: SocketEmitter, R: Driver> CustomRedisAdapter<E, R> {
         }
     }
 
+    /// The channel of a room's broadcasts, with room channels. It starts with the request channel,
+    /// so `pipe_stream` handles its messages as requests.
+    fn get_room_chan(&self, room: &str) -> String {
+        format!("{}room#{}#", self.req_chan, room)
+    }
+
+    /// The channel of a broadcast without acks: its room's channel when it targets exactly one room
+    /// of every server, the request channel otherwise.
+    fn get_broadcast_chan(&self, opts: &BroadcastOptions) -> String {
+        match &opts.rooms[..] {
+            [room] if self.config.room_channels && opts.server_id.is_none() => {
+                self.get_room_chan(room)
+            }
+            _ => self.get_req_chan(opts.server_id),
+        }
+    }
+
+    /// Keeps one subscription per local room: subscribed when the room gets its first socket,
+    /// unsubscribed when its last one leaves. Each event is checked against the room's current
+    /// state, so a room left and joined again before its event is handled stays subscribed.
+    async fn follow_rooms(
+        self: Arc<Self>,
+        mut events: mpsc::UnboundedReceiver<RoomEvent>,
+        response_chan: String,
+    ) {
+        const RETRY: Duration = Duration::from_secs(1);
+        let mut subscribed: HashSet<Room> = HashSet::new();
+        while let Some(event) = events.recv().await {
+            let (RoomEvent::Created(room) | RoomEvent::Deleted(room)) = event;
+            loop {
+                let wanted = self.local.has_room(&room);
+                if wanted == subscribed.contains(&room) {
+                    break;
+                }
+                let chan = self.get_room_chan(&room);
+                if !wanted {
+                    // the driver drops the handler even if the unsubscription fails
+                    subscribed.remove(&room);
+                    if let Err(e) = self.driver.unsubscribe(chan).await {
+                        tracing::warn!(?room, "room channel unsubscription failed: {e}");
+                    }
+                    continue;
+                }
+                match self.subscribe(chan).await {
+                    Ok(stream) => {
+                        subscribed.insert(room.clone());
+                        let pipe = self.clone().pipe_stream(stream, response_chan.clone());
+                        tokio::spawn(pipe);
+                    }
+                    Err(e) => {
+                        tracing::warn!(?room, "room channel subscription failed, retrying: {e}");
+                        tokio::time::sleep(RETRY).await;
+                    }
+                }
+            }
+        }
+    }
+
     async fn pipe_stream(
         self: Arc<Self>,
         mut stream: impl Stream<Item = ChanItem> + Unpin,
@@ -739,9 +838,12 @@ impl<E: SocketEmitter, R: Driver> CustomRedisAdapter<E, R> {
     }
 
     async fn send_req(&self, req: RequestOut<'_>, target_uid: Option<Uid>) -> Result<(), Error<R>> {
-        tracing::trace!(?req, "sending request");
+        self.send_req_on(req, self.get_req_chan(target_uid)).await
+    }
+
+    async fn send_req_on(&self, req: RequestOut<'_>, chan: String) -> Result<(), Error<R>> {
+        tracing::trace!(?req, ?chan, "sending request");
         let req = rmp_serde::to_vec(&req)?;
-        let chan = self.get_req_chan(target_uid);
         self.driver
             .publish(chan, req)
             .await

@@ -3,7 +3,10 @@
 use std::{
     collections::HashMap,
     future::Future,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 use tokio::sync::mpsc;
@@ -17,6 +20,18 @@ use socketioxide_redis::{
 /// Spawns a number of servers with a stub driver for testing.
 /// Every server will be connected to every other server.
 pub fn spawn_servers<const N: usize>() -> [SocketIo<CustomRedisAdapter<Emitter, StubDriver>>; N] {
+    spawn_servers_with_config(RedisAdapterConfig::default()).map(|(io, _)| io)
+}
+
+/// Spawns a number of servers with a stub driver and the given config, and returns each with its
+/// driver. Like redis, a server receives a message only on the channels it is subscribed to,
+/// its own publications included.
+pub fn spawn_servers_with_config<const N: usize>(
+    config: RedisAdapterConfig,
+) -> [(
+    SocketIo<CustomRedisAdapter<Emitter, StubDriver>>,
+    StubDriver,
+); N] {
     let sync_buff = Arc::new(RwLock::new(Vec::with_capacity(N)));
 
     [0; N].map(|_| {
@@ -35,11 +50,11 @@ pub fn spawn_servers<const N: usize>() -> [SocketIo<CustomRedisAdapter<Emitter, 
             }
         });
 
-        let adapter = RedisAdapterCtr::new_with_driver(driver, RedisAdapterConfig::default());
+        let adapter = RedisAdapterCtr::new_with_driver(driver.clone(), config.clone());
         let (_svc, io) = SocketIo::builder()
             .with_adapter::<CustomRedisAdapter<_, _>>(adapter)
             .build_svc();
-        io
+        (io, driver)
     })
 }
 
@@ -82,13 +97,19 @@ pub struct StubDriver {
     tx: mpsc::Sender<ChanItem>,
     handlers: Arc<RwLock<ResponseHandlers>>,
     num_serv: u16,
+    received: Arc<AtomicUsize>,
 }
 
-async fn pipe_handlers(mut rx: mpsc::Receiver<ChanItem>, handlers: Arc<RwLock<ResponseHandlers>>) {
+async fn pipe_handlers(
+    mut rx: mpsc::Receiver<ChanItem>,
+    handlers: Arc<RwLock<ResponseHandlers>>,
+    received: Arc<AtomicUsize>,
+) {
     while let Some((chan, data)) = rx.recv().await {
         let handlers = handlers.read().unwrap();
         tracing::debug!(?handlers, "received data to broadcast {}", chan);
         if let Some(tx) = handlers.get(&chan) {
+            received.fetch_add(1, Ordering::Relaxed);
             tx.try_send((chan, data)).unwrap();
         }
     }
@@ -98,18 +119,27 @@ impl StubDriver {
         let (tx, rx) = mpsc::channel(255); // driver emitter
         let (tx1, rx1) = mpsc::channel(255); // driver receiver
         let handlers = Arc::new(RwLock::new(HashMap::new()));
+        let received = Arc::new(AtomicUsize::new(0));
 
-        tokio::spawn(pipe_handlers(rx1, handlers.clone()));
+        tokio::spawn(pipe_handlers(rx1, handlers.clone(), received.clone()));
 
         let driver = Self {
             tx,
             num_serv,
             handlers,
+            received,
         };
         (driver, rx, tx1)
     }
     pub fn handler_cnt(&self) -> usize {
         self.handlers.read().unwrap().len()
+    }
+    pub fn is_subscribed(&self, chan: &str) -> bool {
+        self.handlers.read().unwrap().contains_key(chan)
+    }
+    /// The number of messages delivered to this server's adapter, on any channel.
+    pub fn received(&self) -> usize {
+        self.received.load(Ordering::Relaxed)
     }
 }
 

@@ -101,9 +101,13 @@ impl Driver for FredDriver {
         chan: String,
         size: usize,
     ) -> Result<MessageStream<ChanItem>, Self::Error> {
-        self.conn.clone().ssubscribe(chan.as_str()).await?;
+        // the handler comes first: a message can arrive before the subscription's reply is handled
         let (tx, rx) = mpsc::channel(size);
-        self.handlers.write().unwrap().insert(chan, tx);
+        self.handlers.write().unwrap().insert(chan.clone(), tx);
+        if let Err(e) = self.conn.clone().ssubscribe(chan.as_str()).await {
+            self.handlers.write().unwrap().remove(&chan);
+            return Err(e.into());
+        }
         Ok(MessageStream::new(rx))
     }
 
