@@ -236,10 +236,10 @@ pub struct RedisAdapterConfig {
     /// If your server is under heavy load, you might want to increase this value.
     pub stream_buffer: usize,
 
-    /// Whether a broadcast to a single room goes on a channel of its own. Default is false.
+    /// The rooms whose broadcasts go on a channel of their own, if any. Default is none.
     ///
     /// See [`RedisAdapterConfig::with_room_channels`].
-    pub room_channels: bool,
+    pub room_channels: Option<fn(&str) -> bool>,
 }
 impl RedisAdapterConfig {
     /// Create a new config.
@@ -288,7 +288,15 @@ impl RedisAdapterConfig {
     /// room's first local join and the moment its subscription reaches redis is not received by
     /// that server; broadcasts to different rooms are no longer ordered with each other.
     pub fn with_room_channels(mut self, enabled: bool) -> Self {
-        self.room_channels = enabled;
+        self.room_channels = enabled.then_some(|_| true);
+        self
+    }
+
+    /// Like [`with_room_channels(true)`](Self::with_room_channels), for the rooms for which
+    /// `filter` is true only. Rooms of a single user or socket are best left out: they would cost a
+    /// subscription per socket for few broadcasts. All the servers must use the same filter.
+    pub fn with_room_channels_for(mut self, filter: fn(&str) -> bool) -> Self {
+        self.room_channels = Some(filter);
         self
     }
 }
@@ -300,7 +308,7 @@ impl Default for RedisAdapterConfig {
             prefix: Cow::Borrowed("socket.io"),
             ack_response_buffer: 255,
             stream_buffer: 1024,
-            room_channels: false,
+            room_channels: None,
         }
     }
 }
@@ -419,11 +427,14 @@ impl<E: SocketEmitter, R: Driver> CoreAdapter<E> for CustomRedisAdapter<E, R> {
     fn new(state: &Self::State, mut local: CoreLocalAdapter<E>) -> Self {
         let req_chan = format!("{}-request#{}#", state.config.prefix, local.path());
         let uid = local.server_id();
-        let room_events = state.config.room_channels.then(|| {
+        let room_events = state.config.room_channels.map(|has_channel| {
             // unbounded: the hook runs under the rooms lock and must not wait
             let (tx, rx) = mpsc::unbounded_channel();
             local.set_room_hook(move |event| {
-                let _ = tx.send(event);
+                let (RoomEvent::Created(room) | RoomEvent::Deleted(room)) = &event;
+                if has_channel(room) {
+                    let _ = tx.send(event);
+                }
             });
             rx
         });
@@ -753,7 +764,10 @@ impl<E: SocketEmitter, R: Driver> CustomRedisAdapter<E, R> {
     /// of every server, the request channel otherwise.
     fn get_broadcast_chan(&self, opts: &BroadcastOptions) -> String {
         match &opts.rooms[..] {
-            [room] if self.config.room_channels && opts.server_id.is_none() => {
+            [room]
+                if opts.server_id.is_none()
+                    && self.config.room_channels.is_some_and(|has| has(room)) =>
+            {
                 self.get_room_chan(room)
             }
             _ => self.get_req_chan(opts.server_id),

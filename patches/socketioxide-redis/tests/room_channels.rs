@@ -173,3 +173,24 @@ pub async fn messages_received_per_server_with_and_without_room_channels() {
     assert_eq!(namespace_channel, [3 * N; 3]);
     assert_eq!(room_channels, [3 * N, 2 * N, N]);
 }
+
+#[tokio::test]
+pub async fn rooms_left_out_by_the_filter_stay_on_the_namespace_channel() {
+    let config = RedisAdapterConfig::new().with_room_channels_for(|room| room != "user1");
+    let servers = fixture::spawn_servers_with_config::<2>(config);
+    serve(&servers, &[&["room1", "user1"], &[]]).await;
+    let [(io1, d1), (io2, d2)] = servers;
+    let (_tx1, mut rx1) = io1.new_dummy_sock("/", ()).await;
+    timeout_rcv!(&mut rx1); // Connect "/" packet
+    until("room1 is subscribed", || d1.is_subscribed(ROOM1_CHAN)).await;
+    settle().await;
+    assert!(!d1.is_subscribed("socket.io-request#/#room#user1#"));
+    assert_eq!(d1.handler_cnt(), 4, "three namespace channels and room1's");
+
+    // every server receives it
+    let before = d2.received();
+    io2.to("user1").emit("test", &1).await.unwrap();
+    assert_eq!(timeout_rcv!(&mut rx1), r#"42["test",1]"#);
+    settle().await;
+    assert_eq!(d2.received(), before + 1);
+}
