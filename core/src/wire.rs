@@ -42,6 +42,28 @@ pub mod room {
     pub fn user_queue(event: Uuid, user: Uuid) -> String {
         format!("queue:{event}:user:{user}")
     }
+    /// Whether the Socket.IO adapter gives the room a Redis channel of its own: an event's rooms,
+    /// shared by its viewers. A user's rooms stay on the namespace channel, or each connected user
+    /// would cost every replica with their sockets a subscription, for a few pushes.
+    pub fn has_own_channel(room: &str) -> bool {
+        !(room.starts_with("user:") || room.contains(":user:"))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn only_the_rooms_of_an_event_have_their_own_channel() {
+            let (e, u) = (Uuid::new_v4(), Uuid::new_v4());
+            for room in [event(e), queue(e), seats(e)] {
+                assert!(has_own_channel(&room), "{room}");
+            }
+            for room in [user(u), user_queue(e, u)] {
+                assert!(!has_own_channel(&room), "{room}");
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

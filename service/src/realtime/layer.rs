@@ -9,6 +9,7 @@ use fred::{
 };
 use socketioxide::{SocketIo, handler::ConnectHandler, layer::SocketIoLayer};
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
+use tiketi_core::wire::room;
 
 use super::{Adapter, Io, handlers};
 use crate::state::AppState;
@@ -25,9 +26,11 @@ pub async fn build(state: &AppState) -> anyhow::Result<(SocketIoLayer<Adapter>, 
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 2000, 2))
         .build_subscriber_client()?;
     resubscribe_on_reconnect(&sub);
+    // a broadcast to one event room reaches only the replicas with sockets in it (patches/README.md)
     let adapter_config = RedisAdapterConfig::new()
         .with_prefix(state.keys.socketio_channel_prefix())
-        .with_stream_buffer(8192);
+        .with_stream_buffer(8192)
+        .with_room_channels_for(room::has_own_channel);
     let adapter = tokio::time::timeout(
         Duration::from_secs(30),
         RedisAdapterCtr::new_with_fred_config(sub, adapter_config),
@@ -55,7 +58,8 @@ pub async fn build(state: &AppState) -> anyhow::Result<(SocketIoLayer<Adapter>, 
     Ok((layer, io))
 }
 
-/// After a Redis restart, subscribes again to every adapter channel. (fred's `manage_subscriptions`
+/// After a Redis restart, subscribes again to every adapter channel, the rooms' included (fred tracks
+/// them as the adapter subscribes and unsubscribes). (fred's `manage_subscriptions`
 /// first sends a SUBSCRIBE without channels, which Redis refuses, and never gets to the shard channels
 /// the adapter uses.)
 fn resubscribe_on_reconnect(sub: &fred::clients::SubscriberClient) {

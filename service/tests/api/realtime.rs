@@ -79,6 +79,117 @@ async fn realtime_room_info_counts_users_not_sockets_across_replicas() {
     c.expect("u1a", "room-info", |d| d["userCount"] == 1).await;
 }
 
+/// How many replicas are subscribed to `room`'s own adapter channel (fred sends PUBSUB SHARDNUMSUB
+/// to the node that owns the channel's slot on a cluster).
+async fn room_channel_subscribers(app: &TestApp, room: &str) -> u16 {
+    use fred::prelude::PubsubInterface;
+    let chan = format!("{}room#{room}#", namespace_channel(app));
+    let (_, n): (String, u16) = app
+        .state
+        .redis
+        .next()
+        .pubsub_shardnumsub(chan)
+        .await
+        .expect("PUBSUB SHARDNUMSUB");
+    n
+}
+
+/// The adapter's channel for the broadcasts of the whole namespace.
+fn namespace_channel(app: &TestApp) -> String {
+    format!("{}-request#/#", app.state.keys.socketio_channel_prefix())
+}
+
+/// Counts the messages on the namespace channel that carry `event`.
+async fn count_on_namespace_channel(
+    app: &TestApp,
+    event: &'static str,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use fred::prelude::{Builder, ClientLike, Config, EventInterface, PubsubInterface};
+    let mut config = Config::from_url(&crate::common::redis_url()).expect("redis url");
+    config.version = fred::types::RespVersion::RESP3;
+    let sub = Builder::from_config(config)
+        .build_subscriber_client()
+        .expect("subscriber");
+    sub.init().await.expect("subscriber connects");
+    sub.ssubscribe(namespace_channel(app))
+        .await
+        .expect("SSUBSCRIBE");
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
+    let mut messages = sub.message_rx();
+    tokio::spawn(async move {
+        let _sub = sub;
+        while let Ok(msg) = messages.recv().await {
+            let bytes = msg.value.as_bytes().unwrap_or_default();
+            if bytes.windows(event.len()).any(|w| w == event.as_bytes()) {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    count
+}
+
+#[tokio::test]
+async fn realtime_seat_updates_reach_only_the_replicas_with_sockets_in_the_event_across_replicas() {
+    use crate::common::eventually;
+    use std::{sync::atomic::Ordering, time::Duration};
+    let a = TestApp::spawn().await;
+    let (b, c) = (a.replica().await, a.replica().await);
+    let (event, seats) = a.seat_event().await;
+    let (elsewhere, _) = a.seat_event().await;
+    let (seats_room, event_room) = (format!("seats:{event}"), format!("event:{event}"));
+    let users = a.users(4).await;
+    let on_namespace_channel = count_on_namespace_channel(&a, "seat-locked").await;
+    let joins = |event: uuid::Uuid| json!([["join-seat-selection", { "eventId": event }], ["join-event", { "eventId": event }]]);
+    let mut cl = Clients::start();
+    cl.connect("on-a", &a, &users[0].token, joins(event)).await;
+    cl.connect("on-b", &b, &users[1].token, joins(event)).await;
+    // the third replica serves sockets, none of them in the event's rooms
+    cl.connect("on-c", &c, &users[2].token, joins(elsewhere))
+        .await;
+    for id in ["on-a", "on-b", "on-c"] {
+        cl.expect(id, "room-info", |_| true).await;
+    }
+    for room in [&seats_room, &event_room] {
+        let two = eventually(Duration::from_secs(5), || async {
+            room_channel_subscribers(&a, room).await == 2
+        });
+        assert!(
+            two.await,
+            "the two replicas with sockets subscribe to {room}"
+        );
+    }
+    assert_eq!(
+        room_channel_subscribers(&a, &format!("seats:{elsewhere}")).await,
+        1
+    );
+    // a user's own room stays on the namespace channel: no subscription per connected user
+    let user_room = format!("user:{}", users[0].id);
+    assert_eq!(room_channel_subscribers(&a, &user_room).await, 0);
+
+    // published by the third replica, received by the two others only
+    c.hold_ok(&users[3].token, event, seats[0]).await;
+    let want = |d: &Value| d["seatId"] == json!(seats[0]);
+    cl.expect("on-a", "seat-locked", want).await;
+    cl.expect("on-b", "seat-locked", want).await;
+    let stray = cl.within("on-c", "seat-locked", |_| true, Duration::from_millis(300));
+    assert!(stray.await.is_none());
+    assert_eq!(
+        on_namespace_channel.load(Ordering::SeqCst),
+        0,
+        "the seat update is not on the channel every replica reads"
+    );
+
+    cl.disconnect("on-a").await;
+    cl.disconnect("on-b").await;
+    for room in [&seats_room, &event_room] {
+        let none = eventually(Duration::from_secs(5), || async {
+            room_channel_subscribers(&a, room).await == 0
+        });
+        assert!(none.await, "no replica stays subscribed to {room}");
+    }
+}
+
 #[tokio::test]
 async fn realtime_polling_client_joins_upgrades_and_gets_pushes() {
     // the Socket.IO layer sees only the headers engineioxide reads (app::detach_socket_request):
