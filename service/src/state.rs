@@ -31,7 +31,7 @@ pub struct Shared {
     /// The waiting room's gate check on buying has its own breaker: an optional step's timeout does
     /// not make buyers unproven, and an open breaker never means "skip the queue" (`queue::admission`).
     pub gate_breaker: crate::breaker::Breaker,
-    /// The waiting room's gates this replica keeps in memory (`queue::limit`).
+    /// The waiting room's gates this replica keeps in memory (`queue::gate`; read by `queue::limit`).
     pub gates: crate::queue::Gates,
     /// Admissions this replica saw proven, for buying through a Redis outage (`queue::Verdict`).
     pub admissions: crate::queue::Remembered,
