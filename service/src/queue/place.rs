@@ -62,17 +62,14 @@ pub async fn check(
         forget_draws_ms.to_string(),
     ];
     // one connection for the script and the wait for its replicas (WAIT counts this connection's
-    // writes)
+    // writes); a lagging replica is not an unreachable Redis, so the wait stays out of the breaker
     let client = state.redis.next();
     let queue = keys[0].clone();
     let reply: Vec<fred::types::Value> = state
         .redis_breaker
-        .observe(async {
-            let reply = CHECK.evalsha_with_reload(client, keys, args).await?;
-            replicated::on_replicas(client, &queue, &state.config).await?;
-            Ok(reply)
-        })
+        .observe(CHECK.evalsha_with_reload(client, keys, args))
         .await?;
+    replicated::on_replicas(client, &queue, &state.config).await?;
     let (position, inputs, verdict) = parse_check_reply(&reply).ok_or_else(|| {
         Error::internal(anyhow::anyhow!("unexpected queue script reply {reply:?}"))
     })?;
