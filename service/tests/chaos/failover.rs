@@ -18,8 +18,8 @@ use crate::{
     report::Rec,
     sio::Clients,
     steps::{
-        Buying, Sale, close_sale, connect, fill_waiting_room, home, keep_reading, never_crashed,
-        ok, open_sale, session_saved,
+        Buying, Sale, close_sale, connect, connect_front, fill_waiting_room, home, keep_reading,
+        never_crashed, ok, open_sale,
     },
 };
 
@@ -142,23 +142,7 @@ pub async fn run(rec: Rec, logs: PathBuf) -> anyhow::Result<()> {
     };
 
     let mut io = Clients::start();
-    let mut saved = 0;
-    for p in 1..=FRONT as i64 {
-        let i = at(p);
-        let joins =
-            json!([["join-event", { "eventId": event }], ["join-queue", { "eventId": event }]]);
-        connect(
-            &mut io,
-            &format!("w{i}"),
-            &bases[home(i, 3)],
-            &waiters[i].token,
-            joins,
-        )
-        .await?;
-        saved +=
-            usize::from(session_saved(&url, waiters[i].id, &["eventId", "queueEventId"]).await);
-    }
-    anyhow::ensure!(saved == FRONT, "sessions not saved");
+    connect_front(&mut io, &bases, &waiters, &positions, FRONT, event, &url).await?;
 
     let buying = Buying::start(&http, &bases, &buyers, &seats, event);
     let reading = keep_reading(&http, &bases, &waiters, event);

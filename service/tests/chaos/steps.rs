@@ -153,6 +153,41 @@ pub async fn connect(
     Ok(())
 }
 
+/// Sockets (the frontend's client) for the first `front` waiters in line, in the event's and the
+/// queue's rooms through each waiter's home replica, named `w<index>`; returns once Redis holds each
+/// one's session.
+pub async fn connect_front(
+    io: &mut Clients,
+    bases: &[String],
+    waiters: &[User],
+    positions: &[i64],
+    front: usize,
+    event: Uuid,
+    redis_url: &str,
+) -> anyhow::Result<()> {
+    for p in 1..=front as i64 {
+        let i = positions
+            .iter()
+            .position(|x| *x == p)
+            .context("a waiter at each place")?;
+        let joins =
+            json!([["join-event", { "eventId": event }], ["join-queue", { "eventId": event }]]);
+        connect(
+            io,
+            &format!("w{i}"),
+            &bases[home(i, bases.len())],
+            &waiters[i].token,
+            joins,
+        )
+        .await?;
+        ensure!(
+            session_saved(redis_url, waiters[i].id, &["eventId", "queueEventId"]).await,
+            "the session of waiter {i} was not saved"
+        );
+    }
+    Ok(())
+}
+
 /// Waits until the user's realtime session in Redis holds `fields` (the join handlers save it after
 /// answering, so a client cannot tell on its own).
 pub async fn session_saved(redis_url: &str, user: Uuid, fields: &[&str]) -> bool {
