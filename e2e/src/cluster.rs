@@ -223,26 +223,41 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Result<String, String> {
 
 /// The last lines of every operator pod's log in `ns`, and of its previous container (a restart).
 pub fn operator_logs(ns: &str) -> String {
+    pod_logs(ns, "operator", 80, |_| true)
+}
+
+/// The errors, and the warnings about holds and the database, that the service pods of `ns` logged
+/// (current and previous containers): what a failing rehearsal prints beside a 5xx it counted. (A
+/// Redis fault makes every request warn; those are left out.)
+pub fn service_problems(ns: &str) -> String {
+    pod_logs(ns, "service", 20_000, |line| {
+        line.contains("\"level\":\"ERROR\"")
+            || (line.contains("\"level\":\"WARN\"")
+                && (line.contains("hold") || line.contains("database")))
+    })
+}
+
+/// The lines `keep` keeps of the last `tail` lines of each `component` pod's log in `ns`, current and
+/// previous container.
+fn pod_logs(ns: &str, component: &str, tail: u32, keep: impl Fn(&str) -> bool) -> String {
+    let selector = format!("app.kubernetes.io/component={component}");
     let names = kubectl(
-        &[
-            "-n",
-            ns,
-            "get",
-            "pods",
-            "-l",
-            "app.kubernetes.io/component=operator",
-            "-o",
-            "name",
-        ],
+        &["-n", ns, "get", "pods", "-l", &selector, "-o", "name"],
         None,
     )
     .unwrap_or_else(|e| e);
+    let tail = format!("--tail={tail}");
     let mut out = String::new();
     for pod in names.lines() {
         for previous in ["--previous=false", "--previous=true"] {
-            let logs = kubectl(&["-n", ns, "logs", pod, "--tail=80", previous], None)
-                .unwrap_or_else(|e| e);
-            out.push_str(&format!("---- {ns}/{pod} ({previous}) ----\n{logs}\n"));
+            let logs =
+                kubectl(&["-n", ns, "logs", pod, &tail, previous], None).unwrap_or_else(|e| e);
+            let kept: Vec<&str> = logs.lines().filter(|l| keep(l)).collect();
+            let last = &kept[kept.len().saturating_sub(80)..];
+            out.push_str(&format!(
+                "---- {ns}/{pod} ({previous}) ----\n{}\n",
+                last.join("\n")
+            ));
         }
     }
     out

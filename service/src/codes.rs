@@ -76,7 +76,7 @@ codes! {
     QueueNotAdmitted = "QUEUE_NOT_ADMITTED", "403", "The waiting room is closed for the caller; check in at `/api/queue/check/:eventId` and wait for your turn.";
     RateLimited = "RATE_LIMITED", "429", "Too many requests; retry after `Retry-After` seconds.";
     ServerBusy = "SERVER_BUSY", "503", "This replica is at its limit for this kind of work (e.g. password hashing); retry after `Retry-After` (a refused login or registration does not count toward its rate limit).";
-    DbBusy = "DB_BUSY", "503", "The database pool is exhausted or the database unreachable; retry after `Retry-After`.";
+    DbBusy = "DB_BUSY", "503", "The database pool is exhausted, the database unreachable, or the request's transaction was rolled back to end a deadlock or a serialization conflict (nothing of it happened); retry after `Retry-After`.";
     DbTimeout = "DB_TIMEOUT", "503", "A database statement ran past its timeout; retry after `Retry-After`.";
     RedisUnavailable = "REDIS_UNAVAILABLE", "503", "Redis is unreachable; retry after `Retry-After`.";
     QueueUnavailable = "QUEUE_UNAVAILABLE", "503", "The waiting room cannot be read (Redis unreachable) and this replica has no admission of the caller on record: a hold or booking is refused until it can be proven; retry after `Retry-After`.";

@@ -169,9 +169,13 @@ impl<T> OrMessage<T> for Result<T> {
 /// `query_canceled` (statement_timeout) and `idle_in_transaction_session_timeout`.
 pub(crate) const TIMEOUT_SQLSTATES: &[&str] = &["57014", "25P03"];
 
+/// SQLSTATEs of a transaction the server rolled back whole to end a conflict with another:
+/// `deadlock_detected` and `serialization_failure`. Nothing of it happened; trying again may succeed.
+pub(crate) const CONFLICT_SQLSTATES: &[&str] = &["40P01", "40001"];
+
 /// A dependency failure a client should retry; what is counted and logged of it happens once, in
 /// [`Outage::record`] when the error is answered.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Outage {
     /// No pooled connection came free within `DB_ACQUIRE_TIMEOUT_MS`.
     #[error("database pool timed out")]
@@ -182,6 +186,9 @@ pub enum Outage {
     /// The server cancelled a statement (`statement_timeout`) or ended an idle transaction.
     #[error("database statement timed out: {0}")]
     DbStatementTimeout(String),
+    /// The server rolled the transaction back to end a deadlock or a serialization conflict.
+    #[error("database transaction rolled back in a conflict: {0}")]
+    DbConflict(String),
     #[error("redis unavailable: {0}")]
     Redis(String),
 }
@@ -193,6 +200,7 @@ impl Outage {
             Outage::DbPoolTimedOut => Error::db_busy(1),
             Outage::DbUnreachable => Error::db_busy(2),
             Outage::DbStatementTimeout(_) => Error::db_timeout(1),
+            Outage::DbConflict(_) => Error::db_busy(1),
             Outage::Redis(_) => Error::redis_down(),
         }
     }
@@ -209,6 +217,10 @@ impl Outage {
             Outage::DbStatementTimeout(e) => {
                 tracing::warn!(error = %e, "database statement timed out");
                 Some(AnsweredOutage::StatementTimeout)
+            }
+            Outage::DbConflict(e) => {
+                tracing::warn!(error = %e, "database transaction rolled back in a conflict");
+                None
             }
             Outage::Redis(e) => {
                 tracing::warn!(error = %e, "redis unavailable");
@@ -227,19 +239,28 @@ pub enum AnsweredOutage {
     StatementTimeout,
 }
 
+impl Outage {
+    /// The outage a database error is, if it is one (else it is a bug or bad data: answered 500).
+    pub fn of_db(e: &sqlx::Error) -> Option<Outage> {
+        let sqlstate = |e: &sqlx::Error, states: &[&str]| match e {
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| states.contains(&c.as_ref())),
+            _ => false,
+        };
+        match e {
+            sqlx::Error::PoolTimedOut => Some(Outage::DbPoolTimedOut),
+            sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Some(Outage::DbUnreachable),
+            e if sqlstate(e, TIMEOUT_SQLSTATES) => Some(Outage::DbStatementTimeout(e.to_string())),
+            e if sqlstate(e, CONFLICT_SQLSTATES) => Some(Outage::DbConflict(e.to_string())),
+            _ => None,
+        }
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut => Error::Outage(Outage::DbPoolTimedOut),
-            sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Error::Outage(Outage::DbUnreachable),
-            sqlx::Error::Database(db)
-                if db
-                    .code()
-                    .is_some_and(|c| TIMEOUT_SQLSTATES.contains(&c.as_ref())) =>
-            {
-                Error::Outage(Outage::DbStatementTimeout(db.to_string()))
-            }
-            other => Error::internal(other),
+        match Outage::of_db(&e) {
+            Some(outage) => Error::Outage(outage),
+            None => Error::internal(e),
         }
     }
 }

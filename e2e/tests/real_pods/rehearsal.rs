@@ -1722,5 +1722,11 @@ async fn rehearsal_full_dress_sale_opening() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/rehearsal-report.md");
     std::fs::write(path, &md).unwrap();
     eprintln!("{md}");
+    if !broken.is_empty() {
+        eprintln!(
+            "## What the service pods logged (errors; warnings on holds and the database)\n\n{}",
+            service_problems(&ns)
+        );
+    }
     assert!(broken.is_empty(), "broken invariants: {broken:?}");
 }

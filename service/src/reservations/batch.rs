@@ -79,33 +79,21 @@ pub type Orphan = Box<dyn FnOnce(HoldOutcome) + Send>;
 /// The batch statement's failure, told to each of its holds as the one-hold path would tell it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failed {
-    PoolTimedOut,
-    Unreachable,
-    StatementTimeout(String),
+    Outage(Outage),
     Other(String),
 }
 
 impl Failed {
     pub fn of(e: &sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut => Failed::PoolTimedOut,
-            sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Failed::Unreachable,
-            sqlx::Error::Database(db)
-                if db
-                    .code()
-                    .is_some_and(|c| crate::error::TIMEOUT_SQLSTATES.contains(&c.as_ref())) =>
-            {
-                Failed::StatementTimeout(e.to_string())
-            }
-            other => Failed::Other(other.to_string()),
+        match Outage::of_db(e) {
+            Some(outage) => Failed::Outage(outage),
+            None => Failed::Other(e.to_string()),
         }
     }
 
     pub fn error(self) -> Error {
         match self {
-            Failed::PoolTimedOut => Error::from(sqlx::Error::PoolTimedOut),
-            Failed::Unreachable => Error::from(sqlx::Error::PoolClosed),
-            Failed::StatementTimeout(e) => Error::Outage(Outage::DbStatementTimeout(e)),
+            Failed::Outage(outage) => Error::Outage(outage),
             Failed::Other(e) => Error::internal(anyhow::anyhow!("grouped hold failed: {e}")),
         }
     }
@@ -168,8 +156,7 @@ impl Batcher {
         };
         if let Some(job) = self.enqueue(job)? {
             // too many writers: this hold is decided alone
-            let outcome =
-                decide_once_more_on_deadlock(&self.decide, Arc::from([job.request])).await;
+            let outcome = decide_retrying_conflicts(&self.decide, Arc::from([job.request])).await;
             return match outcome {
                 Ok(mut o) if o.len() == 1 => Ok(o.remove(0)),
                 Ok(o) => Err(Failed::Other(format!("{} outcomes for 1 hold", o.len())).error()),
@@ -285,20 +272,26 @@ async fn gather(first: Job, rx: &mut mpsc::Receiver<Job>, limits: Limits) -> Vec
     jobs
 }
 
-/// Runs `decide`, and once more if PostgreSQL chose it as a deadlock's victim: the statement was
-/// rolled back whole, so nothing of it happened. (The batch takes its locks in one order, but a
-/// one-hold statement of a replica running with grouping off, or the expiry sweep, may not: failing
-/// a whole group for that would fail many holds where the one-hold path fails one.)
-async fn decide_once_more_on_deadlock(decide: &Decide, holds: Arc<[HoldRequest]>) -> Decided {
-    match decide(Arc::clone(&holds)).await {
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("40P01") => {
-            tracing::warn!(
-                holds = holds.len(),
-                "grouped hold chosen as a deadlock victim: retried"
-            );
-            decide(holds).await
+/// How many times a batch is decided before a conflict's rollback is answered (503 `DB_BUSY`).
+const CONFLICT_ATTEMPTS: usize = 3;
+
+/// Runs `decide`, again if PostgreSQL rolled it back to end a deadlock or a serialization conflict
+/// (nothing of it happened), at most [`CONFLICT_ATTEMPTS`] times. Every seat writer locks seats in
+/// id order, as the batch does, but a lock another transaction takes outside that order (an admin's
+/// event lock, a future statement) must cost a retry, not a whole group's answers.
+async fn decide_retrying_conflicts(decide: &Decide, holds: Arc<[HoldRequest]>) -> Decided {
+    let mut attempt = 1;
+    loop {
+        match decide(Arc::clone(&holds)).await {
+            Err(e)
+                if attempt < CONFLICT_ATTEMPTS
+                    && matches!(Outage::of_db(&e), Some(Outage::DbConflict(_))) =>
+            {
+                tracing::warn!(holds = holds.len(), attempt, error = %e, "grouped hold rolled back in a conflict: retried");
+                attempt += 1;
+            }
+            other => return other,
         }
-        other => other,
     }
 }
 
@@ -312,7 +305,7 @@ async fn run(jobs: Vec<Job>, decide: &Decide) {
         waiting.push((job.reply, job.orphan));
     }
     let answers: Vec<Result<HoldOutcome, Failed>> =
-        match decide_once_more_on_deadlock(decide, Arc::from(holds)).await {
+        match decide_retrying_conflicts(decide, Arc::from(holds)).await {
             Ok(outcomes) if outcomes.len() == n => outcomes.into_iter().map(Ok).collect(),
             Ok(outcomes) => {
                 let f = Failed::Other(format!("{} outcomes for {n} holds", outcomes.len()));
@@ -336,6 +329,7 @@ mod tests {
 
     use super::*;
     use crate::queue::Verdict;
+    use axum::response::IntoResponse;
 
     fn request(event: Uuid) -> HoldRequest {
         HoldRequest {
@@ -554,26 +548,49 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_batch_chosen_as_a_deadlock_victim_is_decided_once_more() {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::clone(&calls);
-        let b = Batcher::new(
+    /// A batcher whose first `conflicts` statements are rolled back with `sqlstate`.
+    fn rolled_back(conflicts: usize, sqlstate: &str, calls: &Arc<AtomicUsize>) -> Batcher {
+        let seen = Arc::clone(calls);
+        let sqlstate = sqlstate.to_string();
+        Batcher::new(
             limits(1, 8, 8),
             Arc::new(move |holds| {
                 let call = seen.fetch_add(1, Ordering::SeqCst);
+                let sqlstate = sqlstate.clone();
                 Box::pin(async move {
-                    if call == 0 {
-                        Err(sqlx::Error::Database(Box::new(Sqlstate("40P01".into()))))
+                    if call < conflicts {
+                        Err(sqlx::Error::Database(Box::new(Sqlstate(sqlstate))))
                     } else {
                         Ok(vec![HoldOutcome::OverCap; holds.len()])
                     }
                 })
             }),
-        );
+        )
+    }
+
+    #[tokio::test]
+    async fn a_batch_rolled_back_in_a_conflict_is_decided_again() {
+        for sqlstate in ["40P01", "40001"] {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let b = rolled_back(CONFLICT_ATTEMPTS - 1, sqlstate, &calls);
+            let answer = b.hold(request(Uuid::new_v4()), none()).await;
+            assert_eq!(answer.unwrap(), HoldOutcome::OverCap, "{sqlstate}");
+            assert_eq!(calls.load(Ordering::SeqCst), CONFLICT_ATTEMPTS);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_keeps_conflicting_is_answered_busy_not_500() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let b = rolled_back(usize::MAX, "40P01", &calls);
         let answer = b.hold(request(Uuid::new_v4()), none()).await;
-        assert_eq!(answer.unwrap(), HoldOutcome::OverCap);
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        let e = answer.unwrap_err();
+        assert_eq!(e.code(), crate::codes::Code::DbBusy);
+        assert_eq!(
+            e.into_response().status(),
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), CONFLICT_ATTEMPTS);
     }
 
     #[test]
@@ -583,7 +600,10 @@ mod tests {
             crate::codes::Code::DbBusy
         );
         let timeout = sqlx::Error::Database(Box::new(Sqlstate("57014".into())));
-        assert!(matches!(Failed::of(&timeout), Failed::StatementTimeout(_)));
+        assert!(matches!(
+            Failed::of(&timeout),
+            Failed::Outage(Outage::DbStatementTimeout(_))
+        ));
         let other = sqlx::Error::Database(Box::new(Sqlstate("23505".into())));
         assert!(matches!(Failed::of(&other), Failed::Other(_)));
     }

@@ -493,3 +493,121 @@ async fn grouped_holds_over_http_have_one_winner_per_seat() {
         assert_eq!(app.seat_status(seat).await, "locked");
     }
 }
+
+/// What a seat writer does to reservation `r` (its seats `hi`, `lo`) inside `tx`.
+#[derive(Clone, Copy, Debug)]
+enum SeatWriter {
+    /// A payment marks them sold.
+    Sell,
+    /// A cancellation or the expiry sweep frees them.
+    Release,
+    /// A one-hold statement (`hold_seats`, grouping off) takes them (free seats, no `r`).
+    OneHold,
+}
+
+/// A payment, a release or a one-hold statement on seats a grouped hold is deciding: the hold took the
+/// lower seat id and will take the higher next (`hold_seats_batch` locks in id order). The writer
+/// must wait for the lower seat without holding the higher one, or the two deadlock and PostgreSQL
+/// aborts one of them (a hold answered with an error, or a payment refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_holds_and_the_seat_writers_take_seats_in_one_order() {
+    let db = PgPool::connect(&fresh_database().await).await.unwrap();
+    for writer in [SeatWriter::Sell, SeatWriter::Release, SeatWriter::OneHold] {
+        // the higher seat id first on disk (and among `r`'s items), so a writer that locks rows in
+        // the order it meets them takes `hi` first
+        let mut w = World::with_seats(4);
+        w.seats.sort_by(|a, b| b.cmp(a));
+        w.create(&db).await;
+        let (hi, lo) = (w.seats[0], w.seats[1]);
+        let r = Uuid::new_v4();
+        if !matches!(writer, SeatWriter::OneHold) {
+            held_by(&db, &w, r, [hi, lo]).await;
+        }
+
+        // the grouped hold's first lock
+        let mut grouped = db.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM seats WHERE id = $1 FOR UPDATE")
+            .bind(lo)
+            .execute(&mut *grouped)
+            .await
+            .unwrap();
+
+        let mut tx = db.begin().await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        let one_hold = hold(w.users[1], w.event, vec![hi, lo], 0, format!("one-{r}"));
+        let write = tokio::spawn(async move {
+            let done = match writer {
+                SeatWriter::Sell => db::set_seats_sold(&mut tx, r, true).await.map(|_| ()),
+                SeatWriter::Release => db::release_seats(&mut tx, &[r]).await.map(|_| ()),
+                SeatWriter::OneHold => db::hold_seats(&mut *tx, &one_hold).await.map(|_| ()),
+            };
+            tx.commit().await.and(done)
+        });
+        // until the writer waits for a lock
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                let waiting: bool = sqlx::query_scalar(
+                    "SELECT coalesce(bool_or(wait_event_type = 'Lock'), false) FROM pg_stat_activity WHERE pid = $1",
+                )
+                .bind(pid)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+                if waiting {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the writer waits for the hold's lock");
+
+        // the grouped hold's second lock: free, since the writer waits for `lo` holding nothing
+        let second = sqlx::query("SELECT 1 FROM seats WHERE id = $1 FOR UPDATE NOWAIT")
+            .bind(hi)
+            .execute(&mut *grouped)
+            .await;
+        let refused = second.as_ref().err().map(|e| e.to_string());
+        grouped.rollback().await.ok();
+        write.await.unwrap().expect("the writer finishes");
+        assert_eq!(
+            refused, None,
+            "{writer:?} holds the higher seat while it waits for the lower one"
+        );
+    }
+}
+
+/// Reservation `r` of `w`'s first user holds `seats`, written to disk and to its items in that
+/// order.
+async fn held_by(db: &PgPool, w: &World, r: Uuid, seats: [Uuid; 2]) {
+    sqlx::query(
+        "INSERT INTO reservations (id, user_id, event_id, reservation_number, total_amount, expires_at)
+         VALUES ($1, $2, $3, $1::TEXT, 3000, now() + interval '5 minutes')",
+    )
+    .bind(r)
+    .bind(w.users[0])
+    .bind(w.event)
+    .execute(db)
+    .await
+    .unwrap();
+    for seat in seats {
+        sqlx::query("UPDATE seats SET status = 'locked', held_by = $1 WHERE id = $2")
+            .bind(r)
+            .bind(seat)
+            .execute(db)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO reservation_items (reservation_id, seat_id, quantity, unit_price, subtotal)
+             VALUES ($1, $2, 1, 1000, 1000)",
+        )
+        .bind(r)
+        .bind(seat)
+        .execute(db)
+        .await
+        .unwrap();
+    }
+}

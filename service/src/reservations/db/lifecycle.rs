@@ -1,8 +1,13 @@
 //! The lifecycle's SQL: locking a reservation, status changes, releasing and reclaiming its seats and
 //! stock, expiry.
+//!
+//! Every statement here that writes seats first locks them in id order ([`lock_item_seats`]), the
+//! order the grouped hold (`hold_seats_batch`) takes them in: a payment or a release that locked a
+//! reservation's second seat first would deadlock with a hold that took its first seat and waits for
+//! the second (PostgreSQL then aborts one of them).
 
 use chrono::{DateTime, Utc};
-use sqlx::{AssertSqlSafe, PgExecutor};
+use sqlx::{AssertSqlSafe, PgConnection, PgExecutor};
 use tiketi_core::wire::Notice;
 use uuid::Uuid;
 
@@ -158,8 +163,22 @@ pub struct EventSeat {
     pub event_id: Uuid,
 }
 
+/// Locks the seats among the items of the reservations `ids`, in id order.
+async fn lock_item_seats(tx: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<()> {
+    sqlx::query(
+        "SELECT s.id FROM seats s
+         WHERE s.id IN (SELECT seat_id FROM reservation_items WHERE reservation_id = ANY ($1))
+         ORDER BY s.id FOR UPDATE",
+    )
+    .bind(ids)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 /// Frees the seats the reservations `ids` still hold (a seat held by another is not touched).
-pub async fn release_seats(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<Vec<EventSeat>> {
+pub async fn release_seats(tx: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<EventSeat>> {
+    lock_item_seats(&mut *tx, ids).await?;
     sqlx::query_as(
         "UPDATE seats s SET status = 'available', held_by = NULL
          FROM reservation_items ri
@@ -167,7 +186,7 @@ pub async fn release_seats(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Resul
          RETURNING s.id, s.event_id",
     )
     .bind(ids)
-    .fetch_all(db)
+    .fetch_all(tx)
     .await
 }
 
@@ -183,10 +202,11 @@ pub async fn seat_item_count(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<
 
 /// Claims for reservation `id` those of its seats that are available again, sold or held.
 pub async fn reclaim_seats(
-    db: impl PgExecutor<'_>,
+    tx: &mut PgConnection,
     id: Uuid,
     sold: bool,
 ) -> sqlx::Result<Vec<EventSeat>> {
+    lock_item_seats(&mut *tx, &[id]).await?;
     sqlx::query_as(
         "UPDATE seats s SET status = CASE WHEN $2 THEN 'reserved' ELSE 'locked' END, held_by = $1
          FROM reservation_items ri
@@ -195,13 +215,14 @@ pub async fn reclaim_seats(
     )
     .bind(id)
     .bind(sold)
-    .fetch_all(db)
+    .fetch_all(tx)
     .await
 }
 
 /// Marks the seats reservation `id` holds as sold (or back to held when `sold` is false); `false`
 /// when one of its seats is no longer held by it (then nothing may be sold: roll back).
-pub async fn set_seats_sold(db: impl PgExecutor<'_>, id: Uuid, sold: bool) -> sqlx::Result<bool> {
+pub async fn set_seats_sold(tx: &mut PgConnection, id: Uuid, sold: bool) -> sqlx::Result<bool> {
+    lock_item_seats(&mut *tx, &[id]).await?;
     let (items, held): (i64, i64) = sqlx::query_as(
         "WITH items AS (SELECT seat_id FROM reservation_items WHERE reservation_id = $1 AND seat_id IS NOT NULL),
               held AS (UPDATE seats SET status = CASE WHEN $2 THEN 'reserved' ELSE 'locked' END
@@ -210,7 +231,7 @@ pub async fn set_seats_sold(db: impl PgExecutor<'_>, id: Uuid, sold: bool) -> sq
     )
     .bind(id)
     .bind(sold)
-    .fetch_one(db)
+    .fetch_one(tx)
     .await?;
     Ok(items == held)
 }
