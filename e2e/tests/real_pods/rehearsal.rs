@@ -1727,6 +1727,30 @@ async fn rehearsal_full_dress_sale_opening() {
             "## What the service pods logged (errors; warnings on holds and the database)\n\n{}",
             service_problems(&ns)
         );
+        eprintln!(
+            "## What nginx logged (errors and worse; a 500 of its own says why here)\n\n{}",
+            nginx_problems()
+        );
     }
     assert!(broken.is_empty(), "broken invariants: {broken:?}");
+}
+
+/// The last 40 lines of nginx's error log above a warning, beside the upstream list it includes.
+fn nginx_problems() -> String {
+    let Some(dir) = std::env::var_os("E2E_NGINX_UPSTREAM")
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+    else {
+        return "(E2E_NGINX_UPSTREAM is not set)".into();
+    };
+    let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_else(|e| e.to_string());
+    let kept: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            ["[error]", "[crit]", "[alert]", "[emerg]"]
+                .iter()
+                .any(|k| l.contains(k))
+        })
+        .collect();
+    kept[kept.len().saturating_sub(40)..].join("\n")
 }
