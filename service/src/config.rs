@@ -172,6 +172,12 @@ pub struct Config {
     /// `Retry-After`, and the retry keeps the place.
     #[arg(long, env = "REDIS_WAIT_MS", default_value_t = 200)]
     pub redis_wait_ms: u64,
+    /// Broadcasts to one event's room travel on a channel of that room, which only the replicas
+    /// with sockets in it subscribe to; `false`: on the namespace channel every replica reads.
+    /// Every replica of one install must agree: turn it off before rolling out over a version
+    /// without room channels, and on again once every replica runs this one.
+    #[arg(long, env = "FANOUT_ROOM_CHANNELS", action = clap::ArgAction::Set, value_parser = parse_bool, default_value = "true")]
+    pub fanout_room_channels: bool,
     /// Tests only (no flag, no variable): shifts this replica's waiting-room clock by this many ms,
     /// to play a host whose clock is off. Buying is decided on PostgreSQL's clock whatever it is.
     #[arg(skip)]

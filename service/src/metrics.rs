@@ -100,6 +100,8 @@ pub struct Metrics {
     pub socket_sessions: Gauge,
     pub socket_max_sessions: Gauge,
     pub socket_refused: Family<KindLabels, Counter>,
+    /// Messages this replica's fan-out subscriber received (kind: room, namespace, other).
+    pub fanout_received: Family<KindLabels, Counter>,
 }
 
 fn http_histogram() -> Histogram {
@@ -158,6 +160,7 @@ impl Metrics {
             socket_sessions: Gauge::default(),
             socket_max_sessions: Gauge::default(),
             socket_refused: Family::default(),
+            fanout_received: Family::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -349,6 +352,11 @@ impl Metrics {
             "tiketi_socket_refused",
             "Socket.IO handshakes refused (kind: full = at the cap, answered 503; rate = the address's handshake rate, answered 429)",
             m.socket_refused.clone(),
+        );
+        r.register(
+            "tiketi_fanout_received",
+            "Messages this replica's Socket.IO adapter received from Redis (kind: room = an event room's own channel, namespace = the channel every replica reads, other = answers to its requests)",
+            m.fanout_received.clone(),
         );
         Metrics { registry: r, ..m }
     }

@@ -12,7 +12,7 @@ use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tiketi_core::wire::room;
 
 use super::{Adapter, Io, handlers};
-use crate::state::AppState;
+use crate::{metrics::KindLabels, state::AppState};
 
 /// Builds the Socket.IO layer and its handle over a Redis adapter (RESP3 subscriber, Redis >= 7),
 /// and attaches the handle to `state`; the caller keeps the returned handle alive while it serves.
@@ -26,11 +26,16 @@ pub async fn build(state: &AppState) -> anyhow::Result<(SocketIoLayer<Adapter>, 
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 2000, 2))
         .build_subscriber_client()?;
     resubscribe_on_reconnect(&sub);
+    count_received(&sub, state);
     // a broadcast to one event room reaches only the replicas with sockets in it (patches/README.md)
     let adapter_config = RedisAdapterConfig::new()
         .with_prefix(state.keys.socketio_channel_prefix())
-        .with_stream_buffer(8192)
-        .with_room_channels_for(room::has_own_channel);
+        .with_stream_buffer(8192);
+    let adapter_config = if config.fanout_room_channels {
+        adapter_config.with_room_channels_for(room::has_own_channel)
+    } else {
+        adapter_config
+    };
     let adapter = tokio::time::timeout(
         Duration::from_secs(30),
         RedisAdapterCtr::new_with_fred_config(sub, adapter_config),
@@ -75,4 +80,52 @@ fn resubscribe_on_reconnect(sub: &fred::clients::SubscriberClient) {
             tracing::info!("socket.io adapter resubscribed after a redis reconnect");
         }
     });
+}
+
+/// Counts what the adapter's subscriber receives, by kind of channel (`tiketi_fanout_received`):
+/// with room channels a replica receives only the broadcasts of rooms it has sockets in.
+fn count_received(sub: &fred::clients::SubscriberClient, state: &AppState) {
+    let mut messages = sub.message_rx();
+    let counted = state.metrics.fanout_received.clone();
+    tokio::spawn(async move {
+        loop {
+            match messages.recv().await {
+                Ok(m) => {
+                    let kind = channel_kind(&m.channel);
+                    counted.get_or_create(&KindLabels { kind }).inc();
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(missed = n, "fan-out message count lagged");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
+/// The kind of an adapter channel: `{prefix}-request#{ns}#room#{room}#` is a room's,
+/// `{prefix}-request#{ns}#` the namespace's; the rest (`-request#{ns}#{server}#`, `-response#…`)
+/// carry requests to this replica alone and answers to its own.
+fn channel_kind(channel: &str) -> &'static str {
+    match channel.split_once("-request#") {
+        Some((_, rest)) if rest.contains("#room#") => "room",
+        Some((_, rest)) if rest.matches('#').count() == 1 => "namespace",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::channel_kind;
+
+    #[test]
+    fn fanout_channels_are_told_apart_by_name() {
+        assert_eq!(
+            channel_kind("tiketi-socket.io-request#/#room#seats:e1#"),
+            "room"
+        );
+        assert_eq!(channel_kind("tiketi-socket.io-request#/#"), "namespace");
+        assert_eq!(channel_kind("tiketi-socket.io-request#/#a1b2#"), "other");
+        assert_eq!(channel_kind("tiketi-socket.io-response#/#a1b2#"), "other");
+    }
 }

@@ -179,6 +179,15 @@ async fn realtime_seat_updates_reach_only_the_replicas_with_sockets_in_the_event
         0,
         "the seat update is not on the channel every replica reads"
     );
+    // what each replica's subscriber received, as its metrics count it
+    for (name, app, wants) in [("a", &a, true), ("b", &b, true), ("c", &c, false)] {
+        let received = fanout_received(app, "room").await;
+        assert_eq!(
+            received > 0,
+            wants,
+            "replica {name} received {received} room messages"
+        );
+    }
 
     cl.disconnect("on-a").await;
     cl.disconnect("on-b").await;
@@ -188,6 +197,52 @@ async fn realtime_seat_updates_reach_only_the_replicas_with_sockets_in_the_event
         });
         assert!(none.await, "no replica stays subscribed to {room}");
     }
+}
+
+/// `FANOUT_ROOM_CHANNELS=false` (every replica of an install set alike, as when rolling out over a
+/// version without room channels): a seat update travels on the namespace channel and reaches every
+/// replica, sockets in the event or not, and no room channel is subscribed.
+#[tokio::test]
+async fn realtime_with_room_channels_off_seat_updates_reach_every_replica_on_the_namespace_channel()
+{
+    use std::sync::atomic::Ordering;
+    let a = TestApp::spawn_with(|c| c.fanout_room_channels = false).await;
+    let (b, c) = (a.replica().await, a.replica().await);
+    let (event, seats) = a.seat_event().await;
+    let users = a.users(2).await;
+    let on_namespace_channel = count_on_namespace_channel(&a, "seat-locked").await;
+    let mut cl = Clients::start();
+    let joins = json!([["join-seat-selection", { "eventId": event }], ["join-event", { "eventId": event }]]);
+    cl.connect("on-a", &a, &users[0].token, joins).await;
+    cl.expect("on-a", "room-info", |_| true).await;
+    let before = fanout_received(&b, "namespace").await;
+
+    c.hold_ok(&users[1].token, event, seats[0]).await;
+    cl.expect("on-a", "seat-locked", |d| d["seatId"] == json!(seats[0]))
+        .await;
+    assert!(on_namespace_channel.load(Ordering::SeqCst) > 0);
+    assert_eq!(
+        room_channel_subscribers(&a, &format!("seats:{event}")).await,
+        0
+    );
+    let b_got_it = crate::common::eventually(std::time::Duration::from_secs(5), || async {
+        fanout_received(&b, "namespace").await > before
+    });
+    assert!(
+        b_got_it.await,
+        "a replica without sockets in the event still reads its updates"
+    );
+    assert_eq!(fanout_received(&b, "room").await, 0);
+}
+
+/// `tiketi_fanout_received_total{kind}` of `app`'s replica.
+async fn fanout_received(app: &TestApp, kind: &str) -> u64 {
+    let prefix = format!(r#"tiketi_fanout_received_total{{kind="{kind}"}} "#);
+    app.metrics()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
