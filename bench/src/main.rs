@@ -55,6 +55,8 @@ pub enum Scenario {
     Rest,
     /// Anonymous readers of the largest seat map while holds run: reads/s, holds' p99.
     Herd,
+    /// Messages each of 3 replicas receives with a Redis channel per event room and with one.
+    Rooms,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -63,7 +65,7 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "connections,fanout,holds,hotseats,queue,rest,herd"
+        default_value = "connections,fanout,holds,hotseats,queue,rest,herd,rooms"
     )]
     pub scenarios: Vec<Scenario>,
     /// Socket.IO clients for connections and fanout.
@@ -247,6 +249,9 @@ async fn drive(args: Args) -> Result<()> {
     }
     if ctx.wants(Scenario::Herd) {
         scenarios::herd::run(&mut ctx).await?;
+    }
+    if ctx.wants(Scenario::Rooms) {
+        scenarios::rooms::run(&mut ctx).await?;
     }
     let table = ctx.report.table();
     println!("\n{table}");

@@ -4,3 +4,4 @@ pub mod hotseats;
 pub mod queue;
 pub mod realtime;
 pub mod rest;
+pub mod rooms;
