@@ -9,7 +9,8 @@ scripts/deps.sh start >/dev/null
 eval "$(scripts/deps.sh env)"
 # the queue joins run again on a Redis Cluster (3 primaries, 3 replicas); TIKETI_BENCH_CLUSTER=0 skips it
 if [ "${TIKETI_BENCH_CLUSTER:-1}" != 0 ]; then
-  REDIS_CLUSTER_URL=$(REDIS_URL=; eval "$(scripts/redis-cluster.sh start)"; echo "$REDIS_URL")
+  scripts/redis-cluster.sh start >/dev/null
+  REDIS_CLUSTER_URL=$(REDIS_URL=; eval "$(scripts/redis-cluster.sh env)"; echo "$REDIS_URL")
   export REDIS_CLUSTER_URL
 fi
 

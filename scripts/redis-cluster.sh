@@ -5,9 +5,12 @@
 #   scripts/redis-cluster.sh start          start (idempotent) and wait until every slot is served
 #   scripts/redis-cluster.sh stop           stop the six nodes and forget the cluster
 #   scripts/redis-cluster.sh env            print the REDIS_URL that points the service at it
-#   scripts/redis-cluster.sh primary-of K   the port of the primary serving key K
+#   scripts/redis-cluster.sh primary-of K   the port of the online primary serving key K (none
+#                                           while a failover is under way)
 # A node is killed with `kill -9 $(cat .dev/redis-cluster/<port>/redis.pid)`; its replica takes over
-# after cluster-node-timeout (1 s here).
+# after cluster-node-timeout (1 s here). repl-diskless-sync-delay 0: a primary starts a replica's
+# sync at once instead of waiting 5 s for more replicas (with REDIS_WAIT_REPLICAS the waiting room
+# answers again only once the new primary has a replica in sync: docs/deployment.md#redis-cluster).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,7 +33,7 @@ start_node() {
   redis-server --port "$port" --bind 127.0.0.1 --dir "$d" --daemonize yes \
     --pidfile "$d/redis.pid" --logfile "$d/redis.log" \
     --cluster-enabled yes --cluster-port $((port - 10000)) --cluster-config-file nodes.conf --cluster-node-timeout 1000 \
-    --cluster-replica-validity-factor 0 --cluster-allow-reads-when-down no \
+    --cluster-replica-validity-factor 0 --cluster-allow-reads-when-down no --repl-diskless-sync-delay 0 \
     --appendonly yes --appendfsync everysec --save "" --maxmemory-policy noeviction >/dev/null
   for _ in $(seq 1 100); do
     [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && return
@@ -58,8 +61,10 @@ start() {
 }
 
 stop() {
-  for p in "${ports[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
-  rm -rf "$dir"
+  for p in "${ports[@]}"; do
+    redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true
+    rm -rf "${dir:?}/$p"
+  done
   log "stopped"
 }
 
@@ -78,6 +83,7 @@ case "${1:-start}" in
     redis-cli -p "$first" cluster shards | awk -v s="$slot" '
       /^slots$/ { getline a; getline b; lo=a; hi=b; next }
       /^port$/ { getline port }
-      /^role$/ { getline role; if (role=="master" && s>=lo && s<=hi) { print port; exit } }' ;;
+      /^role$/ { getline role }
+      /^health$/ { getline health; if (role=="master" && health=="online" && s>=lo && s<=hi) { print port; exit } }' ;;
   *) echo "usage: $0 start|stop|env|primary-of KEY" >&2; exit 2 ;;
 esac

@@ -57,6 +57,9 @@ pub enum Scenario {
     Herd,
     /// Messages each of 3 replicas receives with a Redis channel per event room and with one.
     Rooms,
+    /// Waiting-room joins while the Redis Cluster primary of the sale is SIGKILLed: the gap, no
+    /// place lost.
+    Failover,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -65,7 +68,7 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "connections,fanout,holds,hotseats,queue,rest,herd,rooms"
+        default_value = "connections,fanout,holds,hotseats,queue,rest,herd,rooms,failover"
     )]
     pub scenarios: Vec<Scenario>,
     /// Socket.IO clients for connections and fanout.
@@ -252,6 +255,9 @@ async fn drive(args: Args) -> Result<()> {
     }
     if ctx.wants(Scenario::Rooms) {
         scenarios::rooms::run(&mut ctx).await?;
+    }
+    if ctx.wants(Scenario::Failover) {
+        scenarios::failover::run(&mut ctx).await?;
     }
     let table = ctx.report.table();
     println!("\n{table}");

@@ -1,3 +1,4 @@
+pub mod failover;
 pub mod herd;
 pub mod holds;
 pub mod hotseats;

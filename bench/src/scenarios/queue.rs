@@ -30,12 +30,12 @@ const THRESHOLD: i32 = 100;
 /// How long the waiters listen to position updates after the burst.
 const LISTEN: Duration = Duration::from_secs(5);
 
-struct Answer {
-    status: u16,
-    position: Option<i64>,
-    took: Duration,
+pub struct Answer {
+    pub status: u16,
+    pub position: Option<i64>,
+    pub took: Duration,
     /// When the answer arrived (µs since the epoch): the queue had changed by then.
-    at_us: i64,
+    pub at_us: i64,
 }
 
 pub async fn run(ctx: &mut Ctx) -> Result<()> {
@@ -185,7 +185,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-async fn check(http: &reqwest::Client, url: &str, token: &str) -> Answer {
+pub async fn check(http: &reqwest::Client, url: &str, token: &str) -> Answer {
     let started = Instant::now();
     let res = http.post(url).bearer_auth(token).send().await;
     let (status, body) = match res {
@@ -204,20 +204,20 @@ async fn check(http: &reqwest::Client, url: &str, token: &str) -> Answer {
 }
 
 /// What Redis holds after a burst of joins, against what the joins were told.
-struct Verified {
-    ok: usize,
-    lost: usize,
-    twice: usize,
-    moved_back: usize,
-    refused: usize,
-    waiting: usize,
-    admitted: usize,
-    lat: Latencies,
+pub struct Verified {
+    pub ok: usize,
+    pub lost: usize,
+    pub twice: usize,
+    pub moved_back: usize,
+    pub refused: usize,
+    pub waiting: usize,
+    pub admitted: usize,
+    pub lat: Latencies,
 }
 
 /// Every user that got 200 is either waiting or admitted, exactly once, and never behind the place
 /// it was told.
-async fn verify(
+pub async fn verify(
     redis_url: &str,
     prefix: &str,
     event: uuid::Uuid,
