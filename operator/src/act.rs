@@ -24,7 +24,7 @@ use crate::{
         Context, KEDA_PAUSED_REPLICAS, MANAGER, ORIGINAL_MIN_ANNOTATION, PAUSED_BY_ANNOTATION,
         WRITTEN_BY_ANNOTATION, wish_key,
     },
-    decide::{AutoscalerPatch, Capacity, Note, Outcome},
+    decide::{After, AutoscalerPatch, Capacity, Note, Outcome},
     metrics::{DecisionLabels, ErrorLabels, EventLabels},
     sale_data,
 };
@@ -140,8 +140,9 @@ async fn write_target(
     Ok(())
 }
 
-async fn publish(ctx: &Context, te: &TicketEvent, notes: &[Note]) -> Result<()> {
-    for n in notes {
+/// Publishes the notes that report the write `after`, which just succeeded.
+async fn publish(ctx: &Context, te: &TicketEvent, notes: &[Note], after: After) -> Result<()> {
+    for n in notes.iter().filter(|n| n.after == after) {
         let ev = Event {
             type_: if n.warning {
                 EventType::Warning
@@ -178,14 +179,19 @@ pub async fn act(
     if let Some(r) = &out.release {
         if let Some(patch) = &r.outcome.autoscaler {
             patch_autoscaler(ctx, &ns, patch).await?;
+            publish(ctx, te, &r.outcome.events, After::Autoscaler).await?;
         }
         write_target(ctx, &ns, &name, &r.target, &r.outcome, r.version.as_deref()).await?;
-        publish(ctx, te, &r.outcome.events).await?;
+        publish(ctx, te, &r.outcome.events, After::Target).await?;
+        // a release writes no status: any other note of it goes out with its target's
+        publish(ctx, te, &r.outcome.events, After::Status).await?;
     }
     if let Some(patch) = &out.autoscaler {
         patch_autoscaler(ctx, &ns, patch).await?;
+        publish(ctx, te, &out.events, After::Autoscaler).await?;
     }
     write_target(ctx, &ns, &name, target, &out, target_version).await?;
+    publish(ctx, te, &out.events, After::Target).await?;
     if let (Some(r), Some(Capacity::Remove), Some(event)) =
         (&ctx.shared.redis, &out.capacity, out.event_id)
     {
@@ -229,7 +235,7 @@ pub async fn act(
             .await?;
         }
     }
-    publish(ctx, te, &out.events).await?;
+    publish(ctx, te, &out.events, After::Status).await?;
     if let (Some(r), Some(Capacity::Publish(users)), Some(event)) =
         (&ctx.shared.redis, &out.capacity, out.event_id)
     {

@@ -41,12 +41,12 @@ async fn reconcile_prescales_from_the_fallback_forecast() {
             Expect::get_te(&te),
             Expect::get_deployment(2, 2),
             Expect::scale(2, 5),
+            Expect::event("Scaled"),
             Expect::status(
                 &te,
                 json!({ "phase": "PreScaling", "desiredReplicas": 5, "targetReplicas": 5,
                         "forecast": { "expectedUsers": 7500, "replicas": 5 } }),
             ),
-            Expect::event("Scaled"),
             Expect::event("Phase"),
         ],
     )
@@ -154,8 +154,8 @@ async fn reconcile_caps_replicas_by_the_connection_budget() {
             Expect::get_te(&te),
             Expect::get_deployment(2, 2),
             Expect::scale(2, 4),
-            Expect::status(&te, json!({ "desiredReplicas": 4 })),
             Expect::event("Scaled"),
+            Expect::status(&te, json!({ "desiredReplicas": 4 })),
             Expect::event("BudgetLimited"),
             Expect::event("Phase"),
         ],
@@ -200,8 +200,8 @@ async fn reconcile_takes_the_max_of_events_on_one_deployment() {
             Expect::get_te(&te),
             Expect::get_deployment_with(2, 2, &[("big", 8)]),
             Expect::scale(2, 8),
-            Expect::status(&te, json!({ "desiredReplicas": 5, "targetReplicas": 8 })),
             Expect::event("Scaled"),
+            Expect::status(&te, json!({ "desiredReplicas": 5, "targetReplicas": 8 })),
             Expect::event("Phase"),
         ],
     )
@@ -241,8 +241,8 @@ async fn reconcile_restores_the_baseline_after_the_sale() {
             Expect::get_te(&te),
             Expect::get_deployment(9, 9),
             Expect::scale(9, 2),
-            Expect::status(&te, json!({ "phase": "Completed" })),
             Expect::event("Scaled"),
+            Expect::status(&te, json!({ "phase": "Completed" })),
             Expect::event("SaleCompleted"),
             Expect::event("Phase"),
         ],
@@ -289,8 +289,8 @@ async fn reconcile_completing_sale_keeps_a_live_sibling_s_replicas() {
             Expect::get_te(&te),
             Expect::get_deployment_with(9, 9, &[("live", 7)]),
             Expect::scale(9, 7),
-            Expect::status(&te, json!({ "phase": "Completed", "targetReplicas": 7 })),
             Expect::event("Scaled"),
+            Expect::status(&te, json!({ "phase": "Completed", "targetReplicas": 7 })),
             Expect::event("SaleCompleted"),
             Expect::event("Phase"),
         ],
@@ -346,12 +346,12 @@ async fn reconcile_cooperates_with_an_hpa_by_raising_its_min_replicas() {
                         "metadata": { "annotations": { "tiketi.io/original-min-replicas": "2" } } }),
                 serde_json::to_value(hpa_on_svc()).unwrap(),
             ),
+            Expect::event("Cooperating"),
             Expect::write(2),
             Expect::status(
                 &te,
                 json!({ "autoscaler": { "policy": "Cooperate", "effect": "minReplicas 2 -> 5 until the sale ends" } }),
             ),
-            Expect::event("Cooperating"),
             Expect::event("Phase"),
         ],
     )
@@ -360,6 +360,36 @@ async fn reconcile_cooperates_with_an_hpa_by_raising_its_min_replicas() {
     assert_eq!(
         condition(&status_body(&calls), "TargetConflict"),
         ("False".into(), "Cooperating".into())
+    );
+}
+
+/// The HPA controller scales the target between this pass's read and its write (it does so as soon
+/// as its minimum is raised): the write is refused and retried, but the HPA's patch happened, and
+/// its event goes out now. The next pass finds the minimum raised and has nothing to report, so an
+/// event held back until after the target's write would never be published.
+#[tokio::test]
+async fn reconcile_reports_cooperating_even_when_the_target_changed_meanwhile() {
+    let mut te = ticket_event("coop-race", Duration::minutes(10));
+    te.spec.other_autoscalers = OtherAutoscalers::Cooperate;
+    let (result, _) = reconcile_scripted(
+        &te,
+        World::new().ticket(&te).hpa(&hpa_on_svc()),
+        vec![
+            Expect::get_te(&te),
+            Expect::get_deployment(2, 2),
+            Expect::patch(
+                "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/svc-hpa",
+                json!({ "spec": { "minReplicas": 5 } }),
+                serde_json::to_value(hpa_on_svc()).unwrap(),
+            ),
+            Expect::event("Cooperating"),
+            Expect::write(2).conflict(),
+        ],
+    )
+    .await;
+    assert_eq!(
+        result.unwrap(),
+        Action::requeue(crate::controller::RETRY_STALE)
     );
 }
 
@@ -379,9 +409,9 @@ async fn reconcile_cooperates_with_keda_by_pausing_the_scaled_object() {
                     "autoscaling.keda.sh/paused-replicas": "5", "tiketi.io/paused-by": "default/keda" } } }),
                 serde_json::to_value(scaled_object_on_svc()).unwrap(),
             ),
+            Expect::event("Cooperating"),
             Expect::write(2),
             Expect::status(&te, json!({ "autoscaler": { "kind": "ScaledObject", "effect": "paused at 5 replicas until the sale ends" } })),
-            Expect::event("Cooperating"),
             Expect::event("Phase"),
         ],
     )
@@ -497,9 +527,9 @@ async fn reconcile_cooperates_with_keda_through_the_scaled_object_not_its_hpa() 
                     "autoscaling.keda.sh/paused-replicas": "5", "tiketi.io/paused-by": "default/keda" } } }),
                 serde_json::to_value(scaled_object_on_svc()).unwrap(),
             ),
+            Expect::event("Cooperating"),
             Expect::write(2),
             Expect::status(&te, json!({ "autoscaler": { "kind": "ScaledObject", "name": "svc-keda" } })),
-            Expect::event("Cooperating"),
             Expect::event("Phase"),
         ],
     )
@@ -524,9 +554,9 @@ async fn reconcile_treats_a_keda_hpa_as_its_scaled_object_before_the_reflector_h
                 json!({ "metadata": { "annotations": { "autoscaling.keda.sh/paused-replicas": "5" } } }),
                 serde_json::to_value(scaled_object_on_svc()).unwrap(),
             ),
+            Expect::event("Cooperating"),
             Expect::write(2),
             Expect::status(&te, json!({ "autoscaler": { "kind": "ScaledObject" } })),
-            Expect::event("Cooperating"),
             Expect::event("Phase"),
         ],
     )
@@ -546,8 +576,8 @@ async fn reconcile_writes_the_wish_with_the_replicas() {
             Expect::get_te(&te),
             Expect::get_deployment(2, 2),
             Expect::scale(2, 5),
-            Expect::status(&te, json!({ "wishTarget": "svc" })),
             Expect::event("Scaled"),
+            Expect::status(&te, json!({ "wishTarget": "svc" })),
             Expect::event("Phase"),
         ],
     )
@@ -656,8 +686,8 @@ async fn reconcile_fails_the_newer_of_two_ticket_events_with_one_event_id() {
             Expect::get_te(&first),
             Expect::get_deployment(2, 2),
             Expect::scale(2, 5),
-            Expect::status(&first, json!({ "phase": "PreScaling" })),
             Expect::event("Scaled"),
+            Expect::status(&first, json!({ "phase": "PreScaling" })),
             Expect::event("Phase"),
         ],
     )
@@ -698,8 +728,8 @@ async fn reconcile_target_rename_gives_the_old_deployment_back() {
             ),
             Expect::event("Restored"),
             Expect::scale(2, 5),
-            Expect::status(&te, json!({ "wishTarget": "svc", "targetReplicas": 5 })),
             Expect::event("Scaled"),
+            Expect::status(&te, json!({ "wishTarget": "svc", "targetReplicas": 5 })),
         ],
     )
     .await;

@@ -19,7 +19,7 @@ mod wish;
 pub use autoscalers::AutoscalerPatch;
 use autoscalers::{Wishes, cleanup, other_autoscaler, others_max, others_sum};
 use conditions::{conditions, degraded_signals};
-pub use outcome::{Capacity, Note, Outcome, Release, SaleRecord};
+pub use outcome::{After, Capacity, Note, Outcome, Release, SaleRecord};
 use outcome::{duplicate, invalid, note};
 use own::own;
 use scale::{CapacityInputs, capacity, own_scale, plan_mode_decision};
@@ -272,6 +272,7 @@ fn phase_note(old: &TicketEventStatus, phase_name: &str, reason: &str) -> Option
             "{} -> {phase_name}: {reason}",
             old.phase.as_deref().unwrap_or("New")
         ),
+        after: After::Status,
     })
 }
 

@@ -6,7 +6,7 @@ use tiketi_crds::{
     AutoscalerStatus, Decision, Mode, OtherAutoscalers, TicketEventSpec, TicketEventStatus, phase,
 };
 
-use super::{Capacity, Note, Outcome, baseline, note, ts};
+use super::{After, Capacity, Note, Outcome, baseline, note, ts};
 use crate::{
     observe::{Autoscaler, Observed},
     plan,
@@ -103,6 +103,7 @@ pub(super) fn other_autoscaler(
                     }
                 },
                 note: format!("{} {}: {effect}", a.kind(), a.name()),
+                after: After::Autoscaler,
             });
         }
         out.patch = patch;
@@ -236,11 +237,14 @@ pub(super) fn cleanup(s: &TicketEventSpec, old: &TicketEventStatus, o: &Observed
         if s.other_autoscalers == OtherAutoscalers::Cooperate {
             let (patch, effect) = cooperate(a, &o.key, others, others.is_some(), others.is_some());
             out.autoscaler = patch;
-            out.events.push(note(
-                false,
-                "Restored",
-                format!("TicketEvent deleted: {} {}: {effect}", a.kind(), a.name()),
-            ));
+            out.events.push(Note {
+                after: After::Autoscaler,
+                ..note(
+                    false,
+                    "Restored",
+                    format!("TicketEvent deleted: {} {}: {effect}", a.kind(), a.name()),
+                )
+            });
         }
         return out;
     }
@@ -248,13 +252,16 @@ pub(super) fn cleanup(s: &TicketEventSpec, old: &TicketEventStatus, o: &Observed
     if t.replicas != restore {
         out.replicas = Some(restore);
     }
-    out.events.push(note(
-        false,
-        "Restored",
-        format!(
-            "TicketEvent deleted: {} {} -> {restore} replicas ({why})",
-            s.target.name, t.replicas
-        ),
-    ));
+    out.events.push(Note {
+        after: After::Target,
+        ..note(
+            false,
+            "Restored",
+            format!(
+                "TicketEvent deleted: {} {} -> {restore} replicas ({why})",
+                s.target.name, t.replicas
+            ),
+        )
+    });
     out
 }

@@ -20,6 +20,21 @@ pub struct Note {
     pub reason: &'static str,
     pub action: String,
     pub note: String,
+    /// The write it reports, after which it is published.
+    pub after: After,
+}
+
+/// The write a [`Note`] reports. It is published as soon as that write succeeded: before it, it could
+/// report what never happened; after a later write that fails, it would be lost, since the next pass
+/// finds that write done and has nothing to report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// Another autoscaler's patch (cooperating with it, or restoring it).
+    Autoscaler,
+    /// The target's replicas and this event's wish.
+    Target,
+    /// The TicketEvent's status (a phase or condition change, reported again until it is written).
+    Status,
 }
 
 pub(super) fn note(warning: bool, reason: &'static str, note: String) -> Note {
@@ -28,6 +43,7 @@ pub(super) fn note(warning: bool, reason: &'static str, note: String) -> Note {
         reason,
         action: "Reconcile".into(),
         note,
+        after: After::Status,
     }
 }
 

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use tiketi_crds::{Decision, Mode, TicketEventSpec, TicketEventStatus, phase};
 
-use super::{Capacity, Note, autoscalers::Other, others_sum, ts};
+use super::{After, Capacity, Note, autoscalers::Other, others_sum, ts};
 use crate::{
     observe::Observed,
     plan::{self, Phase},
@@ -65,6 +65,7 @@ pub(super) fn own_scale(
                 reason: "Scaled",
                 action: format!("ScaleTo{m}"),
                 note,
+                after: After::Target,
             });
             out.decision = Some(Decision {
                 at: ts(now),
