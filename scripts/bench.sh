@@ -42,7 +42,7 @@ if command -v redis-cli >/dev/null; then
   redis-cli -p "$redis_port" --scan --pattern 'tiketi-bench-*' | xargs -r -n 500 redis-cli -p "$redis_port" del >/dev/null
   if [ -n "${REDIS_CLUSTER_URL:-}" ]; then
     # every primary of the cluster (-c follows MOVED for the keys of other slots)
-    for p in $(redis-cli -p "${TIKETI_CLUSTER_PORT:-57001}" cluster nodes | awk '/master/ {split($2, a, "[:@]"); print a[2]}'); do
+    for p in $(redis-cli -p "${TIKETI_CLUSTER_PORT:-27001}" cluster nodes | awk '/master/ {split($2, a, "[:@]"); print a[2]}'); do
       redis-cli -p "$p" --scan --pattern 'tiketi-bench-*' | xargs -r -n 1 redis-cli -c -p "$p" del >/dev/null
     done
   fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A project-local Redis Cluster for the tests: 3 primaries and 3 replicas from Debian's redis-server,
-# under .dev/redis-cluster/, on ports 57001-57006 (TIKETI_CLUSTER_PORT: the first; the cluster bus on
-# the port - 10000, as the default + 10000 would pass 65535).
+# under .dev/redis-cluster/, on ports 27001-27006 (TIKETI_CLUSTER_PORT: the first; the cluster bus on
+# the port - 10000). Both stay below the ephemeral range (32768-60999): there an outgoing
+# connection's local end can hold the port first, and a node's bind fails.
 #   scripts/redis-cluster.sh start          start (idempotent) and wait until every slot is served
 #   scripts/redis-cluster.sh stop           stop the six nodes and forget the cluster
 #   scripts/redis-cluster.sh env            print the REDIS_URL that points the service at it
@@ -15,7 +16,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir="$root/.dev/redis-cluster"
-first=${TIKETI_CLUSTER_PORT:-57001}
+first=${TIKETI_CLUSTER_PORT:-27001}
 ports=()
 for i in 0 1 2 3 4 5; do ports+=($((first + i))); done
 
