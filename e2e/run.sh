@@ -71,6 +71,12 @@ real_node_install() {
   pod_db_url=$(sed -E "s#@127\.0\.0\.1:$pg_port/#@$TIKETI_K8S_NODE_IP:25432/#" <<<"$DATABASE_URL")
   pod_redis_url=redis://$TIKETI_K8S_NODE_IP:26379
   export E2E_POD_DATABASE_URL=$pod_db_url E2E_POD_REDIS_URL=$pod_redis_url
+  # a Redis Cluster the pods reach at the node address (its nodes announce it, so MOVED leads there too)
+  # for the test that installs the chart on one
+  local cluster_env=(TIKETI_CLUSTER_PORT=27101 "TIKETI_CLUSTER_HOST=$TIKETI_K8S_NODE_IP")
+  env "${cluster_env[@]}" scripts/redis-cluster.sh start >/dev/null
+  E2E_POD_REDIS_CLUSTER_URL=$(REDIS_URL= && eval "$(env "${cluster_env[@]}" scripts/redis-cluster.sh env)" && echo "$REDIS_URL")
+  export E2E_POD_REDIS_CLUSTER_URL
   # kubectl logs reaches the kubelet, which asks the API server whether the API server's client may
   # (webhook authorization): grant it as kubeadm does, so failing tests can print the operator pods' logs
   kubectl create clusterrolebinding e2e-apiserver-kubelet-client --clusterrole=system:kubelet-api-admin \

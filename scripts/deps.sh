@@ -122,8 +122,11 @@ stop_all() {
     pg_run "$bin/pg_ctl" -D "$dev/pg" -m fast stop >/dev/null 2>&1 || true
   fi
   redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
-  # the tests' Redis Cluster, if make test started one
-  [ -d "$dev/redis-cluster" ] && "$root/scripts/redis-cluster.sh" stop
+  # the Redis Clusters of the tests, the bench and the real-node e2e (one directory per node port)
+  for node in "$dev"/redis-cluster/*/; do
+    [ -d "$node" ] && redis-cli -p "$(basename "$node")" shutdown nosave >/dev/null 2>&1 || true
+  done
+  rm -rf "$dev/redis-cluster"
   log "stopped"
 }
 

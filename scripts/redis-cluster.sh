@@ -3,6 +3,8 @@
 # under .dev/redis-cluster/, on ports 27001-27006 (TIKETI_CLUSTER_PORT: the first; the cluster bus on
 # the port - 10000). Both stay below the ephemeral range (32768-60999): there an outgoing
 # connection's local end can hold the port first, and a node's bind fails.
+# TIKETI_CLUSTER_HOST: an address the nodes also listen on and announce to clients and to each other
+# (the real-node e2e sets the node's, so that pods reach them and follow MOVED); default 127.0.0.1.
 #   scripts/redis-cluster.sh start          start (idempotent) and wait until every slot is served
 #   scripts/redis-cluster.sh stop           stop the six nodes and forget the cluster
 #   scripts/redis-cluster.sh env            print the REDIS_URL that points the service at it
@@ -17,6 +19,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir="$root/.dev/redis-cluster"
 first=${TIKETI_CLUSTER_PORT:-27001}
+host=${TIKETI_CLUSTER_HOST:-127.0.0.1}
 ports=()
 for i in 0 1 2 3 4 5; do ports+=($((first + i))); done
 
@@ -31,7 +34,9 @@ start_node() {
   local port=$1 d="$dir/$1"
   mkdir -p "$d"
   if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then return; fi
-  redis-server --port "$port" --bind 127.0.0.1 --dir "$d" --daemonize yes \
+  local bind=(127.0.0.1) announce=()
+  if [ "$host" != 127.0.0.1 ]; then bind+=("$host"); announce=(--cluster-announce-ip "$host"); fi
+  redis-server --port "$port" --bind "${bind[@]}" "${announce[@]}" --dir "$d" --daemonize yes \
     --pidfile "$d/redis.pid" --logfile "$d/redis.log" \
     --cluster-enabled yes --cluster-port $((port - 10000)) --cluster-config-file nodes.conf --cluster-node-timeout 1000 \
     --cluster-replica-validity-factor 0 --cluster-allow-reads-when-down no --repl-diskless-sync-delay 0 \
@@ -49,9 +54,9 @@ start() {
   for p in "${ports[@]}"; do start_node "$p"; done
   if cluster_ok; then log "Redis Cluster already serving on $first-${ports[5]}"; return; fi
   if [ "$(redis-cli -p "$first" cluster info | sed -n 's/^cluster_known_nodes:\([0-9]*\).*/\1/p')" = 1 ]; then
-    log "creating a Redis Cluster on 127.0.0.1:$first-${ports[5]} (3 primaries, 3 replicas)"
+    log "creating a Redis Cluster on $host:$first-${ports[5]} (3 primaries, 3 replicas)"
     local addrs=()
-    for p in "${ports[@]}"; do addrs+=("127.0.0.1:$p"); done
+    for p in "${ports[@]}"; do addrs+=("$host:$p"); done
     redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
   fi
   for _ in $(seq 1 300); do
@@ -71,8 +76,8 @@ stop() {
 
 print_env() {
   local nodes=""
-  for p in "${ports[@]:1}"; do nodes+="${nodes:+&}node=127.0.0.1:$p"; done
-  echo "export REDIS_URL='redis-cluster://127.0.0.1:$first?$nodes'"
+  for p in "${ports[@]:1}"; do nodes+="${nodes:+&}node=$host:$p"; done
+  echo "export REDIS_URL='redis-cluster://$host:$first?$nodes'"
 }
 
 case "${1:-start}" in

@@ -9,6 +9,7 @@ mod faults;
 mod hostile;
 mod operator;
 mod proxy;
+mod redis_cluster;
 mod rehearsal;
 mod scaling;
 mod sockets;
