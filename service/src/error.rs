@@ -194,6 +194,21 @@ pub enum Outage {
 }
 
 impl Outage {
+    /// The outage a database error is, if it is one (else it is a bug or bad data: answered 500).
+    pub fn of_db(e: &sqlx::Error) -> Option<Outage> {
+        let sqlstate = |e: &sqlx::Error, states: &[&str]| match e {
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| states.contains(&c.as_ref())),
+            _ => false,
+        };
+        match e {
+            sqlx::Error::PoolTimedOut => Some(Outage::DbPoolTimedOut),
+            sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Some(Outage::DbUnreachable),
+            e if sqlstate(e, TIMEOUT_SQLSTATES) => Some(Outage::DbStatementTimeout(e.to_string())),
+            e if sqlstate(e, CONFLICT_SQLSTATES) => Some(Outage::DbConflict(e.to_string())),
+            _ => None,
+        }
+    }
+
     /// The 503 it is answered with.
     fn unavailable(&self) -> Error {
         match self {
@@ -237,23 +252,6 @@ impl Outage {
 pub enum AnsweredOutage {
     PoolTimeout,
     StatementTimeout,
-}
-
-impl Outage {
-    /// The outage a database error is, if it is one (else it is a bug or bad data: answered 500).
-    pub fn of_db(e: &sqlx::Error) -> Option<Outage> {
-        let sqlstate = |e: &sqlx::Error, states: &[&str]| match e {
-            sqlx::Error::Database(db) => db.code().is_some_and(|c| states.contains(&c.as_ref())),
-            _ => false,
-        };
-        match e {
-            sqlx::Error::PoolTimedOut => Some(Outage::DbPoolTimedOut),
-            sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Some(Outage::DbUnreachable),
-            e if sqlstate(e, TIMEOUT_SQLSTATES) => Some(Outage::DbStatementTimeout(e.to_string())),
-            e if sqlstate(e, CONFLICT_SQLSTATES) => Some(Outage::DbConflict(e.to_string())),
-            _ => None,
-        }
-    }
 }
 
 impl From<sqlx::Error> for Error {

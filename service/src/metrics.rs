@@ -100,7 +100,7 @@ pub struct Metrics {
     pub socket_sessions: Gauge,
     pub socket_max_sessions: Gauge,
     pub socket_refused: Family<KindLabels, Counter>,
-    /// Messages this replica's fan-out subscriber received (kind: room, namespace, other).
+    /// Messages this replica's fan-out subscriber received (kind: room, namespace, other, uncounted).
     pub fanout_received: Family<KindLabels, Counter>,
 }
 
@@ -355,7 +355,7 @@ impl Metrics {
         );
         r.register(
             "tiketi_fanout_received",
-            "Messages this replica's Socket.IO adapter received from Redis (kind: room = an event room's own channel, namespace = the channel every replica reads, other = answers to its requests)",
+            "Messages this replica's Socket.IO adapter received from Redis (kind: room = an event room's own channel, namespace = the channel every replica reads, other = requests to it alone and answers to its own, uncounted = received while this counter lagged)",
             m.fanout_received.clone(),
         );
         Metrics { registry: r, ..m }

@@ -95,7 +95,10 @@ fn count_received(sub: &fred::clients::SubscriberClient, state: &AppState) {
                     counted.get_or_create(&KindLabels { kind }).inc();
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::debug!(missed = n, "fan-out message count lagged");
+                    // received, but past this counter before it could tell their channels
+                    counted
+                        .get_or_create(&KindLabels { kind: "uncounted" })
+                        .inc_by(n);
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
