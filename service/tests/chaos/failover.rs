@@ -1,5 +1,7 @@
-//! Scenario 3: on a Redis Cluster, the primary serving the sale's slot is SIGKILLed while users keep
-//! joining the waiting room; its replica is promoted. What was acknowledged must survive it.
+//! Scenarios 3 and 4: the Redis primary serving the sale is SIGKILLed while users keep joining the
+//! waiting room, and its replica is promoted: on a Redis Cluster (the cluster elects it), and on a
+//! single Redis with a replica behind a stable address (a failover agent promotes it and moves the
+//! address). What was acknowledged must survive it.
 
 use std::{
     path::PathBuf,
@@ -14,7 +16,7 @@ use tiketi_core::keys::Keys;
 
 use crate::{
     common::eventually,
-    harness::{Http, PREFIX, RedisCluster, User, users},
+    harness::{Failover, Http, PREFIX, PrimaryReplica, RedisCluster, User, users},
     report::Rec,
     sio::Clients,
     steps::{
@@ -31,6 +33,15 @@ Throughout, the buyers hold and pay seats through all three replicas, a reader p
 keep joining the queue through every replica (a 503 is retried, as the frontend does). The replica \
 of the primary serving the event's slot is frozen (SIGSTOP: it lags), a join is tried, the primary \
 is SIGKILLed and the replica thawed: it takes the slots over with what it had.";
+
+pub const TITLE_PAIR: &str =
+    "4. SIGKILL the primary of a single Redis, mid-sale; its replica is promoted";
+pub const SETUP_PAIR: &str = "As scenario 3, on one Redis with one replica instead of a cluster: the \
+replicas reach it through a stable address (a forwarder standing in for a Kubernetes Service or a \
+VIP). The replica is frozen, a join is tried, the primary is SIGKILLed and the replica thawed; then \
+the failover agent (Sentinel's part, played by the harness) promotes it with REPLICAOF NO ONE and \
+points the address at it, which ends every connection to the old one. The killed node comes back \
+as the new primary's replica.";
 
 const THRESHOLD: usize = 3;
 const WAITERS: usize = 12;
@@ -110,7 +121,16 @@ fn keep_joining(
 }
 
 pub async fn run(rec: Rec, logs: PathBuf) -> anyhow::Result<()> {
-    let mut cluster = RedisCluster::start(&logs).await?;
+    let cluster = RedisCluster::start(&logs).await?;
+    run_on(rec, logs, cluster).await
+}
+
+pub async fn run_on_pair(rec: Rec, logs: PathBuf) -> anyhow::Result<()> {
+    let pair = PrimaryReplica::start(&logs).await?;
+    run_on(rec, logs, pair).await
+}
+
+async fn run_on(rec: Rec, logs: PathBuf, mut cluster: impl Failover) -> anyhow::Result<()> {
     let url = cluster.url();
     let settings = [
         ("HOLD_SECONDS", HOLD_SECS),
@@ -205,7 +225,7 @@ pub async fn run(rec: Rec, logs: PathBuf) -> anyhow::Result<()> {
     // the new primary has no replica to wait for, and tells nobody a place
     cluster.restart(primary).await?;
     rec.check(
-        "the killed primary's replica takes its slots over; the killed node rejoins as its replica",
+        "the killed primary's replica takes over; the killed node rejoins as its replica",
         promoted.is_some(),
         format!(
             "node {primary} killed; node {promoted:?} serves the sale {} ms later; node {primary} restarted {} ms after the kill",

@@ -364,6 +364,261 @@ impl Drop for RedisCluster {
     }
 }
 
+/// A Redis whose primary can fail over to a replica, as the failover scenario drives it (nodes are
+/// numbered by the implementation).
+pub trait Failover {
+    /// What the replicas' `REDIS_URL` is.
+    fn url(&self) -> String;
+    /// The node serving `key` as primary now.
+    fn primary_of(&self, key: &str) -> Option<usize>;
+    /// The replica of primary `primary`.
+    fn replica_of(&self, primary: usize) -> Option<usize>;
+    /// SIGKILL of node `i`.
+    fn kill(&mut self, i: usize);
+    /// Starts node `i` again after a kill, as a pod restarts: it comes back as a replica of the
+    /// node that took over.
+    async fn restart(&mut self, i: usize) -> anyhow::Result<()>;
+    /// Drops the replication links of primary `i`: with its replica frozen, nothing the primary
+    /// writes from now on reaches it.
+    fn cut_replicas(&self, i: usize) -> bool;
+    /// SIGSTOP of node `i`: a replica that lags behind its primary.
+    fn freeze(&self, i: usize);
+    /// SIGCONT of node `i`.
+    fn thaw(&self, i: usize);
+    /// Until a live node other than `dead` serves `key` as primary: that node, or `None` after
+    /// `within`.
+    async fn failed_over(&mut self, key: &str, dead: usize, within: Duration) -> Option<usize>;
+}
+
+impl Failover for RedisCluster {
+    fn url(&self) -> String {
+        RedisCluster::url(self)
+    }
+    fn primary_of(&self, key: &str) -> Option<usize> {
+        RedisCluster::primary_of(self, key)
+    }
+    fn replica_of(&self, primary: usize) -> Option<usize> {
+        RedisCluster::replica_of(self, primary)
+    }
+    fn kill(&mut self, i: usize) {
+        RedisCluster::kill(self, i)
+    }
+    async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        RedisCluster::restart(self, i).await
+    }
+    fn cut_replicas(&self, i: usize) -> bool {
+        RedisCluster::cut_replicas(self, i)
+    }
+    fn freeze(&self, i: usize) {
+        RedisCluster::freeze(self, i)
+    }
+    fn thaw(&self, i: usize) {
+        RedisCluster::thaw(self, i)
+    }
+    async fn failed_over(&mut self, key: &str, dead: usize, within: Duration) -> Option<usize> {
+        RedisCluster::failed_over(self, key, dead, within).await
+    }
+}
+
+/// One Redis with one replica behind a stable address, the way a platform runs a single Redis that
+/// can fail over: the replicas reach it through a TCP forwarder (a Kubernetes Service, a VIP), and
+/// `failed_over` plays the failover agent (Sentinel, an operator): it promotes the replica with
+/// `REPLICAOF NO ONE` and points the address at it, ending the connections to the old primary.
+pub struct PrimaryReplica {
+    nodes: [PairNode; 2],
+    primary: usize,
+    address: Forwarder,
+}
+
+struct PairNode {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PairNode {
+    async fn spawn(&mut self, replica_of: Option<u16>) -> anyhow::Result<()> {
+        let mut cmd = guarded("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--daemonize", "no", "--save", "", "--appendonly", "no"])
+            .args(["--repl-diskless-sync-delay", "0"])
+            .arg("--dir")
+            .arg(&self.dir);
+        if let Some(primary) = replica_of {
+            cmd.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        }
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("redis.log"))?;
+        cmd.stdout(log.try_clone()?).stderr(log);
+        self.child = Some(cmd.spawn().context("redis-server is installed")?);
+        if !listening(self.port, Duration::from_secs(10)).await {
+            bail!("redis-server did not listen on {}", self.port);
+        }
+        Ok(())
+    }
+
+    fn cli(&self, args: &[&str]) -> Option<String> {
+        Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status();
+        }
+    }
+}
+
+impl PrimaryReplica {
+    pub async fn start(dir: &Path) -> anyhow::Result<Self> {
+        let mut nodes = [0, 1].map(|i| PairNode {
+            port: free_port(),
+            dir: dir.join(format!("redis-{i}")),
+            child: None,
+        });
+        for n in &nodes {
+            std::fs::create_dir_all(&n.dir)?;
+        }
+        let primary_port = nodes[0].port;
+        nodes[0].spawn(None).await?;
+        nodes[1].spawn(Some(primary_port)).await?;
+        let pair = PrimaryReplica {
+            address: Forwarder::start(primary_port).await?,
+            nodes,
+            primary: 0,
+        };
+        let synced = eventually(Duration::from_secs(15), || async {
+            pair.nodes[0]
+                .cli(&["info", "replication"])
+                .is_some_and(|i| i.contains("state=online"))
+        })
+        .await;
+        anyhow::ensure!(synced, "the replica did not get in sync with its primary");
+        Ok(pair)
+    }
+}
+
+impl Failover for PrimaryReplica {
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.address.port)
+    }
+    fn primary_of(&self, _key: &str) -> Option<usize> {
+        Some(self.primary)
+    }
+    fn replica_of(&self, primary: usize) -> Option<usize> {
+        Some(1 - primary)
+    }
+    fn kill(&mut self, i: usize) {
+        kill_child(&mut self.nodes[i].child);
+    }
+    async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let primary = self.nodes[self.primary].port;
+        self.nodes[i].spawn(Some(primary)).await
+    }
+    fn cut_replicas(&self, i: usize) -> bool {
+        self.nodes[i]
+            .cli(&["client", "kill", "type", "replica"])
+            .is_some()
+    }
+    fn freeze(&self, i: usize) {
+        self.nodes[i].signal("-STOP");
+    }
+    fn thaw(&self, i: usize) {
+        self.nodes[i].signal("-CONT");
+    }
+    async fn failed_over(&mut self, _key: &str, dead: usize, within: Duration) -> Option<usize> {
+        let next = 1 - dead;
+        let promoted = eventually(within, || async {
+            self.nodes[next].cli(&["replicaof", "no", "one"]).is_some()
+                && self.nodes[next]
+                    .cli(&["info", "replication"])
+                    .is_some_and(|i| i.contains("role:master"))
+        })
+        .await;
+        if !promoted {
+            return None;
+        }
+        self.primary = next;
+        self.address.point_at(self.nodes[next].port);
+        Some(next)
+    }
+}
+
+impl Drop for PrimaryReplica {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            kill_child(&mut n.child);
+        }
+    }
+}
+
+/// A loopback TCP forwarder to a switchable port: what a Service address does when its endpoint
+/// changes (new connections go to the new target; the old target's connections end).
+struct Forwarder {
+    port: u16,
+    target: Arc<std::sync::atomic::AtomicU16>,
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Forwarder {
+    async fn start(target: u16) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let target = Arc::new(std::sync::atomic::AtomicU16::new(target));
+        let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let accept = {
+            let (target, conns) = (target.clone(), conns.clone());
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    let to = target.load(std::sync::atomic::Ordering::SeqCst);
+                    let conn = tokio::spawn(async move {
+                        if let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await
+                        {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                        }
+                    });
+                    let mut open = conns.lock().expect("conns");
+                    open.retain(|c| !c.is_finished());
+                    open.push(conn.abort_handle());
+                }
+            })
+        };
+        Ok(Self {
+            port,
+            target,
+            conns,
+            accept,
+        })
+    }
+
+    /// New connections go to `port`; the open ones are closed (their clients reconnect).
+    fn point_at(&self, port: u16) {
+        self.target.store(port, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().expect("conns").drain(..) {
+            c.abort();
+        }
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for c in self.conns.lock().expect("conns").drain(..) {
+            c.abort();
+        }
+    }
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();

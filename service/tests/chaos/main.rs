@@ -100,6 +100,13 @@ async fn chaos_suite() {
             failover::run,
         )
         .await,
+        run(
+            failover::TITLE_PAIR,
+            failover::SETUP_PAIR,
+            root.join("single-failover"),
+            failover::run_on_pair,
+        )
+        .await,
     ];
     let md = report::render(&scenarios, started.elapsed(), COVERED);
     let path = harness::target_dir().join("chaos-report.md");
