@@ -23,9 +23,16 @@ pub async fn on_replicas(client: &Client, key: &str, config: &Config) -> Result<
     if wanted == 0 {
         return Ok(());
     }
-    // the primary serving the key's slot (a single Redis ignores the hint)
+    // the primary serving the key's slot (a single Redis ignores the hint), on the connection that
+    // ran the script or not at all: `WAIT` counts the writes of its own connection, so one resent
+    // after a reconnect (to the promoted replica, say) would count none of them and report a place
+    // that died with the old primary as replicated. No retry, and no queueing while disconnected
+    // (a reconnect takes at least the 100 ms of the first backoff, the script's reply to this send
+    // microseconds).
     let options = Options {
         cluster_hash: Some(ClusterHash::Custom(tiketi_core::keys::slot(key))),
+        max_attempts: Some(1),
+        fail_fast: true,
         ..Default::default()
     };
     let timeout_ms = i64::try_from(config.redis_wait_ms).unwrap_or(i64::MAX);
