@@ -29,7 +29,7 @@ e2e: ## e2e on a real Kubernetes API server (local control plane built with Go; 
 	@e2e/run.sh
 
 rehearsal: ## full-dress sale opening on the real node (root; ≈3 min warm; REHEARSAL_USERS=1000): report in target/rehearsal-report.md
-	@flock /tmp/tiketi-cluster.lock env E2E_REAL_NODE=1 e2e/run.sh rehearsal
+	@flock -o /tmp/tiketi-cluster.lock env E2E_REAL_NODE=1 e2e/run.sh rehearsal
 
 crd: ## regenerate the TicketEvent CRD yaml (and the chart's copy)
 	cargo run -q -p tiketi-crds --bin crdgen > crds/ticketevent.yaml
