@@ -76,7 +76,7 @@ real_node_install() {
   local cluster_env=(TIKETI_CLUSTER_PORT=27101 "TIKETI_CLUSTER_HOST=$TIKETI_K8S_NODE_IP")
   env "${cluster_env[@]}" scripts/redis-cluster.sh start >/dev/null
   E2E_POD_REDIS_CLUSTER_URL=$(REDIS_URL= && eval "$(env "${cluster_env[@]}" scripts/redis-cluster.sh env)" && echo "$REDIS_URL")
-  export E2E_POD_REDIS_CLUSTER_URL
+  export E2E_POD_REDIS_CLUSTER_URL E2E_REDIS_CLUSTER_PORT=27101
   # kubectl logs reaches the kubelet, which asks the API server whether the API server's client may
   # (webhook authorization): grant it as kubeadm does, so failing tests can print the operator pods' logs
   kubectl create clusterrolebinding e2e-apiserver-kubelet-client --clusterrole=system:kubelet-api-admin \

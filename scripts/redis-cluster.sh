@@ -3,8 +3,10 @@
 # under .dev/redis-cluster/, on ports 27001-27006 (TIKETI_CLUSTER_PORT: the first; the cluster bus on
 # the port - 10000). Both stay below the ephemeral range (32768-60999): there an outgoing
 # connection's local end can hold the port first, and a node's bind fails.
-# TIKETI_CLUSTER_HOST: an address the nodes also listen on and announce to clients and to each other
-# (the real-node e2e sets the node's, so that pods reach them and follow MOVED); default 127.0.0.1.
+# TIKETI_CLUSTER_HOST: an address the nodes also listen on and give clients as their endpoint (in
+# CLUSTER SLOTS and MOVED), default 127.0.0.1. The real-node e2e sets the node's address, which pods
+# reach; the nodes still talk to each other over the loopback (on this machine the host's own
+# connections to the node address do not reach it).
 #   scripts/redis-cluster.sh start          start (idempotent) and wait until every slot is served
 #   scripts/redis-cluster.sh stop           stop the six nodes and forget the cluster
 #   scripts/redis-cluster.sh env            print the REDIS_URL that points the service at it
@@ -35,7 +37,10 @@ start_node() {
   mkdir -p "$d"
   if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then return; fi
   local bind=(127.0.0.1) announce=()
-  if [ "$host" != 127.0.0.1 ]; then bind+=("$host"); announce=(--cluster-announce-ip "$host"); fi
+  if [ "$host" != 127.0.0.1 ]; then
+    bind+=("$host")
+    announce=(--cluster-announce-hostname "$host" --cluster-preferred-endpoint-type hostname)
+  fi
   redis-server --port "$port" --bind "${bind[@]}" "${announce[@]}" --dir "$d" --daemonize yes \
     --pidfile "$d/redis.pid" --logfile "$d/redis.log" \
     --cluster-enabled yes --cluster-port $((port - 10000)) --cluster-config-file nodes.conf --cluster-node-timeout 1000 \
@@ -56,7 +61,7 @@ start() {
   if [ "$(redis-cli -p "$first" cluster info | sed -n 's/^cluster_known_nodes:\([0-9]*\).*/\1/p')" = 1 ]; then
     log "creating a Redis Cluster on $host:$first-${ports[5]} (3 primaries, 3 replicas)"
     local addrs=()
-    for p in "${ports[@]}"; do addrs+=("$host:$p"); done
+    for p in "${ports[@]}"; do addrs+=("127.0.0.1:$p"); done
     redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
   fi
   for _ in $(seq 1 300); do

@@ -43,6 +43,12 @@ if out=$(render "${prod[@]}" 2>&1); then
 fi
 grep -q 'secret.jwtSecret' <<<"$out" || fail "the refusal does not name secret.jwtSecret: $out"
 render "${prod[@]}" --set secret.existingSecret=mine >/dev/null || fail "secret.existingSecret is not enough"
+# an external Redis Cluster, as docs/deployment.md documents it
+render "${prod[@]}" --set secret.jwtSecret="$secret_a" \
+  --set externalRedis.url='redis-cluster://r1:6379?node=r2:6379&node=r3:6379' >/dev/null ||
+  fail "externalRedis.url refuses a redis-cluster:// URL"
+render "${prod[@]}" --set secret.jwtSecret="$secret_a" --set externalRedis.url=http://r1:6379 >/dev/null 2>&1 &&
+  fail "externalRedis.url takes a URL that is no Redis"
 
 checksums() { grep 'checksum/secret' | sort -u; }
 render "${prod[@]}" --set secret.jwtSecret="$secret_b" >"$tmp/prod.b"
