@@ -39,7 +39,8 @@ start_node() {
   local bind=(127.0.0.1) announce=()
   if [ "$host" != 127.0.0.1 ]; then
     bind+=("$host")
-    announce=(--cluster-announce-hostname "$host" --cluster-preferred-endpoint-type hostname)
+    # no password on these test nodes: protected mode would refuse every client but the loopback
+    announce=(--cluster-announce-hostname "$host" --cluster-preferred-endpoint-type hostname --protected-mode no)
   fi
   redis-server --port "$port" --bind "${bind[@]}" "${announce[@]}" --dir "$d" --daemonize yes \
     --pidfile "$d/redis.pid" --logfile "$d/redis.log" \
