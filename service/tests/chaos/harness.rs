@@ -148,6 +148,41 @@ pub async fn session(url: &str, user: Uuid) -> anyhow::Result<HashMap<String, St
     Ok(map?)
 }
 
+/// Starts a redis-server node of `dir` (its log appended to `dir/redis.log`) and waits until it
+/// listens on `port`.
+async fn start_node(mut cmd: Command, dir: &Path, port: u16) -> anyhow::Result<Child> {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join("redis.log"))?;
+    cmd.stdout(log.try_clone()?).stderr(log);
+    let child = cmd.spawn().context("redis-server is installed")?;
+    if !listening(port, Duration::from_secs(10)).await {
+        bail!("redis-server did not listen on {port}");
+    }
+    Ok(child)
+}
+
+/// `redis-cli -p port args…`: its output, or `None` when it failed.
+fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// `kill -SIG` of a running node (SIGSTOP/SIGCONT: a replica that lags).
+fn signal(child: &Option<Child>, sig: &str) {
+    if let Some(c) = child {
+        let _ = Command::new("kill")
+            .args([sig, &c.id().to_string()])
+            .status();
+    }
+}
+
 /// A private Redis Cluster: three primaries, each with one replica, on free loopback ports (the
 /// cluster bus on its own free port), AOF off. A primary SIGKILLed is replaced by its replica after
 /// `cluster-node-timeout` (1 s).
@@ -177,15 +212,7 @@ impl ClusterNode {
             .args(["--repl-diskless-sync-delay", "0"])
             .arg("--dir")
             .arg(&self.dir);
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("redis.log"))?;
-        cmd.stdout(log.try_clone()?).stderr(log);
-        self.child = Some(cmd.spawn().context("redis-server is installed")?);
-        if !listening(self.port, Duration::from_secs(10)).await {
-            bail!("redis-server did not listen on {}", self.port);
-        }
+        self.child = Some(start_node(cmd, &self.dir, self.port).await?);
         Ok(())
     }
 }
@@ -244,13 +271,7 @@ impl RedisCluster {
     }
 
     fn cli(&self, node: usize, args: &[&str]) -> Option<String> {
-        Command::new("redis-cli")
-            .args(["-p", &self.nodes[node].port.to_string()])
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        redis_cli(self.nodes[node].port, args)
     }
 
     fn state_ok(&self, node: usize) -> bool {
@@ -330,11 +351,7 @@ impl RedisCluster {
     }
 
     fn signal(&self, i: usize, sig: &str) {
-        if let Some(c) = &self.nodes[i].child {
-            let _ = Command::new("kill")
-                .args([sig, &c.id().to_string()])
-                .status();
-        }
+        signal(&self.nodes[i].child, sig);
     }
 
     /// Until a live node other than `dead` serves `key` as primary and every live node says the
@@ -447,34 +464,16 @@ impl PairNode {
         if let Some(primary) = replica_of {
             cmd.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
         }
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("redis.log"))?;
-        cmd.stdout(log.try_clone()?).stderr(log);
-        self.child = Some(cmd.spawn().context("redis-server is installed")?);
-        if !listening(self.port, Duration::from_secs(10)).await {
-            bail!("redis-server did not listen on {}", self.port);
-        }
+        self.child = Some(start_node(cmd, &self.dir, self.port).await?);
         Ok(())
     }
 
     fn cli(&self, args: &[&str]) -> Option<String> {
-        Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        redis_cli(self.port, args)
     }
 
     fn signal(&self, sig: &str) {
-        if let Some(c) = &self.child {
-            let _ = Command::new("kill")
-                .args([sig, &c.id().to_string()])
-                .status();
-        }
+        signal(&self.child, sig);
     }
 }
 
